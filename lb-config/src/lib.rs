@@ -1,0 +1,1 @@
+//! keepalived.conf syntax: lexer, parser, typed model, validation.
