@@ -1,1 +1,12 @@
+//! Types and algorithms shared by the XDP program, the control plane and the tests.
+//!
+//! Everything here is `no_std` and allocation-free so that the kernel side, userspace and the
+//! tests compute byte-identical answers: the map layouts ([`maps`]), the flow hash ([`hash`]) and
+//! the weighted Maglev table builder ([`maglev`]).
 #![no_std]
+
+pub mod hash;
+pub mod maglev;
+pub mod maps;
+
+pub use maps::*;

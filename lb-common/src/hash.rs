@@ -1,0 +1,154 @@
+//! The seeded flow hash. The XDP program and userspace call the same functions on the same
+//! words, so `cargo test` can predict the kernel's choice of backend for any flow.
+//!
+//! Words are the packet's bytes read as native-endian `u32`s (what a load from the packet gives
+//! the program); a port pair is one word, source port in the low half. The mixing is MurmurHash3's
+//! (x86_32) block and finalisation steps: cheap on BPF (multiplies, shifts, xors; no tables) and
+//! with full avalanche, which Maglev needs because it takes the hash modulo the table size.
+
+use crate::maps::Addr;
+
+const C1: u32 = 0xcc9e_2d51;
+const C2: u32 = 0x1b87_3593;
+
+#[inline(always)]
+const fn mix(h: u32, k: u32) -> u32 {
+    let k = k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+    (h ^ k).rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64)
+}
+
+#[inline(always)]
+const fn finish(mut h: u32, words: u32) -> u32 {
+    h ^= words * 4;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+/// Source and destination port (each in network order, as read from the packet) as one word.
+#[inline(always)]
+pub const fn ports_word(src_port: u16, dst_port: u16) -> u32 {
+    src_port as u32 | ((dst_port as u32) << 16)
+}
+
+/// Hash of an IPv4 5-tuple.
+#[inline(always)]
+pub const fn flow_hash_v4(seed: u32, src: u32, dst: u32, ports: u32, proto: u8) -> u32 {
+    let h = mix(seed, src);
+    let h = mix(h, dst);
+    let h = mix(h, ports);
+    finish(mix(h, proto as u32), 4)
+}
+
+/// Hash of an IPv6 5-tuple.
+#[inline(always)]
+pub const fn flow_hash_v6(seed: u32, src: &Addr, dst: &Addr, ports: u32, proto: u8) -> u32 {
+    let mut h = seed;
+    h = mix(h, src[0]);
+    h = mix(h, src[1]);
+    h = mix(h, src[2]);
+    h = mix(h, src[3]);
+    h = mix(h, dst[0]);
+    h = mix(h, dst[1]);
+    h = mix(h, dst[2]);
+    h = mix(h, dst[3]);
+    h = mix(h, ports);
+    finish(mix(h, proto as u32), 10)
+}
+
+/// Hash of the client's IPv4 address only: every connection of a client goes to one backend.
+#[inline(always)]
+pub const fn source_hash_v4(seed: u32, src: u32) -> u32 {
+    finish(mix(seed, src), 1)
+}
+
+/// Hash of the client's IPv6 address only.
+#[inline(always)]
+pub const fn source_hash_v6(seed: u32, src: &Addr) -> u32 {
+    let mut h = seed;
+    h = mix(h, src[0]);
+    h = mix(h, src[1]);
+    h = mix(h, src[2]);
+    h = mix(h, src[3]);
+    finish(h, 4)
+}
+
+/// A flow as the director sees it (client to VIP), for callers that hold both families alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flow {
+    pub src: Addr,
+    pub dst: Addr,
+    /// Network byte order.
+    pub src_port: u16,
+    /// Network byte order.
+    pub dst_port: u16,
+    pub proto: u8,
+}
+
+impl Flow {
+    /// The hash the XDP program computes for this flow.
+    pub fn hash(&self, seed: u32, source_only: bool) -> u32 {
+        let v4 = crate::maps::is_v4_mapped(&self.src) && crate::maps::is_v4_mapped(&self.dst);
+        match (v4, source_only) {
+            (true, true) => source_hash_v4(seed, self.src[3]),
+            (false, true) => source_hash_v6(seed, &self.src),
+            (true, false) => flow_hash_v4(
+                seed,
+                self.src[3],
+                self.dst[3],
+                ports_word(self.src_port, self.dst_port),
+                self.proto,
+            ),
+            (false, false) => flow_hash_v6(
+                seed,
+                &self.src,
+                &self.dst,
+                ports_word(self.src_port, self.dst_port),
+                self.proto,
+            ),
+        }
+    }
+}
+
+/// The hash as an index into a Maglev table.
+#[inline(always)]
+pub const fn table_slot(hash: u32) -> u32 {
+    hash % crate::maps::MAGLEV_TABLE_SIZE as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur3_finaliser_matches_reference() {
+        // MurmurHash3_x86_32 of the 4 bytes 0x00000000 with seed 0 is 0x2362f9de.
+        assert_eq!(finish(mix(0, 0), 1), 0x2362_f9de);
+    }
+
+    #[test]
+    fn seed_and_every_field_change_the_hash() {
+        let base = flow_hash_v4(1, 0x0a00_0001, 0x0a00_0002, ports_word(1000, 80), 6);
+        assert_ne!(base, flow_hash_v4(2, 0x0a00_0001, 0x0a00_0002, ports_word(1000, 80), 6));
+        assert_ne!(base, flow_hash_v4(1, 0x0a00_0003, 0x0a00_0002, ports_word(1000, 80), 6));
+        assert_ne!(base, flow_hash_v4(1, 0x0a00_0001, 0x0a00_0003, ports_word(1000, 80), 6));
+        assert_ne!(base, flow_hash_v4(1, 0x0a00_0001, 0x0a00_0002, ports_word(1001, 80), 6));
+        assert_ne!(base, flow_hash_v4(1, 0x0a00_0001, 0x0a00_0002, ports_word(1000, 81), 6));
+        assert_ne!(base, flow_hash_v4(1, 0x0a00_0001, 0x0a00_0002, ports_word(1000, 80), 17));
+    }
+
+    #[test]
+    fn slots_spread_evenly() {
+        // 200k flows from one client over the table: no slot band is starved or flooded.
+        let mut bands = [0u32; 16];
+        for port in 0..200_000u32 {
+            let h = flow_hash_v4(7, 0x0100_000a, 0x6400_000a, port, 6);
+            bands[(table_slot(h) as usize * 16) / crate::maps::MAGLEV_TABLE_SIZE] += 1;
+        }
+        for b in bands {
+            assert!((11_500..13_500).contains(&b), "{bands:?}");
+        }
+    }
+}

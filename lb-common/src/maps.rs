@@ -1,0 +1,222 @@
+//! `#[repr(C)]` keys and values of the maps the XDP program reads and writes.
+//!
+//! Addresses are kept as four 32-bit words holding the address bytes in network order (the way
+//! the packet carries them); an IPv4 address is stored IPv4-mapped (`::ffff:a.b.c.d`) so one key
+//! type covers both families.
+
+/// Entries in one Maglev table. A prime, as Maglev requires for its permutations to cover it.
+pub const MAGLEV_TABLE_SIZE: usize = 65537;
+/// VIPs (address, port, protocol) the data plane can serve at once.
+pub const MAX_VIPS: u32 = 64;
+/// Distinct backends over all VIPs.
+pub const MAX_BACKENDS: u32 = 4096;
+/// A table entry that names no backend (every backend of the VIP is drained or down).
+pub const NO_BACKEND: u32 = u32::MAX;
+
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+
+/// Map names, as the XDP program declares them and the pin directory shows them.
+pub mod names {
+    pub const PROGRAM: &str = "xlb";
+    pub const VIPS: &str = "XLB_VIPS";
+    pub const VIP_ADDRS: &str = "XLB_VIP_ADDRS";
+    pub const TABLES: &str = "XLB_TABLES";
+    pub const BACKENDS: &str = "XLB_BACKENDS";
+    pub const TX_PORTS: &str = "XLB_TX_PORTS";
+    pub const CONTROL: &str = "XLB_CONTROL";
+    pub const VIP_STATS: &str = "XLB_VIP_STATS";
+    pub const BACKEND_STATS: &str = "XLB_BACKEND_STATS";
+    pub const OUTCOMES: &str = "XLB_OUTCOMES";
+}
+
+/// An address as the packet carries it: four words of network-order bytes.
+pub type Addr = [u32; 4];
+
+/// The third word of an IPv4-mapped IPv6 address (`::ffff:0:0/96`), as stored in memory.
+pub const V4_MAPPED_WORD: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+
+/// An IPv4 address (network-order word) as an [`Addr`].
+#[inline(always)]
+pub const fn v4_mapped(addr: u32) -> Addr {
+    [0, 0, V4_MAPPED_WORD, addr]
+}
+
+/// Whether an [`Addr`] holds an IPv4 address.
+#[inline(always)]
+pub const fn is_v4_mapped(addr: &Addr) -> bool {
+    addr[0] == 0 && addr[1] == 0 && addr[2] == V4_MAPPED_WORD
+}
+
+/// Key of the VIP map: what the client connects to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VipKey {
+    pub addr: Addr,
+    /// Network byte order, as in the packet.
+    pub port: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+
+/// Hash on the client address only (IPVS `sh`, or `persistence_timeout`), not the 5-tuple.
+pub const VIP_F_SOURCE_HASH: u32 = 1 << 0;
+
+/// Value of the VIP map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VipValue {
+    /// Index of this VIP's counters and of its two tables (`2 * id` and `2 * id + 1`).
+    pub id: u32,
+    pub flags: u32,
+    /// Which of the two tables is live (0 or 1). The control plane writes the other one whole,
+    /// then replaces this value: a packet sees the old table or the new one, never a mix.
+    pub live_table: u32,
+    pub _pad: u32,
+}
+
+impl VipValue {
+    #[inline(always)]
+    pub const fn table_index(&self) -> u32 {
+        self.id * 2 + (self.live_table & 1)
+    }
+}
+
+/// One Maglev lookup table: entry `hash % MAGLEV_TABLE_SIZE` holds a backend id.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct MaglevTable {
+    pub entries: [u32; MAGLEV_TABLE_SIZE],
+}
+
+/// Value of the backend map, indexed by backend id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Backend {
+    /// The backend's MAC: the new Ethernet destination.
+    pub mac: [u8; 6],
+    /// The director's MAC on the interface the frame leaves by: the new Ethernet source.
+    pub src_mac: [u8; 6],
+    /// Interface to the backend; 0 or the receiving interface means XDP_TX, another one a
+    /// redirect through the devmap.
+    pub ifindex: u32,
+    pub flags: u32,
+}
+
+/// The entry is filled in; an id without it is a hole (drop, counted as `NoBackend`).
+pub const BACKEND_F_VALID: u32 = 1 << 0;
+
+/// The single entry of the control map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Control {
+    /// Non-zero while this director is MASTER: only then is VIP traffic forwarded.
+    pub active: u32,
+    /// Seed of the flow hash; directors that share VIPs must use the same one.
+    pub hash_seed: u32,
+}
+
+/// Packets and bytes, per CPU, per VIP and per backend.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Counters {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// What the program did with a packet and why: one per-CPU counter each.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Not IPv4 or IPv6.
+    PassNotIp = 0,
+    /// IP, but no configured VIP (address, port, protocol).
+    PassNotVip = 1,
+    /// A VIP packet while this director is not MASTER.
+    PassInactive = 2,
+    /// Truncated or inconsistent headers: left to the kernel, which drops them.
+    PassMalformed = 3,
+    /// Forwarded back out of the receiving interface.
+    Tx = 4,
+    /// Forwarded through the devmap to another interface.
+    Redirect = 5,
+    /// An IPv4 fragment or IPv6 fragment header to a VIP address.
+    DropFragment = 6,
+    /// The VIP has no live backend.
+    DropNoBackend = 7,
+    /// The devmap has no entry for the backend's interface.
+    DropRedirect = 8,
+    /// An IPv6 packet to a VIP address with extension headers the program does not walk.
+    DropIpv6Ext = 9,
+    /// The control entry or a table is missing (the control plane has not filled the maps).
+    DropNoTable = 10,
+}
+
+impl Outcome {
+    pub const COUNT: u32 = 11;
+    pub const ALL: [Outcome; Self::COUNT as usize] = [
+        Outcome::PassNotIp,
+        Outcome::PassNotVip,
+        Outcome::PassInactive,
+        Outcome::PassMalformed,
+        Outcome::Tx,
+        Outcome::Redirect,
+        Outcome::DropFragment,
+        Outcome::DropNoBackend,
+        Outcome::DropRedirect,
+        Outcome::DropIpv6Ext,
+        Outcome::DropNoTable,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Outcome::PassNotIp => "pass_not_ip",
+            Outcome::PassNotVip => "pass_not_vip",
+            Outcome::PassInactive => "pass_inactive",
+            Outcome::PassMalformed => "pass_malformed",
+            Outcome::Tx => "tx",
+            Outcome::Redirect => "redirect",
+            Outcome::DropFragment => "drop_fragment",
+            Outcome::DropNoBackend => "drop_no_backend",
+            Outcome::DropRedirect => "drop_redirect",
+            Outcome::DropIpv6Ext => "drop_ipv6_ext",
+            Outcome::DropNoTable => "drop_no_table",
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are #[repr(C)], Copy, and every bit pattern is a valid value;
+    // explicit `_pad` fields leave no uninitialised padding.
+    unsafe impl aya::Pod for super::VipKey {}
+    unsafe impl aya::Pod for super::VipValue {}
+    unsafe impl aya::Pod for super::MaglevTable {}
+    unsafe impl aya::Pod for super::Backend {}
+    unsafe impl aya::Pod for super::Control {}
+    unsafe impl aya::Pod for super::Counters {}
+}
+
+#[cfg(test)]
+mod tests {
+    use core::mem::size_of;
+
+    use super::*;
+
+    #[test]
+    fn layouts_have_no_hidden_padding() {
+        assert_eq!(size_of::<VipKey>(), 20);
+        assert_eq!(size_of::<VipValue>(), 16);
+        assert_eq!(size_of::<Backend>(), 20);
+        assert_eq!(size_of::<Control>(), 8);
+        assert_eq!(size_of::<Counters>(), 16);
+        assert_eq!(size_of::<MaglevTable>(), 4 * MAGLEV_TABLE_SIZE);
+    }
+
+    #[test]
+    fn outcome_table_is_complete() {
+        for (i, o) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(*o as usize, i, "{}", o.name());
+        }
+    }
+}
