@@ -1,2 +1,344 @@
+//! The xlb XDP program: Direct Routing for configured VIPs.
+//!
+//! Per packet, top to bottom: parse Ethernet (one VLAN tag), IPv4 or IPv6, TCP or UDP (or the
+//! ICMP error that quotes a VIP flow); look up the VIP; hash the flow into the VIP's live Maglev
+//! table; rewrite the two MAC addresses; send the frame back out (XDP_TX) or to the backend's
+//! interface (devmap redirect). Anything that is not for a VIP passes untouched. Every packet
+//! bumps exactly one outcome counter.
 #![no_std]
 #![no_main]
+
+mod headers;
+
+use aya_ebpf::{
+    bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX},
+    macros::{map, xdp},
+    maps::{Array, DevMapHash, HashMap, PerCpuArray},
+    programs::XdpContext,
+};
+use headers::*;
+use lb_common::{
+    Addr, BACKEND_F_VALID, Backend, Control, Counters, MAX_BACKENDS, MAX_VIPS, MaglevTable,
+    NO_BACKEND, Outcome, VIP_F_SOURCE_HASH, VipKey, VipValue, hash, v4_mapped,
+};
+
+#[map]
+static XLB_VIPS: HashMap<VipKey, VipValue> = HashMap::with_max_entries(MAX_VIPS, 0);
+/// Every VIP address, whatever its ports: fragments and extension-header packets carry no port.
+#[map]
+static XLB_VIP_ADDRS: HashMap<Addr, u32> = HashMap::with_max_entries(MAX_VIPS, 0);
+/// Two tables per VIP (`2 * id` and `2 * id + 1`), one live, one being rewritten.
+#[map]
+static XLB_TABLES: Array<MaglevTable> = Array::with_max_entries(MAX_VIPS * 2, 0);
+#[map]
+static XLB_BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
+#[map]
+static XLB_TX_PORTS: DevMapHash = DevMapHash::with_max_entries(64, 0);
+#[map]
+static XLB_CONTROL: Array<Control> = Array::with_max_entries(1, 0);
+#[map]
+static XLB_VIP_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(MAX_VIPS, 0);
+#[map]
+static XLB_BACKEND_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+#[map]
+static XLB_OUTCOMES: PerCpuArray<u64> = PerCpuArray::with_max_entries(Outcome::COUNT, 0);
+
+#[xdp]
+pub fn xlb(ctx: XdpContext) -> u32 {
+    let outcome = process(&ctx);
+    if let Some(count) = XLB_OUTCOMES.get_ptr_mut(outcome as u32) {
+        // SAFETY: a per-CPU slot; XDP does not preempt itself on one CPU.
+        unsafe { *count += 1 };
+    }
+    match outcome {
+        Outcome::Tx => XDP_TX,
+        Outcome::Redirect => XDP_REDIRECT,
+        Outcome::PassNotIp
+        | Outcome::PassNotVip
+        | Outcome::PassInactive
+        | Outcome::PassMalformed => XDP_PASS,
+        Outcome::DropFragment
+        | Outcome::DropNoBackend
+        | Outcome::DropRedirect
+        | Outcome::DropIpv6Ext
+        | Outcome::DropNoTable => XDP_DROP,
+    }
+}
+
+/// A client-to-VIP flow, as parsed from the packet (or from the ICMP error quoting it).
+struct Flow {
+    vip: VipKey,
+    client: Addr,
+    client_port: u16,
+    v4: bool,
+}
+
+impl Flow {
+    #[inline(always)]
+    fn hash(&self, seed: u32, source_only: bool) -> u32 {
+        let ports = hash::ports_word(self.client_port, self.vip.port);
+        match (self.v4, source_only) {
+            (true, false) => {
+                hash::flow_hash_v4(seed, self.client[3], self.vip.addr[3], ports, self.vip.proto)
+            }
+            (true, true) => hash::source_hash_v4(seed, self.client[3]),
+            (false, false) => {
+                hash::flow_hash_v6(seed, &self.client, &self.vip.addr, ports, self.vip.proto)
+            }
+            (false, true) => hash::source_hash_v6(seed, &self.client),
+        }
+    }
+}
+
+#[inline(always)]
+fn process(ctx: &XdpContext) -> Outcome {
+    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
+        return Outcome::PassMalformed;
+    };
+    let mut ether_type = u16::from_be(unsafe { (*eth).proto });
+    let mut l3 = size_of::<EthHdr>();
+    if ether_type == ETH_P_8021Q || ether_type == ETH_P_8021AD {
+        let Some(vlan) = ptr_at::<VlanHdr>(ctx, l3) else {
+            return Outcome::PassMalformed;
+        };
+        ether_type = u16::from_be(unsafe { (*vlan).proto });
+        l3 += size_of::<VlanHdr>();
+    }
+    let flow = match ether_type {
+        ETH_P_IP => parse_ipv4(ctx, l3),
+        ETH_P_IPV6 => parse_ipv6(ctx, l3),
+        _ => return Outcome::PassNotIp,
+    };
+    match flow {
+        Ok(flow) => forward(ctx, &flow),
+        Err(outcome) => outcome,
+    }
+}
+
+#[inline(always)]
+fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
+    let ip = ptr_at::<Ipv4Hdr>(ctx, l3).ok_or(Outcome::PassMalformed)?;
+    let (version_ihl, tot_len, frag_off, proto, saddr, daddr) = unsafe {
+        (
+            (*ip).version_ihl,
+            u16::from_be((*ip).tot_len) as usize,
+            u16::from_be((*ip).frag_off),
+            (*ip).proto,
+            (*ip).saddr,
+            (*ip).daddr,
+        )
+    };
+    let header_len = ((version_ihl & 0x0f) as usize) * 4;
+    if version_ihl >> 4 != 4 || header_len < size_of::<Ipv4Hdr>() || tot_len < header_len {
+        return Err(Outcome::PassMalformed);
+    }
+    // A frame may carry padding past the datagram, never less than the datagram.
+    if !has_bytes(ctx, l3, tot_len) {
+        return Err(Outcome::PassMalformed);
+    }
+    if frag_off & IP_MF_OFFSET != 0 {
+        return Err(not_for_a_vip(&v4_mapped(daddr), Outcome::DropFragment));
+    }
+    let l4 = l3 + header_len;
+    let l4_len = tot_len - header_len;
+    match proto {
+        IPPROTO_TCP | IPPROTO_UDP => {
+            let min_len = if proto == IPPROTO_TCP { TCP_HDR_LEN } else { UDP_HDR_LEN };
+            if l4_len < min_len {
+                return Err(Outcome::PassMalformed);
+            }
+            let ports = ptr_at::<Ports>(ctx, l4).ok_or(Outcome::PassMalformed)?;
+            let (src, dst) = unsafe { ((*ports).src, (*ports).dst) };
+            Ok(Flow {
+                vip: VipKey { addr: v4_mapped(daddr), port: dst, proto, _pad: 0 },
+                client: v4_mapped(saddr),
+                client_port: src,
+                v4: true,
+            })
+        }
+        IPPROTO_ICMP => parse_icmpv4_frag_needed(ctx, l4),
+        _ => Err(Outcome::PassNotVip),
+    }
+}
+
+/// "Fragmentation needed" about a VIP flow quotes the backend's reply (VIP to client); it must
+/// reach the backend that owns the flow so that its path MTU shrinks (Maglev paper, section 4).
+#[inline(always)]
+fn parse_icmpv4_frag_needed(ctx: &XdpContext, l4: usize) -> Result<Flow, Outcome> {
+    let icmp = ptr_at::<IcmpHdr>(ctx, l4).ok_or(Outcome::PassMalformed)?;
+    if unsafe { (*icmp).kind != ICMP_DEST_UNREACH || (*icmp).code != ICMP_FRAG_NEEDED } {
+        return Err(Outcome::PassNotVip);
+    }
+    let quoted = l4 + size_of::<IcmpHdr>();
+    let ip = ptr_at::<Ipv4Hdr>(ctx, quoted).ok_or(Outcome::PassMalformed)?;
+    let (version_ihl, proto, saddr, daddr) =
+        unsafe { ((*ip).version_ihl, (*ip).proto, (*ip).saddr, (*ip).daddr) };
+    let header_len = ((version_ihl & 0x0f) as usize) * 4;
+    if version_ihl >> 4 != 4 || header_len < size_of::<Ipv4Hdr>() {
+        return Err(Outcome::PassMalformed);
+    }
+    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+        return Err(Outcome::PassNotVip);
+    }
+    let ports = ptr_at::<Ports>(ctx, quoted + header_len).ok_or(Outcome::PassMalformed)?;
+    let (src, dst) = unsafe { ((*ports).src, (*ports).dst) };
+    Ok(Flow {
+        vip: VipKey { addr: v4_mapped(saddr), port: src, proto, _pad: 0 },
+        client: v4_mapped(daddr),
+        client_port: dst,
+        v4: true,
+    })
+}
+
+#[inline(always)]
+fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
+    let ip = ptr_at::<Ipv6Hdr>(ctx, l3).ok_or(Outcome::PassMalformed)?;
+    let (first_byte, payload_len, next_hdr) = unsafe {
+        (
+            *(ip as *const u8),
+            u16::from_be((*ip).payload_len) as usize,
+            (*ip).next_hdr,
+        )
+    };
+    if first_byte >> 4 != 6 {
+        return Err(Outcome::PassMalformed);
+    }
+    let l4 = l3 + size_of::<Ipv6Hdr>();
+    if !has_bytes(ctx, l4, payload_len) {
+        return Err(Outcome::PassMalformed);
+    }
+    let daddr = unsafe { (*ip).daddr };
+    match next_hdr {
+        IPPROTO_TCP | IPPROTO_UDP => {
+            let min_len = if next_hdr == IPPROTO_TCP { TCP_HDR_LEN } else { UDP_HDR_LEN };
+            if payload_len < min_len {
+                return Err(Outcome::PassMalformed);
+            }
+            let ports = ptr_at::<Ports>(ctx, l4).ok_or(Outcome::PassMalformed)?;
+            let (src, dst, saddr) = unsafe { ((*ports).src, (*ports).dst, (*ip).saddr) };
+            Ok(Flow {
+                vip: VipKey { addr: daddr, port: dst, proto: next_hdr, _pad: 0 },
+                client: saddr,
+                client_port: src,
+                v4: false,
+            })
+        }
+        IPPROTO_ICMPV6 => parse_icmpv6_packet_too_big(ctx, l4),
+        IPPROTO_FRAGMENT => Err(not_for_a_vip(&daddr, Outcome::DropFragment)),
+        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
+            Err(not_for_a_vip(&daddr, Outcome::DropIpv6Ext))
+        }
+        _ => Err(Outcome::PassNotVip),
+    }
+}
+
+/// ICMPv6 "packet too big" about a VIP flow, steered like its IPv4 counterpart.
+#[inline(always)]
+fn parse_icmpv6_packet_too_big(ctx: &XdpContext, l4: usize) -> Result<Flow, Outcome> {
+    let icmp = ptr_at::<IcmpHdr>(ctx, l4).ok_or(Outcome::PassMalformed)?;
+    if unsafe { (*icmp).kind } != ICMPV6_PKT_TOOBIG {
+        return Err(Outcome::PassNotVip);
+    }
+    let quoted = l4 + size_of::<IcmpHdr>();
+    let ip = ptr_at::<Ipv6Hdr>(ctx, quoted).ok_or(Outcome::PassMalformed)?;
+    let proto = unsafe { (*ip).next_hdr };
+    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+        return Err(Outcome::PassNotVip);
+    }
+    let ports =
+        ptr_at::<Ports>(ctx, quoted + size_of::<Ipv6Hdr>()).ok_or(Outcome::PassMalformed)?;
+    let (src, dst, saddr, daddr) =
+        unsafe { ((*ports).src, (*ports).dst, (*ip).saddr, (*ip).daddr) };
+    Ok(Flow {
+        vip: VipKey { addr: saddr, port: src, proto, _pad: 0 },
+        client: daddr,
+        client_port: dst,
+        v4: false,
+    })
+}
+
+/// `outcome` when `addr` is a VIP address, else the packet is none of our business.
+#[inline(always)]
+fn not_for_a_vip(addr: &Addr, outcome: Outcome) -> Outcome {
+    if XLB_VIP_ADDRS.get_ptr(addr).is_some() {
+        outcome
+    } else {
+        Outcome::PassNotVip
+    }
+}
+
+#[inline(always)]
+fn forward(ctx: &XdpContext, flow: &Flow) -> Outcome {
+    let Some(vip) = XLB_VIPS.get_ptr(&flow.vip) else {
+        return Outcome::PassNotVip;
+    };
+    let vip = unsafe { *vip };
+    let Some(control) = XLB_CONTROL.get(0) else {
+        return Outcome::DropNoTable;
+    };
+    if control.active == 0 {
+        return Outcome::PassInactive;
+    }
+    let bytes = (ctx.data_end() - ctx.data()) as u64;
+    count(&XLB_VIP_STATS, vip.id, bytes);
+
+    let hash = flow.hash(control.hash_seed, vip.flags & VIP_F_SOURCE_HASH != 0);
+    let Some(table) = XLB_TABLES.get(vip.table_index()) else {
+        return Outcome::DropNoTable;
+    };
+    let Some(&backend_id) = table.entries.get(hash::table_slot(hash) as usize) else {
+        return Outcome::DropNoTable;
+    };
+    if backend_id == NO_BACKEND {
+        return Outcome::DropNoBackend;
+    }
+    let Some(backend) = XLB_BACKENDS.get(backend_id) else {
+        return Outcome::DropNoBackend;
+    };
+    if backend.flags & BACKEND_F_VALID == 0 {
+        return Outcome::DropNoBackend;
+    }
+    count(&XLB_BACKEND_STATS, backend_id, bytes);
+
+    rewrite_macs(ctx, backend);
+    if backend.ifindex == 0 || backend.ifindex as usize == ctx.ingress_ifindex() {
+        return Outcome::Tx;
+    }
+    match XLB_TX_PORTS.redirect(backend.ifindex, 0) {
+        Ok(_) => Outcome::Redirect,
+        Err(_) => Outcome::DropRedirect,
+    }
+}
+
+/// DR: the backend holds the VIP itself, so only the Ethernet addresses change.
+#[inline(always)]
+fn rewrite_macs(ctx: &XdpContext, backend: &Backend) {
+    if let Some(eth) = ptr_at::<EthHdr>(ctx, 0) {
+        let eth = eth as *mut EthHdr;
+        unsafe {
+            (*eth).dst = backend.mac;
+            (*eth).src = backend.src_mac;
+        }
+    }
+}
+
+#[inline(always)]
+fn count(stats: &PerCpuArray<Counters>, index: u32, bytes: u64) {
+    if let Some(c) = stats.get_ptr_mut(index) {
+        // SAFETY: a per-CPU slot; XDP does not preempt itself on one CPU.
+        unsafe {
+            (*c).packets += 1;
+            (*c).bytes += bytes;
+        }
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

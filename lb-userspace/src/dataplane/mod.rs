@@ -1,0 +1,247 @@
+//! The XDP program and its maps: loading, attaching, pinning, and typed access to every map.
+//!
+//! Nothing but the reconciler writes to these maps; the status path only reads the counters.
+
+mod stats;
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, Result, anyhow};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray},
+    programs::{Xdp, XdpMode, links::FdLink},
+};
+use lb_common::{Addr, Backend, Control, Counters, MaglevTable, VipKey, VipValue, names};
+pub use stats::{BackendStats, Stats, VipStats};
+
+/// The XDP programs, built by build.rs with the nightly toolchain and bpf-linker.
+pub static XLB_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xlb"));
+/// The benchmark floor program (swap MACs, XDP_TX).
+pub static FLOOR_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-floor"));
+
+/// Where an interface's program and maps are pinned.
+pub fn pin_dir(bpffs: &Path, interface: &str) -> PathBuf {
+    bpffs.join("xlb").join(interface)
+}
+
+/// The loaded program and handles on each of its maps.
+pub struct Dataplane {
+    ebpf: Ebpf,
+    vips: HashMap<MapData, VipKey, VipValue>,
+    vip_addrs: HashMap<MapData, Addr, u32>,
+    tables: Array<MapData, MaglevTable>,
+    backends: Array<MapData, Backend>,
+    tx_ports: DevMapHash<MapData>,
+    control: Array<MapData, Control>,
+    vip_stats: PerCpuArray<MapData, Counters>,
+    backend_stats: PerCpuArray<MapData, Counters>,
+    outcomes: PerCpuArray<MapData, u64>,
+    pin_dir: Option<PathBuf>,
+    attached: Option<String>,
+}
+
+fn take<T>(ebpf: &mut Ebpf, name: &str) -> Result<T>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf
+        .take_map(name)
+        .ok_or_else(|| anyhow!("the XDP object has no map {name}"))?;
+    T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
+}
+
+const MAP_NAMES: [&str; 9] = [
+    names::VIPS,
+    names::VIP_ADDRS,
+    names::TABLES,
+    names::BACKENDS,
+    names::TX_PORTS,
+    names::CONTROL,
+    names::VIP_STATS,
+    names::BACKEND_STATS,
+    names::OUTCOMES,
+];
+
+impl Dataplane {
+    /// Loads the program. With `pin_dir`, every map lives pinned there: maps already pinned
+    /// (by a previous xlb) are reused with their contents, the others are created and pinned.
+    pub fn load(pin_dir: Option<&Path>) -> Result<Self> {
+        bump_memlock_rlimit();
+        let mut loader = EbpfLoader::new();
+        let paths: Vec<(&str, PathBuf)> = match pin_dir {
+            Some(dir) => {
+                fs::create_dir_all(dir)
+                    .with_context(|| format!("creating pin directory {}", dir.display()))?;
+                MAP_NAMES.iter().map(|n| (*n, dir.join(n))).collect()
+            }
+            None => Vec::new(),
+        };
+        for (name, path) in &paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader.load(XLB_OBJECT).context("loading the XDP object")?;
+        let program: &mut Xdp = ebpf
+            .program_mut(names::PROGRAM)
+            .ok_or_else(|| anyhow!("the XDP object has no program {}", names::PROGRAM))?
+            .try_into()?;
+        program
+            .load()
+            .context("the kernel refused the XDP program")?;
+        if let Some(dir) = pin_dir {
+            let prog_pin = dir.join("prog");
+            // A pin left by a crashed xlb is replaced by this program.
+            let _ = fs::remove_file(&prog_pin);
+            program
+                .pin(&prog_pin)
+                .with_context(|| format!("pinning the program at {}", prog_pin.display()))?;
+        }
+        Ok(Self {
+            vips: take(&mut ebpf, names::VIPS)?,
+            vip_addrs: take(&mut ebpf, names::VIP_ADDRS)?,
+            tables: take(&mut ebpf, names::TABLES)?,
+            backends: take(&mut ebpf, names::BACKENDS)?,
+            tx_ports: take(&mut ebpf, names::TX_PORTS)?,
+            control: take(&mut ebpf, names::CONTROL)?,
+            vip_stats: take(&mut ebpf, names::VIP_STATS)?,
+            backend_stats: take(&mut ebpf, names::BACKEND_STATS)?,
+            outcomes: take(&mut ebpf, names::OUTCOMES)?,
+            ebpf,
+            pin_dir: pin_dir.map(Path::to_path_buf),
+            attached: None,
+        })
+    }
+
+    pub fn program(&mut self) -> Result<&mut Xdp> {
+        Ok(self
+            .ebpf
+            .program_mut(names::PROGRAM)
+            .ok_or_else(|| anyhow!("no program {}", names::PROGRAM))?
+            .try_into()?)
+    }
+
+    /// Attaches the program to `interface`. With a pin directory the link is pinned too.
+    pub fn attach(&mut self, interface: &str, mode: XdpMode) -> Result<()> {
+        let pin_dir = self.pin_dir.clone();
+        let program = self.program()?;
+        let link_id = program
+            .attach(interface, mode)
+            .with_context(|| format!("attaching XDP ({mode:?}) to {interface}"))?;
+        if let Some(dir) = pin_dir {
+            let link = program.take_link(link_id)?;
+            let link = FdLink::try_from(link)
+                .context("this kernel attaches XDP without bpf_link; it cannot be pinned")?;
+            let path = dir.join("link");
+            let _ = fs::remove_file(&path);
+            link.pin(&path)
+                .with_context(|| format!("pinning the XDP link at {}", path.display()))?;
+        }
+        self.attached = Some(interface.to_string());
+        Ok(())
+    }
+
+    /// Detaches the program and removes every pin: what a clean stop leaves behind is nothing.
+    pub fn shutdown(self) -> Result<()> {
+        if let Some(dir) = &self.pin_dir {
+            // The pinned link holds the attachment; removing the last reference detaches.
+            for entry in ["link", "prog"].into_iter().chain(MAP_NAMES) {
+                let path = dir.join(entry);
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e).with_context(|| format!("unpinning {}", path.display())),
+                }
+            }
+            let _ = fs::remove_dir(dir);
+            if let Some(parent) = dir.parent() {
+                let _ = fs::remove_dir(parent);
+            }
+        }
+        drop(self);
+        Ok(())
+    }
+
+    pub fn set_control(&mut self, control: Control) -> Result<()> {
+        self.control
+            .set(0, control, 0)
+            .context("writing the control entry")
+    }
+
+    pub fn control(&self) -> Result<Control> {
+        self.control.get(&0, 0).context("reading the control entry")
+    }
+
+    /// Lets backends behind `ifindex` be reached by redirect.
+    pub fn add_tx_port(&mut self, ifindex: u32) -> Result<()> {
+        self.tx_ports
+            .insert(ifindex, ifindex, None, 0)
+            .with_context(|| format!("adding ifindex {ifindex} to the devmap"))
+    }
+
+    pub fn stats(&self) -> Result<Stats> {
+        stats::read(
+            &self.vips,
+            &self.vip_stats,
+            &self.backend_stats,
+            &self.outcomes,
+        )
+    }
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; later ones use memcg and ignore it.
+fn bump_memlock_rlimit() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: a plain syscall on a valid struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+        log::debug!("could not raise RLIMIT_MEMLOCK; fine on kernels with memcg accounting");
+    }
+}
+
+impl crate::reconcile::MapWriter for Dataplane {
+    fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<()> {
+        self.backends
+            .set(id, backend, 0)
+            .with_context(|| format!("writing backend {id}"))
+    }
+
+    fn write_table(&mut self, index: u32, table: &MaglevTable) -> Result<()> {
+        self.tables
+            .set(index, table, 0)
+            .with_context(|| format!("writing Maglev table {index}"))
+    }
+
+    fn set_vip(&mut self, key: &VipKey, value: &VipValue) -> Result<()> {
+        self.vips
+            .insert(key, value, 0)
+            .with_context(|| format!("writing VIP {}", value.id))
+    }
+
+    fn remove_vip(&mut self, key: &VipKey) -> Result<()> {
+        self.vips.remove(key).context("removing a VIP")
+    }
+
+    fn add_vip_addr(&mut self, addr: &Addr) -> Result<()> {
+        self.vip_addrs
+            .insert(addr, 1, 0)
+            .context("adding a VIP address")
+    }
+
+    fn remove_vip_addr(&mut self, addr: &Addr) -> Result<()> {
+        self.vip_addrs.remove(addr).context("removing a VIP address")
+    }
+
+    fn add_tx_port(&mut self, ifindex: u32) -> Result<()> {
+        Dataplane::add_tx_port(self, ifindex)
+    }
+
+    fn set_control(&mut self, control: &Control) -> Result<()> {
+        Dataplane::set_control(self, *control)
+    }
+}

@@ -1,0 +1,79 @@
+//! Reading the per-CPU counters: summed over CPUs, keyed by what they count.
+
+use anyhow::{Context as _, Result};
+use aya::maps::{HashMap, MapData, PerCpuArray};
+use lb_common::{Counters, MAX_BACKENDS, Outcome, VipKey, VipValue};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Indexed by [`Outcome`].
+    pub outcomes: Vec<(Outcome, u64)>,
+    pub vips: Vec<VipStats>,
+    pub backends: Vec<BackendStats>,
+}
+
+impl Stats {
+    pub fn outcome(&self, outcome: Outcome) -> u64 {
+        self.outcomes
+            .iter()
+            .find(|(o, _)| *o == outcome)
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VipStats {
+    pub key: VipKey,
+    pub id: u32,
+    pub counters: Counters,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendStats {
+    pub id: u32,
+    pub counters: Counters,
+}
+
+fn sum(values: &[Counters]) -> Counters {
+    values.iter().fold(Counters::default(), |a, c| Counters {
+        packets: a.packets + c.packets,
+        bytes: a.bytes + c.bytes,
+    })
+}
+
+pub(super) fn read(
+    vips: &HashMap<MapData, VipKey, VipValue>,
+    vip_stats: &PerCpuArray<MapData, Counters>,
+    backend_stats: &PerCpuArray<MapData, Counters>,
+    outcomes: &PerCpuArray<MapData, u64>,
+) -> Result<Stats> {
+    let mut stats = Stats::default();
+    for outcome in Outcome::ALL {
+        let per_cpu = outcomes
+            .get(&(outcome as u32), 0)
+            .with_context(|| format!("reading counter {}", outcome.name()))?;
+        stats.outcomes.push((outcome, per_cpu.iter().sum()));
+    }
+    for entry in vips.iter() {
+        let (key, value) = entry.context("iterating the VIP map")?;
+        let per_cpu = vip_stats
+            .get(&value.id, 0)
+            .with_context(|| format!("reading VIP counters {}", value.id))?;
+        stats.vips.push(VipStats {
+            key,
+            id: value.id,
+            counters: sum(&per_cpu),
+        });
+    }
+    stats.vips.sort_by_key(|v| v.id);
+    for id in 0..MAX_BACKENDS {
+        let per_cpu = backend_stats
+            .get(&id, 0)
+            .with_context(|| format!("reading backend counters {id}"))?;
+        let counters = sum(&per_cpu);
+        if counters.packets > 0 {
+            stats.backends.push(BackendStats { id, counters });
+        }
+    }
+    Ok(stats)
+}

@@ -1,0 +1,9 @@
+//! xlb's control plane: the config it serves, the data plane it drives, and the pieces between.
+//!
+//! Inputs (config, neighbour resolution) become a desired state ([`service`]); one reconciler
+//! ([`reconcile`]) writes the difference into the XDP program's maps ([`dataplane`]).
+
+pub mod dataplane;
+pub mod netlink;
+pub mod reconcile;
+pub mod service;

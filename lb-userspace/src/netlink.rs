@@ -1,0 +1,173 @@
+//! What xlb asks the kernel over rtnetlink: interfaces, routes and neighbours.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use futures::TryStreamExt as _;
+use rtnetlink::{
+    Handle, RouteMessageBuilder,
+    packet_route::{
+        AddressFamily,
+        link::LinkAttribute,
+        neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState},
+        route::{RouteAddress, RouteAttribute},
+    },
+};
+
+/// A network interface as the data plane needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    pub index: u32,
+    pub mac: [u8; 6],
+}
+
+/// Where frames for a backend go: out of `ifindex`, to `mac`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Neighbour {
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+}
+
+/// A connection to the kernel's routing socket.
+#[derive(Clone)]
+pub struct Netlink {
+    handle: Handle,
+}
+
+impl Netlink {
+    /// Opens the socket; its I/O runs as a task on the current tokio runtime.
+    pub fn connect() -> Result<Self> {
+        let (connection, handle, _) =
+            rtnetlink::new_connection().context("opening an rtnetlink socket")?;
+        tokio::spawn(connection);
+        Ok(Self { handle })
+    }
+
+    pub async fn interface(&self, name: &str) -> Result<Interface> {
+        let mut links = self.handle.link().get().match_name(name.to_string()).execute();
+        let link = links
+            .try_next()
+            .await
+            .with_context(|| format!("no interface {name}"))?
+            .ok_or_else(|| anyhow!("no interface {name}"))?;
+        self.interface_from(link.header.index, &link.attributes)
+    }
+
+    pub async fn interface_by_index(&self, index: u32) -> Result<Interface> {
+        let mut links = self.handle.link().get().match_index(index).execute();
+        let link = links
+            .try_next()
+            .await
+            .with_context(|| format!("no interface with index {index}"))?
+            .ok_or_else(|| anyhow!("no interface with index {index}"))?;
+        self.interface_from(index, &link.attributes)
+    }
+
+    fn interface_from(&self, index: u32, attributes: &[LinkAttribute]) -> Result<Interface> {
+        let mut name = String::new();
+        let mut mac = None;
+        for attr in attributes {
+            match attr {
+                LinkAttribute::IfName(n) => name = n.clone(),
+                LinkAttribute::Address(a) if a.len() == 6 => {
+                    mac = Some([a[0], a[1], a[2], a[3], a[4], a[5]])
+                }
+                _ => {}
+            }
+        }
+        let mac = mac.ok_or_else(|| anyhow!("interface {name} has no Ethernet address"))?;
+        Ok(Interface { name, index, mac })
+    }
+
+    /// The interface the kernel routes `dst` out of. A backend in Direct Routing must be on a
+    /// directly connected network: a route through a gateway is an error.
+    pub async fn route_interface(&self, dst: IpAddr) -> Result<u32> {
+        let prefix = if dst.is_ipv4() { 32 } else { 128 };
+        let message = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(dst, prefix)
+            .map_err(|e| anyhow!("route query for {dst}: {e:?}"))?
+            .build();
+        let mut routes = self.handle.route().get(message).execute();
+        let route = routes
+            .try_next()
+            .await
+            .with_context(|| format!("no route to backend {dst}"))?
+            .ok_or_else(|| anyhow!("no route to backend {dst}"))?;
+        let mut oif = None;
+        for attr in &route.attributes {
+            match attr {
+                RouteAttribute::Oif(i) => oif = Some(*i),
+                RouteAttribute::Gateway(RouteAddress::Inet(_) | RouteAddress::Inet6(_)) => {
+                    bail!("backend {dst} is reached through a gateway; Direct Routing needs it on a connected network")
+                }
+                _ => {}
+            }
+        }
+        oif.ok_or_else(|| anyhow!("the route to backend {dst} names no interface"))
+    }
+
+    /// The backend's MAC from the neighbour table, if the kernel knows it.
+    pub async fn neighbour(&self, ifindex: u32, ip: IpAddr) -> Result<Option<[u8; 6]>> {
+        let family = if ip.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+        let mut entries = self
+            .handle
+            .neighbours()
+            .get()
+            .set_address_family(family)
+            .execute();
+        while let Some(entry) = entries.try_next().await.context("dumping neighbours")? {
+            if entry.header.ifindex != ifindex
+                || matches!(
+                    entry.header.state,
+                    NeighbourState::Incomplete | NeighbourState::Failed | NeighbourState::None
+                )
+            {
+                continue;
+            }
+            let mut dst = None;
+            let mut lladdr = None;
+            for attr in &entry.attributes {
+                match attr {
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => {
+                        dst = Some(IpAddr::V4(*a))
+                    }
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
+                        dst = Some(IpAddr::V6(*a))
+                    }
+                    NeighbourAttribute::LinkLayerAddress(l) if l.len() == 6 => {
+                        lladdr = Some([l[0], l[1], l[2], l[3], l[4], l[5]])
+                    }
+                    _ => {}
+                }
+            }
+            if dst == Some(ip) {
+                return Ok(lladdr);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Resolves a backend: its route, then its neighbour entry. When the kernel has no entry yet
+    /// a datagram to the discard port makes it send an ARP request (or neighbour solicitation);
+    /// the caller asks again later.
+    pub async fn resolve(&self, ip: IpAddr) -> Result<Option<Neighbour>> {
+        let ifindex = self.route_interface(ip).await?;
+        if let Some(mac) = self.neighbour(ifindex, ip).await? {
+            return Ok(Some(Neighbour { ifindex, mac }));
+        }
+        probe(ip);
+        Ok(None)
+    }
+}
+
+fn probe(ip: IpAddr) {
+    let bind: IpAddr = match ip {
+        IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+    };
+    if let Ok(socket) = UdpSocket::bind((bind, 0)) {
+        // Errors (no route yet, ICMP unreachable) change nothing: the next resolve asks again.
+        let _ = socket.send_to(&[], (ip, 9));
+    }
+}

@@ -1,0 +1,362 @@
+//! The one writer of the data plane's maps: compares the desired state with what it applied
+//! before and writes only the difference, in an order that never shows a packet a dangling id.
+//!
+//! Order of writes: backends before the tables that name them; a table before the VIP entry that
+//! points at it; the control word last when activating and first when deactivating. A changed
+//! table goes into the VIP's idle half, and the VIP entry is then replaced to point at it.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, anyhow};
+use lb_common::{
+    Addr, Backend, Control, MAX_BACKENDS, MAX_VIPS, MaglevTable, VipKey, VipValue,
+    maglev::{self, MaglevBackend, MaglevCursor},
+};
+
+use crate::service::{DesiredState, addr_words};
+
+/// The writes the reconciler makes; the data plane implements it, tests record it.
+pub trait MapWriter {
+    fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<()>;
+    fn write_table(&mut self, index: u32, table: &MaglevTable) -> Result<()>;
+    fn set_vip(&mut self, key: &VipKey, value: &VipValue) -> Result<()>;
+    fn remove_vip(&mut self, key: &VipKey) -> Result<()>;
+    fn add_vip_addr(&mut self, addr: &Addr) -> Result<()>;
+    fn remove_vip_addr(&mut self, addr: &Addr) -> Result<()>;
+    fn add_tx_port(&mut self, ifindex: u32) -> Result<()>;
+    fn set_control(&mut self, control: &Control) -> Result<()>;
+}
+
+/// A packet that read a VIP entry just before a flip may still be reading the old half: wait
+/// this long before writing that half again. XDP handles a packet in well under a microsecond.
+const TABLE_GRACE: Duration = Duration::from_millis(10);
+
+struct AppliedVip {
+    id: u32,
+    value: VipValue,
+    members: Vec<(IpAddr, u16, u32)>,
+    flipped_at: Instant,
+}
+
+/// What one reconciliation wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub backends_written: usize,
+    pub tables_written: usize,
+    pub vips_added: usize,
+    pub vips_removed: usize,
+    pub control_written: bool,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+pub struct Reconciler {
+    hash_seed: u32,
+    vips: BTreeMap<VipKey, AppliedVip>,
+    backends: BTreeMap<IpAddr, (u32, Backend)>,
+    vip_addrs: BTreeSet<Addr>,
+    tx_ports: BTreeSet<u32>,
+    control: Option<Control>,
+    table: Box<MaglevTable>,
+}
+
+fn lowest_free(used: impl Iterator<Item = u32>, max: u32) -> Option<u32> {
+    let used: BTreeSet<u32> = used.collect();
+    (0..max).find(|id| !used.contains(id))
+}
+
+impl Reconciler {
+    pub fn new(hash_seed: u32) -> Self {
+        // SAFETY: a table of u32s is valid all-zero.
+        let table = unsafe { Box::<MaglevTable>::new_zeroed().assume_init() };
+        Self {
+            hash_seed,
+            vips: BTreeMap::new(),
+            backends: BTreeMap::new(),
+            vip_addrs: BTreeSet::new(),
+            tx_ports: BTreeSet::new(),
+            control: None,
+            table,
+        }
+    }
+
+    /// The backend id assigned to an address, for stats and tests.
+    pub fn backend_id(&self, ip: IpAddr) -> Option<u32> {
+        self.backends.get(&ip).map(|(id, _)| *id)
+    }
+
+    /// The backend address behind an id.
+    pub fn backend_ip(&self, id: u32) -> Option<IpAddr> {
+        self.backends.iter().find(|(_, (i, _))| *i == id).map(|(ip, _)| *ip)
+    }
+
+    pub fn apply(&mut self, w: &mut impl MapWriter, desired: &DesiredState) -> Result<Changes> {
+        let mut changes = Changes::default();
+        let control = Control { active: u32::from(desired.active), hash_seed: self.hash_seed };
+        if !desired.active && self.control != Some(control) {
+            w.set_control(&control)?;
+            self.control = Some(control);
+            changes.control_written = true;
+        }
+
+        // Backends, before any table names them.
+        for (ip, backend) in &desired.backends {
+            let id = match self.backends.get(ip) {
+                Some((id, applied)) if applied == backend => continue,
+                Some((id, _)) => *id,
+                None => lowest_free(self.backends.values().map(|(id, _)| *id), MAX_BACKENDS)
+                    .ok_or_else(|| anyhow!("more than {MAX_BACKENDS} backends"))?,
+            };
+            if backend.ifindex != 0 && self.tx_ports.insert(backend.ifindex) {
+                w.add_tx_port(backend.ifindex)?;
+            }
+            w.set_backend(id, backend)
+                .with_context(|| format!("writing backend {ip}"))?;
+            self.backends.insert(*ip, (id, *backend));
+            changes.backends_written += 1;
+        }
+
+        // VIP addresses, before the VIP entries that use them.
+        let desired_addrs: BTreeSet<Addr> = desired.vips.keys().map(|k| k.addr).collect();
+        for addr in desired_addrs.difference(&self.vip_addrs) {
+            w.add_vip_addr(addr)?;
+        }
+
+        // Removed VIPs first: they free ids for the added ones.
+        let removed: Vec<VipKey> = self
+            .vips
+            .keys()
+            .filter(|k| !desired.vips.contains_key(k))
+            .copied()
+            .collect();
+        for key in removed {
+            w.remove_vip(&key)?;
+            self.vips.remove(&key);
+            changes.vips_removed += 1;
+        }
+
+        for (key, vip) in &desired.vips {
+            let (id, index, live) = match self.vips.get(key) {
+                Some(applied) if applied.members == vip.members && applied.value.flags == vip.flags => {
+                    continue;
+                }
+                Some(applied) => {
+                    let since = applied.flipped_at.elapsed();
+                    if since < TABLE_GRACE {
+                        thread::sleep(TABLE_GRACE - since);
+                    }
+                    let idle = applied.value.live_table ^ 1;
+                    (applied.id, applied.id * 2 + idle, idle)
+                }
+                None => {
+                    let id = lowest_free(self.vips.values().map(|v| v.id), MAX_VIPS)
+                        .ok_or_else(|| anyhow!("more than {MAX_VIPS} VIPs"))?;
+                    changes.vips_added += 1;
+                    (id, id * 2, 0)
+                }
+            };
+            self.build_table(&vip.members)?;
+            w.write_table(index, &self.table)
+                .with_context(|| format!("writing the Maglev table of VIP {id}"))?;
+            changes.tables_written += 1;
+            let value = VipValue { id, flags: vip.flags, live_table: live, _pad: 0 };
+            w.set_vip(key, &value)?;
+            self.vips.insert(
+                *key,
+                AppliedVip { id, value, members: vip.members.clone(), flipped_at: Instant::now() },
+            );
+        }
+
+        for addr in self.vip_addrs.difference(&desired_addrs) {
+            w.remove_vip_addr(addr)?;
+        }
+        self.vip_addrs = desired_addrs;
+
+        // Backends no table names any more.
+        let gone: Vec<IpAddr> = self
+            .backends
+            .keys()
+            .filter(|ip| !desired.backends.contains_key(ip))
+            .copied()
+            .collect();
+        for ip in gone {
+            if let Some((id, _)) = self.backends.remove(&ip) {
+                w.set_backend(id, &Backend::default())?;
+                changes.backends_written += 1;
+            }
+        }
+
+        if desired.active && self.control != Some(control) {
+            w.set_control(&control)?;
+            self.control = Some(control);
+            changes.control_written = true;
+        }
+        Ok(changes)
+    }
+
+    fn build_table(&mut self, members: &[(IpAddr, u16, u32)]) -> Result<()> {
+        let mut backends = members
+            .iter()
+            .map(|(ip, port, weight)| {
+                let id = self
+                    .backend_id(*ip)
+                    .ok_or_else(|| anyhow!("backend {ip} has no id"))?;
+                Ok(MaglevBackend { addr: addr_words(*ip), port: *port, weight: *weight, id })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut cursors = vec![MaglevCursor::default(); backends.len()];
+        maglev::build(&mut backends, &mut cursors, &mut self.table.entries)
+            .map_err(|e| anyhow!("building a Maglev table: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::service::{BackendPath, Protocol, RealServer, Service, desired};
+
+    #[derive(Debug, PartialEq, Eq)]
+    enum Write {
+        Backend(u32, bool),
+        Table(u32),
+        Vip(u32, u32),
+        RemoveVip,
+        AddAddr,
+        RemoveAddr,
+        TxPort(u32),
+        Control(u32),
+    }
+
+    #[derive(Default)]
+    struct Recorder(Vec<Write>);
+
+    impl MapWriter for Recorder {
+        fn set_backend(&mut self, id: u32, b: &Backend) -> Result<()> {
+            self.0.push(Write::Backend(id, b.flags != 0));
+            Ok(())
+        }
+        fn write_table(&mut self, index: u32, _: &MaglevTable) -> Result<()> {
+            self.0.push(Write::Table(index));
+            Ok(())
+        }
+        fn set_vip(&mut self, _: &VipKey, v: &VipValue) -> Result<()> {
+            self.0.push(Write::Vip(v.id, v.live_table));
+            Ok(())
+        }
+        fn remove_vip(&mut self, _: &VipKey) -> Result<()> {
+            self.0.push(Write::RemoveVip);
+            Ok(())
+        }
+        fn add_vip_addr(&mut self, _: &Addr) -> Result<()> {
+            self.0.push(Write::AddAddr);
+            Ok(())
+        }
+        fn remove_vip_addr(&mut self, _: &Addr) -> Result<()> {
+            self.0.push(Write::RemoveAddr);
+            Ok(())
+        }
+        fn add_tx_port(&mut self, ifindex: u32) -> Result<()> {
+            self.0.push(Write::TxPort(ifindex));
+            Ok(())
+        }
+        fn set_control(&mut self, c: &Control) -> Result<()> {
+            self.0.push(Write::Control(c.active));
+            Ok(())
+        }
+    }
+
+    fn services(weights: &[u32]) -> Vec<Service> {
+        vec![Service {
+            vip: "10.0.0.100:80".parse().unwrap(),
+            protocol: Protocol::Tcp,
+            source_hash: false,
+            real_servers: weights
+                .iter()
+                .enumerate()
+                .map(|(i, w)| RealServer {
+                    addr: format!("10.0.0.{}:80", i + 1).parse().unwrap(),
+                    weight: *w,
+                })
+                .collect(),
+        }]
+    }
+
+    fn paths(n: u8) -> HashMap<IpAddr, BackendPath> {
+        (1..=n)
+            .map(|i| {
+                let p = BackendPath { ifindex: 2, mac: [2, 0, 0, 0, 0, i], src_mac: [2, 0, 0, 0, 0, 0xfe] };
+                (IpAddr::from([10, 0, 0, i]), p)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn first_apply_writes_in_dependency_order() {
+        let mut r = Reconciler::new(1);
+        let mut w = Recorder::default();
+        r.apply(&mut w, &desired(&services(&[1, 1]), &paths(2), true)).unwrap();
+        assert_eq!(
+            w.0,
+            vec![
+                Write::TxPort(2),
+                Write::Backend(0, true),
+                Write::Backend(1, true),
+                Write::AddAddr,
+                Write::Table(0),
+                Write::Vip(0, 0),
+                Write::Control(1),
+            ]
+        );
+    }
+
+    #[test]
+    fn unchanged_state_writes_nothing() {
+        let mut r = Reconciler::new(1);
+        let d = desired(&services(&[1, 1]), &paths(2), true);
+        r.apply(&mut Recorder::default(), &d).unwrap();
+        let mut w = Recorder::default();
+        assert!(r.apply(&mut w, &d).unwrap().is_empty());
+        assert!(w.0.is_empty());
+    }
+
+    #[test]
+    fn weight_change_writes_the_idle_half_then_flips() {
+        let mut r = Reconciler::new(1);
+        r.apply(&mut Recorder::default(), &desired(&services(&[1, 1]), &paths(2), true)).unwrap();
+        let mut w = Recorder::default();
+        r.apply(&mut w, &desired(&services(&[1, 3]), &paths(2), true)).unwrap();
+        assert_eq!(w.0, vec![Write::Table(1), Write::Vip(0, 1)]);
+        let mut w = Recorder::default();
+        r.apply(&mut w, &desired(&services(&[2, 3]), &paths(2), true)).unwrap();
+        assert_eq!(w.0, vec![Write::Table(0), Write::Vip(0, 0)]);
+    }
+
+    #[test]
+    fn deactivation_flips_control_first_and_removal_cleans_up() {
+        let mut r = Reconciler::new(1);
+        r.apply(&mut Recorder::default(), &desired(&services(&[1, 1]), &paths(2), true)).unwrap();
+        let mut w = Recorder::default();
+        r.apply(&mut w, &desired(&[], &paths(2), false)).unwrap();
+        assert_eq!(
+            w.0,
+            vec![
+                Write::Control(0),
+                Write::RemoveVip,
+                Write::RemoveAddr,
+                Write::Backend(0, false),
+                Write::Backend(1, false),
+            ]
+        );
+    }
+}

@@ -1,0 +1,167 @@
+//! The desired state: what the maps should hold, as a pure function of the inputs.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt,
+    net::{IpAddr, SocketAddr},
+};
+
+use lb_common::{Addr, BACKEND_F_VALID, Backend, PROTO_TCP, PROTO_UDP, VIP_F_SOURCE_HASH, VipKey};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub const fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => PROTO_TCP,
+            Protocol::Udp => PROTO_UDP,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        })
+    }
+}
+
+/// A virtual service: a VIP (address, port, protocol) and the real servers behind it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service {
+    pub vip: SocketAddr,
+    pub protocol: Protocol,
+    /// Hash on the client address only (`lb_algo sh` or `persistence_timeout`).
+    pub source_hash: bool,
+    pub real_servers: Vec<RealServer>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RealServer {
+    pub addr: SocketAddr,
+    /// 0: drained.
+    pub weight: u32,
+}
+
+impl Service {
+    pub fn key(&self) -> VipKey {
+        VipKey {
+            addr: addr_words(self.vip.ip()),
+            port: self.vip.port().to_be(),
+            proto: self.protocol.number(),
+            _pad: 0,
+        }
+    }
+}
+
+/// An address as the data plane stores it (see [`lb_common::maps`]).
+pub fn addr_words(ip: IpAddr) -> Addr {
+    let v6 = match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    };
+    let o = v6.octets();
+    core::array::from_fn(|i| u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]]))
+}
+
+/// How frames reach a backend: resolved from the kernel's routes and neighbours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackendPath {
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    /// The director's MAC on `ifindex`.
+    pub src_mac: [u8; 6],
+}
+
+/// What the data plane should hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DesiredState {
+    /// Forward VIP traffic (this director is MASTER, or runs without VRRP).
+    pub active: bool,
+    pub vips: BTreeMap<VipKey, DesiredVip>,
+    /// Keyed by backend address: DR reaches a real server by its MAC, whatever the port.
+    pub backends: BTreeMap<IpAddr, Backend>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredVip {
+    pub flags: u32,
+    /// (backend address, port, weight): the Maglev table's input.
+    pub members: Vec<(IpAddr, u16, u32)>,
+}
+
+/// The desired state of the data plane. Real servers whose path is not resolved get no table
+/// entries: they cannot be reached, so they count as down.
+pub fn desired(
+    services: &[Service],
+    paths: &HashMap<IpAddr, BackendPath>,
+    active: bool,
+) -> DesiredState {
+    let mut state = DesiredState {
+        active,
+        ..Default::default()
+    };
+    for service in services {
+        let mut members = Vec::new();
+        for rs in &service.real_servers {
+            let Some(path) = paths.get(&rs.addr.ip()) else {
+                continue;
+            };
+            state.backends.insert(
+                rs.addr.ip(),
+                Backend {
+                    mac: path.mac,
+                    src_mac: path.src_mac,
+                    ifindex: path.ifindex,
+                    flags: BACKEND_F_VALID,
+                },
+            );
+            members.push((rs.addr.ip(), rs.addr.port(), rs.weight));
+        }
+        members.sort();
+        let flags = if service.source_hash { VIP_F_SOURCE_HASH } else { 0 };
+        state.vips.insert(service.key(), DesiredVip { flags, members });
+    }
+    state
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(vip: &str, rs: &[(&str, u32)]) -> Service {
+        Service {
+            vip: vip.parse().unwrap(),
+            protocol: Protocol::Tcp,
+            source_hash: false,
+            real_servers: rs
+                .iter()
+                .map(|(a, w)| RealServer { addr: a.parse().unwrap(), weight: *w })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn ipv4_is_stored_mapped_in_network_order() {
+        let w = addr_words("10.0.0.1".parse().unwrap());
+        assert_eq!(w[3].to_ne_bytes(), [10, 0, 0, 1]);
+        assert!(lb_common::is_v4_mapped(&w));
+        assert!(!lb_common::is_v4_mapped(&addr_words("2001:db8::1".parse().unwrap())));
+    }
+
+    #[test]
+    fn unresolved_backends_get_no_entries() {
+        let s = service("10.0.0.100:80", &[("10.0.0.1:80", 1), ("10.0.0.2:80", 2)]);
+        let path = BackendPath { ifindex: 2, mac: [2, 0, 0, 0, 0, 1], src_mac: [2, 0, 0, 0, 0, 9] };
+        let paths = HashMap::from([("10.0.0.1".parse().unwrap(), path)]);
+        let d = desired(&[s.clone()], &paths, true);
+        assert_eq!(d.backends.len(), 1);
+        assert_eq!(d.vips[&s.key()].members, vec![("10.0.0.1".parse().unwrap(), 80, 1)]);
+    }
+}
