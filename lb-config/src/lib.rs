@@ -1,1 +1,94 @@
-//! keepalived.conf syntax: lexer, parser, typed model, validation.
+//! keepalived.conf for xlb: lexer, parser, typed model, validation and printer.
+//!
+//! xlb replaces keepalived + LVS and reads the configuration users already
+//! have. [`load`] reads a file (following `include`s), [`parse_str`] reads text;
+//! both return the typed [`Config`] with keepalived's defaults filled in and the
+//! warnings, or every error found in the run ([`Errors`]), each as
+//! `file:line:col: error: found X, expected Y`. `Config` prints back as the
+//! effective keepalived.conf (`Display`, [`Config::to_keepalived_string`]) and
+//! serializes with serde for `--json`.
+//!
+//! Supported:
+//! - syntax: `!`/`#` comments, quoted strings, `{` on the keyword line or the
+//!   next, `}}` and `} keyword ...` on one line, `include` with `*`, `?`,
+//!   `[...]` globs relative to the including file (missing files and cycles
+//!   are errors);
+//! - `global_defs`: router_id, vrrp_version, script_user,
+//!   enable_script_security, default_interface, vrrp_strict,
+//!   vrrp_skip_check_adv_addr, vrrp_garp/gna_interval, vrrp_garp_master_*;
+//!   mail/SNMP notification settings are accepted and ignored with a warning;
+//! - `vrrp_script`, `vrrp_sync_group`, `vrrp_instance` (state, interface,
+//!   virtual_router_id, priority, advert_int incl. VRRPv3 fractions, version,
+//!   nopreempt, preempt_delay, authentication, virtual_ipaddress[_excluded]
+//!   with dev/brd/scope/label/no_track, unicast_src_ip, unicast_peer,
+//!   mcast_src_ip, track_script, track_interface, garp_master_*, notify_*);
+//! - `virtual_server IP PORT` with real_server, TCP_CHECK, HTTP_GET, SSL_GET
+//!   and MISC_CHECK; checker settings inherit from real and virtual server.
+//!
+//! Refused with an error: `lb_kind NAT`/`TUN` (xlb forwards DR only),
+//! `virtual_server fwmark|group`, virtual_server_group, static routes/addresses,
+//! track_file/track_process/BFD, checkers other than the four above. Any
+//! `lb_algo` but `mh` is accepted with a warning: xlb always uses weighted
+//! consistent hashing (Maglev), on the client address only when
+//! [`VirtualServer::hash_on_source_only`]. Unknown keywords inside a known
+//! block are warnings, as in keepalived; unknown blocks are errors.
+
+mod diagnostic;
+mod interpret;
+pub mod model;
+mod print;
+mod syntax;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+pub use diagnostic::{Diagnostic, Errors, Severity, Span};
+pub use model::*;
+
+use diagnostic::Diags;
+use syntax::Statement;
+use syntax::include::Loader;
+
+/// A configuration that has no errors, and what was said about it.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<Diagnostic>,
+    /// Every file read, the main one first, then includes in reading order.
+    pub files: Vec<PathBuf>,
+}
+
+/// Reads the configuration at `path` and every file it includes.
+pub fn load(path: &Path) -> Result<Loaded, Errors> {
+    let mut diags = Diags::default();
+    let mut loader = Loader::new(&mut diags);
+    let stmts = loader.load_file(path);
+    let files = loader.files;
+    finish(&stmts, files, diags)
+}
+
+/// Reads configuration text; `name` is used in diagnostics, and `include`s are
+/// taken relative to its directory.
+pub fn parse_str(text: &str, name: &str) -> Result<Loaded, Errors> {
+    let mut diags = Diags::default();
+    let mut loader = Loader::new(&mut diags);
+    let stmts = loader.load_text(text, name);
+    let files = loader.files;
+    finish(&stmts, files, diags)
+}
+
+fn finish(stmts: &[Statement], files: Vec<PathBuf>, mut diags: Diags) -> Result<Loaded, Errors> {
+    let (config, declared) = interpret::interpret(stmts, &mut diags);
+    validate::validate(&config, &declared, &mut diags);
+    if diags.has_errors() {
+        Err(Errors {
+            diagnostics: diags.into_sorted(),
+        })
+    } else {
+        Ok(Loaded {
+            config,
+            warnings: diags.into_sorted(),
+            files,
+        })
+    }
+}

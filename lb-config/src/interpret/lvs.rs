@@ -1,0 +1,569 @@
+//! `virtual_server`, `real_server` and their health checkers.
+
+use std::net::IpAddr;
+
+use crate::model::{
+    CheckTiming, Checker, Connection, HttpCheck, LbAlgo, LbKind, MiscCheck, Origin, Protocol,
+    RealServer, SorryServer, StatusRange, TcpCheck, Timer, Url, VirtualServer,
+};
+use crate::syntax::Statement;
+
+use super::Reader;
+use super::values::parse_uint;
+use crate::validate;
+
+const CHECKERS: &[&str] = &["TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK"];
+const UNSUPPORTED_CHECKERS: &[&str] = &[
+    "SMTP_CHECK",
+    "DNS_CHECK",
+    "BFD_CHECK",
+    "UDP_CHECK",
+    "PING_CHECK",
+    "FILE_CHECK",
+];
+const VS_BLOCKS: &[&str] = &["real_server"];
+const RS_BLOCKS: &[&str] = &[
+    "TCP_CHECK",
+    "HTTP_GET",
+    "SSL_GET",
+    "MISC_CHECK",
+    "SMTP_CHECK",
+    "DNS_CHECK",
+    "BFD_CHECK",
+    "UDP_CHECK",
+    "PING_CHECK",
+    "FILE_CHECK",
+];
+
+/// Longest timeout IPVS accepts (31 days), which keepalived enforces too.
+const MAX_PERSISTENCE: u32 = 2_678_400;
+
+/// Checker settings that may be given on the virtual server, the real server
+/// or the checker, the nearest one winning.
+#[derive(Clone, Default)]
+struct CheckDefaults {
+    connect_timeout: Option<Timer>,
+    retry: Option<u32>,
+    delay_before_retry: Option<Timer>,
+    warmup: Option<Timer>,
+    delay_loop: Option<Timer>,
+    virtualhost: Option<String>,
+}
+
+impl CheckDefaults {
+    /// Reads one of the shared keywords; false if `st` is not one of them.
+    fn read(&mut self, r: &mut Reader<'_>, st: &Statement) -> bool {
+        match st.keyword.as_str() {
+            "connect_timeout" => {
+                self.connect_timeout = r
+                    .timer(st, Timer::from_micros(1), None)
+                    .or(self.connect_timeout)
+            }
+            "retry" | "nb_get_retry" => {
+                self.retry = r.u32(st, 0, 1_000_000).or(self.retry);
+            }
+            "delay_before_retry" => {
+                self.delay_before_retry = r
+                    .timer(st, Timer::default(), None)
+                    .or(self.delay_before_retry)
+            }
+            "warmup" => self.warmup = r.timer(st, Timer::default(), None).or(self.warmup),
+            "delay_loop" => {
+                self.delay_loop = r.timer(st, Timer::from_micros(1), None).or(self.delay_loop)
+            }
+            "virtualhost" => {
+                self.virtualhost = r.string(st, "a host name").or(self.virtualhost.take())
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// `self` where set, otherwise `outer`.
+    fn over(&self, outer: &CheckDefaults) -> CheckDefaults {
+        CheckDefaults {
+            connect_timeout: self.connect_timeout.or(outer.connect_timeout),
+            retry: self.retry.or(outer.retry),
+            delay_before_retry: self.delay_before_retry.or(outer.delay_before_retry),
+            warmup: self.warmup.or(outer.warmup),
+            delay_loop: self.delay_loop.or(outer.delay_loop),
+            virtualhost: self
+                .virtualhost
+                .clone()
+                .or_else(|| outer.virtualhost.clone()),
+        }
+    }
+}
+
+fn address_and_port(
+    r: &mut Reader<'_>,
+    st: &Statement,
+    port_required: bool,
+) -> Option<(IpAddr, Option<u16>)> {
+    let Some(addr) = st.args.first() else {
+        r.missing(st, "an IP address and a port");
+        return None;
+    };
+    let ip = r.ip_arg(st, addr);
+    let port = match st.args.get(1) {
+        Some(p) => r.port_arg(st, p),
+        None if port_required => {
+            r.diags.error(
+                &st.span,
+                format!(
+                    "found end of line after `{}`, expected a port: xlb does not balance all ports of an address",
+                    st.text()
+                ),
+            );
+            None
+        }
+        None => None,
+    };
+    r.extra_args(st, 2);
+    Some((ip?, port))
+}
+
+pub(super) fn virtual_server(r: &mut Reader<'_>, st: &Statement) -> Option<VirtualServer> {
+    if let Some(first) = st.args.first() {
+        if matches!(first.text.as_str(), "fwmark" | "group") {
+            r.diags.error(
+                &first.span,
+                format!(
+                    "found `virtual_server {}`, expected `virtual_server IP PORT`: \
+                     {} virtual servers are not supported by xlb",
+                    first.text, first.text
+                ),
+            );
+            return None;
+        }
+    }
+    let header = address_and_port(r, st, true);
+    let context = format!(
+        "virtual_server {}",
+        st.args
+            .iter()
+            .map(|a| a.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let mut protocol = Protocol::Tcp;
+    let mut lb_algo = (LbAlgo::Rr, Origin::default());
+    let mut lb_kind = (LbKind::Nat, Origin::default());
+    let mut persistence_timeout = 0;
+    let mut persistence_granularity = None;
+    let mut sorry_server = None;
+    let mut quorum = 1;
+    let mut hysteresis = 0;
+    let mut quorum_up = None;
+    let mut quorum_down = None;
+    let mut alpha = false;
+    let mut omega = false;
+    let mut inhibit_on_failure = false;
+    let mut ha_suspend = false;
+    let mut defaults = CheckDefaults::default();
+
+    let block = r.block(st);
+    let block = r.split_run_together(block, VS_BLOCKS);
+    // Virtual-server settings first: real servers inherit them wherever they are written.
+    for st in &block {
+        let kw = st.keyword.as_str();
+        if kw == "real_server" || defaults.read(r, st) {
+            continue;
+        }
+        match kw {
+            "lb_algo" | "lvs_sched" => {
+                let names: Vec<&str> = LbAlgo::ALL.iter().map(|a| a.name()).collect();
+                let expected = format!("a scheduler: {}", names.join(", "));
+                if let Some(arg) = r.value(st, &expected) {
+                    match LbAlgo::from_name(&arg.text) {
+                        Some(a) => lb_algo = (a, Origin(Some(st.span.clone()))),
+                        None => r.bad(st, arg, &expected),
+                    }
+                }
+            }
+            "lb_kind" | "lvs_method" => {
+                if let Some(arg) = st.args.first() {
+                    // TUN may be followed by its tunnel type; it is refused whole by validate.
+                    if arg.text != "TUN" {
+                        r.extra_args(st, 1);
+                    }
+                }
+                r.no_block(st);
+                match st.args.first() {
+                    None => r.missing(st, "DR, NAT or TUN"),
+                    Some(arg) => match arg.text.as_str() {
+                        "DR" => lb_kind = (LbKind::Dr, Origin(Some(st.span.clone()))),
+                        "NAT" => lb_kind = (LbKind::Nat, Origin(Some(st.span.clone()))),
+                        "TUN" => lb_kind = (LbKind::Tun, Origin(Some(st.span.clone()))),
+                        _ => r.bad(st, arg, "DR, NAT or TUN"),
+                    },
+                }
+            }
+            "persistence_timeout" => {
+                r.no_block(st);
+                // keepalived: the bare keyword means six minutes.
+                persistence_timeout = match st.args.first() {
+                    None => 360,
+                    Some(arg) => {
+                        r.extra_args(st, 1);
+                        r.uint_arg(st, arg, 0, u64::from(MAX_PERSISTENCE))
+                            .map(|n| n as u32)
+                            .unwrap_or(persistence_timeout)
+                    }
+                };
+            }
+            "persistence_granularity" => {
+                persistence_granularity = r.ip(st).or(persistence_granularity)
+            }
+            "protocol" => {
+                if let Some(arg) = r.value(st, "TCP or UDP") {
+                    match arg.text.as_str() {
+                        "TCP" => protocol = Protocol::Tcp,
+                        "UDP" => protocol = Protocol::Udp,
+                        "SCTP" => r.diags.error(
+                            &arg.span,
+                            "found `SCTP` after `protocol`, expected TCP or UDP: SCTP is not supported by xlb",
+                        ),
+                        _ => r.bad(st, arg, "TCP or UDP"),
+                    }
+                }
+            }
+            "sorry_server" => {
+                r.no_block(st);
+                if let Some((address, port)) = address_and_port(r, st, false) {
+                    let port = port.or(header.and_then(|h| h.1)).unwrap_or(0);
+                    sorry_server = Some(SorryServer { address, port });
+                }
+            }
+            "quorum" => quorum = r.u32(st, 1, u32::MAX).unwrap_or(quorum),
+            "hysteresis" => hysteresis = r.u32(st, 0, u32::MAX).unwrap_or(hysteresis),
+            "quorum_up" => quorum_up = r.notify_script(st).or(quorum_up),
+            "quorum_down" => quorum_down = r.notify_script(st).or(quorum_down),
+            "alpha" => alpha = r.flag(st),
+            "omega" => omega = r.flag(st),
+            "inhibit_on_failure" => inhibit_on_failure = r.flag(st),
+            "ha_suspend" => ha_suspend = r.flag(st),
+            "smtp_alert" => {
+                r.flag(st);
+            }
+            "nat_mask" => r.diags.warn(
+                &st.span,
+                "`nat_mask` is obsolete (keepalived dropped it) and ignored by xlb",
+            ),
+            "ops"
+            | "hashed"
+            | "flag-1"
+            | "flag-2"
+            | "flag-3"
+            | "sh-port"
+            | "sh-fallback"
+            | "mh-port"
+            | "mh-fallback"
+            | "persistence_engine"
+            | "snmp_name"
+            | "ip_family"
+            | "sorry_server_inhibit"
+            | "sorry_server_lvs_method" => r.ignored(st),
+            _ => r.unknown(st, &context),
+        }
+    }
+    let vs_port = header.and_then(|h| h.1);
+    let mut real_servers = Vec::new();
+    for st in &block {
+        if st.keyword == "real_server" {
+            if let Some(rs) = real_server(r, st, vs_port, inhibit_on_failure, &defaults) {
+                real_servers.push(rs);
+            }
+        }
+    }
+    let (address, port) = header?;
+    let vs = VirtualServer {
+        address,
+        // Checked below: a virtual server without a port is not returned.
+        port: port.unwrap_or(0),
+        protocol,
+        delay_loop: defaults.delay_loop.unwrap_or(Timer::from_secs(60)),
+        lb_algo: lb_algo.0,
+        lb_kind: lb_kind.0,
+        persistence_timeout,
+        persistence_granularity,
+        virtualhost: defaults.virtualhost.clone(),
+        sorry_server,
+        quorum,
+        hysteresis,
+        quorum_up,
+        quorum_down,
+        alpha,
+        omega,
+        inhibit_on_failure,
+        ha_suspend,
+        real_servers,
+        origin: Origin(Some(st.span.clone())),
+        lb_algo_origin: lb_algo.1,
+        lb_kind_origin: lb_kind.1,
+    };
+    // Judged even when the header is broken: the forwarding method is wrong regardless.
+    validate::forwarding(&vs, r.diags);
+    port.map(|_| vs)
+}
+
+fn real_server(
+    r: &mut Reader<'_>,
+    st: &Statement,
+    vs_port: Option<u16>,
+    vs_inhibit: bool,
+    vs_defaults: &CheckDefaults,
+) -> Option<RealServer> {
+    let header = address_and_port(r, st, false);
+    let context = format!(
+        "real_server {}",
+        st.args
+            .iter()
+            .map(|a| a.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let mut weight = 1;
+    let mut inhibit_on_failure = None;
+    let mut notify_up = None;
+    let mut notify_down = None;
+    let mut own = CheckDefaults::default();
+    let block = r.block(st);
+    let block = r.split_run_together(block, RS_BLOCKS);
+    for st in &block {
+        let kw = st.keyword.as_str();
+        if RS_BLOCKS.contains(&kw) || own.read(r, st) {
+            continue;
+        }
+        match kw {
+            "weight" => weight = r.u32(st, 0, 65535).unwrap_or(weight),
+            "inhibit_on_failure" => inhibit_on_failure = Some(r.flag(st)),
+            "notify_up" => notify_up = r.notify_script(st).or(notify_up),
+            "notify_down" => notify_down = r.notify_script(st).or(notify_down),
+            "lvs_method" | "lb_kind" => {
+                if let Some(arg) = st.args.first() {
+                    if arg.text != "DR" {
+                        r.diags.error(
+                            &arg.span,
+                            format!(
+                                "found `{} {}`, expected DR: xlb forwards in DR mode only ({} is not supported yet)",
+                                kw, arg.text, arg.text
+                            ),
+                        );
+                    }
+                }
+                r.value(st, "DR");
+            }
+            "smtp_alert" | "alpha" => {
+                r.flag(st);
+            }
+            "uthreshold" | "lthreshold" | "snmp_name" => r.ignored(st),
+            _ => r.unknown(st, &context),
+        }
+    }
+    let defaults = own.over(vs_defaults);
+    let (address, port) = header?;
+    let port = port.or(vs_port).unwrap_or(0);
+    let mut checkers = Vec::new();
+    for st in &block {
+        let kw = st.keyword.as_str();
+        if CHECKERS.contains(&kw) {
+            if let Some(c) = checker(r, st, address, port, &defaults) {
+                checkers.push(c);
+            }
+        } else if UNSUPPORTED_CHECKERS.contains(&kw) {
+            r.diags.error(
+                &st.span,
+                format!(
+                    "found `{kw}`, expected TCP_CHECK, HTTP_GET, SSL_GET or MISC_CHECK: \
+                     `{kw}` is not supported by xlb"
+                ),
+            );
+        }
+    }
+    Some(RealServer {
+        address,
+        port,
+        weight,
+        inhibit_on_failure: inhibit_on_failure.unwrap_or(vs_inhibit),
+        notify_up,
+        notify_down,
+        checkers,
+        origin: Origin(Some(st.span.clone())),
+    })
+}
+
+fn checker(
+    r: &mut Reader<'_>,
+    st: &Statement,
+    rs_ip: IpAddr,
+    rs_port: u16,
+    outer: &CheckDefaults,
+) -> Option<Checker> {
+    let kind = st.keyword.as_str();
+    r.extra_args(st, 0);
+    let mut own = CheckDefaults::default();
+    let mut connect_ip = None;
+    let mut connect_port = None;
+    let mut bindto = None;
+    let mut bind_port = None;
+    let mut urls = Vec::new();
+    let mut misc_path = None;
+    let mut misc_timeout = None;
+    let mut misc_dynamic = false;
+    let mut user = None;
+    let is_http = matches!(kind, "HTTP_GET" | "SSL_GET");
+    let is_misc = kind == "MISC_CHECK";
+    let block = r.block(st);
+    let block = r.split_run_together(block, if is_http { &["url"] } else { &[] });
+    for st in &block {
+        let kw = st.keyword.as_str();
+        if own.read(r, st) {
+            continue;
+        }
+        match kw {
+            "connect_ip" if !is_misc => connect_ip = r.ip(st).or(connect_ip),
+            "connect_port" if !is_misc => connect_port = r.port(st).or(connect_port),
+            "bindto" if !is_misc => bindto = r.ip(st).or(bindto),
+            "bind_port" if !is_misc => bind_port = r.port(st).or(bind_port),
+            "url" if is_http => {
+                r.extra_args(st, 0);
+                if let Some(u) = url(r, st) {
+                    urls.push(u);
+                }
+            }
+            "misc_path" if is_misc => misc_path = r.command(st).or(misc_path),
+            "misc_timeout" if is_misc => {
+                misc_timeout = r.timer(st, Timer::from_micros(1), None).or(misc_timeout)
+            }
+            "misc_dynamic" if is_misc => misc_dynamic = r.flag(st),
+            "user" if is_misc => {
+                r.no_block(st);
+                if st.args.is_empty() {
+                    r.missing(st, "a user name");
+                }
+                user = r.script_user(st, &st.args).or(user);
+            }
+            "bind_if" | "fwmark" | "log_all_failures" | "alpha" | "http_protocol"
+            | "fast_recovery" | "enable_sni" | "sni_name" | "tls_compliant" => r.ignored(st),
+            _ => r.unknown(st, kind),
+        }
+    }
+    let d = own.over(outer);
+    let delay_loop = d.delay_loop.unwrap_or(Timer::from_secs(60));
+    let timing = CheckTiming {
+        delay_loop,
+        // keepalived 2.2: MISC_CHECK does not retry unless told to; HTTP waits longer.
+        retry: d.retry.unwrap_or(if is_misc { 0 } else { 1 }),
+        delay_before_retry: d.delay_before_retry.unwrap_or(Timer::from_secs(if is_http {
+            3
+        } else {
+            1
+        })),
+        warmup: d.warmup.unwrap_or(delay_loop),
+    };
+    let connection = Connection {
+        connect_ip: connect_ip.unwrap_or(rs_ip),
+        connect_port: connect_port.unwrap_or(rs_port),
+        bindto,
+        bind_port,
+        connect_timeout: d.connect_timeout.unwrap_or(Timer::from_secs(5)),
+    };
+    match kind {
+        "TCP_CHECK" => Some(Checker::Tcp(TcpCheck { connection, timing })),
+        "HTTP_GET" | "SSL_GET" => {
+            if urls.is_empty() {
+                r.diags.error(
+                    &st.span,
+                    format!("found no `url` in `{kind}`, expected `url {{ path ... }}`"),
+                );
+            }
+            for u in &mut urls {
+                if u.virtualhost.is_none() {
+                    u.virtualhost = d.virtualhost.clone();
+                }
+            }
+            Some(Checker::Http(HttpCheck {
+                tls: kind == "SSL_GET",
+                connection,
+                timing,
+                urls,
+                virtualhost: d.virtualhost,
+            }))
+        }
+        _ => {
+            if misc_path.is_none() {
+                r.diags.error(
+                    &st.span,
+                    "found no `misc_path` in `MISC_CHECK`, expected the command to run",
+                );
+            }
+            Some(Checker::Misc(MiscCheck {
+                misc_timeout: misc_timeout.unwrap_or(timing.delay_loop),
+                timing,
+                misc_path: misc_path?,
+                misc_dynamic,
+                user,
+            }))
+        }
+    }
+}
+
+fn url(r: &mut Reader<'_>, st: &Statement) -> Option<Url> {
+    let mut path = None;
+    let mut digest = None;
+    let mut status_code = Vec::new();
+    let mut virtualhost = None;
+    for st in r.block(st) {
+        match st.keyword.as_str() {
+            "path" => path = r.string(st, "a URL path such as /").or(path),
+            "digest" => digest = r.string(st, "an MD5 digest from genhash").or(digest),
+            "status_code" => {
+                r.no_block(st);
+                if st.args.is_empty() {
+                    r.missing(st, "an HTTP status code or range such as 200 or 200-299");
+                }
+                status_code.clear();
+                for arg in &st.args {
+                    let range = match arg.text.split_once('-') {
+                        Some((a, b)) => parse_uint(a).zip(parse_uint(b)),
+                        None => parse_uint(&arg.text).map(|n| (n, n)),
+                    };
+                    match range {
+                        Some((a, b)) if (100..=599).contains(&a) && (a..=599).contains(&b) => {
+                            status_code.push(StatusRange {
+                                from: a as u16,
+                                to: b as u16,
+                            })
+                        }
+                        _ => r.bad(
+                            st,
+                            arg,
+                            "an HTTP status code 100..599 or a range such as 200-299",
+                        ),
+                    }
+                }
+            }
+            "virtualhost" => virtualhost = r.string(st, "a host name").or(virtualhost),
+            "regex" | "regex_no_match" | "regex_options" | "regex_stack" | "regex_min_offset"
+            | "regex_max_offset" | "tls_compliant" => r.ignored(st),
+            _ => r.unknown(st, "url"),
+        }
+    }
+    let Some(path) = path else {
+        r.diags.error(
+            &st.span,
+            "found no `path` in `url`, expected `path /some/path`",
+        );
+        return None;
+    };
+    if status_code.is_empty() && digest.is_none() {
+        status_code.push(StatusRange { from: 200, to: 299 });
+    }
+    Some(Url {
+        path,
+        digest,
+        status_code,
+        virtualhost,
+    })
+}

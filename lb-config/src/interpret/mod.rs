@@ -1,0 +1,106 @@
+//! Turns the statement tree into the typed model, block by block, checking
+//! each value where it is written.
+//!
+//! Cross-references (names, duplicates) are left to `validate`, which sees the
+//! whole configuration.
+
+mod global;
+mod lvs;
+mod values;
+mod vrrp;
+
+use std::collections::HashSet;
+
+use crate::diagnostic::Diags;
+use crate::model::Config;
+use crate::syntax::Statement;
+
+pub(crate) use values::Reader;
+
+/// Top-level blocks keepalived knows and xlb does not run.
+const UNSUPPORTED_BLOCKS: &[&str] = &[
+    "virtual_server_group",
+    "static_ipaddress",
+    "static_routes",
+    "static_rules",
+    "vrrp_track_file",
+    "track_file",
+    "vrrp_track_process",
+    "garp_group",
+    "linkbeat_interfaces",
+    "bfd_instance",
+];
+
+const TOP_BLOCKS: &[&str] = &[
+    "global_defs",
+    "vrrp_script",
+    "vrrp_sync_group",
+    "vrrp_instance",
+    "virtual_server",
+];
+
+/// Names declared in the file, including those whose block had errors, so that
+/// a reference to a broken instance is not reported a second time as unknown.
+#[derive(Debug, Default)]
+pub(crate) struct Declared {
+    pub vrrp_scripts: HashSet<String>,
+    pub vrrp_instances: HashSet<String>,
+}
+
+pub(crate) fn interpret(stmts: &[Statement], diags: &mut Diags) -> (Config, Declared) {
+    let mut declared = Declared::default();
+    let mut r = Reader { diags };
+    let stmts = r.split_run_together(stmts, TOP_BLOCKS);
+    let mut config = Config::default();
+    // global_defs and vrrp_script first: instances take their defaults and
+    // track_script weights from them wherever they are written.
+    for st in &stmts {
+        if st.keyword == "global_defs" {
+            global::global_defs(&mut r, st, &mut config.global_defs);
+        }
+    }
+    for st in &stmts {
+        if st.keyword == "vrrp_script" {
+            if let Some(name) = st.args.first() {
+                declared.vrrp_scripts.insert(name.text.clone());
+            }
+            if let Some(script) = vrrp::vrrp_script(&mut r, st) {
+                config.vrrp_scripts.push(script);
+            }
+        }
+    }
+    for st in &stmts {
+        match st.keyword.as_str() {
+            "global_defs" | "vrrp_script" => {}
+            "vrrp_sync_group" => {
+                if let Some(g) = vrrp::vrrp_sync_group(&mut r, st) {
+                    config.vrrp_sync_groups.push(g);
+                }
+            }
+            "vrrp_instance" => {
+                if let Some(name) = st.args.first() {
+                    declared.vrrp_instances.insert(name.text.clone());
+                }
+                if let Some(i) = vrrp::vrrp_instance(&mut r, st, &config) {
+                    config.vrrp_instances.push(i);
+                }
+            }
+            "virtual_server" => {
+                if let Some(vs) = lvs::virtual_server(&mut r, st) {
+                    config.virtual_servers.push(vs);
+                }
+            }
+            kw if UNSUPPORTED_BLOCKS.contains(&kw) => {
+                r.diags.error(
+                    &st.span,
+                    format!(
+                        "found `{kw}`, expected global_defs, vrrp_script, vrrp_sync_group, \
+                         vrrp_instance or virtual_server: `{kw}` is not supported by xlb"
+                    ),
+                );
+            }
+            _ => r.unknown(st, "the top level"),
+        }
+    }
+    (config, declared)
+}

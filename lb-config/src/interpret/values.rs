@@ -1,0 +1,426 @@
+//! Reading one statement's arguments as typed values, with a diagnostic for
+//! anything missing, extra or malformed.
+
+use std::net::IpAddr;
+
+use crate::diagnostic::Diags;
+use crate::model::{NotifyScript, ScriptUser, Timer};
+use crate::syntax::{Arg, Statement};
+
+/// A year: beyond any sensible timer, and far from overflowing.
+const MAX_TIMER: Timer = Timer::from_secs(86_400 * 365);
+
+pub(crate) struct Reader<'d> {
+    pub diags: &'d mut Diags,
+}
+
+impl Reader<'_> {
+    pub fn no_block(&mut self, st: &Statement) {
+        if let Some(block) = &st.block {
+            self.diags.error(
+                &block.open,
+                format!(
+                    "found `{{`, expected end of line: `{}` takes no block",
+                    st.keyword
+                ),
+            );
+        }
+    }
+
+    /// Reports the first argument past the `allowed` ones.
+    pub fn extra_args(&mut self, st: &Statement, allowed: usize) {
+        if let Some(extra) = st.args.get(allowed) {
+            let mut before = st.keyword.clone();
+            for a in &st.args[..allowed] {
+                before.push(' ');
+                before.push_str(&a.text);
+            }
+            self.diags.error(
+                &extra.span,
+                format!(
+                    "found `{}`, expected end of line after `{before}`",
+                    extra.text
+                ),
+            );
+        }
+    }
+
+    pub fn missing(&mut self, st: &Statement, expected: &str) {
+        self.diags.error(
+            &st.span,
+            format!(
+                "found end of line after `{}`, expected {expected}",
+                st.keyword
+            ),
+        );
+    }
+
+    pub fn bad(&mut self, st: &Statement, arg: &Arg, expected: &str) {
+        self.diags.error(
+            &arg.span,
+            format!(
+                "found `{}` after `{}`, expected {expected}",
+                arg.text, st.keyword
+            ),
+        );
+    }
+
+    /// The one argument of `keyword VALUE`.
+    pub fn value<'s>(&mut self, st: &'s Statement, expected: &str) -> Option<&'s Arg> {
+        self.no_block(st);
+        match st.args.first() {
+            None => {
+                self.missing(st, expected);
+                None
+            }
+            Some(arg) => {
+                self.extra_args(st, 1);
+                Some(arg)
+            }
+        }
+    }
+
+    pub fn string(&mut self, st: &Statement, expected: &str) -> Option<String> {
+        self.value(st, expected).map(|a| a.text.clone())
+    }
+
+    /// All arguments joined, for commands keepalived accepts quoted or not.
+    pub fn command(&mut self, st: &Statement) -> Option<String> {
+        self.no_block(st);
+        if st.args.is_empty() {
+            self.missing(st, "a command");
+            return None;
+        }
+        Some(
+            st.args
+                .iter()
+                .map(|a| a.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
+    }
+
+    pub fn uint(&mut self, st: &Statement, lo: u64, hi: u64) -> Option<u64> {
+        let expected = format!("an integer {lo}..{hi}");
+        let arg = self.value(st, &expected)?;
+        self.uint_arg(st, arg, lo, hi)
+    }
+
+    pub fn uint_arg(&mut self, st: &Statement, arg: &Arg, lo: u64, hi: u64) -> Option<u64> {
+        match parse_uint(&arg.text) {
+            Some(n) if (lo..=hi).contains(&n) => Some(n),
+            _ => {
+                self.bad(st, arg, &format!("an integer {lo}..{hi}"));
+                None
+            }
+        }
+    }
+
+    pub fn u32(&mut self, st: &Statement, lo: u32, hi: u32) -> Option<u32> {
+        self.uint(st, u64::from(lo), u64::from(hi))
+            .and_then(|n| u32::try_from(n).ok())
+    }
+
+    pub fn int_arg(&mut self, st: &Statement, arg: &Arg, lo: i64, hi: i64) -> Option<i64> {
+        let parsed = match arg.text.strip_prefix('-') {
+            Some(rest) => parse_uint(rest)
+                .and_then(|n| i64::try_from(n).ok())
+                .map(|n| -n),
+            None => parse_uint(arg.text.strip_prefix('+').unwrap_or(&arg.text))
+                .and_then(|n| i64::try_from(n).ok()),
+        };
+        match parsed {
+            Some(n) if (lo..=hi).contains(&n) => Some(n),
+            _ => {
+                self.bad(st, arg, &format!("an integer {lo}..{hi}"));
+                None
+            }
+        }
+    }
+
+    /// Decimal seconds in `min..=max`; `max` None for no bound worth naming.
+    pub fn timer(&mut self, st: &Statement, min: Timer, max: Option<Timer>) -> Option<Timer> {
+        let expected = match max {
+            Some(max) => format!("a number of seconds {min}..{max}"),
+            None if min == Timer::default() => "a number of seconds".to_string(),
+            None => "a number of seconds above 0".to_string(),
+        };
+        let max = max.unwrap_or(MAX_TIMER);
+        let arg = self.value(st, &expected)?;
+        match parse_timer(&arg.text) {
+            Some(t) if min <= t && t <= max => Some(t),
+            _ => {
+                self.bad(st, arg, &expected);
+                None
+            }
+        }
+    }
+
+    pub fn ip_arg(&mut self, st: &Statement, arg: &Arg) -> Option<IpAddr> {
+        match arg.text.parse::<IpAddr>() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                self.bad(st, arg, "an IPv4 or IPv6 address");
+                None
+            }
+        }
+    }
+
+    pub fn ip(&mut self, st: &Statement) -> Option<IpAddr> {
+        let arg = self.value(st, "an IPv4 or IPv6 address")?;
+        self.ip_arg(st, arg)
+    }
+
+    pub fn port_arg(&mut self, st: &Statement, arg: &Arg) -> Option<u16> {
+        match parse_uint(&arg.text).and_then(|n| u16::try_from(n).ok()) {
+            Some(p) if p > 0 => Some(p),
+            _ => {
+                self.bad(st, arg, "a port 1..65535");
+                None
+            }
+        }
+    }
+
+    pub fn port(&mut self, st: &Statement) -> Option<u16> {
+        let arg = self.value(st, "a port 1..65535")?;
+        self.port_arg(st, arg)
+    }
+
+    /// keepalived's `<BOOL>` options: the bare keyword means true.
+    pub fn flag(&mut self, st: &Statement) -> bool {
+        self.no_block(st);
+        let Some(arg) = st.args.first() else {
+            return true;
+        };
+        self.extra_args(st, 1);
+        match arg.text.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" => true,
+            "false" | "no" | "off" => false,
+            _ => {
+                self.bad(
+                    st,
+                    arg,
+                    "end of line, or one of true, false, yes, no, on, off",
+                );
+                true
+            }
+        }
+    }
+
+    /// `USER [GROUP]`, `USER:GROUP` or `USER :GROUP` from `args`.
+    pub fn script_user(&mut self, st: &Statement, args: &[Arg]) -> Option<ScriptUser> {
+        let first = args.first()?;
+        let (user, mut group) = match first.text.split_once(':') {
+            Some((u, g)) => (u.to_string(), (!g.is_empty()).then(|| g.to_string())),
+            None => (first.text.clone(), None),
+        };
+        let mut used = 1;
+        if let Some(second) = args.get(1) {
+            if group.is_none() {
+                let g = second.text.strip_prefix(':').unwrap_or(&second.text);
+                group = Some(g.to_string());
+                used = 2;
+            }
+        }
+        if let Some(extra) = args.get(used) {
+            self.diags.error(
+                &extra.span,
+                format!(
+                    "found `{}`, expected end of line after the user and group of `{}`",
+                    extra.text, st.keyword
+                ),
+            );
+        }
+        if user.is_empty() {
+            self.bad(st, first, "a user name");
+            return None;
+        }
+        Some(ScriptUser { user, group })
+    }
+
+    /// `notify_* COMMAND|"COMMAND ARGS" [USER [GROUP]]`.
+    pub fn notify_script(&mut self, st: &Statement) -> Option<NotifyScript> {
+        self.no_block(st);
+        let Some(command) = st.args.first() else {
+            self.missing(st, "a script, quoted if it has arguments");
+            return None;
+        };
+        if let Some(next) = st.args.get(1) {
+            if !command.quoted {
+                // A frequent slip: keepalived reads the word after an unquoted
+                // script as the user to run it as, not as its argument.
+                self.diags.warn(
+                    &next.span,
+                    format!(
+                        "`{}` is read as the user to run `{}` as, as keepalived does; \
+                         to pass it as an argument write `{} \"{} {}\"`",
+                        next.text, command.text, st.keyword, command.text, next.text
+                    ),
+                );
+            }
+        }
+        let user = self.script_user(st, &st.args[1..]);
+        Some(NotifyScript {
+            command: command.text.clone(),
+            user,
+        })
+    }
+
+    /// The statements of a block keyword; reports a missing block.
+    pub fn block<'s>(&mut self, st: &'s Statement) -> &'s [Statement] {
+        match &st.block {
+            Some(block) => &block.statements,
+            None => {
+                self.diags.error(
+                    &st.span,
+                    format!(
+                        "found end of line after `{}`, expected `{{` opening its block",
+                        st.text()
+                    ),
+                );
+                &[]
+            }
+        }
+    }
+
+    /// A list entry (`virtual_ipaddress`, `track_script`, ...) must not open a block.
+    pub fn list_entry(&mut self, st: &Statement) {
+        self.no_block(st);
+    }
+
+    pub fn unknown(&mut self, st: &Statement, context: &str) {
+        if st.block.is_some() {
+            self.diags.error(
+                &st.span,
+                format!(
+                    "found unknown block `{}` in {context}, expected a keepalived block keyword",
+                    st.keyword
+                ),
+            );
+        } else {
+            self.diags.warn(
+                &st.span,
+                format!(
+                    "unknown keyword `{}` in {context}, ignored as keepalived does",
+                    st.keyword
+                ),
+            );
+        }
+    }
+
+    /// A keepalived keyword xlb accepts but does not act on.
+    pub fn ignored(&mut self, st: &Statement) {
+        self.diags
+            .warn(&st.span, format!("`{}` is ignored by xlb", st.keyword));
+    }
+
+    /// Separates a block keyword written at the end of another statement's line
+    /// (`protocol TCP real_server 10.0.0.102 {`, seen when a blog loses line
+    /// breaks): reports it, then reads both as keepalived's author meant them.
+    pub fn split_run_together(
+        &mut self,
+        stmts: &[Statement],
+        block_keywords: &[&str],
+    ) -> Vec<Statement> {
+        let mut out = Vec::with_capacity(stmts.len());
+        for st in stmts {
+            let split_at = if st.block.is_some() && !block_keywords.contains(&st.keyword.as_str()) {
+                st.args
+                    .iter()
+                    .position(|a| !a.quoted && block_keywords.contains(&a.text.as_str()))
+            } else {
+                None
+            };
+            let Some(k) = split_at else {
+                out.push(st.clone());
+                continue;
+            };
+            let head = Statement {
+                keyword: st.keyword.clone(),
+                span: st.span.clone(),
+                args: st.args[..k].to_vec(),
+                block: None,
+            };
+            let inner = &st.args[k];
+            self.diags.error(
+                &inner.span,
+                format!(
+                    "found `{}` on the line of `{}`, expected `{}` to start its own line",
+                    inner.text,
+                    head.text(),
+                    inner.text
+                ),
+            );
+            out.push(head);
+            out.push(Statement {
+                keyword: inner.text.clone(),
+                span: inner.span.clone(),
+                args: st.args[k + 1..].to_vec(),
+                block: st.block.clone(),
+            });
+        }
+        out
+    }
+}
+
+/// Decimal digits only, as keepalived's strtoul-based readers accept.
+pub fn parse_uint(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// keepalived's decimal seconds: `5`, `0.5`, `.5`, to the microsecond.
+pub fn parse_timer(text: &str) -> Option<Timer> {
+    let (whole, frac) = match text.split_once('.') {
+        Some((w, f)) => (w, f),
+        None => (text, ""),
+    };
+    if whole.is_empty() && frac.is_empty() {
+        return None;
+    }
+    if frac.len() > 6 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs = if whole.is_empty() {
+        0
+    } else {
+        parse_uint(whole)?
+    };
+    let frac_micros = if frac.is_empty() {
+        0
+    } else {
+        let digits: u64 = frac.parse().ok()?;
+        digits * 10u64.pow(6 - u32::try_from(frac.len()).ok()?)
+    };
+    secs.checked_mul(1_000_000)?
+        .checked_add(frac_micros)
+        .map(Timer::from_micros)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers() {
+        assert_eq!(parse_timer("5"), Some(Timer::from_secs(5)));
+        assert_eq!(parse_timer("0.05"), Some(Timer::from_micros(50_000)));
+        assert_eq!(parse_timer(".5"), Some(Timer::from_micros(500_000)));
+        assert_eq!(parse_timer("1.0000001"), None);
+        assert_eq!(parse_timer("."), None);
+        assert_eq!(parse_timer("-1"), None);
+        assert_eq!(parse_timer("99999999999999999999"), None);
+        assert_eq!(Timer::from_micros(1_500_000).to_string(), "1.5");
+        assert_eq!(Timer::from_micros(10).to_string(), "0.00001");
+    }
+
+    #[test]
+    fn uints() {
+        assert_eq!(parse_uint("42"), Some(42));
+        assert_eq!(parse_uint("+4"), None);
+        assert_eq!(parse_uint(""), None);
+        assert_eq!(parse_uint("4a"), None);
+    }
+}

@@ -1,0 +1,758 @@
+//! `vrrp_script`, `vrrp_sync_group` and `vrrp_instance`.
+
+use std::net::IpAddr;
+
+use crate::diagnostic::Span;
+use crate::model::{
+    AddressFamily, AuthType, Authentication, Config, NotifyScript, Origin, SyncGroupMember,
+    TrackInterface, TrackScript, VirtualIpAddress, VrrpInstance, VrrpScript, VrrpState,
+    VrrpSyncGroup,
+};
+use crate::syntax::Statement;
+
+use super::Reader;
+use super::values::{parse_timer, parse_uint};
+
+const INSTANCE_BLOCKS: &[&str] = &[
+    "authentication",
+    "virtual_ipaddress",
+    "virtual_ipaddress_excluded",
+    "unicast_peer",
+    "track_script",
+    "track_interface",
+];
+
+/// Instance keywords that tune keepalived itself and mean nothing to xlb.
+const INSTANCE_IGNORED: &[&str] = &[
+    "use_vmac",
+    "vmac_xmit_base",
+    "native_ipv6",
+    "dont_track_primary",
+    "skip_check_adv_addr",
+    "strict_mode",
+    "debug",
+    "accept",
+    "no_accept",
+    "preempt",
+    "garp_lower_prio_delay",
+    "garp_lower_prio_repeat",
+    "lower_prio_no_advert",
+    "higher_prio_send_advert",
+    "kernel_rx_buf_size",
+    "unicast_ttl",
+    "check_unicast_src",
+    "linkbeat_use_polling",
+    "notify_master_rx_lower_pri",
+    "notify_deleted",
+    "down_timer_adverts",
+];
+
+/// Instance blocks that would change what the instance does if dropped.
+const INSTANCE_UNSUPPORTED: &[&str] = &[
+    "track_file",
+    "track_process",
+    "track_bfd",
+    "virtual_routes",
+    "virtual_rules",
+];
+
+fn name_of(r: &mut Reader<'_>, st: &Statement, what: &str) -> Option<String> {
+    let Some(name) = st.args.first() else {
+        r.missing(st, &format!("the {what}'s name"));
+        return None;
+    };
+    r.extra_args(st, 1);
+    Some(name.text.clone())
+}
+
+pub(super) fn vrrp_script(r: &mut Reader<'_>, st: &Statement) -> Option<VrrpScript> {
+    let name = name_of(r, st, "vrrp_script");
+    let mut script = None;
+    let mut interval = 1;
+    let mut timeout = None;
+    let mut weight = 0;
+    let mut weight_reverse = false;
+    let mut fall = 1;
+    let mut rise = 1;
+    let mut user = None;
+    let context = format!("vrrp_script {}", name.as_deref().unwrap_or(""));
+    for st in r.block(st) {
+        match st.keyword.as_str() {
+            "script" => script = r.command(st).or(script),
+            "interval" => interval = r.u32(st, 1, 86400).unwrap_or(interval),
+            "timeout" => timeout = r.u32(st, 1, 86400).or(timeout),
+            "weight" => {
+                r.no_block(st);
+                match st.args.first() {
+                    None => r.missing(st, "an integer -253..253"),
+                    Some(arg) => {
+                        if let Some(w) = r.int_arg(st, arg, -253, 253) {
+                            weight = w as i32;
+                        }
+                        match st.args.get(1).map(|a| a.text.as_str()) {
+                            Some("reverse") => {
+                                weight_reverse = true;
+                                r.extra_args(st, 2);
+                            }
+                            _ => r.extra_args(st, 1),
+                        }
+                    }
+                }
+            }
+            "fall" => fall = r.u32(st, 1, 1000).unwrap_or(fall),
+            "rise" => rise = r.u32(st, 1, 1000).unwrap_or(rise),
+            "user" => {
+                r.no_block(st);
+                if st.args.is_empty() {
+                    r.missing(st, "a user name");
+                }
+                user = r.script_user(st, &st.args).or(user);
+            }
+            "init_fail" => r.ignored(st),
+            _ => r.unknown(st, &context),
+        }
+    }
+    if script.is_none() {
+        r.diags.error(
+            &st.span,
+            format!("found no `script` in `{context}`, expected the command to run"),
+        );
+    }
+    Some(VrrpScript {
+        name: name?,
+        script: script?,
+        interval,
+        timeout: timeout.unwrap_or(interval),
+        weight,
+        weight_reverse,
+        fall,
+        rise,
+        user,
+        origin: Origin(Some(st.span.clone())),
+    })
+}
+
+pub(super) fn vrrp_sync_group(r: &mut Reader<'_>, st: &Statement) -> Option<VrrpSyncGroup> {
+    let name = name_of(r, st, "vrrp_sync_group");
+    let context = format!("vrrp_sync_group {}", name.as_deref().unwrap_or(""));
+    let mut group = Vec::new();
+    let mut saw_group = false;
+    let mut notify: [Option<NotifyScript>; 5] = Default::default();
+    let mut smtp_alert = false;
+    let block = r.block(st);
+    let block = r.split_run_together(block, &["group"]);
+    for st in &block {
+        match st.keyword.as_str() {
+            "group" => {
+                saw_group = true;
+                r.extra_args(st, 0);
+                for member in r.block(st) {
+                    r.list_entry(member);
+                    r.extra_args(member, 0);
+                    group.push(SyncGroupMember {
+                        name: member.keyword.clone(),
+                        origin: Origin(Some(member.span.clone())),
+                    });
+                }
+            }
+            kw
+            @ ("notify_master" | "notify_backup" | "notify_fault" | "notify_stop" | "notify") => {
+                let slot = notify_slot(kw);
+                notify[slot] = r.notify_script(st).or(notify[slot].take());
+            }
+            "smtp_alert" => smtp_alert = r.flag(st),
+            "global_tracking" | "sync_group_tracking_weight" | "notify_priority_changes" => {
+                r.ignored(st)
+            }
+            kw @ ("track_script" | "track_interface" | "track_file" | "track_process"
+            | "track_bfd") => r.diags.error(
+                &st.span,
+                format!(
+                    "found `{kw}` in `{context}`, expected it in each vrrp_instance: \
+                     tracking on a sync group is not supported by xlb"
+                ),
+            ),
+            _ => r.unknown(st, &context),
+        }
+    }
+    if !saw_group {
+        r.diags.error(
+            &st.span,
+            format!("found no `group` in `{context}`, expected `group {{ INSTANCE... }}`"),
+        );
+    }
+    let [
+        notify_master,
+        notify_backup,
+        notify_fault,
+        notify_stop,
+        notify,
+    ] = notify;
+    Some(VrrpSyncGroup {
+        name: name?,
+        group,
+        notify_master,
+        notify_backup,
+        notify_fault,
+        notify_stop,
+        notify,
+        smtp_alert,
+        origin: Origin(Some(st.span.clone())),
+    })
+}
+
+fn notify_slot(keyword: &str) -> usize {
+    match keyword {
+        "notify_master" => 0,
+        "notify_backup" => 1,
+        "notify_fault" => 2,
+        "notify_stop" => 3,
+        _ => 4,
+    }
+}
+
+/// A `virtual_ipaddress` line before the instance's interface is known.
+struct PendingVip {
+    vip: VirtualIpAddress,
+    dev_written: bool,
+    span: Span,
+}
+
+fn virtual_ipaddress(r: &mut Reader<'_>, st: &Statement) -> Option<PendingVip> {
+    r.list_entry(st);
+    let (addr_text, prefix_text) = match st.keyword.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (st.keyword.as_str(), None),
+    };
+    let Ok(address) = addr_text.parse::<IpAddr>() else {
+        r.diags.error(
+            &st.span,
+            format!(
+                "found `{}`, expected a virtual address such as `192.168.1.10/24` or `fe80::1/64`",
+                st.keyword
+            ),
+        );
+        return None;
+    };
+    let max_prefix: u8 = if address.is_ipv4() { 32 } else { 128 };
+    let prefix_len = match prefix_text {
+        None => max_prefix,
+        Some(p) => match parse_uint(p) {
+            Some(n) if n <= u64::from(max_prefix) => n as u8,
+            _ => {
+                r.diags.error(
+                    &st.span,
+                    format!(
+                        "found `/{p}` in `{}`, expected a prefix length 0..{max_prefix}",
+                        st.keyword
+                    ),
+                );
+                return None;
+            }
+        },
+    };
+    let mut vip = VirtualIpAddress {
+        address,
+        prefix_len,
+        dev: String::new(),
+        brd: None,
+        scope: None,
+        label: None,
+        no_track: false,
+    };
+    let mut dev_written = false;
+    let mut args = st.args.iter();
+    while let Some(opt) = args.next() {
+        let option = opt.text.as_str();
+        let takes_value = matches!(option, "dev" | "label" | "brd" | "broadcast" | "scope");
+        let value = if takes_value {
+            match args.next() {
+                Some(v) => Some(v),
+                None => {
+                    r.diags.error(
+                        &opt.span,
+                        format!("found end of line after `{option}`, expected its value"),
+                    );
+                    return None;
+                }
+            }
+        } else {
+            None
+        };
+        match (option, value) {
+            ("dev", Some(v)) => {
+                vip.dev = v.text.clone();
+                dev_written = !v.text.is_empty();
+            }
+            ("label", Some(v)) => vip.label = Some(v.text.clone()),
+            ("brd" | "broadcast", Some(v)) => match v.text.parse::<IpAddr>() {
+                Ok(b) if b.is_ipv4() && address.is_ipv4() => vip.brd = Some(b),
+                _ => {
+                    r.diags.error(
+                        &v.span,
+                        format!(
+                            "found `{}` after `{option}`, expected an IPv4 broadcast address",
+                            v.text
+                        ),
+                    );
+                    return None;
+                }
+            },
+            ("scope", Some(v)) => {
+                let ok = matches!(
+                    v.text.as_str(),
+                    "global" | "site" | "link" | "host" | "nowhere"
+                ) || parse_uint(&v.text).is_some_and(|n| n <= 255);
+                if !ok {
+                    r.diags.error(
+                        &v.span,
+                        format!(
+                            "found `{}` after `scope`, expected global, site, link, host, nowhere or 0..255",
+                            v.text
+                        ),
+                    );
+                    return None;
+                }
+                vip.scope = Some(v.text.clone());
+            }
+            ("no_track", None) => vip.no_track = true,
+            ("home" | "-nodad" | "nodad" | "noprefixroute" | "autojoin", None) => {
+                r.diags.warn(
+                    &opt.span,
+                    format!("virtual address option `{option}` is ignored by xlb"),
+                );
+            }
+            _ => {
+                r.diags.error(
+                    &opt.span,
+                    format!(
+                        "found `{option}` in virtual address `{}`, expected dev, label, brd, scope or no_track",
+                        st.keyword
+                    ),
+                );
+                return None;
+            }
+        }
+    }
+    Some(PendingVip {
+        vip,
+        dev_written,
+        span: st.span.clone(),
+    })
+}
+
+/// `NAME [weight N [reverse|noreverse]]` in track_script / track_interface.
+fn tracked(r: &mut Reader<'_>, st: &Statement) -> (Option<i32>, bool) {
+    r.list_entry(st);
+    let Some(first) = st.args.first() else {
+        return (None, false);
+    };
+    if first.text != "weight" {
+        r.diags.error(
+            &first.span,
+            format!(
+                "found `{}` after `{}`, expected `weight N` or end of line",
+                first.text, st.keyword
+            ),
+        );
+        return (None, false);
+    }
+    let Some(value) = st.args.get(1) else {
+        r.diags.error(
+            &first.span,
+            "found end of line after `weight`, expected an integer -253..253",
+        );
+        return (None, false);
+    };
+    let weight = r.int_arg(st, value, -253, 253).map(|w| w as i32);
+    let reverse = match st.args.get(2).map(|a| a.text.as_str()) {
+        Some("reverse") => {
+            r.extra_args(st, 3);
+            true
+        }
+        Some("noreverse" | "no_reverse") => {
+            r.extra_args(st, 3);
+            false
+        }
+        _ => {
+            r.extra_args(st, 2);
+            false
+        }
+    };
+    (weight, reverse)
+}
+
+pub(super) fn vrrp_instance(
+    r: &mut Reader<'_>,
+    st: &Statement,
+    config: &Config,
+) -> Option<VrrpInstance> {
+    let name = name_of(r, st, "vrrp_instance");
+    let context = format!("vrrp_instance {}", name.as_deref().unwrap_or(""));
+    let g = &config.global_defs;
+    let mut state = VrrpState::Backup;
+    let mut interface = None;
+    let mut vrid: Option<(u8, Span)> = None;
+    let mut vrid_written = false;
+    let mut priority = 100u8;
+    let mut advert: Option<(u32, Span)> = None;
+    let mut version = None;
+    let mut nopreempt = false;
+    let mut nopreempt_at = None;
+    let mut preempt_delay = 0;
+    let mut preempt_delay_at = None;
+    let mut authentication: Option<(Authentication, Span)> = None;
+    let mut vips = Vec::new();
+    let mut excluded = Vec::new();
+    let mut unicast_src_ip = None;
+    let mut unicast_peer = Vec::new();
+    let mut mcast_src_ip = None;
+    let mut track_script = Vec::new();
+    let mut track_interface = Vec::new();
+    let mut garp_master_delay = g.vrrp_garp_master_delay;
+    let mut garp_master_repeat = g.vrrp_garp_master_repeat;
+    let mut garp_master_refresh = g.vrrp_garp_master_refresh;
+    let mut garp_master_refresh_repeat = g.vrrp_garp_master_refresh_repeat;
+    let mut notify: [Option<NotifyScript>; 5] = Default::default();
+    let mut smtp_alert = false;
+
+    let block = r.block(st);
+    let block = r.split_run_together(block, INSTANCE_BLOCKS);
+    for st in &block {
+        let kw = st.keyword.as_str();
+        match kw {
+            "state" => {
+                if let Some(arg) = r.value(st, "MASTER or BACKUP") {
+                    match arg.text.as_str() {
+                        "MASTER" => state = VrrpState::Master,
+                        "BACKUP" => state = VrrpState::Backup,
+                        _ => r.bad(st, arg, "MASTER or BACKUP"),
+                    }
+                }
+            }
+            "interface" => interface = r.string(st, "an interface name").or(interface),
+            "virtual_router_id" => {
+                vrid_written = true;
+                if let Some(n) = r.uint(st, 1, 255) {
+                    vrid = Some((n as u8, st.span.clone()));
+                }
+            }
+            "priority" => priority = r.uint(st, 1, 255).map(|n| n as u8).unwrap_or(priority),
+            "advert_int" => {
+                let expected = "a number of seconds 0.01..255";
+                if let Some(arg) = r.value(st, expected) {
+                    match parse_timer(&arg.text).map(|t| t.as_micros()) {
+                        Some(us) if (10_000..=255_000_000).contains(&us) => {
+                            let centis = ((us + 5_000) / 10_000) as u32;
+                            if us % 10_000 != 0 {
+                                r.diags.warn(
+                                    &arg.span,
+                                    format!(
+                                        "advert_int {} is not a multiple of 0.01s, rounded as keepalived does",
+                                        arg.text
+                                    ),
+                                );
+                            }
+                            advert = Some((centis, st.span.clone()));
+                        }
+                        _ => r.bad(st, arg, expected),
+                    }
+                }
+            }
+            "version" => version = r.uint(st, 2, 3).map(|v| v as u8).or(version),
+            "nopreempt" => {
+                nopreempt = r.flag(st);
+                nopreempt_at = Some(st.span.clone());
+            }
+            "preempt_delay" => {
+                preempt_delay = r.u32(st, 0, 1000).unwrap_or(preempt_delay);
+                preempt_delay_at = Some(st.span.clone());
+            }
+            "authentication" => {
+                r.extra_args(st, 0);
+                if let Some(auth) = authentication_block(r, st) {
+                    authentication = Some((auth, st.span.clone()));
+                }
+            }
+            "virtual_ipaddress" | "virtual_ipaddress_excluded" => {
+                r.extra_args(st, 0);
+                let list = if kw == "virtual_ipaddress" {
+                    &mut vips
+                } else {
+                    &mut excluded
+                };
+                for entry in r.block(st) {
+                    if let Some(v) = virtual_ipaddress(r, entry) {
+                        list.push(v);
+                    }
+                }
+            }
+            "unicast_src_ip" => unicast_src_ip = r.ip(st).or(unicast_src_ip),
+            "mcast_src_ip" => mcast_src_ip = r.ip(st).or(mcast_src_ip),
+            "unicast_peer" => {
+                r.extra_args(st, 0);
+                for peer in r.block(st) {
+                    r.list_entry(peer);
+                    match peer.keyword.parse::<IpAddr>() {
+                        Ok(ip) => unicast_peer.push(ip),
+                        Err(_) => r.diags.error(
+                            &peer.span,
+                            format!(
+                                "found `{}`, expected a peer IPv4 or IPv6 address",
+                                peer.keyword
+                            ),
+                        ),
+                    }
+                    if let Some(opt) = peer.args.first() {
+                        if matches!(opt.text.as_str(), "min_ttl" | "max_ttl") {
+                            r.diags
+                                .warn(&opt.span, format!("`{}` is ignored by xlb", opt.text));
+                        } else {
+                            r.extra_args(peer, 0);
+                        }
+                    }
+                }
+            }
+            "track_script" => {
+                r.extra_args(st, 0);
+                for entry in r.block(st) {
+                    let (weight, reverse) = tracked(r, entry);
+                    // The script's own weight applies unless this line overrides it;
+                    // an unknown name is reported by validate.
+                    let weight = weight
+                        .or_else(|| config.vrrp_script(&entry.keyword).map(|s| s.weight))
+                        .unwrap_or(0);
+                    let reverse = reverse
+                        || config
+                            .vrrp_script(&entry.keyword)
+                            .is_some_and(|s| s.weight_reverse && entry.args.is_empty());
+                    track_script.push(TrackScript {
+                        name: entry.keyword.clone(),
+                        weight,
+                        reverse,
+                        origin: Origin(Some(entry.span.clone())),
+                    });
+                }
+            }
+            "track_interface" => {
+                r.extra_args(st, 0);
+                for entry in r.block(st) {
+                    let (weight, reverse) = tracked(r, entry);
+                    track_interface.push(TrackInterface {
+                        name: entry.keyword.clone(),
+                        weight,
+                        reverse,
+                    });
+                }
+            }
+            "garp_master_delay" => {
+                garp_master_delay = r.u32(st, 0, 86400).unwrap_or(garp_master_delay)
+            }
+            "garp_master_repeat" => {
+                garp_master_repeat = r.u32(st, 0, 10000).unwrap_or(garp_master_repeat)
+            }
+            "garp_master_refresh" => {
+                garp_master_refresh = r.u32(st, 0, 86400).unwrap_or(garp_master_refresh)
+            }
+            "garp_master_refresh_repeat" => {
+                garp_master_refresh_repeat =
+                    r.u32(st, 1, 10000).unwrap_or(garp_master_refresh_repeat)
+            }
+            "notify_master" | "notify_backup" | "notify_fault" | "notify_stop" | "notify" => {
+                let slot = notify_slot(kw);
+                notify[slot] = r.notify_script(st).or(notify[slot].take());
+            }
+            "smtp_alert" => smtp_alert = r.flag(st),
+            _ if INSTANCE_IGNORED.contains(&kw) => r.ignored(st),
+            _ if INSTANCE_UNSUPPORTED.contains(&kw) => r.diags.error(
+                &st.span,
+                format!("found `{kw}` in `{context}`: it is not supported by xlb"),
+            ),
+            _ => r.unknown(st, &context),
+        }
+    }
+
+    if !vrid_written {
+        r.diags.error(
+            &st.span,
+            format!(
+                "found no `virtual_router_id` in `{context}`, expected one (an integer 1..255)"
+            ),
+        );
+    }
+    // keepalived clears these, with a warning, where they cannot work.
+    if let Some(span) = nopreempt_at.filter(|_| nopreempt) {
+        if state == VrrpState::Master || priority == 255 {
+            r.diags.warn(
+                &span,
+                "nopreempt does not work with `state MASTER` or priority 255, cleared as keepalived does",
+            );
+            nopreempt = false;
+        }
+    }
+    if let Some(span) = preempt_delay_at.filter(|_| preempt_delay > 0) {
+        if state == VrrpState::Master {
+            r.diags.warn(
+                &span,
+                "preempt_delay does not work with `state MASTER`, cleared as keepalived does",
+            );
+            preempt_delay = 0;
+        }
+    }
+    let version = version.unwrap_or(g.vrrp_version);
+    let mut advert_int_centis = advert.as_ref().map(|(c, _)| *c).unwrap_or(100);
+    if let Some((centis, span)) = &advert {
+        if version == 2 && centis % 100 != 0 {
+            advert_int_centis = (((centis + 50) / 100) * 100).max(100);
+            r.diags.warn(
+                span,
+                format!(
+                    "VRRPv2 advert_int must be whole seconds, rounded to {} as keepalived does \
+                     (use `version 3` for fractions)",
+                    advert_int_centis / 100
+                ),
+            );
+        }
+        if version == 3 && *centis > 4095 {
+            r.diags.error(
+                span,
+                format!(
+                    "found advert_int {}.{:02}, expected at most 40.95 seconds with VRRPv3",
+                    centis / 100,
+                    centis % 100
+                ),
+            );
+        }
+    }
+    let authentication = match authentication {
+        Some((_, span)) if version == 3 => {
+            r.diags.warn(
+                &span,
+                "VRRPv3 has no authentication, ignored as keepalived does",
+            );
+            None
+        }
+        other => other.map(|(a, _)| a),
+    };
+    let interface = interface.unwrap_or_else(|| g.default_interface.clone());
+    let fill = |list: Vec<PendingVip>| -> Vec<(VirtualIpAddress, Span)> {
+        list.into_iter()
+            .map(|mut p| {
+                if !p.dev_written {
+                    p.vip.dev = interface.clone();
+                }
+                (p.vip, p.span)
+            })
+            .collect()
+    };
+    let vips = fill(vips);
+    if let Some((first, _)) = vips.first() {
+        let family = AddressFamily::of(&first.address);
+        for (vip, span) in &vips[1..] {
+            if AddressFamily::of(&vip.address) != family {
+                r.diags.error(
+                    span,
+                    format!(
+                        "found {} in `{context}` whose first virtual address is {}, expected one \
+                         address family per instance (put the others in virtual_ipaddress_excluded)",
+                        vip.address, first.address
+                    ),
+                );
+            }
+        }
+    }
+    let virtual_ipaddress_excluded = fill(excluded).into_iter().map(|(v, _)| v).collect();
+    let [
+        notify_master,
+        notify_backup,
+        notify_fault,
+        notify_stop,
+        notify,
+    ] = notify;
+    let (virtual_router_id, vrid_span) = vrid?;
+    Some(VrrpInstance {
+        name: name?,
+        state,
+        interface,
+        virtual_router_id,
+        priority,
+        advert_int_centis,
+        version,
+        nopreempt,
+        preempt_delay,
+        authentication,
+        virtual_ipaddress: vips.into_iter().map(|(v, _)| v).collect(),
+        virtual_ipaddress_excluded,
+        unicast_src_ip,
+        unicast_peer,
+        mcast_src_ip,
+        track_script,
+        track_interface,
+        garp_master_delay,
+        garp_master_repeat,
+        garp_master_refresh,
+        garp_master_refresh_repeat,
+        notify_master,
+        notify_backup,
+        notify_fault,
+        notify_stop,
+        notify,
+        smtp_alert,
+        origin: Origin(Some(st.span.clone())),
+        virtual_router_id_origin: Origin(Some(vrid_span)),
+    })
+}
+
+fn authentication_block(r: &mut Reader<'_>, st: &Statement) -> Option<Authentication> {
+    let mut auth_type = None;
+    let mut auth_pass = None;
+    let mut type_written = false;
+    let mut pass_written = false;
+    for st in r.block(st) {
+        match st.keyword.as_str() {
+            "auth_type" => {
+                type_written = true;
+                if let Some(arg) = r.value(st, "PASS or AH") {
+                    match arg.text.as_str() {
+                        "PASS" => auth_type = Some(AuthType::Pass),
+                        "AH" => auth_type = Some(AuthType::Ah),
+                        _ => r.bad(st, arg, "PASS or AH"),
+                    }
+                }
+            }
+            "auth_pass" => {
+                pass_written = true;
+                if let Some(arg) = r.value(st, "a password of up to 8 characters") {
+                    let mut pass = arg.text.clone();
+                    if pass.chars().count() > 8 {
+                        pass = pass.chars().take(8).collect();
+                        r.diags.warn(
+                            &arg.span,
+                            format!(
+                                "auth_pass is longer than 8 characters, truncated to `{pass}` as keepalived does"
+                            ),
+                        );
+                    }
+                    auth_pass = Some(pass);
+                }
+            }
+            _ => r.unknown(st, "authentication"),
+        }
+    }
+    if !type_written {
+        r.diags.error(
+            &st.span,
+            "found no `auth_type` in `authentication`, expected `auth_type PASS` or `auth_type AH`",
+        );
+    }
+    if !pass_written {
+        r.diags.error(
+            &st.span,
+            "found no `auth_pass` in `authentication`, expected `auth_pass PASSWORD`",
+        );
+    }
+    Some(Authentication {
+        auth_type: auth_type?,
+        auth_pass: auth_pass?,
+    })
+}

@@ -1,0 +1,560 @@
+//! The typed configuration, with keepalived's defaults filled in.
+//!
+//! Every field holds the value keepalived would use, whether it was written or
+//! defaulted, so the binary never has to know keepalived's defaults. Fields that
+//! keepalived leaves unset unless written are `Option`s.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+
+use crate::diagnostic::Span;
+
+/// Where an item was written.
+///
+/// Compares equal to any other `Origin`: a configuration printed and read back
+/// must equal the original although every line moved.
+#[derive(Clone, Debug, Default)]
+pub struct Origin(pub Option<Span>);
+
+impl PartialEq for Origin {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Origin {}
+
+impl Origin {
+    pub fn span(&self) -> Option<&Span> {
+        self.0.as_ref()
+    }
+}
+
+/// A duration written in keepalived's decimal seconds (`60`, `0.5`), kept to the
+/// microsecond as keepalived does. Serialized as seconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timer {
+    micros: u64,
+}
+
+impl Timer {
+    pub const fn from_secs(secs: u64) -> Self {
+        Timer {
+            micros: secs * 1_000_000,
+        }
+    }
+
+    pub const fn from_micros(micros: u64) -> Self {
+        Timer { micros }
+    }
+
+    pub const fn as_micros(self) -> u64 {
+        self.micros
+    }
+
+    pub const fn as_duration(self) -> Duration {
+        Duration::from_micros(self.micros)
+    }
+}
+
+impl fmt::Display for Timer {
+    /// keepalived syntax: whole seconds, or seconds with up to six decimals.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.micros / 1_000_000;
+        let frac = self.micros % 1_000_000;
+        if frac == 0 {
+            write!(f, "{secs}")
+        } else {
+            let digits = format!("{frac:06}");
+            write!(f, "{secs}.{}", digits.trim_end_matches('0'))
+        }
+    }
+}
+
+impl Serialize for Timer {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(self.micros as f64 / 1_000_000.0)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Config {
+    pub global_defs: GlobalDefs,
+    pub vrrp_scripts: Vec<VrrpScript>,
+    pub vrrp_sync_groups: Vec<VrrpSyncGroup>,
+    pub vrrp_instances: Vec<VrrpInstance>,
+    pub virtual_servers: Vec<VirtualServer>,
+}
+
+impl Config {
+    pub fn vrrp_script(&self, name: &str) -> Option<&VrrpScript> {
+        self.vrrp_scripts.iter().find(|s| s.name == name)
+    }
+
+    pub fn vrrp_instance(&self, name: &str) -> Option<&VrrpInstance> {
+        self.vrrp_instances.iter().find(|i| i.name == name)
+    }
+}
+
+/// `user USERNAME [GROUPNAME]`, the account a script runs as.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ScriptUser {
+    pub user: String,
+    pub group: Option<String>,
+}
+
+/// A script keepalived runs on an event, e.g. `notify_master "/bin/x.sh arg" user`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NotifyScript {
+    /// The command line as written (a quoted string is one command with arguments).
+    pub command: String,
+    pub user: Option<ScriptUser>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GlobalDefs {
+    pub router_id: Option<String>,
+    /// 2 or 3; the default for every vrrp_instance.
+    pub vrrp_version: u8,
+    pub script_user: Option<ScriptUser>,
+    pub enable_script_security: bool,
+    /// Interface of a vrrp_instance that names none.
+    pub default_interface: String,
+    pub vrrp_skip_check_adv_addr: bool,
+    pub vrrp_strict: bool,
+    pub vrrp_garp_interval: Timer,
+    pub vrrp_gna_interval: Timer,
+    /// Defaults for the vrrp_instance keywords without the `vrrp_` prefix.
+    pub vrrp_garp_master_delay: u32,
+    pub vrrp_garp_master_repeat: u32,
+    pub vrrp_garp_master_refresh: u32,
+    pub vrrp_garp_master_refresh_repeat: u32,
+}
+
+impl Default for GlobalDefs {
+    fn default() -> Self {
+        GlobalDefs {
+            router_id: None,
+            vrrp_version: 2,
+            script_user: None,
+            enable_script_security: false,
+            default_interface: "eth0".to_string(),
+            vrrp_skip_check_adv_addr: false,
+            vrrp_strict: false,
+            vrrp_garp_interval: Timer::default(),
+            vrrp_gna_interval: Timer::default(),
+            vrrp_garp_master_delay: 5,
+            vrrp_garp_master_repeat: 5,
+            vrrp_garp_master_refresh: 0,
+            vrrp_garp_master_refresh_repeat: 1,
+        }
+    }
+}
+
+/// `vrrp_script NAME { ... }`: a check whose result moves VRRP priorities.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VrrpScript {
+    pub name: String,
+    pub script: String,
+    /// Seconds between runs.
+    pub interval: u32,
+    /// Seconds before a run counts as failed; keepalived defaults it to `interval`.
+    pub timeout: u32,
+    /// Priority change, -253..=253; 0 means failure puts the instance in FAULT.
+    pub weight: i32,
+    pub weight_reverse: bool,
+    pub fall: u32,
+    pub rise: u32,
+    pub user: Option<ScriptUser>,
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum VrrpState {
+    Master,
+    Backup,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum AuthType {
+    #[serde(rename = "PASS")]
+    Pass,
+    #[serde(rename = "AH")]
+    Ah,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Authentication {
+    pub auth_type: AuthType,
+    /// At most 8 characters, as on the wire.
+    pub auth_pass: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum AddressFamily {
+    #[serde(rename = "inet")]
+    Ipv4,
+    #[serde(rename = "inet6")]
+    Ipv6,
+}
+
+impl AddressFamily {
+    pub fn of(ip: &IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(_) => AddressFamily::Ipv4,
+            IpAddr::V6(_) => AddressFamily::Ipv6,
+        }
+    }
+}
+
+/// One line of `virtual_ipaddress`, e.g. `192.168.163.100/24 dev eth0 label eth0:3`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VirtualIpAddress {
+    pub address: IpAddr,
+    /// 32 or 128 when not written.
+    pub prefix_len: u8,
+    /// The instance's interface when not written.
+    pub dev: String,
+    pub brd: Option<IpAddr>,
+    pub scope: Option<String>,
+    pub label: Option<String>,
+    pub no_track: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TrackScript {
+    pub name: String,
+    /// The script's own weight unless `weight N` overrides it here.
+    pub weight: i32,
+    pub reverse: bool,
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TrackInterface {
+    pub name: String,
+    /// None: the instance goes to FAULT while the interface is down.
+    pub weight: Option<i32>,
+    pub reverse: bool,
+}
+
+/// `vrrp_instance NAME { ... }`: one VRRP router holding virtual addresses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VrrpInstance {
+    pub name: String,
+    pub state: VrrpState,
+    pub interface: String,
+    pub virtual_router_id: u8,
+    pub priority: u8,
+    /// Advertisement interval in hundredths of a second (VRRPv3 resolution).
+    pub advert_int_centis: u32,
+    /// 2 or 3.
+    pub version: u8,
+    pub nopreempt: bool,
+    /// Seconds, 0..=1000.
+    pub preempt_delay: u32,
+    pub authentication: Option<Authentication>,
+    pub virtual_ipaddress: Vec<VirtualIpAddress>,
+    pub virtual_ipaddress_excluded: Vec<VirtualIpAddress>,
+    pub unicast_src_ip: Option<IpAddr>,
+    pub unicast_peer: Vec<IpAddr>,
+    pub mcast_src_ip: Option<IpAddr>,
+    pub track_script: Vec<TrackScript>,
+    pub track_interface: Vec<TrackInterface>,
+    pub garp_master_delay: u32,
+    pub garp_master_repeat: u32,
+    pub garp_master_refresh: u32,
+    pub garp_master_refresh_repeat: u32,
+    pub notify_master: Option<NotifyScript>,
+    pub notify_backup: Option<NotifyScript>,
+    pub notify_fault: Option<NotifyScript>,
+    pub notify_stop: Option<NotifyScript>,
+    pub notify: Option<NotifyScript>,
+    pub smtp_alert: bool,
+    #[serde(skip)]
+    pub origin: Origin,
+    #[serde(skip)]
+    pub virtual_router_id_origin: Origin,
+}
+
+impl VrrpInstance {
+    pub fn advert_int(&self) -> Duration {
+        Duration::from_millis(u64::from(self.advert_int_centis) * 10)
+    }
+
+    /// The family of the instance's addresses (its first virtual address; IPv4 if none).
+    pub fn family(&self) -> AddressFamily {
+        self.virtual_ipaddress
+            .first()
+            .map(|v| AddressFamily::of(&v.address))
+            .unwrap_or(AddressFamily::Ipv4)
+    }
+}
+
+/// `vrrp_sync_group NAME { group { ... } }`: instances that change state together.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VrrpSyncGroup {
+    pub name: String,
+    pub group: Vec<SyncGroupMember>,
+    pub notify_master: Option<NotifyScript>,
+    pub notify_backup: Option<NotifyScript>,
+    pub notify_fault: Option<NotifyScript>,
+    pub notify_stop: Option<NotifyScript>,
+    pub notify: Option<NotifyScript>,
+    pub smtp_alert: bool,
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SyncGroupMember {
+    pub name: String,
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LbAlgo {
+    /// Maglev hashing: what xlb does natively.
+    Mh,
+    Rr,
+    Wrr,
+    Lc,
+    Wlc,
+    Lblc,
+    Lblcr,
+    Dh,
+    Sh,
+    Sed,
+    Nq,
+    Fo,
+    Ovf,
+}
+
+impl LbAlgo {
+    pub const ALL: [LbAlgo; 13] = [
+        LbAlgo::Mh,
+        LbAlgo::Rr,
+        LbAlgo::Wrr,
+        LbAlgo::Lc,
+        LbAlgo::Wlc,
+        LbAlgo::Lblc,
+        LbAlgo::Lblcr,
+        LbAlgo::Dh,
+        LbAlgo::Sh,
+        LbAlgo::Sed,
+        LbAlgo::Nq,
+        LbAlgo::Fo,
+        LbAlgo::Ovf,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LbAlgo::Mh => "mh",
+            LbAlgo::Rr => "rr",
+            LbAlgo::Wrr => "wrr",
+            LbAlgo::Lc => "lc",
+            LbAlgo::Wlc => "wlc",
+            LbAlgo::Lblc => "lblc",
+            LbAlgo::Lblcr => "lblcr",
+            LbAlgo::Dh => "dh",
+            LbAlgo::Sh => "sh",
+            LbAlgo::Sed => "sed",
+            LbAlgo::Nq => "nq",
+            LbAlgo::Fo => "fo",
+            LbAlgo::Ovf => "ovf",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum LbKind {
+    #[serde(rename = "NAT")]
+    Nat,
+    #[serde(rename = "DR")]
+    Dr,
+    #[serde(rename = "TUN")]
+    Tun,
+}
+
+impl LbKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            LbKind::Nat => "NAT",
+            LbKind::Dr => "DR",
+            LbKind::Tun => "TUN",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum Protocol {
+    #[serde(rename = "TCP")]
+    Tcp,
+    #[serde(rename = "UDP")]
+    Udp,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SorryServer {
+    pub address: IpAddr,
+    pub port: u16,
+}
+
+/// `virtual_server IP PORT { ... }`: a VIP:port and the real servers behind it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VirtualServer {
+    pub address: IpAddr,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub delay_loop: Timer,
+    pub lb_algo: LbAlgo,
+    pub lb_kind: LbKind,
+    /// Seconds; 0 is off. A bare `persistence_timeout` means 360.
+    pub persistence_timeout: u32,
+    pub persistence_granularity: Option<IpAddr>,
+    pub virtualhost: Option<String>,
+    pub sorry_server: Option<SorryServer>,
+    pub quorum: u32,
+    pub hysteresis: u32,
+    pub quorum_up: Option<NotifyScript>,
+    pub quorum_down: Option<NotifyScript>,
+    pub alpha: bool,
+    pub omega: bool,
+    pub inhibit_on_failure: bool,
+    pub ha_suspend: bool,
+    pub real_servers: Vec<RealServer>,
+    #[serde(skip)]
+    pub origin: Origin,
+    #[serde(skip)]
+    pub lb_algo_origin: Origin,
+    #[serde(skip)]
+    pub lb_kind_origin: Origin,
+}
+
+impl VirtualServer {
+    /// Whether the VIP must hash on the client address only, so that every
+    /// connection of one client lands on one real server: asked for by
+    /// persistence or by the source-hash scheduler.
+    pub fn hash_on_source_only(&self) -> bool {
+        self.persistence_timeout > 0 || self.lb_algo == LbAlgo::Sh
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RealServer {
+    pub address: IpAddr,
+    /// The virtual server's port when not written.
+    pub port: u16,
+    pub weight: u32,
+    /// The virtual server's setting when not written.
+    pub inhibit_on_failure: bool,
+    pub notify_up: Option<NotifyScript>,
+    pub notify_down: Option<NotifyScript>,
+    pub checkers: Vec<Checker>,
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+/// Where and how a checker connects; defaults come from the real server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Connection {
+    pub connect_ip: IpAddr,
+    pub connect_port: u16,
+    pub bindto: Option<IpAddr>,
+    pub bind_port: Option<u16>,
+    pub connect_timeout: Timer,
+}
+
+/// When a checker runs; defaults come from the real server, then the virtual server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CheckTiming {
+    pub delay_loop: Timer,
+    /// Extra attempts before a live server is declared down.
+    pub retry: u32,
+    pub delay_before_retry: Timer,
+    /// Upper bound of the random delay before the first check.
+    pub warmup: Timer,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StatusRange {
+    pub from: u16,
+    pub to: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Url {
+    pub path: String,
+    pub digest: Option<String>,
+    /// 200-299 when neither status_code nor digest is written.
+    pub status_code: Vec<StatusRange>,
+    pub virtualhost: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TcpCheck {
+    pub connection: Connection,
+    pub timing: CheckTiming,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HttpCheck {
+    /// SSL_GET rather than HTTP_GET.
+    pub tls: bool,
+    pub connection: Connection,
+    pub timing: CheckTiming,
+    pub urls: Vec<Url>,
+    pub virtualhost: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MiscCheck {
+    pub timing: CheckTiming,
+    pub misc_path: String,
+    /// Seconds; the checker's delay_loop when not written.
+    pub misc_timeout: Timer,
+    pub misc_dynamic: bool,
+    pub user: Option<ScriptUser>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type")]
+pub enum Checker {
+    #[serde(rename = "TCP_CHECK")]
+    Tcp(TcpCheck),
+    #[serde(rename = "HTTP_GET")]
+    Http(HttpCheck),
+    #[serde(rename = "MISC_CHECK")]
+    Misc(MiscCheck),
+}
+
+impl Checker {
+    pub fn timing(&self) -> &CheckTiming {
+        match self {
+            Checker::Tcp(c) => &c.timing,
+            Checker::Http(c) => &c.timing,
+            Checker::Misc(c) => &c.timing,
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! Prints the effective configuration in keepalived syntax.
+//!
+//! Every value is written out, defaults included, so the output shows exactly
+//! what xlb will do, and reading it back gives an equal `Config`.
+
+use std::fmt::{self, Write};
+
+use crate::model::{
+    CheckTiming, Checker, Config, Connection, GlobalDefs, NotifyScript, RealServer, ScriptUser,
+    StatusRange, Url, VirtualIpAddress, VirtualServer, VrrpInstance, VrrpScript, VrrpState,
+    VrrpSyncGroup,
+};
+use crate::syntax::lexer::is_space;
+
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut p = Printer {
+            out: String::new(),
+            depth: 0,
+        };
+        p.config(self);
+        f.write_str(&p.out)
+    }
+}
+
+impl Config {
+    /// The effective configuration in keepalived.conf syntax.
+    pub fn to_keepalived_string(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// A value as one keepalived token: quoted when it would otherwise split,
+/// start a comment or a block.
+fn word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && !s
+            .chars()
+            .any(|c| is_space(c) || matches!(c, '{' | '}' | '"'))
+        && !s.starts_with(['!', '#'])
+        && !s.starts_with("//");
+    if plain { s.to_string() } else { quoted(s) }
+}
+
+fn quoted(s: &str) -> String {
+    format!("\"{s}\"")
+}
+
+fn centis(c: u32) -> String {
+    if c % 100 == 0 {
+        (c / 100).to_string()
+    } else {
+        let s = format!("{}.{:02}", c / 100, c % 100);
+        s.trim_end_matches('0').to_string()
+    }
+}
+
+fn user(u: &ScriptUser) -> String {
+    match &u.group {
+        Some(g) => format!("{} {}", word(&u.user), word(g)),
+        None => word(&u.user),
+    }
+}
+
+fn status(ranges: &[StatusRange]) -> String {
+    ranges
+        .iter()
+        .map(|r| {
+            if r.from == r.to {
+                r.from.to_string()
+            } else {
+                format!("{}-{}", r.from, r.to)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+struct Printer {
+    out: String,
+    depth: usize,
+}
+
+impl Printer {
+    fn line(&mut self, text: impl AsRef<str>) {
+        for _ in 0..self.depth {
+            self.out.push_str("    ");
+        }
+        self.out.push_str(text.as_ref());
+        self.out.push('\n');
+    }
+
+    fn open(&mut self, header: impl AsRef<str>) {
+        self.line(format!("{} {{", header.as_ref()));
+        self.depth += 1;
+    }
+
+    fn close(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
+        self.line("}");
+    }
+
+    fn flag(&mut self, keyword: &str, on: bool) {
+        if on {
+            self.line(keyword);
+        }
+    }
+
+    fn notify(&mut self, keyword: &str, script: &Option<NotifyScript>) {
+        if let Some(s) = script {
+            let mut text = format!("{keyword} {}", quoted(&s.command));
+            if let Some(u) = &s.user {
+                let _ = write!(text, " {}", user(u));
+            }
+            self.line(text);
+        }
+    }
+
+    fn config(&mut self, c: &Config) {
+        self.global_defs(&c.global_defs);
+        for s in &c.vrrp_scripts {
+            self.out.push('\n');
+            self.vrrp_script(s);
+        }
+        for g in &c.vrrp_sync_groups {
+            self.out.push('\n');
+            self.sync_group(g);
+        }
+        for i in &c.vrrp_instances {
+            self.out.push('\n');
+            self.instance(i);
+        }
+        for vs in &c.virtual_servers {
+            self.out.push('\n');
+            self.virtual_server(vs);
+        }
+    }
+
+    fn global_defs(&mut self, g: &GlobalDefs) {
+        self.open("global_defs");
+        if let Some(id) = &g.router_id {
+            self.line(format!("router_id {}", word(id)));
+        }
+        self.line(format!("vrrp_version {}", g.vrrp_version));
+        if let Some(u) = &g.script_user {
+            self.line(format!("script_user {}", user(u)));
+        }
+        self.flag("enable_script_security", g.enable_script_security);
+        self.line(format!("default_interface {}", word(&g.default_interface)));
+        self.flag("vrrp_skip_check_adv_addr", g.vrrp_skip_check_adv_addr);
+        self.flag("vrrp_strict", g.vrrp_strict);
+        self.line(format!("vrrp_garp_interval {}", g.vrrp_garp_interval));
+        self.line(format!("vrrp_gna_interval {}", g.vrrp_gna_interval));
+        self.line(format!(
+            "vrrp_garp_master_delay {}",
+            g.vrrp_garp_master_delay
+        ));
+        self.line(format!(
+            "vrrp_garp_master_repeat {}",
+            g.vrrp_garp_master_repeat
+        ));
+        self.line(format!(
+            "vrrp_garp_master_refresh {}",
+            g.vrrp_garp_master_refresh
+        ));
+        self.line(format!(
+            "vrrp_garp_master_refresh_repeat {}",
+            g.vrrp_garp_master_refresh_repeat
+        ));
+        self.close();
+    }
+
+    fn vrrp_script(&mut self, s: &VrrpScript) {
+        self.open(format!("vrrp_script {}", word(&s.name)));
+        self.line(format!("script {}", quoted(&s.script)));
+        self.line(format!("interval {}", s.interval));
+        self.line(format!("timeout {}", s.timeout));
+        self.line(format!(
+            "weight {}{}",
+            s.weight,
+            if s.weight_reverse { " reverse" } else { "" }
+        ));
+        self.line(format!("fall {}", s.fall));
+        self.line(format!("rise {}", s.rise));
+        if let Some(u) = &s.user {
+            self.line(format!("user {}", user(u)));
+        }
+        self.close();
+    }
+
+    fn sync_group(&mut self, g: &VrrpSyncGroup) {
+        self.open(format!("vrrp_sync_group {}", word(&g.name)));
+        self.open("group");
+        for m in &g.group {
+            self.line(word(&m.name));
+        }
+        self.close();
+        self.notify("notify_master", &g.notify_master);
+        self.notify("notify_backup", &g.notify_backup);
+        self.notify("notify_fault", &g.notify_fault);
+        self.notify("notify_stop", &g.notify_stop);
+        self.notify("notify", &g.notify);
+        self.flag("smtp_alert", g.smtp_alert);
+        self.close();
+    }
+
+    fn vip(&mut self, v: &VirtualIpAddress) {
+        let mut text = format!("{}/{} dev {}", v.address, v.prefix_len, word(&v.dev));
+        if let Some(b) = &v.brd {
+            let _ = write!(text, " brd {b}");
+        }
+        if let Some(s) = &v.scope {
+            let _ = write!(text, " scope {}", word(s));
+        }
+        if let Some(l) = &v.label {
+            let _ = write!(text, " label {}", word(l));
+        }
+        if v.no_track {
+            text.push_str(" no_track");
+        }
+        self.line(text);
+    }
+
+    fn instance(&mut self, i: &VrrpInstance) {
+        self.open(format!("vrrp_instance {}", word(&i.name)));
+        self.line(match i.state {
+            VrrpState::Master => "state MASTER",
+            VrrpState::Backup => "state BACKUP",
+        });
+        self.line(format!("interface {}", word(&i.interface)));
+        self.line(format!("virtual_router_id {}", i.virtual_router_id));
+        self.line(format!("priority {}", i.priority));
+        self.line(format!("advert_int {}", centis(i.advert_int_centis)));
+        self.line(format!("version {}", i.version));
+        self.flag("nopreempt", i.nopreempt);
+        self.line(format!("preempt_delay {}", i.preempt_delay));
+        if let Some(a) = &i.authentication {
+            self.open("authentication");
+            self.line(match a.auth_type {
+                crate::model::AuthType::Pass => "auth_type PASS",
+                crate::model::AuthType::Ah => "auth_type AH",
+            });
+            self.line(format!("auth_pass {}", word(&a.auth_pass)));
+            self.close();
+        }
+        self.open("virtual_ipaddress");
+        for v in &i.virtual_ipaddress {
+            self.vip(v);
+        }
+        self.close();
+        if !i.virtual_ipaddress_excluded.is_empty() {
+            self.open("virtual_ipaddress_excluded");
+            for v in &i.virtual_ipaddress_excluded {
+                self.vip(v);
+            }
+            self.close();
+        }
+        if let Some(ip) = &i.unicast_src_ip {
+            self.line(format!("unicast_src_ip {ip}"));
+        }
+        if !i.unicast_peer.is_empty() {
+            self.open("unicast_peer");
+            for ip in &i.unicast_peer {
+                self.line(ip.to_string());
+            }
+            self.close();
+        }
+        if let Some(ip) = &i.mcast_src_ip {
+            self.line(format!("mcast_src_ip {ip}"));
+        }
+        if !i.track_script.is_empty() {
+            self.open("track_script");
+            for t in &i.track_script {
+                self.line(format!(
+                    "{} weight {}{}",
+                    word(&t.name),
+                    t.weight,
+                    if t.reverse { " reverse" } else { "" }
+                ));
+            }
+            self.close();
+        }
+        if !i.track_interface.is_empty() {
+            self.open("track_interface");
+            for t in &i.track_interface {
+                match t.weight {
+                    Some(w) => self.line(format!(
+                        "{} weight {w}{}",
+                        word(&t.name),
+                        if t.reverse { " reverse" } else { "" }
+                    )),
+                    None => self.line(word(&t.name)),
+                }
+            }
+            self.close();
+        }
+        self.line(format!("garp_master_delay {}", i.garp_master_delay));
+        self.line(format!("garp_master_repeat {}", i.garp_master_repeat));
+        self.line(format!("garp_master_refresh {}", i.garp_master_refresh));
+        self.line(format!(
+            "garp_master_refresh_repeat {}",
+            i.garp_master_refresh_repeat
+        ));
+        self.notify("notify_master", &i.notify_master);
+        self.notify("notify_backup", &i.notify_backup);
+        self.notify("notify_fault", &i.notify_fault);
+        self.notify("notify_stop", &i.notify_stop);
+        self.notify("notify", &i.notify);
+        self.flag("smtp_alert", i.smtp_alert);
+        self.close();
+    }
+
+    fn virtual_server(&mut self, vs: &VirtualServer) {
+        self.open(format!("virtual_server {} {}", vs.address, vs.port));
+        self.line(format!("protocol {}", vs.protocol.name()));
+        self.line(format!("delay_loop {}", vs.delay_loop));
+        self.line(format!("lb_algo {}", vs.lb_algo.name()));
+        self.line(format!("lb_kind {}", vs.lb_kind.name()));
+        self.line(format!("persistence_timeout {}", vs.persistence_timeout));
+        if let Some(g) = &vs.persistence_granularity {
+            self.line(format!("persistence_granularity {g}"));
+        }
+        if let Some(h) = &vs.virtualhost {
+            self.line(format!("virtualhost {}", word(h)));
+        }
+        if let Some(s) = &vs.sorry_server {
+            self.line(format!("sorry_server {} {}", s.address, s.port));
+        }
+        self.line(format!("quorum {}", vs.quorum));
+        self.line(format!("hysteresis {}", vs.hysteresis));
+        self.notify("quorum_up", &vs.quorum_up);
+        self.notify("quorum_down", &vs.quorum_down);
+        self.flag("alpha", vs.alpha);
+        self.flag("omega", vs.omega);
+        self.flag("inhibit_on_failure", vs.inhibit_on_failure);
+        self.flag("ha_suspend", vs.ha_suspend);
+        for rs in &vs.real_servers {
+            self.real_server(rs, vs.inhibit_on_failure);
+        }
+        self.close();
+    }
+
+    fn real_server(&mut self, rs: &RealServer, vs_inhibit: bool) {
+        self.open(format!("real_server {} {}", rs.address, rs.port));
+        self.line(format!("weight {}", rs.weight));
+        if rs.inhibit_on_failure {
+            self.line("inhibit_on_failure");
+        } else if vs_inhibit {
+            // Would otherwise be inherited from the virtual server when read back.
+            self.line("inhibit_on_failure false");
+        }
+        self.notify("notify_up", &rs.notify_up);
+        self.notify("notify_down", &rs.notify_down);
+        for c in &rs.checkers {
+            self.checker(c);
+        }
+        self.close();
+    }
+
+    fn connection(&mut self, c: &Connection) {
+        self.line(format!("connect_ip {}", c.connect_ip));
+        self.line(format!("connect_port {}", c.connect_port));
+        if let Some(b) = &c.bindto {
+            self.line(format!("bindto {b}"));
+        }
+        if let Some(p) = c.bind_port {
+            self.line(format!("bind_port {p}"));
+        }
+        self.line(format!("connect_timeout {}", c.connect_timeout));
+    }
+
+    fn timing(&mut self, t: &CheckTiming) {
+        self.line(format!("delay_loop {}", t.delay_loop));
+        self.line(format!("retry {}", t.retry));
+        self.line(format!("delay_before_retry {}", t.delay_before_retry));
+        self.line(format!("warmup {}", t.warmup));
+    }
+
+    fn url(&mut self, u: &Url) {
+        self.open("url");
+        self.line(format!("path {}", word(&u.path)));
+        if let Some(d) = &u.digest {
+            self.line(format!("digest {}", word(d)));
+        }
+        if !u.status_code.is_empty() {
+            self.line(format!("status_code {}", status(&u.status_code)));
+        }
+        if let Some(h) = &u.virtualhost {
+            self.line(format!("virtualhost {}", word(h)));
+        }
+        self.close();
+    }
+
+    fn checker(&mut self, c: &Checker) {
+        match c {
+            Checker::Tcp(t) => {
+                self.open("TCP_CHECK");
+                self.connection(&t.connection);
+                self.timing(&t.timing);
+            }
+            Checker::Http(h) => {
+                self.open(if h.tls { "SSL_GET" } else { "HTTP_GET" });
+                self.connection(&h.connection);
+                self.timing(&h.timing);
+                if let Some(v) = &h.virtualhost {
+                    self.line(format!("virtualhost {}", word(v)));
+                }
+                for u in &h.urls {
+                    self.url(u);
+                }
+            }
+            Checker::Misc(m) => {
+                self.open("MISC_CHECK");
+                self.line(format!("misc_path {}", quoted(&m.misc_path)));
+                self.line(format!("misc_timeout {}", m.misc_timeout));
+                self.flag("misc_dynamic", m.misc_dynamic);
+                if let Some(u) = &m.user {
+                    self.line(format!("user {}", user(u)));
+                }
+                self.timing(&m.timing);
+            }
+        }
+        self.close();
+    }
+}

@@ -1,0 +1,189 @@
+//! Reads configuration files and splices `include` statements in place.
+//!
+//! As in keepalived, `include PATTERN` may appear at any level, PATTERN is a
+//! glob taken relative to the directory of the file that includes it, and the
+//! matching files are read in name order. A file that includes itself, directly
+//! or through others, is reported instead of being read again.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::diagnostic::{Diags, Span};
+
+use super::glob;
+use super::lexer::lex;
+use super::parser::{Statement, parse};
+
+/// More nested includes than this is surely a mistake, cycle or not.
+const MAX_INCLUDE_DEPTH: usize = 16;
+
+pub(crate) struct Loader<'d> {
+    diags: &'d mut Diags,
+    /// Files being read, outermost first, as canonical paths.
+    stack: Vec<PathBuf>,
+    /// Every file read, in order.
+    pub files: Vec<PathBuf>,
+}
+
+impl<'d> Loader<'d> {
+    pub fn new(diags: &'d mut Diags) -> Self {
+        Loader {
+            diags,
+            stack: Vec::new(),
+            files: Vec::new(),
+        }
+    }
+
+    pub fn load_file(&mut self, path: &Path) -> Vec<Statement> {
+        let name = path.display().to_string();
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                self.enter(path);
+                let stmts = self.parse_text(&text, &name, parent(path), 0);
+                self.stack.pop();
+                stmts
+            }
+            Err(e) => {
+                self.diags
+                    .file_error(&name, format!("cannot read file: {e}"));
+                Vec::new()
+            }
+        }
+    }
+
+    /// Text not read from disk; its includes are taken relative to `name`'s directory.
+    pub fn load_text(&mut self, text: &str, name: &str) -> Vec<Statement> {
+        let path = Path::new(name);
+        self.enter(path);
+        let stmts = self.parse_text(text, name, parent(path), 0);
+        self.stack.pop();
+        stmts
+    }
+
+    fn enter(&mut self, path: &Path) {
+        self.files.push(path.to_path_buf());
+        self.stack
+            .push(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()));
+    }
+
+    fn parse_text(&mut self, text: &str, name: &str, dir: &Path, depth: usize) -> Vec<Statement> {
+        let file: Arc<str> = Arc::from(name);
+        let lines = lex(text, &file, self.diags);
+        let root = Span {
+            file,
+            line: 1,
+            col: 1,
+        };
+        let stmts = parse(lines, root, self.diags);
+        self.expand(stmts, dir, depth)
+    }
+
+    fn expand(&mut self, stmts: Vec<Statement>, dir: &Path, depth: usize) -> Vec<Statement> {
+        let mut out = Vec::with_capacity(stmts.len());
+        for mut stmt in stmts {
+            if stmt.keyword == "include" {
+                out.extend(self.include(&stmt, dir, depth));
+                continue;
+            }
+            if let Some(block) = stmt.block.as_mut() {
+                let inner = std::mem::take(&mut block.statements);
+                block.statements = self.expand(inner, dir, depth);
+            }
+            out.push(stmt);
+        }
+        out
+    }
+
+    fn include(&mut self, stmt: &Statement, dir: &Path, depth: usize) -> Vec<Statement> {
+        let Some(pattern) = stmt.args.first() else {
+            self.diags.error(
+                &stmt.span,
+                "found end of line after `include`, expected a file name or glob",
+            );
+            return Vec::new();
+        };
+        if let Some(extra) = stmt.args.get(1) {
+            self.diags.error(
+                &extra.span,
+                format!(
+                    "found `{}`, expected end of line after `include {}`",
+                    extra.text, pattern.text
+                ),
+            );
+        }
+        if let Some(block) = &stmt.block {
+            self.diags.error(
+                &block.open,
+                "found `{`, expected end of line (`include` takes no block)",
+            );
+        }
+        if depth >= MAX_INCLUDE_DEPTH {
+            self.diags.error(
+                &pattern.span,
+                format!("found includes nested {MAX_INCLUDE_DEPTH} deep, expected fewer"),
+            );
+            return Vec::new();
+        }
+        let paths = glob::expand(&pattern.text, dir);
+        if paths.is_empty() {
+            self.diags.error(
+                &pattern.span,
+                format!(
+                    "found no file matching `{}` (looked in {}), expected at least one file to include",
+                    pattern.text,
+                    if Path::new(&pattern.text).is_absolute() {
+                        "/".to_string()
+                    } else {
+                        display_dir(dir)
+                    }
+                ),
+            );
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for path in paths {
+            let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+            if self.stack.contains(&canonical) {
+                self.diags.error(
+                    &pattern.span,
+                    format!(
+                        "found an include cycle: `{}` is already being read, expected a file \
+                         that does not include itself",
+                        path.display()
+                    ),
+                );
+                continue;
+            }
+            let bytes = match std::fs::read(&path) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    self.diags.error(
+                        &pattern.span,
+                        format!("cannot read included file `{}`: {e}", path.display()),
+                    );
+                    continue;
+                }
+            };
+            let text = String::from_utf8_lossy(&bytes);
+            let name = path.display().to_string();
+            self.files.push(path.clone());
+            self.stack.push(canonical);
+            out.extend(self.parse_text(&text, &name, parent(&path), depth + 1));
+            self.stack.pop();
+        }
+        out
+    }
+}
+
+fn parent(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new(""))
+}
+
+fn display_dir(dir: &Path) -> String {
+    if dir.as_os_str().is_empty() {
+        ".".to_string()
+    } else {
+        dir.display().to_string()
+    }
+}

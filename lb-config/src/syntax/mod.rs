@@ -1,0 +1,8 @@
+//! keepalived.conf syntax: tokens, the statement tree and `include`.
+
+pub mod glob;
+pub(crate) mod include;
+pub mod lexer;
+pub mod parser;
+
+pub use parser::{Arg, Statement};

@@ -1,0 +1,284 @@
+//! Builds the statement tree from lexed lines.
+//!
+//! One statement per line: a keyword, its arguments and, optionally, a block.
+//! The block's `{` may end the keyword's line or start the next one, and `}`
+//! may close several blocks or be followed by another statement on the same
+//! line (`}}`, `} real_server ... {`), which keepalived tolerates too.
+
+use crate::diagnostic::{Diags, Span};
+
+use super::lexer::{Token, TokenKind};
+
+/// Blocks nested deeper than any keepalived block (virtual_server > real_server >
+/// HTTP_GET > url is four) are skipped, which keeps every later walk of the tree
+/// shallow whatever the input.
+pub const MAX_DEPTH: usize = 12;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Arg {
+    pub text: String,
+    pub quoted: bool,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Block {
+    /// Where the `{` is.
+    pub open: Span,
+    pub statements: Vec<Statement>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Statement {
+    pub keyword: String,
+    pub span: Span,
+    pub args: Vec<Arg>,
+    pub block: Option<Block>,
+}
+
+impl Statement {
+    /// The keyword and its arguments as written, for messages.
+    pub fn text(&self) -> String {
+        let mut s = self.keyword.clone();
+        for a in &self.args {
+            s.push(' ');
+            s.push_str(&a.text);
+        }
+        s
+    }
+}
+
+struct Frame {
+    owner: Option<Statement>,
+    block: Block,
+}
+
+pub fn parse(lines: Vec<Vec<Token>>, root: Span, diags: &mut Diags) -> Vec<Statement> {
+    let mut stack = vec![Frame {
+        owner: None,
+        block: Block {
+            open: root,
+            statements: Vec::new(),
+        },
+    }];
+    // Blocks opened beyond MAX_DEPTH: counted, not kept, so braces still balance.
+    let mut skipped = 0usize;
+    // A statement that ended its line; its block may open on the next line.
+    let mut pending: Option<Statement> = None;
+
+    for line in lines {
+        let mut tokens = line.into_iter().peekable();
+        if let Some(stmt) = pending.take() {
+            if matches!(tokens.peek().map(|t| &t.kind), Some(TokenKind::Open)) {
+                if let Some(open) = tokens.next() {
+                    open_block(&mut stack, &mut skipped, Some(stmt), open.span, diags);
+                }
+            } else {
+                push_statement(&mut stack, skipped, stmt);
+            }
+        }
+        while let Some(token) = tokens.next() {
+            match token.kind {
+                TokenKind::Close => close_block(&mut stack, &mut skipped, &token.span, diags),
+                TokenKind::Open => {
+                    diags.error(&token.span, "found `{`, expected a keyword before it");
+                    open_block(&mut stack, &mut skipped, None, token.span, diags);
+                }
+                TokenKind::Word(keyword) | TokenKind::Quoted(keyword) => {
+                    let mut stmt = Statement {
+                        keyword,
+                        span: token.span,
+                        args: Vec::new(),
+                        block: None,
+                    };
+                    loop {
+                        match tokens.peek().map(|t| &t.kind) {
+                            Some(TokenKind::Word(_)) | Some(TokenKind::Quoted(_)) => {
+                                if let Some(t) = tokens.next() {
+                                    let (text, quoted) = match t.kind {
+                                        TokenKind::Quoted(s) => (s, true),
+                                        TokenKind::Word(s) => (s, false),
+                                        _ => continue,
+                                    };
+                                    stmt.args.push(Arg {
+                                        text,
+                                        quoted,
+                                        span: t.span,
+                                    });
+                                }
+                            }
+                            Some(TokenKind::Open) => {
+                                if let Some(open) = tokens.next() {
+                                    open_block(
+                                        &mut stack,
+                                        &mut skipped,
+                                        Some(stmt),
+                                        open.span,
+                                        diags,
+                                    );
+                                }
+                                break;
+                            }
+                            Some(TokenKind::Close) => {
+                                push_statement(&mut stack, skipped, stmt);
+                                break;
+                            }
+                            None => {
+                                pending = Some(stmt);
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if let Some(stmt) = pending.take() {
+        push_statement(&mut stack, skipped, stmt);
+    }
+    while stack.len() > 1 {
+        if let Some(frame) = stack.pop() {
+            let what = frame
+                .owner
+                .as_ref()
+                .map(|s| format!("`{}`", s.keyword))
+                .unwrap_or_else(|| "this block".to_string());
+            diags.error(
+                &frame.block.open,
+                format!("found end of file, expected `}}` closing the `{{` of {what}"),
+            );
+            finish_frame(&mut stack, frame);
+        }
+    }
+    stack.pop().map(|f| f.block.statements).unwrap_or_default()
+}
+
+fn push_statement(stack: &mut [Frame], skipped: usize, stmt: Statement) {
+    if skipped > 0 {
+        return;
+    }
+    if let Some(top) = stack.last_mut() {
+        top.block.statements.push(stmt);
+    }
+}
+
+fn open_block(
+    stack: &mut Vec<Frame>,
+    skipped: &mut usize,
+    owner: Option<Statement>,
+    open: Span,
+    diags: &mut Diags,
+) {
+    if *skipped > 0 || stack.len() > MAX_DEPTH {
+        if *skipped == 0 {
+            diags.error(
+                &open,
+                format!("found a block nested more than {MAX_DEPTH} deep, expected fewer levels"),
+            );
+        }
+        *skipped += 1;
+        return;
+    }
+    stack.push(Frame {
+        owner,
+        block: Block {
+            open,
+            statements: Vec::new(),
+        },
+    });
+}
+
+fn close_block(stack: &mut Vec<Frame>, skipped: &mut usize, at: &Span, diags: &mut Diags) {
+    if *skipped > 0 {
+        *skipped -= 1;
+        return;
+    }
+    if stack.len() <= 1 {
+        diags.error(at, "found `}`, expected a keyword: no block is open here");
+        return;
+    }
+    if let Some(frame) = stack.pop() {
+        finish_frame(stack, frame);
+    }
+}
+
+fn finish_frame(stack: &mut [Frame], frame: Frame) {
+    // A block that had no keyword was already reported; its content is dropped.
+    if let Some(mut owner) = frame.owner {
+        owner.block = Some(frame.block);
+        if let Some(top) = stack.last_mut() {
+            top.block.statements.push(owner);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::lexer::lex;
+    use super::*;
+
+    fn tree(text: &str) -> (Vec<Statement>, Vec<crate::Diagnostic>) {
+        let mut diags = Diags::default();
+        let file: Arc<str> = Arc::from("t.conf");
+        let root = Span {
+            file: file.clone(),
+            line: 1,
+            col: 1,
+        };
+        let lines = lex(text, &file, &mut diags);
+        let stmts = parse(lines, root, &mut diags);
+        (stmts, diags.into_sorted())
+    }
+
+    fn shape(stmts: &[Statement]) -> String {
+        stmts
+            .iter()
+            .map(|s| match &s.block {
+                Some(b) => format!("{}{{{}}}", s.text(), shape(&b.statements)),
+                None => s.text(),
+            })
+            .collect::<Vec<_>>()
+            .join(";")
+    }
+
+    #[test]
+    fn brace_on_next_line_and_several_closes() {
+        let (stmts, d) = tree("a 1\n{\n b {\n c\n}}\nd");
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(shape(&stmts), "a 1{b{c}};d");
+    }
+
+    #[test]
+    fn statement_after_close_on_same_line() {
+        let (stmts, d) = tree("vs {\n rs 1 {\n w\n} rs 2 {\n w\n}\n}");
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(shape(&stmts), "vs{rs 1{w};rs 2{w}}");
+    }
+
+    #[test]
+    fn one_line_block() {
+        let (stmts, _) = tree("track_script { chk }");
+        assert_eq!(shape(&stmts), "track_script{chk}");
+    }
+
+    #[test]
+    fn unclosed_and_stray_braces_are_reported() {
+        let (_, d) = tree("a {\n b\n");
+        assert_eq!(d.len(), 1);
+        assert_eq!((d[0].line, d[0].col), (1, 3));
+        let (_, d) = tree("}\n");
+        assert_eq!((d[0].line, d[0].col), (1, 1));
+        let (_, d) = tree("{ x }\n");
+        assert_eq!((d[0].line, d[0].col), (1, 1));
+    }
+
+    #[test]
+    fn deep_nesting_is_bounded() {
+        let text = "a {".repeat(10_000) + &"}".repeat(10_000);
+        let (stmts, d) = tree(&text);
+        assert_eq!(d.len(), 1);
+        assert_eq!(stmts.len(), 1);
+    }
+}

@@ -1,0 +1,254 @@
+//! Checks that need the whole configuration: references between blocks,
+//! duplicates, and what xlb can and cannot forward.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use crate::diagnostic::{Diags, Span};
+use crate::interpret::Declared;
+use crate::model::{AddressFamily, Config, LbAlgo, LbKind, Origin, VirtualServer};
+
+pub(crate) fn validate(config: &Config, declared: &Declared, diags: &mut Diags) {
+    unique_names(config, diags);
+    vrrp_references(config, declared, diags);
+    unique_vrids(config, diags);
+    unique_servers(config, diags);
+}
+
+fn at(origin: &Origin) -> Option<&Span> {
+    origin.span()
+}
+
+/// Reports every item whose key was already seen, naming the first one.
+fn report_duplicates<'a, K: std::hash::Hash + Eq>(
+    items: impl Iterator<Item = (K, &'a Origin, String)>,
+    diags: &mut Diags,
+) {
+    let mut seen: HashMap<K, Option<&Span>> = HashMap::new();
+    for (key, origin, what) in items {
+        match seen.get(&key) {
+            Some(first) => {
+                if let Some(span) = at(origin) {
+                    let first = first
+                        .map(|s| format!(" (first at {s})"))
+                        .unwrap_or_default();
+                    diags.error(
+                        span,
+                        format!("found a second {what}, expected it once{first}"),
+                    );
+                }
+            }
+            None => {
+                seen.insert(key, at(origin));
+            }
+        }
+    }
+}
+
+fn unique_names(config: &Config, diags: &mut Diags) {
+    report_duplicates(
+        config.vrrp_scripts.iter().map(|s| {
+            (
+                s.name.as_str(),
+                &s.origin,
+                format!("`vrrp_script {}`", s.name),
+            )
+        }),
+        diags,
+    );
+    report_duplicates(
+        config.vrrp_instances.iter().map(|i| {
+            (
+                i.name.as_str(),
+                &i.origin,
+                format!("`vrrp_instance {}`", i.name),
+            )
+        }),
+        diags,
+    );
+    report_duplicates(
+        config.vrrp_sync_groups.iter().map(|g| {
+            (
+                g.name.as_str(),
+                &g.origin,
+                format!("`vrrp_sync_group {}`", g.name),
+            )
+        }),
+        diags,
+    );
+}
+
+fn vrrp_references(config: &Config, declared: &Declared, diags: &mut Diags) {
+    for instance in &config.vrrp_instances {
+        for track in &instance.track_script {
+            if !declared.vrrp_scripts.contains(&track.name) {
+                if let Some(span) = at(&track.origin) {
+                    diags.error(
+                        span,
+                        format!(
+                            "found `{}` in track_script of `vrrp_instance {}`, expected the name of a vrrp_script",
+                            track.name, instance.name
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    // keepalived allows an instance in one sync group only.
+    let mut member_of: HashMap<&str, &str> = HashMap::new();
+    for group in &config.vrrp_sync_groups {
+        for member in &group.group {
+            let Some(span) = at(&member.origin) else {
+                continue;
+            };
+            if !declared.vrrp_instances.contains(&member.name) {
+                diags.error(
+                    span,
+                    format!(
+                        "found `{}` in `vrrp_sync_group {}`, expected the name of a vrrp_instance",
+                        member.name, group.name
+                    ),
+                );
+            } else if let Some(other) = member_of.insert(&member.name, &group.name) {
+                diags.error(
+                    span,
+                    format!(
+                        "found `{}` in `vrrp_sync_group {}` although it is already in `{other}`, \
+                         expected an instance in one sync group only",
+                        member.name, group.name
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Two instances with one VRID on one link would answer each other's adverts.
+fn unique_vrids(config: &Config, diags: &mut Diags) {
+    report_duplicates(
+        config.vrrp_instances.iter().map(|i| {
+            let family = match i.family() {
+                AddressFamily::Ipv4 => "IPv4",
+                AddressFamily::Ipv6 => "IPv6",
+            };
+            (
+                (i.interface.as_str(), i.family(), i.version, i.virtual_router_id),
+                &i.virtual_router_id_origin,
+                format!(
+                    "`virtual_router_id {}` on interface {} for {family} VRRPv{} (in `vrrp_instance {}`)",
+                    i.virtual_router_id, i.interface, i.version, i.name
+                ),
+            )
+        }),
+        diags,
+    );
+}
+
+/// What xlb can forward: DR only, and always Maglev hashing. Called by the
+/// interpreter for every virtual server, even one whose header has errors.
+pub(crate) fn forwarding(vs: &VirtualServer, diags: &mut Diags) {
+    let name = format!("virtual_server {} {}", vs.address, vs.port);
+    let kind_at = at(&vs.lb_kind_origin).or(at(&vs.origin));
+    if let Some(span) = kind_at {
+        let explicit = vs.lb_kind_origin.span().is_some();
+        match vs.lb_kind {
+            LbKind::Dr => {}
+            kind if explicit => diags.error(
+                span,
+                format!(
+                    "found `lb_kind {}`, expected `lb_kind DR`: lb_kind {} not supported yet \
+                     (xlb forwards in DR mode only)",
+                    kind.name(),
+                    kind.name()
+                ),
+            ),
+            kind => diags.error(
+                span,
+                format!(
+                    "found no `lb_kind` in `{name}`, so keepalived's default {} applies; expected \
+                     `lb_kind DR`: lb_kind {} not supported yet (xlb forwards in DR mode only)",
+                    kind.name(),
+                    kind.name()
+                ),
+            ),
+        }
+    }
+    if vs.lb_algo != LbAlgo::Mh {
+        let explicit = vs.lb_algo_origin.span().is_some();
+        if let Some(span) = at(&vs.lb_algo_origin).or(at(&vs.origin)) {
+            let what = if explicit {
+                format!("`lb_algo {}`", vs.lb_algo.name())
+            } else {
+                format!("keepalived's default `lb_algo {}`", vs.lb_algo.name())
+            };
+            let hashing = if vs.hash_on_source_only() {
+                "on the client address"
+            } else {
+                "on the connection"
+            };
+            diags.warn(
+                span,
+                format!(
+                    "{what} is served by weighted consistent hashing (Maglev) {hashing} in xlb; \
+                     write `lb_algo mh` to silence this"
+                ),
+            );
+        }
+    }
+}
+
+fn unique_servers(config: &Config, diags: &mut Diags) {
+    report_duplicates(
+        config.virtual_servers.iter().map(|vs| {
+            (
+                (vs.address, vs.port, vs.protocol),
+                &vs.origin,
+                format!(
+                    "`virtual_server {} {}` ({})",
+                    vs.address,
+                    vs.port,
+                    vs.protocol.name()
+                ),
+            )
+        }),
+        diags,
+    );
+    for vs in &config.virtual_servers {
+        report_duplicates(
+            vs.real_servers.iter().map(|rs| {
+                (
+                    (rs.address, rs.port),
+                    &rs.origin,
+                    format!(
+                        "`real_server {} {}` in `virtual_server {} {}`",
+                        rs.address, rs.port, vs.address, vs.port
+                    ),
+                )
+            }),
+            diags,
+        );
+        let family = AddressFamily::of(&vs.address);
+        for rs in &vs.real_servers {
+            if AddressFamily::of(&rs.address) != family {
+                if let Some(span) = at(&rs.origin) {
+                    diags.error(
+                        span,
+                        format!(
+                            "found {} real server {} in `virtual_server {} {}`, expected {}: \
+                             DR forwarding keeps the packet's address family",
+                            family_name(&rs.address),
+                            rs.address,
+                            vs.address,
+                            vs.port,
+                            family_name(&vs.address)
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn family_name(ip: &IpAddr) -> &'static str {
+    if ip.is_ipv4() { "an IPv4" } else { "an IPv6" }
+}
