@@ -286,7 +286,12 @@ fn forward(ctx: &XdpContext, flow: &Flow) -> Outcome {
     let Some(table) = XLB_TABLES.get(vip.table_index()) else {
         return Outcome::DropNoTable;
     };
-    let Some(&backend_id) = table.entries.get(hash::table_slot(hash) as usize) else {
+    // LLVM turns `% M` into a multiply and shift, proves the slot in range and drops the
+    // check; the verifier cannot follow that arithmetic. Reading the slot back through a
+    // volatile load keeps the comparison, and with it a bound the verifier sees.
+    let slot = hash::table_slot(hash) as usize;
+    let slot = unsafe { core::ptr::read_volatile(&slot) };
+    let Some(&backend_id) = table.entries.get(slot) else {
         return Outcome::DropNoTable;
     };
     if backend_id == NO_BACKEND {

@@ -1,0 +1,212 @@
+//! Frames built byte by byte, with correct checksums, for BPF_PROG_TEST_RUN and labs.
+
+use std::net::IpAddr;
+
+pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+pub const DIRECTOR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xd0];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L4 {
+    Tcp,
+    Udp,
+}
+
+impl L4 {
+    pub const fn number(self) -> u8 {
+        match self {
+            L4::Tcp => 6,
+            L4::Udp => 17,
+        }
+    }
+}
+
+/// A client-to-VIP packet.
+#[derive(Clone, Debug)]
+pub struct PacketSpec {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub l4: L4,
+    pub vlan: Option<u16>,
+    pub payload: Vec<u8>,
+}
+
+impl PacketSpec {
+    pub fn new(src: &str, dst: &str, src_port: u16, dst_port: u16, l4: L4) -> Self {
+        Self {
+            src: src.parse().expect("test address"),
+            dst: dst.parse().expect("test address"),
+            src_port,
+            dst_port,
+            l4,
+            vlan: None,
+            payload: b"hello xlb".to_vec(),
+        }
+    }
+
+    pub fn vlan(mut self, id: u16) -> Self {
+        self.vlan = Some(id);
+        self
+    }
+
+    pub fn build(&self) -> Vec<u8> {
+        let l4 = l4_segment(self.src, self.dst, self.src_port, self.dst_port, self.l4, &self.payload);
+        let ip = ip_packet(self.src, self.dst, self.l4.number(), &l4);
+        ethernet(self.vlan, ether_type(self.src), &ip)
+    }
+}
+
+pub fn ether_type(ip: IpAddr) -> u16 {
+    if ip.is_ipv4() { 0x0800 } else { 0x86dd }
+}
+
+pub fn ethernet(vlan: Option<u16>, ether_type: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(18 + payload.len());
+    f.extend_from_slice(&DIRECTOR_MAC);
+    f.extend_from_slice(&CLIENT_MAC);
+    if let Some(id) = vlan {
+        f.extend_from_slice(&0x8100u16.to_be_bytes());
+        f.extend_from_slice(&id.to_be_bytes());
+    }
+    f.extend_from_slice(&ether_type.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// One's-complement sum of 16-bit words, folded.
+pub fn checksum(chunks: &[&[u8]]) -> u16 {
+    let mut sum = 0u32;
+    let mut odd: Option<u8> = None;
+    for chunk in chunks {
+        for &b in *chunk {
+            match odd.take() {
+                Some(hi) => sum += u32::from(u16::from_be_bytes([hi, b])),
+                None => odd = Some(b),
+            }
+        }
+    }
+    if let Some(hi) = odd {
+        sum += u32::from(u16::from_be_bytes([hi, 0]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn pseudo_header(src: IpAddr, dst: IpAddr, proto: u8, len: usize) -> Vec<u8> {
+    let mut p = Vec::new();
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            p.extend_from_slice(&s.octets());
+            p.extend_from_slice(&d.octets());
+            p.extend_from_slice(&[0, proto]);
+            p.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            p.extend_from_slice(&s.octets());
+            p.extend_from_slice(&d.octets());
+            p.extend_from_slice(&(len as u32).to_be_bytes());
+            p.extend_from_slice(&[0, 0, 0, proto]);
+        }
+        _ => panic!("mixed address families"),
+    }
+    p
+}
+
+pub fn l4_segment(
+    src: IpAddr,
+    dst: IpAddr,
+    src_port: u16,
+    dst_port: u16,
+    l4: L4,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut s = Vec::new();
+    s.extend_from_slice(&src_port.to_be_bytes());
+    s.extend_from_slice(&dst_port.to_be_bytes());
+    let csum_at = match l4 {
+        L4::Tcp => {
+            s.extend_from_slice(&1u32.to_be_bytes()); // seq
+            s.extend_from_slice(&0u32.to_be_bytes()); // ack
+            s.extend_from_slice(&[0x50, 0x02]); // 20-byte header, SYN
+            s.extend_from_slice(&64240u16.to_be_bytes());
+            s.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent
+            16
+        }
+        L4::Udp => {
+            s.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+            s.extend_from_slice(&[0, 0]);
+            6
+        }
+    };
+    s.extend_from_slice(payload);
+    let c = checksum(&[&pseudo_header(src, dst, l4.number(), s.len()), &s]);
+    s[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
+    s
+}
+
+/// An IPv4 header (no options) or IPv6 header in front of `payload`.
+pub fn ip_packet(src: IpAddr, dst: IpAddr, proto: u8, payload: &[u8]) -> Vec<u8> {
+    let mut p = Vec::new();
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            p.extend_from_slice(&[0x45, 0]);
+            p.extend_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
+            p.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, proto, 0, 0]);
+            p.extend_from_slice(&s.octets());
+            p.extend_from_slice(&d.octets());
+            let c = checksum(&[&p]);
+            p[10..12].copy_from_slice(&c.to_be_bytes());
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            p.extend_from_slice(&[0x60, 0, 0, 0]);
+            p.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+            p.extend_from_slice(&[proto, 64]);
+            p.extend_from_slice(&s.octets());
+            p.extend_from_slice(&d.octets());
+        }
+        _ => panic!("mixed address families"),
+    }
+    p.extend_from_slice(payload);
+    p
+}
+
+/// IPv4 with header options (IHL > 5): a record-route-sized NOP padding.
+pub fn ipv4_with_options(src: IpAddr, dst: IpAddr, proto: u8, payload: &[u8]) -> Vec<u8> {
+    let mut p = ip_packet(src, dst, proto, payload);
+    let options = [1u8; 8]; // eight NOPs
+    p.splice(20..20, options);
+    p[0] = 0x45 + 2;
+    let total = p.len() as u16;
+    p[2..4].copy_from_slice(&total.to_be_bytes());
+    p[10..12].copy_from_slice(&[0, 0]);
+    let c = checksum(&[&p[..28]]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+/// ICMP "fragmentation needed" (or ICMPv6 "packet too big") from a router, about the backend's
+/// reply `vip:vip_port -> client:client_port`, addressed to the VIP.
+pub fn frag_needed(router: &str, vip: &str, client: &str, vip_port: u16, client_port: u16, l4: L4) -> Vec<u8> {
+    let router: IpAddr = router.parse().expect("test address");
+    let vip: IpAddr = vip.parse().expect("test address");
+    let client: IpAddr = client.parse().expect("test address");
+    let quoted_l4 = l4_segment(vip, client, vip_port, client_port, l4, b"");
+    let quoted = ip_packet(vip, client, l4.number(), &quoted_l4);
+    let mut icmp = Vec::new();
+    if router.is_ipv4() {
+        icmp.extend_from_slice(&[3, 4, 0, 0, 0, 0, 0x05, 0xdc]);
+        icmp.extend_from_slice(&quoted[..28]);
+        let c = checksum(&[&icmp]);
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        ethernet(None, 0x0800, &ip_packet(router, vip, 1, &icmp))
+    } else {
+        icmp.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0x05, 0x00]);
+        icmp.extend_from_slice(&quoted[..48]);
+        let c = checksum(&[&pseudo_header(router, vip, 58, icmp.len()), &icmp]);
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        ethernet(None, 0x86dd, &ip_packet(router, vip, 58, &icmp))
+    }
+}

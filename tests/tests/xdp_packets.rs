@@ -1,0 +1,367 @@
+//! The loaded XDP program under BPF_PROG_TEST_RUN: for every packet class, the action, the exact
+//! output bytes and the counter that explains it. Needs root (CAP_BPF, CAP_NET_ADMIN).
+
+use std::{collections::HashMap, net::IpAddr};
+
+use aya::programs::{TestRun as _, TestRunOptions};
+use lb_common::{
+    MAGLEV_TABLE_SIZE, Outcome,
+    hash::Flow,
+    maglev::{self, MaglevBackend, MaglevCursor},
+};
+use lb_userspace::{
+    dataplane::Dataplane,
+    reconcile::Reconciler,
+    service::{BackendPath, Protocol, RealServer, Service, addr_words, desired},
+};
+use rand::{Rng as _, SeedableRng as _};
+use xlb_tests::packet::{self, DIRECTOR_MAC, L4, PacketSpec};
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
+const XDP_REDIRECT: u32 = 4;
+const SEED: u32 = 0x5eed;
+/// BPF_PROG_TEST_RUN without a context runs "on" the loopback device.
+const LO_IFINDEX: u32 = 1;
+
+fn backend_mac(i: u8) -> [u8; 6] {
+    [0x02, 0xbe, 0, 0, 0, i]
+}
+
+struct Harness {
+    dp: Dataplane,
+    reconciler: Reconciler,
+    services: Vec<Service>,
+    paths: HashMap<IpAddr, BackendPath>,
+}
+
+impl Harness {
+    /// VIPs 10.0.0.100:80/TCP, 10.0.0.100:53/UDP, [2001:db8::100]:80/TCP and :53/UDP, each on
+    /// three backends with weights 1, 2, 3.
+    fn new() -> Self {
+        let mut services = Vec::new();
+        for (vip, backends) in [
+            ("10.0.0.100", ["10.0.1.1", "10.0.1.2", "10.0.1.3"]),
+            ("2001:db8::100", ["2001:db8:1::1", "2001:db8:1::2", "2001:db8:1::3"]),
+        ] {
+            for (port, protocol) in [(80, Protocol::Tcp), (53, Protocol::Udp)] {
+                let ip: IpAddr = vip.parse().unwrap();
+                services.push(Service {
+                    vip: (ip, port).into(),
+                    protocol,
+                    source_hash: false,
+                    real_servers: backends
+                        .iter()
+                        .zip(1..)
+                        .map(|(b, w)| RealServer {
+                            addr: (b.parse::<IpAddr>().unwrap(), port).into(),
+                            weight: w,
+                        })
+                        .collect(),
+                });
+            }
+        }
+        let mut paths = HashMap::new();
+        for (i, b) in ["10.0.1.1", "10.0.1.2", "10.0.1.3", "2001:db8:1::1", "2001:db8:1::2", "2001:db8:1::3"]
+            .iter()
+            .enumerate()
+        {
+            paths.insert(
+                b.parse().unwrap(),
+                BackendPath { ifindex: LO_IFINDEX, mac: backend_mac(i as u8 + 1), src_mac: DIRECTOR_MAC },
+            );
+        }
+        let dp = Dataplane::load(None).expect("loading the XDP program (run as root)");
+        let mut h = Self { dp, reconciler: Reconciler::new(SEED), services, paths };
+        h.apply(true);
+        h
+    }
+
+    fn apply(&mut self, active: bool) {
+        let d = desired(&self.services, &self.paths, active);
+        self.reconciler.apply(&mut self.dp, &d).expect("reconcile");
+    }
+
+    fn run(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
+        let mut out = vec![0u8; frame.len() + 512];
+        let result = self
+            .dp
+            .program()
+            .unwrap()
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ..Default::default()
+            })
+            .expect("BPF_PROG_TEST_RUN");
+        out.truncate(result.data_size_out as usize);
+        (result.return_value, out)
+    }
+
+    fn outcome(&self, o: Outcome) -> u64 {
+        self.dp.stats().unwrap().outcome(o)
+    }
+
+    /// The backend lb-common predicts for a flow: same hash, same table, computed in userspace.
+    fn predict(&self, flow: &Flow, service: &Service) -> IpAddr {
+        let mut backends: Vec<MaglevBackend> = service
+            .real_servers
+            .iter()
+            .map(|rs| MaglevBackend {
+                addr: addr_words(rs.addr.ip()),
+                port: rs.addr.port(),
+                weight: rs.weight,
+                id: self.reconciler.backend_id(rs.addr.ip()).unwrap(),
+            })
+            .collect();
+        let mut cursors = vec![MaglevCursor::default(); backends.len()];
+        let mut table = vec![0; MAGLEV_TABLE_SIZE];
+        maglev::build(&mut backends, &mut cursors, &mut table).unwrap();
+        let id = table[lb_common::hash::table_slot(flow.hash(SEED, service.source_hash)) as usize];
+        self.reconciler.backend_ip(id).unwrap()
+    }
+
+    fn mac_of(&self, ip: IpAddr) -> [u8; 6] {
+        self.paths[&ip].mac
+    }
+}
+
+fn flow_of(spec: &PacketSpec) -> Flow {
+    Flow {
+        src: addr_words(spec.src),
+        dst: addr_words(spec.dst),
+        src_port: spec.src_port.to_be(),
+        dst_port: spec.dst_port.to_be(),
+        proto: spec.l4.number(),
+    }
+}
+
+/// DR changes exactly the two MAC addresses.
+fn assert_dr_rewrite(input: &[u8], output: &[u8], backend_mac: [u8; 6]) {
+    assert_eq!(output.len(), input.len());
+    assert_eq!(&output[0..6], &backend_mac, "destination MAC");
+    assert_eq!(&output[6..12], &DIRECTOR_MAC, "source MAC");
+    assert_eq!(&output[12..], &input[12..], "bytes after the MACs");
+}
+
+#[test]
+fn vip_packets_are_forwarded_to_the_predicted_backend() {
+    let mut h = Harness::new();
+    let cases = [
+        PacketSpec::new("192.0.2.7", "10.0.0.100", 40000, 80, L4::Tcp),
+        PacketSpec::new("192.0.2.7", "10.0.0.100", 40000, 53, L4::Udp),
+        PacketSpec::new("2001:db8:ff::7", "2001:db8::100", 40000, 80, L4::Tcp),
+        PacketSpec::new("2001:db8:ff::7", "2001:db8::100", 40000, 53, L4::Udp),
+        PacketSpec::new("192.0.2.7", "10.0.0.100", 40001, 80, L4::Tcp).vlan(42),
+        PacketSpec::new("2001:db8:ff::7", "2001:db8::100", 40001, 53, L4::Udp).vlan(7),
+    ];
+    for spec in cases {
+        let frame = spec.build();
+        let service = h
+            .services
+            .iter()
+            .find(|s| s.vip.ip() == spec.dst && s.protocol.number() == spec.l4.number())
+            .unwrap()
+            .clone();
+        let want = h.predict(&flow_of(&spec), &service);
+        let (action, out) = h.run(&frame);
+        assert_eq!(action, XDP_TX, "{spec:?}");
+        assert_dr_rewrite(&frame, &out, h.mac_of(want));
+    }
+    assert_eq!(h.outcome(Outcome::Tx), 6);
+    let stats = h.dp.stats().unwrap();
+    assert_eq!(stats.vips.iter().map(|v| v.counters.packets).sum::<u64>(), 6);
+    assert_eq!(stats.backends.iter().map(|b| b.counters.packets).sum::<u64>(), 6);
+}
+
+#[test]
+fn ipv4_header_options_are_skipped() {
+    let mut h = Harness::new();
+    let spec = PacketSpec::new("192.0.2.9", "10.0.0.100", 41000, 80, L4::Tcp);
+    let l4 = packet::l4_segment(spec.src, spec.dst, 41000, 80, L4::Tcp, b"x");
+    let frame = packet::ethernet(None, 0x0800, &packet::ipv4_with_options(spec.src, spec.dst, 6, &l4));
+    let want = h.predict(&flow_of(&spec), &h.services[0].clone());
+    let (action, out) = h.run(&frame);
+    assert_eq!(action, XDP_TX);
+    assert_dr_rewrite(&frame, &out, h.mac_of(want));
+}
+
+#[test]
+fn everything_else_passes_untouched() {
+    let mut h = Harness::new();
+    let cases = [
+        ("non-VIP address", PacketSpec::new("192.0.2.7", "10.0.0.101", 40000, 80, L4::Tcp).build()),
+        ("wrong port", PacketSpec::new("192.0.2.7", "10.0.0.100", 40000, 81, L4::Tcp).build()),
+        ("wrong protocol", PacketSpec::new("192.0.2.7", "10.0.0.100", 40000, 80, L4::Udp).build()),
+        ("non-VIP IPv6", PacketSpec::new("2001:db8:ff::7", "2001:db8::101", 1, 80, L4::Tcp).build()),
+    ];
+    for (what, frame) in &cases {
+        let (action, out) = h.run(frame);
+        assert_eq!(action, XDP_PASS, "{what}");
+        assert_eq!(&out, frame, "{what}");
+    }
+    assert_eq!(h.outcome(Outcome::PassNotVip), cases.len() as u64);
+    let arp = packet::ethernet(None, 0x0806, &[0u8; 28]);
+    assert_eq!(h.run(&arp), (XDP_PASS, arp.clone()));
+    assert_eq!(h.outcome(Outcome::PassNotIp), 1);
+}
+
+#[test]
+fn inactive_director_passes_vip_traffic() {
+    let mut h = Harness::new();
+    h.apply(false);
+    let frame = PacketSpec::new("192.0.2.7", "10.0.0.100", 40000, 80, L4::Tcp).build();
+    assert_eq!(h.run(&frame), (XDP_PASS, frame.clone()));
+    assert_eq!(h.outcome(Outcome::PassInactive), 1);
+    h.apply(true);
+    assert_eq!(h.run(&frame).0, XDP_TX);
+}
+
+#[test]
+fn fragments_to_a_vip_are_dropped_and_counted() {
+    let mut h = Harness::new();
+    let mut frag = PacketSpec::new("192.0.2.7", "10.0.0.100", 40000, 80, L4::Tcp).build();
+    frag[14 + 6] = 0x20; // MF
+    assert_eq!(h.run(&frag).0, XDP_DROP);
+    let mut later = frag.clone();
+    later[14 + 6] = 0x00;
+    later[14 + 7] = 0xb9; // offset 185 * 8
+    assert_eq!(h.run(&later).0, XDP_DROP);
+    let mut other = PacketSpec::new("192.0.2.7", "10.0.0.99", 40000, 80, L4::Tcp).build();
+    other[14 + 6] = 0x20;
+    assert_eq!(h.run(&other).0, XDP_PASS, "a fragment to another address is not ours");
+
+    // IPv6 with a fragment header to the VIP.
+    let mut payload = vec![6, 0, 0, 1, 0, 0, 0, 1];
+    payload.extend(packet::l4_segment("2001:db8:ff::7".parse().unwrap(), "2001:db8::100".parse().unwrap(), 1, 80, L4::Tcp, b""));
+    let v6 = packet::ethernet(None, 0x86dd, &packet::ip_packet("2001:db8:ff::7".parse().unwrap(), "2001:db8::100".parse().unwrap(), 44, &payload));
+    assert_eq!(h.run(&v6).0, XDP_DROP);
+    assert_eq!(h.outcome(Outcome::DropFragment), 3);
+}
+
+#[test]
+fn icmp_too_big_reaches_the_backend_of_the_quoted_flow() {
+    let mut h = Harness::new();
+    for (router, vip, client, l4, svc) in [
+        ("198.51.100.1", "10.0.0.100", "192.0.2.7", L4::Tcp, 0),
+        ("198.51.100.1", "10.0.0.100", "192.0.2.7", L4::Udp, 1),
+        ("2001:db8:ee::1", "2001:db8::100", "2001:db8:ff::7", L4::Tcp, 2),
+    ] {
+        let port = if l4 == L4::Tcp { 80 } else { 53 };
+        let frame = packet::frag_needed(router, vip, client, port, 45678, l4);
+        // The flow the client opened, whose replies the router could not forward.
+        let flow = flow_of(&PacketSpec::new(client, vip, 45678, port, l4));
+        let want = h.predict(&flow, &h.services[svc].clone());
+        let (action, out) = h.run(&frame);
+        assert_eq!(action, XDP_TX, "{vip} {l4:?}");
+        assert_dr_rewrite(&frame, &out, h.mac_of(want));
+        // And the same flow's data packets go to the same backend.
+        let data = PacketSpec::new(client, vip, 45678, port, l4).build();
+        assert_eq!(&h.run(&data).1[0..6], &h.mac_of(want));
+    }
+    // Other ICMP to the VIP (an echo request) is the kernel's.
+    let mut echo = vec![8u8, 0, 0, 0, 0, 1, 0, 1];
+    let c = packet::checksum(&[&echo]);
+    echo[2..4].copy_from_slice(&c.to_be_bytes());
+    let frame = packet::ethernet(None, 0x0800, &packet::ip_packet("192.0.2.7".parse().unwrap(), "10.0.0.100".parse().unwrap(), 1, &echo));
+    assert_eq!(h.run(&frame), (XDP_PASS, frame.clone()));
+}
+
+#[test]
+fn kernel_and_userspace_agree_on_10000_flows() {
+    let mut h = Harness::new();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2026);
+    for i in 0..10_000 {
+        let v4 = i % 2 == 0;
+        let l4 = if rng.gen_bool(0.5) { L4::Tcp } else { L4::Udp };
+        let spec = if v4 {
+            let src = std::net::Ipv4Addr::from(rng.r#gen::<u32>());
+            PacketSpec::new(&src.to_string(), "10.0.0.100", rng.r#gen(), if l4 == L4::Tcp { 80 } else { 53 }, l4)
+        } else {
+            let src = std::net::Ipv6Addr::from(rng.r#gen::<u128>());
+            PacketSpec::new(&src.to_string(), "2001:db8::100", rng.r#gen(), if l4 == L4::Tcp { 80 } else { 53 }, l4)
+        };
+        let service = h
+            .services
+            .iter()
+            .find(|s| s.vip.ip() == spec.dst && s.protocol.number() == l4.number())
+            .unwrap()
+            .clone();
+        let want = h.predict(&flow_of(&spec), &service);
+        let (action, out) = h.run(&spec.build());
+        assert_eq!(action, XDP_TX);
+        assert_eq!(&out[0..6], &h.mac_of(want), "flow {i}: {spec:?}");
+    }
+}
+
+#[test]
+fn every_truncation_is_passed_as_malformed() {
+    let mut h = Harness::new();
+    for spec in [
+        PacketSpec::new("192.0.2.7", "10.0.0.100", 40000, 80, L4::Tcp),
+        PacketSpec::new("2001:db8:ff::7", "2001:db8::100", 40000, 80, L4::Tcp),
+    ] {
+        let frame = spec.build();
+        let before = h.outcome(Outcome::PassMalformed);
+        for len in 14..frame.len() {
+            let (action, out) = h.run(&frame[..len]);
+            assert_eq!(action, XDP_PASS, "{} bytes of {:?}", len, spec.dst);
+            assert_eq!(out, &frame[..len]);
+        }
+        assert_eq!(h.outcome(Outcome::PassMalformed) - before, (frame.len() - 14) as u64);
+        assert_eq!(h.run(&frame).0, XDP_TX, "the whole packet still goes through");
+    }
+    assert_eq!(h.outcome(Outcome::Tx), 2);
+}
+
+#[test]
+fn bad_headers_are_never_forwarded() {
+    let mut h = Harness::new();
+    let good = PacketSpec::new("192.0.2.7", "10.0.0.100", 40000, 80, L4::Tcp).build();
+    let mut cases = Vec::new();
+    for ihl in [0u8, 4, 15] {
+        let mut f = good.clone();
+        f[14] = 0x40 | ihl;
+        cases.push((format!("IHL {ihl}"), f, Outcome::PassMalformed));
+    }
+    let mut f = good.clone();
+    f[14] = 0x65;
+    cases.push(("version 6 in an IPv4 frame".into(), f, Outcome::PassMalformed));
+    let mut f = good.clone();
+    f[16..18].copy_from_slice(&2000u16.to_be_bytes());
+    cases.push(("total length past the frame".into(), f, Outcome::PassMalformed));
+    let v6 = PacketSpec::new("2001:db8:ff::7", "2001:db8::100", 40000, 80, L4::Tcp).build();
+    let mut f = v6.clone();
+    f[14] = 0x40;
+    cases.push(("version 4 in an IPv6 frame".into(), f, Outcome::PassMalformed));
+    for (next, name) in [(0u8, "hop-by-hop"), (43, "routing"), (60, "destination options")] {
+        let mut payload = vec![6u8, 0, 0, 0, 0, 0, 0, 0];
+        payload.extend_from_slice(&v6[54..]);
+        let f = packet::ethernet(None, 0x86dd, &packet::ip_packet("2001:db8:ff::7".parse().unwrap(), "2001:db8::100".parse().unwrap(), next, &payload));
+        cases.push((format!("IPv6 {name} header to the VIP"), f, Outcome::DropIpv6Ext));
+    }
+    for (what, frame, outcome) in cases {
+        let before = h.outcome(outcome);
+        let (action, _) = h.run(&frame);
+        assert_ne!(action, XDP_TX, "{what}");
+        assert_ne!(action, XDP_REDIRECT, "{what}");
+        assert_eq!(h.outcome(outcome), before + 1, "{what} counted as {}", outcome.name());
+    }
+    assert_eq!(h.outcome(Outcome::Tx), 0);
+}
+
+#[test]
+fn drained_vip_drops_and_counts() {
+    let mut h = Harness::new();
+    for s in &mut h.services {
+        for rs in &mut s.real_servers {
+            rs.weight = 0;
+        }
+    }
+    h.apply(true);
+    let frame = PacketSpec::new("192.0.2.7", "10.0.0.100", 40000, 80, L4::Tcp).build();
+    assert_eq!(h.run(&frame).0, XDP_DROP);
+    assert_eq!(h.outcome(Outcome::DropNoBackend), 1);
+
+}
