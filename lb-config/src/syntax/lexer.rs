@@ -178,7 +178,7 @@ mod tests {
         assert_eq!(lines[0].len(), 2);
         let d = diags.into_sorted();
         assert_eq!(d.len(), 1);
-        assert_eq!((d[0].line, d[0].col), (1, 15));
+        assert_eq!((d[0].line, d[0].col), (1, 14));
     }
 
     #[test]
