@@ -124,6 +124,9 @@ fn address_and_port(
 }
 
 pub(super) fn virtual_server(r: &mut Reader<'_>, st: &Statement) -> Option<VirtualServer> {
+    if r.needs_block(st) {
+        return None;
+    }
     if let Some(first) = st.args.first() {
         if matches!(first.text.as_str(), "fwmark" | "group") {
             r.diags.error(
@@ -314,6 +317,9 @@ fn real_server(
     vs_inhibit: bool,
     vs_defaults: &CheckDefaults,
 ) -> Option<RealServer> {
+    if r.needs_block(st) {
+        return None;
+    }
     let header = address_and_port(r, st, false);
     let context = format!(
         "real_server {}",
@@ -400,6 +406,9 @@ fn checker(
     rs_port: u16,
     outer: &CheckDefaults,
 ) -> Option<Checker> {
+    if r.needs_block(st) {
+        return None;
+    }
     let kind = st.keyword.as_str();
     r.extra_args(st, 0);
     let mut own = CheckDefaults::default();
@@ -510,6 +519,9 @@ fn checker(
 }
 
 fn url(r: &mut Reader<'_>, st: &Statement) -> Option<Url> {
+    if r.needs_block(st) {
+        return None;
+    }
     let mut path = None;
     let mut digest = None;
     let mut status_code = Vec::new();

@@ -283,6 +283,16 @@ impl Reader<'_> {
         }
     }
 
+    /// Reports a block keyword written without its block; true if so, and the
+    /// caller then skips the checks of the block's content.
+    pub fn needs_block(&mut self, st: &Statement) -> bool {
+        if st.block.is_some() {
+            return false;
+        }
+        self.block(st);
+        true
+    }
+
     /// A list entry (`virtual_ipaddress`, `track_script`, ...) must not open a block.
     pub fn list_entry(&mut self, st: &Statement) {
         self.no_block(st);

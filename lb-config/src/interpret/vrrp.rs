@@ -66,6 +66,9 @@ fn name_of(r: &mut Reader<'_>, st: &Statement, what: &str) -> Option<String> {
 }
 
 pub(super) fn vrrp_script(r: &mut Reader<'_>, st: &Statement) -> Option<VrrpScript> {
+    if r.needs_block(st) {
+        return None;
+    }
     let name = name_of(r, st, "vrrp_script");
     let mut script = None;
     let mut interval = 1;
@@ -133,6 +136,9 @@ pub(super) fn vrrp_script(r: &mut Reader<'_>, st: &Statement) -> Option<VrrpScri
 }
 
 pub(super) fn vrrp_sync_group(r: &mut Reader<'_>, st: &Statement) -> Option<VrrpSyncGroup> {
+    if r.needs_block(st) {
+        return None;
+    }
     let name = name_of(r, st, "vrrp_sync_group");
     let context = format!("vrrp_sync_group {}", name.as_deref().unwrap_or(""));
     let mut group = Vec::new();
@@ -387,6 +393,9 @@ pub(super) fn vrrp_instance(
     st: &Statement,
     config: &Config,
 ) -> Option<VrrpInstance> {
+    if r.needs_block(st) {
+        return None;
+    }
     let name = name_of(r, st, "vrrp_instance");
     let context = format!("vrrp_instance {}", name.as_deref().unwrap_or(""));
     let g = &config.global_defs;
@@ -704,6 +713,9 @@ pub(super) fn vrrp_instance(
 }
 
 fn authentication_block(r: &mut Reader<'_>, st: &Statement) -> Option<Authentication> {
+    if r.needs_block(st) {
+        return None;
+    }
     let mut auth_type = None;
     let mut auth_pass = None;
     let mut type_written = false;
