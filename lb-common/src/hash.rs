@@ -14,7 +14,10 @@ const C2: u32 = 0x1b87_3593;
 #[inline(always)]
 const fn mix(h: u32, k: u32) -> u32 {
     let k = k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
-    (h ^ k).rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64)
+    (h ^ k)
+        .rotate_left(13)
+        .wrapping_mul(5)
+        .wrapping_add(0xe654_6b64)
 }
 
 #[inline(always)]
@@ -131,12 +134,30 @@ mod tests {
     #[test]
     fn seed_and_every_field_change_the_hash() {
         let base = flow_hash_v4(1, 0x0a00_0001, 0x0a00_0002, ports_word(1000, 80), 6);
-        assert_ne!(base, flow_hash_v4(2, 0x0a00_0001, 0x0a00_0002, ports_word(1000, 80), 6));
-        assert_ne!(base, flow_hash_v4(1, 0x0a00_0003, 0x0a00_0002, ports_word(1000, 80), 6));
-        assert_ne!(base, flow_hash_v4(1, 0x0a00_0001, 0x0a00_0003, ports_word(1000, 80), 6));
-        assert_ne!(base, flow_hash_v4(1, 0x0a00_0001, 0x0a00_0002, ports_word(1001, 80), 6));
-        assert_ne!(base, flow_hash_v4(1, 0x0a00_0001, 0x0a00_0002, ports_word(1000, 81), 6));
-        assert_ne!(base, flow_hash_v4(1, 0x0a00_0001, 0x0a00_0002, ports_word(1000, 80), 17));
+        assert_ne!(
+            base,
+            flow_hash_v4(2, 0x0a00_0001, 0x0a00_0002, ports_word(1000, 80), 6)
+        );
+        assert_ne!(
+            base,
+            flow_hash_v4(1, 0x0a00_0003, 0x0a00_0002, ports_word(1000, 80), 6)
+        );
+        assert_ne!(
+            base,
+            flow_hash_v4(1, 0x0a00_0001, 0x0a00_0003, ports_word(1000, 80), 6)
+        );
+        assert_ne!(
+            base,
+            flow_hash_v4(1, 0x0a00_0001, 0x0a00_0002, ports_word(1001, 80), 6)
+        );
+        assert_ne!(
+            base,
+            flow_hash_v4(1, 0x0a00_0001, 0x0a00_0002, ports_word(1000, 81), 6)
+        );
+        assert_ne!(
+            base,
+            flow_hash_v4(1, 0x0a00_0001, 0x0a00_0002, ports_word(1000, 80), 17)
+        );
     }
 
     #[test]

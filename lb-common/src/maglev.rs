@@ -203,7 +203,10 @@ mod tests {
         let table = table_of(backends(&[1; 100]));
         let fair = M as f64 / 100.0;
         for (i, c) in shares(&table, 100).into_iter().enumerate() {
-            assert!(c as f64 <= fair * 1.015, "backend {i} owns {c}, fair {fair}");
+            assert!(
+                c as f64 <= fair * 1.015,
+                "backend {i} owns {c}, fair {fair}"
+            );
         }
     }
 

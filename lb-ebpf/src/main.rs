@@ -78,9 +78,13 @@ impl Flow {
     fn hash(&self, seed: u32, source_only: bool) -> u32 {
         let ports = hash::ports_word(self.client_port, self.vip.port);
         match (self.v4, source_only) {
-            (true, false) => {
-                hash::flow_hash_v4(seed, self.client[3], self.vip.addr[3], ports, self.vip.proto)
-            }
+            (true, false) => hash::flow_hash_v4(
+                seed,
+                self.client[3],
+                self.vip.addr[3],
+                ports,
+                self.vip.proto,
+            ),
             (true, true) => hash::source_hash_v4(seed, self.client[3]),
             (false, false) => {
                 hash::flow_hash_v6(seed, &self.client, &self.vip.addr, ports, self.vip.proto)
@@ -143,14 +147,23 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
     let l4_len = tot_len - header_len;
     match proto {
         IPPROTO_TCP | IPPROTO_UDP => {
-            let min_len = if proto == IPPROTO_TCP { TCP_HDR_LEN } else { UDP_HDR_LEN };
+            let min_len = if proto == IPPROTO_TCP {
+                TCP_HDR_LEN
+            } else {
+                UDP_HDR_LEN
+            };
             if l4_len < min_len {
                 return Err(Outcome::PassMalformed);
             }
             let ports = ptr_at::<Ports>(ctx, l4).ok_or(Outcome::PassMalformed)?;
             let (src, dst) = unsafe { ((*ports).src, (*ports).dst) };
             Ok(Flow {
-                vip: VipKey { addr: v4_mapped(daddr), port: dst, proto, _pad: 0 },
+                vip: VipKey {
+                    addr: v4_mapped(daddr),
+                    port: dst,
+                    proto,
+                    _pad: 0,
+                },
                 client: v4_mapped(saddr),
                 client_port: src,
                 v4: true,
@@ -183,7 +196,12 @@ fn parse_icmpv4_frag_needed(ctx: &XdpContext, l4: usize) -> Result<Flow, Outcome
     let ports = ptr_at::<Ports>(ctx, quoted + header_len).ok_or(Outcome::PassMalformed)?;
     let (src, dst) = unsafe { ((*ports).src, (*ports).dst) };
     Ok(Flow {
-        vip: VipKey { addr: v4_mapped(saddr), port: src, proto, _pad: 0 },
+        vip: VipKey {
+            addr: v4_mapped(saddr),
+            port: src,
+            proto,
+            _pad: 0,
+        },
         client: v4_mapped(daddr),
         client_port: dst,
         v4: true,
@@ -210,14 +228,23 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
     let daddr = unsafe { (*ip).daddr };
     match next_hdr {
         IPPROTO_TCP | IPPROTO_UDP => {
-            let min_len = if next_hdr == IPPROTO_TCP { TCP_HDR_LEN } else { UDP_HDR_LEN };
+            let min_len = if next_hdr == IPPROTO_TCP {
+                TCP_HDR_LEN
+            } else {
+                UDP_HDR_LEN
+            };
             if payload_len < min_len {
                 return Err(Outcome::PassMalformed);
             }
             let ports = ptr_at::<Ports>(ctx, l4).ok_or(Outcome::PassMalformed)?;
             let (src, dst, saddr) = unsafe { ((*ports).src, (*ports).dst, (*ip).saddr) };
             Ok(Flow {
-                vip: VipKey { addr: daddr, port: dst, proto: next_hdr, _pad: 0 },
+                vip: VipKey {
+                    addr: daddr,
+                    port: dst,
+                    proto: next_hdr,
+                    _pad: 0,
+                },
                 client: saddr,
                 client_port: src,
                 v4: false,
@@ -250,7 +277,12 @@ fn parse_icmpv6_packet_too_big(ctx: &XdpContext, l4: usize) -> Result<Flow, Outc
     let (src, dst, saddr, daddr) =
         unsafe { ((*ports).src, (*ports).dst, (*ip).saddr, (*ip).daddr) };
     Ok(Flow {
-        vip: VipKey { addr: saddr, port: src, proto, _pad: 0 },
+        vip: VipKey {
+            addr: saddr,
+            port: src,
+            proto,
+            _pad: 0,
+        },
         client: daddr,
         client_port: dst,
         v4: false,

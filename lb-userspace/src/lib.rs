@@ -3,6 +3,8 @@
 //! Inputs (config, neighbour resolution) become a desired state ([`service`]); one reconciler
 //! ([`reconcile`]) writes the difference into the XDP program's maps ([`dataplane`]).
 
+pub mod cli;
+pub mod config;
 pub mod dataplane;
 pub mod netlink;
 pub mod reconcile;

@@ -1,1 +1,104 @@
-fn main() {}
+//! `xlb`: a load balancer for highly available virtual IPs.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use aya::programs::XdpMode;
+use clap::{Parser, Subcommand, ValueEnum};
+use lb_userspace::cli;
+
+#[derive(Parser)]
+#[command(
+    name = "xlb",
+    version,
+    about = "XDP load balancer for highly available virtual IPs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load the data plane on an interface and serve the virtual servers of a config.
+    Run {
+        /// keepalived.conf syntax.
+        #[arg(short = 'f', long = "config")]
+        config: PathBuf,
+        /// The interface VIP traffic arrives on.
+        #[arg(short = 'i', long = "interface")]
+        interface: String,
+        #[arg(long, value_enum, default_value_t = Mode::Native)]
+        xdp_mode: Mode,
+        /// Where the BPF filesystem is (mounted there when it is not).
+        #[arg(long, default_value = "/sys/fs/bpf")]
+        bpffs: PathBuf,
+        /// Flow-hash seed; every director sharing the VIPs must use the same one.
+        #[arg(long, default_value_t = cli::run::DEFAULT_HASH_SEED)]
+        hash_seed: u32,
+    },
+    /// Validate a config and print it with every default filled in.
+    Check {
+        #[arg(short = 'f', long = "config")]
+        config: PathBuf,
+        /// Print JSON instead of keepalived syntax.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the data plane's counters for an interface xlb runs on.
+    Stats {
+        #[arg(short = 'i', long = "interface")]
+        interface: String,
+        #[arg(long, default_value = "/sys/fs/bpf")]
+        bpffs: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Mode {
+    /// In the driver (the fast path; veth supports it).
+    Native,
+    /// In the kernel stack, for drivers without XDP support.
+    Generic,
+    /// Whatever the kernel picks.
+    Auto,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run {
+            config,
+            interface,
+            xdp_mode,
+            bpffs,
+            hash_seed,
+        } => {
+            let opts = cli::run::RunOptions {
+                config,
+                interface,
+                mode: match xdp_mode {
+                    Mode::Native => XdpMode::Driver,
+                    Mode::Generic => XdpMode::Skb,
+                    Mode::Auto => XdpMode::Default,
+                },
+                bpffs,
+                hash_seed,
+            };
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(cli::run::run(opts)))
+        }
+        Command::Check { config, json } => cli::check::check(&config, json),
+        Command::Stats { interface, bpffs } => cli::stats::print(&bpffs, &interface),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xlb: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -45,7 +45,12 @@ impl Netlink {
     }
 
     pub async fn interface(&self, name: &str) -> Result<Interface> {
-        let mut links = self.handle.link().get().match_name(name.to_string()).execute();
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
         let link = links
             .try_next()
             .await
@@ -99,7 +104,9 @@ impl Netlink {
             match attr {
                 RouteAttribute::Oif(i) => oif = Some(*i),
                 RouteAttribute::Gateway(RouteAddress::Inet(_) | RouteAddress::Inet6(_)) => {
-                    bail!("backend {dst} is reached through a gateway; Direct Routing needs it on a connected network")
+                    bail!(
+                        "backend {dst} is reached through a gateway; Direct Routing needs it on a connected network"
+                    )
                 }
                 _ => {}
             }
@@ -109,7 +116,11 @@ impl Netlink {
 
     /// The backend's MAC from the neighbour table, if the kernel knows it.
     pub async fn neighbour(&self, ifindex: u32, ip: IpAddr) -> Result<Option<[u8; 6]>> {
-        let family = if ip.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+        let family = if ip.is_ipv4() {
+            AddressFamily::Inet
+        } else {
+            AddressFamily::Inet6
+        };
         let mut entries = self
             .handle
             .neighbours()

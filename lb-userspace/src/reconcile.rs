@@ -96,12 +96,18 @@ impl Reconciler {
 
     /// The backend address behind an id.
     pub fn backend_ip(&self, id: u32) -> Option<IpAddr> {
-        self.backends.iter().find(|(_, (i, _))| *i == id).map(|(ip, _)| *ip)
+        self.backends
+            .iter()
+            .find(|(_, (i, _))| *i == id)
+            .map(|(ip, _)| *ip)
     }
 
     pub fn apply(&mut self, w: &mut impl MapWriter, desired: &DesiredState) -> Result<Changes> {
         let mut changes = Changes::default();
-        let control = Control { active: u32::from(desired.active), hash_seed: self.hash_seed };
+        let control = Control {
+            active: u32::from(desired.active),
+            hash_seed: self.hash_seed,
+        };
         if !desired.active && self.control != Some(control) {
             w.set_control(&control)?;
             self.control = Some(control);
@@ -146,7 +152,9 @@ impl Reconciler {
 
         for (key, vip) in &desired.vips {
             let (id, index, live) = match self.vips.get(key) {
-                Some(applied) if applied.members == vip.members && applied.value.flags == vip.flags => {
+                Some(applied)
+                    if applied.members == vip.members && applied.value.flags == vip.flags =>
+                {
                     continue;
                 }
                 Some(applied) => {
@@ -168,11 +176,21 @@ impl Reconciler {
             w.write_table(index, &self.table)
                 .with_context(|| format!("writing the Maglev table of VIP {id}"))?;
             changes.tables_written += 1;
-            let value = VipValue { id, flags: vip.flags, live_table: live, _pad: 0 };
+            let value = VipValue {
+                id,
+                flags: vip.flags,
+                live_table: live,
+                _pad: 0,
+            };
             w.set_vip(key, &value)?;
             self.vips.insert(
                 *key,
-                AppliedVip { id, value, members: vip.members.clone(), flipped_at: Instant::now() },
+                AppliedVip {
+                    id,
+                    value,
+                    members: vip.members.clone(),
+                    flipped_at: Instant::now(),
+                },
             );
         }
 
@@ -210,7 +228,12 @@ impl Reconciler {
                 let id = self
                     .backend_id(*ip)
                     .ok_or_else(|| anyhow!("backend {ip} has no id"))?;
-                Ok(MaglevBackend { addr: addr_words(*ip), port: *port, weight: *weight, id })
+                Ok(MaglevBackend {
+                    addr: addr_words(*ip),
+                    port: *port,
+                    weight: *weight,
+                    id,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         let mut cursors = vec![MaglevCursor::default(); backends.len()];
@@ -295,7 +318,11 @@ mod tests {
     fn paths(n: u8) -> HashMap<IpAddr, BackendPath> {
         (1..=n)
             .map(|i| {
-                let p = BackendPath { ifindex: 2, mac: [2, 0, 0, 0, 0, i], src_mac: [2, 0, 0, 0, 0, 0xfe] };
+                let p = BackendPath {
+                    ifindex: 2,
+                    mac: [2, 0, 0, 0, 0, i],
+                    src_mac: [2, 0, 0, 0, 0, 0xfe],
+                };
                 (IpAddr::from([10, 0, 0, i]), p)
             })
             .collect()
@@ -305,7 +332,8 @@ mod tests {
     fn first_apply_writes_in_dependency_order() {
         let mut r = Reconciler::new(1);
         let mut w = Recorder::default();
-        r.apply(&mut w, &desired(&services(&[1, 1]), &paths(2), true)).unwrap();
+        r.apply(&mut w, &desired(&services(&[1, 1]), &paths(2), true))
+            .unwrap();
         assert_eq!(
             w.0,
             vec![
@@ -333,19 +361,29 @@ mod tests {
     #[test]
     fn weight_change_writes_the_idle_half_then_flips() {
         let mut r = Reconciler::new(1);
-        r.apply(&mut Recorder::default(), &desired(&services(&[1, 1]), &paths(2), true)).unwrap();
+        r.apply(
+            &mut Recorder::default(),
+            &desired(&services(&[1, 1]), &paths(2), true),
+        )
+        .unwrap();
         let mut w = Recorder::default();
-        r.apply(&mut w, &desired(&services(&[1, 3]), &paths(2), true)).unwrap();
+        r.apply(&mut w, &desired(&services(&[1, 3]), &paths(2), true))
+            .unwrap();
         assert_eq!(w.0, vec![Write::Table(1), Write::Vip(0, 1)]);
         let mut w = Recorder::default();
-        r.apply(&mut w, &desired(&services(&[2, 3]), &paths(2), true)).unwrap();
+        r.apply(&mut w, &desired(&services(&[2, 3]), &paths(2), true))
+            .unwrap();
         assert_eq!(w.0, vec![Write::Table(0), Write::Vip(0, 0)]);
     }
 
     #[test]
     fn deactivation_flips_control_first_and_removal_cleans_up() {
         let mut r = Reconciler::new(1);
-        r.apply(&mut Recorder::default(), &desired(&services(&[1, 1]), &paths(2), true)).unwrap();
+        r.apply(
+            &mut Recorder::default(),
+            &desired(&services(&[1, 1]), &paths(2), true),
+        )
+        .unwrap();
         let mut w = Recorder::default();
         r.apply(&mut w, &desired(&[], &paths(2), false)).unwrap();
         assert_eq!(

@@ -67,7 +67,9 @@ pub fn addr_words(ip: IpAddr) -> Addr {
         IpAddr::V6(v6) => v6,
     };
     let o = v6.octets();
-    core::array::from_fn(|i| u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]]))
+    core::array::from_fn(|i| {
+        u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
+    })
 }
 
 /// How frames reach a backend: resolved from the kernel's routes and neighbours.
@@ -125,8 +127,14 @@ pub fn desired(
             members.push((rs.addr.ip(), rs.addr.port(), rs.weight));
         }
         members.sort();
-        let flags = if service.source_hash { VIP_F_SOURCE_HASH } else { 0 };
-        state.vips.insert(service.key(), DesiredVip { flags, members });
+        let flags = if service.source_hash {
+            VIP_F_SOURCE_HASH
+        } else {
+            0
+        };
+        state
+            .vips
+            .insert(service.key(), DesiredVip { flags, members });
     }
     state
 }
@@ -142,7 +150,10 @@ mod tests {
             source_hash: false,
             real_servers: rs
                 .iter()
-                .map(|(a, w)| RealServer { addr: a.parse().unwrap(), weight: *w })
+                .map(|(a, w)| RealServer {
+                    addr: a.parse().unwrap(),
+                    weight: *w,
+                })
                 .collect(),
         }
     }
@@ -152,16 +163,25 @@ mod tests {
         let w = addr_words("10.0.0.1".parse().unwrap());
         assert_eq!(w[3].to_ne_bytes(), [10, 0, 0, 1]);
         assert!(lb_common::is_v4_mapped(&w));
-        assert!(!lb_common::is_v4_mapped(&addr_words("2001:db8::1".parse().unwrap())));
+        assert!(!lb_common::is_v4_mapped(&addr_words(
+            "2001:db8::1".parse().unwrap()
+        )));
     }
 
     #[test]
     fn unresolved_backends_get_no_entries() {
         let s = service("10.0.0.100:80", &[("10.0.0.1:80", 1), ("10.0.0.2:80", 2)]);
-        let path = BackendPath { ifindex: 2, mac: [2, 0, 0, 0, 0, 1], src_mac: [2, 0, 0, 0, 0, 9] };
+        let path = BackendPath {
+            ifindex: 2,
+            mac: [2, 0, 0, 0, 0, 1],
+            src_mac: [2, 0, 0, 0, 0, 9],
+        };
         let paths = HashMap::from([("10.0.0.1".parse().unwrap(), path)]);
         let d = desired(&[s.clone()], &paths, true);
         assert_eq!(d.backends.len(), 1);
-        assert_eq!(d.vips[&s.key()].members, vec![("10.0.0.1".parse().unwrap(), 80, 1)]);
+        assert_eq!(
+            d.vips[&s.key()].members,
+            vec![("10.0.0.1".parse().unwrap(), 80, 1)]
+        );
     }
 }

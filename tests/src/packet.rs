@@ -51,7 +51,14 @@ impl PacketSpec {
     }
 
     pub fn build(&self) -> Vec<u8> {
-        let l4 = l4_segment(self.src, self.dst, self.src_port, self.dst_port, self.l4, &self.payload);
+        let l4 = l4_segment(
+            self.src,
+            self.dst,
+            self.src_port,
+            self.dst_port,
+            self.l4,
+            &self.payload,
+        );
         let ip = ip_packet(self.src, self.dst, self.l4.number(), &l4);
         ethernet(self.vlan, ether_type(self.src), &ip)
     }
@@ -189,7 +196,14 @@ pub fn ipv4_with_options(src: IpAddr, dst: IpAddr, proto: u8, payload: &[u8]) ->
 
 /// ICMP "fragmentation needed" (or ICMPv6 "packet too big") from a router, about the backend's
 /// reply `vip:vip_port -> client:client_port`, addressed to the VIP.
-pub fn frag_needed(router: &str, vip: &str, client: &str, vip_port: u16, client_port: u16, l4: L4) -> Vec<u8> {
+pub fn frag_needed(
+    router: &str,
+    vip: &str,
+    client: &str,
+    vip_port: u16,
+    client_port: u16,
+    l4: L4,
+) -> Vec<u8> {
     let router: IpAddr = router.parse().expect("test address");
     let vip: IpAddr = vip.parse().expect("test address");
     let client: IpAddr = client.parse().expect("test address");

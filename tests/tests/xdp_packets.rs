@@ -43,7 +43,10 @@ impl Harness {
         let mut services = Vec::new();
         for (vip, backends) in [
             ("10.0.0.100", ["10.0.1.1", "10.0.1.2", "10.0.1.3"]),
-            ("2001:db8::100", ["2001:db8:1::1", "2001:db8:1::2", "2001:db8:1::3"]),
+            (
+                "2001:db8::100",
+                ["2001:db8:1::1", "2001:db8:1::2", "2001:db8:1::3"],
+            ),
         ] {
             for (port, protocol) in [(80, Protocol::Tcp), (53, Protocol::Udp)] {
                 let ip: IpAddr = vip.parse().unwrap();
@@ -63,17 +66,33 @@ impl Harness {
             }
         }
         let mut paths = HashMap::new();
-        for (i, b) in ["10.0.1.1", "10.0.1.2", "10.0.1.3", "2001:db8:1::1", "2001:db8:1::2", "2001:db8:1::3"]
-            .iter()
-            .enumerate()
+        for (i, b) in [
+            "10.0.1.1",
+            "10.0.1.2",
+            "10.0.1.3",
+            "2001:db8:1::1",
+            "2001:db8:1::2",
+            "2001:db8:1::3",
+        ]
+        .iter()
+        .enumerate()
         {
             paths.insert(
                 b.parse().unwrap(),
-                BackendPath { ifindex: LO_IFINDEX, mac: backend_mac(i as u8 + 1), src_mac: DIRECTOR_MAC },
+                BackendPath {
+                    ifindex: LO_IFINDEX,
+                    mac: backend_mac(i as u8 + 1),
+                    src_mac: DIRECTOR_MAC,
+                },
             );
         }
         let dp = Dataplane::load(None).expect("loading the XDP program (run as root)");
-        let mut h = Self { dp, reconciler: Reconciler::new(SEED), services, paths };
+        let mut h = Self {
+            dp,
+            reconciler: Reconciler::new(SEED),
+            services,
+            paths,
+        };
         h.apply(true);
         h
     }
@@ -171,8 +190,18 @@ fn vip_packets_are_forwarded_to_the_predicted_backend() {
     }
     assert_eq!(h.outcome(Outcome::Tx), 6);
     let stats = h.dp.stats().unwrap();
-    assert_eq!(stats.vips.iter().map(|v| v.counters.packets).sum::<u64>(), 6);
-    assert_eq!(stats.backends.iter().map(|b| b.counters.packets).sum::<u64>(), 6);
+    assert_eq!(
+        stats.vips.iter().map(|v| v.counters.packets).sum::<u64>(),
+        6
+    );
+    assert_eq!(
+        stats
+            .backends
+            .iter()
+            .map(|b| b.counters.packets)
+            .sum::<u64>(),
+        6
+    );
 }
 
 #[test]
@@ -180,7 +209,11 @@ fn ipv4_header_options_are_skipped() {
     let mut h = Harness::new();
     let spec = PacketSpec::new("192.0.2.9", "10.0.0.100", 41000, 80, L4::Tcp);
     let l4 = packet::l4_segment(spec.src, spec.dst, 41000, 80, L4::Tcp, b"x");
-    let frame = packet::ethernet(None, 0x0800, &packet::ipv4_with_options(spec.src, spec.dst, 6, &l4));
+    let frame = packet::ethernet(
+        None,
+        0x0800,
+        &packet::ipv4_with_options(spec.src, spec.dst, 6, &l4),
+    );
     let want = h.predict(&flow_of(&spec), &h.services[0].clone());
     let (action, out) = h.run(&frame);
     assert_eq!(action, XDP_TX);
@@ -191,10 +224,22 @@ fn ipv4_header_options_are_skipped() {
 fn everything_else_passes_untouched() {
     let mut h = Harness::new();
     let cases = [
-        ("non-VIP address", PacketSpec::new("192.0.2.7", "10.0.0.101", 40000, 80, L4::Tcp).build()),
-        ("wrong port", PacketSpec::new("192.0.2.7", "10.0.0.100", 40000, 81, L4::Tcp).build()),
-        ("wrong protocol", PacketSpec::new("192.0.2.7", "10.0.0.100", 40000, 80, L4::Udp).build()),
-        ("non-VIP IPv6", PacketSpec::new("2001:db8:ff::7", "2001:db8::101", 1, 80, L4::Tcp).build()),
+        (
+            "non-VIP address",
+            PacketSpec::new("192.0.2.7", "10.0.0.101", 40000, 80, L4::Tcp).build(),
+        ),
+        (
+            "wrong port",
+            PacketSpec::new("192.0.2.7", "10.0.0.100", 40000, 81, L4::Tcp).build(),
+        ),
+        (
+            "wrong protocol",
+            PacketSpec::new("192.0.2.7", "10.0.0.100", 40000, 80, L4::Udp).build(),
+        ),
+        (
+            "non-VIP IPv6",
+            PacketSpec::new("2001:db8:ff::7", "2001:db8::101", 1, 80, L4::Tcp).build(),
+        ),
     ];
     for (what, frame) in &cases {
         let (action, out) = h.run(frame);
@@ -230,12 +275,32 @@ fn fragments_to_a_vip_are_dropped_and_counted() {
     assert_eq!(h.run(&later).0, XDP_DROP);
     let mut other = PacketSpec::new("192.0.2.7", "10.0.0.99", 40000, 80, L4::Tcp).build();
     other[14 + 6] = 0x20;
-    assert_eq!(h.run(&other).0, XDP_PASS, "a fragment to another address is not ours");
+    assert_eq!(
+        h.run(&other).0,
+        XDP_PASS,
+        "a fragment to another address is not ours"
+    );
 
     // IPv6 with a fragment header to the VIP.
     let mut payload = vec![6, 0, 0, 1, 0, 0, 0, 1];
-    payload.extend(packet::l4_segment("2001:db8:ff::7".parse().unwrap(), "2001:db8::100".parse().unwrap(), 1, 80, L4::Tcp, b""));
-    let v6 = packet::ethernet(None, 0x86dd, &packet::ip_packet("2001:db8:ff::7".parse().unwrap(), "2001:db8::100".parse().unwrap(), 44, &payload));
+    payload.extend(packet::l4_segment(
+        "2001:db8:ff::7".parse().unwrap(),
+        "2001:db8::100".parse().unwrap(),
+        1,
+        80,
+        L4::Tcp,
+        b"",
+    ));
+    let v6 = packet::ethernet(
+        None,
+        0x86dd,
+        &packet::ip_packet(
+            "2001:db8:ff::7".parse().unwrap(),
+            "2001:db8::100".parse().unwrap(),
+            44,
+            &payload,
+        ),
+    );
     assert_eq!(h.run(&v6).0, XDP_DROP);
     assert_eq!(h.outcome(Outcome::DropFragment), 3);
 }
@@ -246,7 +311,13 @@ fn icmp_too_big_reaches_the_backend_of_the_quoted_flow() {
     for (router, vip, client, l4, svc) in [
         ("198.51.100.1", "10.0.0.100", "192.0.2.7", L4::Tcp, 0),
         ("198.51.100.1", "10.0.0.100", "192.0.2.7", L4::Udp, 1),
-        ("2001:db8:ee::1", "2001:db8::100", "2001:db8:ff::7", L4::Tcp, 2),
+        (
+            "2001:db8:ee::1",
+            "2001:db8::100",
+            "2001:db8:ff::7",
+            L4::Tcp,
+            2,
+        ),
     ] {
         let port = if l4 == L4::Tcp { 80 } else { 53 };
         let frame = packet::frag_needed(router, vip, client, port, 45678, l4);
@@ -264,7 +335,16 @@ fn icmp_too_big_reaches_the_backend_of_the_quoted_flow() {
     let mut echo = vec![8u8, 0, 0, 0, 0, 1, 0, 1];
     let c = packet::checksum(&[&echo]);
     echo[2..4].copy_from_slice(&c.to_be_bytes());
-    let frame = packet::ethernet(None, 0x0800, &packet::ip_packet("192.0.2.7".parse().unwrap(), "10.0.0.100".parse().unwrap(), 1, &echo));
+    let frame = packet::ethernet(
+        None,
+        0x0800,
+        &packet::ip_packet(
+            "192.0.2.7".parse().unwrap(),
+            "10.0.0.100".parse().unwrap(),
+            1,
+            &echo,
+        ),
+    );
     assert_eq!(h.run(&frame), (XDP_PASS, frame.clone()));
 }
 
@@ -277,10 +357,22 @@ fn kernel_and_userspace_agree_on_10000_flows() {
         let l4 = if rng.gen_bool(0.5) { L4::Tcp } else { L4::Udp };
         let spec = if v4 {
             let src = std::net::Ipv4Addr::from(rng.r#gen::<u32>());
-            PacketSpec::new(&src.to_string(), "10.0.0.100", rng.r#gen(), if l4 == L4::Tcp { 80 } else { 53 }, l4)
+            PacketSpec::new(
+                &src.to_string(),
+                "10.0.0.100",
+                rng.r#gen(),
+                if l4 == L4::Tcp { 80 } else { 53 },
+                l4,
+            )
         } else {
             let src = std::net::Ipv6Addr::from(rng.r#gen::<u128>());
-            PacketSpec::new(&src.to_string(), "2001:db8::100", rng.r#gen(), if l4 == L4::Tcp { 80 } else { 53 }, l4)
+            PacketSpec::new(
+                &src.to_string(),
+                "2001:db8::100",
+                rng.r#gen(),
+                if l4 == L4::Tcp { 80 } else { 53 },
+                l4,
+            )
         };
         let service = h
             .services
@@ -309,8 +401,15 @@ fn every_truncation_is_passed_as_malformed() {
             assert_eq!(action, XDP_PASS, "{} bytes of {:?}", len, spec.dst);
             assert_eq!(out, &frame[..len]);
         }
-        assert_eq!(h.outcome(Outcome::PassMalformed) - before, (frame.len() - 14) as u64);
-        assert_eq!(h.run(&frame).0, XDP_TX, "the whole packet still goes through");
+        assert_eq!(
+            h.outcome(Outcome::PassMalformed) - before,
+            (frame.len() - 14) as u64
+        );
+        assert_eq!(
+            h.run(&frame).0,
+            XDP_TX,
+            "the whole packet still goes through"
+        );
     }
     assert_eq!(h.outcome(Outcome::Tx), 2);
 }
@@ -327,26 +426,60 @@ fn bad_headers_are_never_forwarded() {
     }
     let mut f = good.clone();
     f[14] = 0x65;
-    cases.push(("version 6 in an IPv4 frame".into(), f, Outcome::PassMalformed));
+    cases.push((
+        "version 6 in an IPv4 frame".into(),
+        f,
+        Outcome::PassMalformed,
+    ));
     let mut f = good.clone();
     f[16..18].copy_from_slice(&2000u16.to_be_bytes());
-    cases.push(("total length past the frame".into(), f, Outcome::PassMalformed));
+    cases.push((
+        "total length past the frame".into(),
+        f,
+        Outcome::PassMalformed,
+    ));
     let v6 = PacketSpec::new("2001:db8:ff::7", "2001:db8::100", 40000, 80, L4::Tcp).build();
     let mut f = v6.clone();
     f[14] = 0x40;
-    cases.push(("version 4 in an IPv6 frame".into(), f, Outcome::PassMalformed));
-    for (next, name) in [(0u8, "hop-by-hop"), (43, "routing"), (60, "destination options")] {
+    cases.push((
+        "version 4 in an IPv6 frame".into(),
+        f,
+        Outcome::PassMalformed,
+    ));
+    for (next, name) in [
+        (0u8, "hop-by-hop"),
+        (43, "routing"),
+        (60, "destination options"),
+    ] {
         let mut payload = vec![6u8, 0, 0, 0, 0, 0, 0, 0];
         payload.extend_from_slice(&v6[54..]);
-        let f = packet::ethernet(None, 0x86dd, &packet::ip_packet("2001:db8:ff::7".parse().unwrap(), "2001:db8::100".parse().unwrap(), next, &payload));
-        cases.push((format!("IPv6 {name} header to the VIP"), f, Outcome::DropIpv6Ext));
+        let f = packet::ethernet(
+            None,
+            0x86dd,
+            &packet::ip_packet(
+                "2001:db8:ff::7".parse().unwrap(),
+                "2001:db8::100".parse().unwrap(),
+                next,
+                &payload,
+            ),
+        );
+        cases.push((
+            format!("IPv6 {name} header to the VIP"),
+            f,
+            Outcome::DropIpv6Ext,
+        ));
     }
     for (what, frame, outcome) in cases {
         let before = h.outcome(outcome);
         let (action, _) = h.run(&frame);
         assert_ne!(action, XDP_TX, "{what}");
         assert_ne!(action, XDP_REDIRECT, "{what}");
-        assert_eq!(h.outcome(outcome), before + 1, "{what} counted as {}", outcome.name());
+        assert_eq!(
+            h.outcome(outcome),
+            before + 1,
+            "{what} counted as {}",
+            outcome.name()
+        );
     }
     assert_eq!(h.outcome(Outcome::Tx), 0);
 }
@@ -363,5 +496,4 @@ fn drained_vip_drops_and_counts() {
     let frame = PacketSpec::new("192.0.2.7", "10.0.0.100", 40000, 80, L4::Tcp).build();
     assert_eq!(h.run(&frame).0, XDP_DROP);
     assert_eq!(h.outcome(Outcome::DropNoBackend), 1);
-
 }

@@ -153,7 +153,9 @@ impl Dataplane {
                 match fs::remove_file(&path) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e).with_context(|| format!("unpinning {}", path.display())),
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("unpinning {}", path.display()));
+                    }
                 }
             }
             let _ = fs::remove_dir(dir);
@@ -234,7 +236,9 @@ impl crate::reconcile::MapWriter for Dataplane {
     }
 
     fn remove_vip_addr(&mut self, addr: &Addr) -> Result<()> {
-        self.vip_addrs.remove(addr).context("removing a VIP address")
+        self.vip_addrs
+            .remove(addr)
+            .context("removing a VIP address")
     }
 
     fn add_tx_port(&mut self, ifindex: u32) -> Result<()> {
@@ -244,4 +248,26 @@ impl crate::reconcile::MapWriter for Dataplane {
     fn set_control(&mut self, control: &Control) -> Result<()> {
         Dataplane::set_control(self, *control)
     }
+}
+
+/// Counters of a running xlb, from its pinned maps.
+pub fn read_pinned_stats(dir: &Path) -> Result<Stats> {
+    fn open<T>(dir: &Path, name: &str, wrap: fn(MapData) -> aya::maps::Map) -> Result<T>
+    where
+        T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+    {
+        let path = dir.join(name);
+        let data = MapData::from_pin(&path).with_context(|| {
+            format!(
+                "opening {} (is xlb running on this interface?)",
+                path.display()
+            )
+        })?;
+        T::try_from(wrap(data)).with_context(|| format!("map {name} has an unexpected type"))
+    }
+    let vips = open(dir, names::VIPS, aya::maps::Map::HashMap)?;
+    let vip_stats = open(dir, names::VIP_STATS, aya::maps::Map::PerCpuArray)?;
+    let backend_stats = open(dir, names::BACKEND_STATS, aya::maps::Map::PerCpuArray)?;
+    let outcomes = open(dir, names::OUTCOMES, aya::maps::Map::PerCpuArray)?;
+    stats::read(&vips, &vip_stats, &backend_stats, &outcomes)
 }

@@ -1,0 +1,203 @@
+//! `xlb run`: load the data plane on an interface and keep its maps equal to the config.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::IpAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail};
+use aya::programs::XdpMode;
+use log::{error, info, warn};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{
+    config,
+    dataplane::{self, Dataplane},
+    netlink::{Interface, Netlink},
+    reconcile::Reconciler,
+    service::{BackendPath, Service, desired},
+};
+
+/// Default flow-hash seed. Directors that share VIPs must agree on it, so it is a constant.
+pub const DEFAULT_HASH_SEED: u32 = 0x786c_6221;
+/// How often backends' routes and MACs are looked up again (a MAC can change; a missing one is
+/// probed until the kernel learns it).
+const RESOLVE_INTERVAL: Duration = Duration::from_secs(1);
+
+pub struct RunOptions {
+    pub config: PathBuf,
+    pub interface: String,
+    pub mode: XdpMode,
+    pub bpffs: PathBuf,
+    pub hash_seed: u32,
+}
+
+pub async fn run(opts: RunOptions) -> Result<()> {
+    let loaded = super::load_config(&opts.config)?;
+    if !loaded.config.vrrp_instances.is_empty() {
+        warn!(
+            "{}: vrrp_instance blocks are read but VRRP does not run yet: this director forwards as if MASTER",
+            opts.config.display()
+        );
+    }
+    let mut services = config::services(&loaded.config);
+    ensure_bpffs(&opts.bpffs)?;
+    let pin_dir = dataplane::pin_dir(&opts.bpffs, &opts.interface);
+    let mut dp = Dataplane::load(Some(&pin_dir))?;
+    let result = serve(&opts, &mut dp, &mut services).await;
+    info!(
+        "stopping: detaching from {} and removing {}",
+        opts.interface,
+        pin_dir.display()
+    );
+    let cleanup = dp.shutdown();
+    result.and(cleanup)
+}
+
+async fn serve(opts: &RunOptions, dp: &mut Dataplane, services: &mut Vec<Service>) -> Result<()> {
+    let netlink = Netlink::connect()?;
+    let iface = netlink.interface(&opts.interface).await?;
+    dp.attach(&opts.interface, opts.mode)?;
+    info!(
+        "XDP attached to {} (ifindex {}), {} virtual server(s)",
+        iface.name,
+        iface.index,
+        services.len()
+    );
+    let mut reconciler = Reconciler::new(opts.hash_seed);
+    let mut paths: HashMap<IpAddr, BackendPath> = HashMap::new();
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut ticker = tokio::time::interval(RESOLVE_INTERVAL);
+    loop {
+        refresh_paths(&netlink, &iface, services, &mut paths).await;
+        match reconciler.apply(dp, &desired(services, &paths, true)) {
+            Ok(changes) if !changes.is_empty() => info!("data plane updated: {changes:?}"),
+            Ok(_) => {}
+            Err(e) => error!("updating the data plane: {e:#}"),
+        }
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = sighup.recv() => reload(&opts.config, services),
+            _ = sigterm.recv() => return Ok(()),
+            _ = sigint.recv() => return Ok(()),
+        }
+    }
+}
+
+/// Re-reads the config; an invalid file leaves the running config in force.
+fn reload(path: &Path, services: &mut Vec<Service>) {
+    match super::load_config(path) {
+        Ok(loaded) => {
+            *services = config::services(&loaded.config);
+            info!(
+                "reloaded {}: {} virtual server(s)",
+                path.display(),
+                services.len()
+            );
+        }
+        Err(e) => error!("reload refused, the running config stays in force: {e:#}"),
+    }
+}
+
+async fn refresh_paths(
+    netlink: &Netlink,
+    iface: &Interface,
+    services: &[Service],
+    paths: &mut HashMap<IpAddr, BackendPath>,
+) {
+    let ips: BTreeSet<IpAddr> = services
+        .iter()
+        .flat_map(|s| s.real_servers.iter().map(|rs| rs.addr.ip()))
+        .collect();
+    paths.retain(|ip, _| ips.contains(ip));
+    for ip in ips {
+        let path = match netlink.resolve(ip).await {
+            Ok(Some(n)) => {
+                let src_mac = if n.ifindex == iface.index {
+                    Ok(iface.mac)
+                } else {
+                    netlink.interface_by_index(n.ifindex).await.map(|i| i.mac)
+                };
+                src_mac.map(|src_mac| {
+                    Some(BackendPath {
+                        ifindex: n.ifindex,
+                        mac: n.mac,
+                        src_mac,
+                    })
+                })
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        };
+        match (path, paths.get(&ip).copied()) {
+            (Ok(Some(new)), old) if old != Some(new) => {
+                info!(
+                    "backend {ip} is at {} on ifindex {}",
+                    fmt_mac(&new.mac),
+                    new.ifindex
+                );
+                paths.insert(ip, new);
+            }
+            (Ok(Some(_)), _) => {}
+            (Ok(None), old) => {
+                if old.is_some() || !paths.contains_key(&ip) {
+                    warn!(
+                        "backend {ip}: no neighbour entry yet, probing; it gets no traffic until resolved"
+                    );
+                }
+                paths.remove(&ip);
+            }
+            (Err(e), _) => {
+                if paths.remove(&ip).is_some() {
+                    warn!("backend {ip} is unreachable, removing it: {e:#}");
+                } else {
+                    warn!("backend {ip} is unreachable: {e:#}");
+                }
+            }
+        }
+    }
+}
+
+fn fmt_mac(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Pins need a BPF filesystem; mount one where there is none (as `bpftool` does).
+fn ensure_bpffs(path: &Path) -> Result<()> {
+    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+    std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .context("bpffs path contains a NUL byte")?;
+    // SAFETY: statfs writes into a zeroed struct of the right type.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c_path.as_ptr(), &mut st) } == 0 && st.f_type as i64 == BPF_FS_MAGIC {
+        return Ok(());
+    }
+    let fstype = c"bpf";
+    // SAFETY: valid NUL-terminated strings; no data argument.
+    let rc = unsafe {
+        libc::mount(
+            fstype.as_ptr(),
+            c_path.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        bail!(
+            "{} is not a BPF filesystem and mounting one failed: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    info!("mounted a BPF filesystem at {}", path.display());
+    Ok(())
+}

@@ -1,0 +1,50 @@
+//! `xlb stats`: the data plane's counters, read from the pinned maps of a running xlb.
+
+use std::path::Path;
+
+use anyhow::Result;
+use lb_common::is_v4_mapped;
+
+use crate::dataplane::{self, Stats};
+
+pub fn print(bpffs: &Path, interface: &str) -> Result<()> {
+    let stats = dataplane::read_pinned_stats(&dataplane::pin_dir(bpffs, interface))?;
+    print!("{}", render(&stats));
+    Ok(())
+}
+
+fn render(stats: &Stats) -> String {
+    let mut out = String::from("outcome counters:\n");
+    for (outcome, n) in &stats.outcomes {
+        out += &format!("  {:<16} {n}\n", outcome.name());
+    }
+    out += "VIPs:\n";
+    for v in &stats.vips {
+        let o: Vec<u8> = v.key.addr.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        let ip: std::net::IpAddr = if is_v4_mapped(&v.key.addr) {
+            std::net::Ipv4Addr::new(o[12], o[13], o[14], o[15]).into()
+        } else {
+            std::net::Ipv6Addr::from(<[u8; 16]>::try_from(o.as_slice()).unwrap_or([0; 16])).into()
+        };
+        let proto = match v.key.proto {
+            lb_common::PROTO_TCP => "TCP",
+            lb_common::PROTO_UDP => "UDP",
+            _ => "?",
+        };
+        out += &format!(
+            "  {} {} {proto}: {} packets, {} bytes\n",
+            ip,
+            u16::from_be(v.key.port),
+            v.counters.packets,
+            v.counters.bytes
+        );
+    }
+    out += "backends:\n";
+    for b in &stats.backends {
+        out += &format!(
+            "  #{}: {} packets, {} bytes\n",
+            b.id, b.counters.packets, b.counters.bytes
+        );
+    }
+    out
+}
