@@ -1,5 +1,7 @@
-//! The benchmark floor: the least an XDP forwarder can do (bounds-check Ethernet, swap the MACs,
-//! XDP_TX). `cargo xtask bench` reports xlb's cost per packet as a ratio to this program's.
+//! Helper programs. `xdp_floor` is the benchmark floor: the least an XDP forwarder can do
+//! (bounds-check Ethernet, swap the MACs, XDP_TX); `cargo xtask bench` reports xlb's cost per
+//! packet as a ratio to it. `xdp_pass` goes on the far end of a veth in test labs: a veth drops
+//! frames sent to it by XDP_TX unless its peer runs an XDP program.
 #![no_std]
 #![no_main]
 
@@ -22,6 +24,11 @@ pub fn xdp_floor(ctx: XdpContext) -> u32 {
         *eth.add(1) = dst;
     }
     XDP_TX
+}
+
+#[xdp]
+pub fn xdp_pass(_ctx: XdpContext) -> u32 {
+    XDP_PASS
 }
 
 #[cfg(not(test))]

@@ -1,1 +1,453 @@
-pub fn placeholder() {}
+//! Labs of network namespaces: hosts joined by veth pairs to a bridge that lives in its own
+//! namespace, so nothing of the machine's own network is touched. Every name is unique per lab;
+//! dropping a lab stops its processes by pid and deletes its namespaces, also when a test fails.
+
+use std::{
+    fs,
+    io::{Read as _, Write as _},
+    net::{Ipv4Addr, SocketAddr, TcpStream},
+    os::fd::AsRawFd as _,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+static NEXT_ID: AtomicU32 = AtomicU32::new(0);
+
+/// A short name no other lab (in this or another test process) uses.
+pub fn unique_name(tag: &str) -> String {
+    format!(
+        "xlbt{}-{}-{}",
+        std::process::id(),
+        NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        tag
+    )
+}
+
+/// A network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(name: String) -> Result<Self> {
+        run(Command::new("ip").args(["netns", "add", &name]))?;
+        let ns = Self { name };
+        ns.run(&["ip", "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    pub fn path(&self) -> PathBuf {
+        Path::new("/run/netns").join(&self.name)
+    }
+
+    /// A command that runs inside the namespace. `nsenter --net` keeps the mount namespace, so
+    /// /sys/fs/bpf stays visible (`ip netns exec` remounts /sys and hides it).
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", self.path().display()))
+            .arg(program);
+        c
+    }
+
+    pub fn run(&self, argv: &[&str]) -> Result<String> {
+        let mut c = self.command(argv[0]);
+        c.args(&argv[1..]);
+        run(&mut c).with_context(|| format!("in netns {}", self.name))
+    }
+
+    /// Runs `f` on a thread that has entered this namespace (sockets it opens live there).
+    pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
+        let file = fs::File::open(self.path())
+            .with_context(|| format!("opening {}", self.path().display()))?;
+        thread::scope(|s| {
+            s.spawn(|| {
+                // SAFETY: setns on a valid namespace fd affects only this thread.
+                if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    bail!(
+                        "setns into {}: {}",
+                        self.name,
+                        std::io::Error::last_os_error()
+                    );
+                }
+                Ok(f())
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("thread in netns {} panicked", self.name))?
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+pub fn run(c: &mut Command) -> Result<String> {
+    let out = c.output().with_context(|| format!("running {c:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{c:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A child process stopped by pid (SIGTERM, then SIGKILL) when dropped.
+pub struct Process {
+    pub child: Child,
+    pub what: String,
+}
+
+impl Process {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// SIGTERM, then up to `grace` for it to exit, then SIGKILL.
+    pub fn stop(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Some(status);
+        }
+        // SAFETY: signalling our own child by its pid.
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        self.child.wait().ok()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(3));
+    }
+}
+
+/// An interface's MAC, asked of rtnetlink: /sys/class/net shows the namespace that mounted
+/// /sys, not the one `nsenter --net` entered.
+pub fn mac_of(ns: &Netns, dev: &str) -> Result<[u8; 6]> {
+    let text = ns.run(&["ip", "-o", "link", "show", "dev", dev])?;
+    let mac = text
+        .split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .with_context(|| format!("no link/ether in {text}"))?;
+    parse_mac(mac)
+}
+
+pub fn parse_mac(s: &str) -> Result<[u8; 6]> {
+    let bytes: Vec<u8> = s
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16))
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("bad MAC {s}"))?;
+    bytes.try_into().map_err(|_| anyhow::anyhow!("bad MAC {s}"))
+}
+
+/// Client, director and backends on one bridge, set up for Direct Routing:
+/// the director holds the VIP on eth0, each backend on lo with arp_ignore=1, arp_announce=2
+/// and rp_filter off, and serves HTTP answering its own name.
+pub struct DrLab {
+    pub client: Netns,
+    pub director: Netns,
+    pub backends: Vec<Netns>,
+    pub vip: Ipv4Addr,
+    pub director_ip: Ipv4Addr,
+    pub backend_ips: Vec<Ipv4Addr>,
+    pub workdir: PathBuf,
+    // Dropped in field order: processes first, then the XDP_PASS program, then namespaces.
+    processes: Vec<Process>,
+    _peer_xdp: aya::Ebpf,
+    switch: Netns,
+}
+
+const SUBNET: &str = "10.99.0";
+
+impl DrLab {
+    pub fn new(tag: &str, backends: usize) -> Result<Self> {
+        let base = unique_name(tag);
+        let switch = Netns::new(format!("{base}-sw"))?;
+        switch.run(&["ip", "link", "add", "br0", "type", "bridge"])?;
+        switch.run(&["ip", "link", "set", "br0", "up"])?;
+        let workdir = std::env::temp_dir().join(&base);
+        fs::create_dir_all(&workdir)?;
+
+        let client = add_host(&switch, &base, "cl", 10)?;
+        let director = add_host(&switch, &base, "dir", 2)?;
+        let vip: Ipv4Addr = format!("{SUBNET}.100").parse()?;
+        director.run(&["ip", "addr", "add", &format!("{vip}/32"), "dev", "eth0"])?;
+
+        // The director's XDP_TX frames reach the bridge only if the veth peer runs XDP too.
+        let mut peer_xdp = aya::Ebpf::load(lb_userspace::dataplane::FLOOR_OBJECT)?;
+        {
+            let prog: &mut aya::programs::Xdp = peer_xdp
+                .program_mut("xdp_pass")
+                .context("no xdp_pass program")?
+                .try_into()?;
+            prog.load()?;
+            switch.enter(|| prog.attach("pdir", aya::programs::XdpMode::Driver))??;
+        }
+
+        let mut lab = Self {
+            client,
+            director,
+            backends: Vec::new(),
+            vip,
+            director_ip: format!("{SUBNET}.2").parse()?,
+            backend_ips: Vec::new(),
+            workdir,
+            processes: Vec::new(),
+            _peer_xdp: peer_xdp,
+            switch,
+        };
+        for i in 0..backends {
+            let octet = 11 + i as u8;
+            let ns = add_host(&lab.switch, &base, &format!("b{}", i + 1), octet)?;
+            lab.backend_ips.push(format!("{SUBNET}.{octet}").parse()?);
+            ns.run(&["ip", "addr", "add", &format!("{vip}/32"), "dev", "lo"])?;
+            for (key, value) in [
+                ("net.ipv4.conf.all.arp_ignore", "1"),
+                ("net.ipv4.conf.all.arp_announce", "2"),
+                ("net.ipv4.conf.eth0.arp_ignore", "1"),
+                ("net.ipv4.conf.eth0.arp_announce", "2"),
+                ("net.ipv4.conf.all.rp_filter", "0"),
+                ("net.ipv4.conf.default.rp_filter", "0"),
+                ("net.ipv4.conf.eth0.rp_filter", "0"),
+                ("net.ipv4.conf.lo.rp_filter", "0"),
+            ] {
+                ns.run(&["sysctl", "-q", "-w", &format!("{key}={value}")])?;
+            }
+            let docroot = lab.workdir.join(format!("b{}", i + 1));
+            fs::create_dir_all(&docroot)?;
+            fs::write(docroot.join("id"), format!("b{}", i + 1))?;
+            let mut cmd = ns.command("python3");
+            cmd.args([
+                "-m",
+                "http.server",
+                "80",
+                "--bind",
+                "0.0.0.0",
+                "--directory",
+            ])
+            .arg(&docroot)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+            let child = cmd.spawn().context("starting a backend HTTP server")?;
+            lab.processes.push(Process {
+                child,
+                what: format!("http b{}", i + 1),
+            });
+            lab.backends.push(ns);
+        }
+        for ns in &lab.backends {
+            wait_for(Duration::from_secs(10), || {
+                ns.run(&[
+                    "python3",
+                    "-c",
+                    "import socket; socket.create_connection(('127.0.0.1', 80), 1)",
+                ])
+                .is_ok()
+            })
+            .with_context(|| format!("HTTP server in {} did not start", ns.name))?;
+        }
+        Ok(lab)
+    }
+
+    pub fn director_mac(&self) -> Result<[u8; 6]> {
+        mac_of(&self.director, "eth0")
+    }
+
+    /// A pin directory on the BPF filesystem of this lab's own.
+    pub fn bpffs(&self) -> PathBuf {
+        Path::new("/sys/fs/bpf").join(self.director.name.as_str())
+    }
+
+    /// Writes a DR config for the VIP on port 80 with the given backend weights.
+    pub fn write_config(&self, name: &str, weights: &[u32]) -> Result<PathBuf> {
+        let mut text = format!(
+            "virtual_server {} 80 {{\n    delay_loop 6\n    lb_algo mh\n    lb_kind DR\n    protocol TCP\n",
+            self.vip
+        );
+        for (ip, w) in self.backend_ips.iter().zip(weights) {
+            text += &format!("    real_server {ip} 80 {{\n        weight {w}\n    }}\n");
+        }
+        text += "}\n";
+        let path = self.workdir.join(name);
+        fs::write(&path, text)?;
+        Ok(path)
+    }
+
+    /// Starts `xlb run` in the director namespace; its log goes to the lab's work directory.
+    pub fn start_director(&mut self, xlb: &Path, config: &Path) -> Result<usize> {
+        lb_userspace::dataplane::ensure_bpffs(Path::new("/sys/fs/bpf"))?;
+        let log_path = self.workdir.join("xlb.log");
+        let log = fs::File::create(&log_path)?;
+        let mut cmd = self.director.command(xlb.to_str().context("xlb path")?);
+        cmd.args(["run", "-f"])
+            .arg(config)
+            .args(["-i", "eth0", "--bpffs"])
+            .arg(self.bpffs())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let child = cmd.spawn().context("starting xlb")?;
+        self.processes.push(Process {
+            child,
+            what: "xlb".into(),
+        });
+        let n = self.backend_ips.len();
+        wait_for(Duration::from_secs(20), || {
+            fs::read_to_string(&log_path).is_ok_and(|l| l.matches(" is at ").count() >= n)
+        })
+        .with_context(|| format!("xlb did not resolve its backends; log:\n{}", self.log()))?;
+        Ok(self.processes.len() - 1)
+    }
+
+    pub fn process(&mut self, index: usize) -> &mut Process {
+        &mut self.processes[index]
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.workdir.join("xlb.log")).unwrap_or_default()
+    }
+
+    /// One HTTP GET of /id through the VIP from the client; the body names the backend.
+    pub fn get(&self, timeout: Duration) -> Result<String> {
+        let vip = self.vip;
+        self.client
+            .enter(move || http_get_id(SocketAddr::from((vip, 80)), timeout))?
+    }
+
+    /// `count` GETs from one client thread; returns the answers in order (errors included).
+    pub fn get_many(&self, count: usize, timeout: Duration) -> Result<Vec<Result<String>>> {
+        let vip = self.vip;
+        self.client.enter(move || {
+            (0..count)
+                .map(|_| http_get_id(SocketAddr::from((vip, 80)), timeout))
+                .collect()
+        })
+    }
+
+    /// Starts tcpdump on a backend's eth0 for TCP to the VIP, printing link-level headers.
+    pub fn capture_on_backend(&mut self, index: usize, packets: u32) -> Result<usize> {
+        let out = self.workdir.join(format!("tcpdump-b{}.txt", index + 1));
+        let mut cmd = self.backends[index].command("timeout");
+        cmd.args([
+            "30",
+            "tcpdump",
+            "-i",
+            "eth0",
+            "-e",
+            "-n",
+            "-l",
+            "-c",
+            &packets.to_string(),
+        ])
+        .arg(format!("tcp and dst host {} and dst port 80", self.vip))
+        .stdout(fs::File::create(&out)?)
+        .stderr(Stdio::null());
+        let child = cmd
+            .spawn()
+            .context("starting tcpdump (apt-get install tcpdump)")?;
+        self.processes.push(Process {
+            child,
+            what: "tcpdump".into(),
+        });
+        thread::sleep(Duration::from_millis(700));
+        Ok(self.processes.len() - 1)
+    }
+
+    pub fn capture_text(&self, index: usize) -> String {
+        fs::read_to_string(self.workdir.join(format!("tcpdump-b{}.txt", index + 1)))
+            .unwrap_or_default()
+    }
+}
+
+fn add_host(switch: &Netns, base: &str, role: &str, octet: u8) -> Result<Netns> {
+    let ns = Netns::new(format!("{base}-{role}"))?;
+    let port = format!("p{role}");
+    switch.run(&[
+        "ip", "link", "add", &port, "type", "veth", "peer", "name", "tmp0",
+    ])?;
+    switch.run(&["ip", "link", "set", "tmp0", "netns", &ns.name])?;
+    switch.run(&["ip", "link", "set", &port, "master", "br0", "up"])?;
+    ns.run(&["ip", "link", "set", "tmp0", "name", "eth0"])?;
+    ns.run(&[
+        "ip",
+        "link",
+        "set",
+        "eth0",
+        "address",
+        &format!("02:99:00:00:00:{octet:02x}"),
+    ])?;
+    ns.run(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("{SUBNET}.{octet}/24"),
+        "dev",
+        "eth0",
+    ])?;
+    ns.run(&["ip", "link", "set", "eth0", "up"])?;
+    // Local TCP/UDP on veth leaves checksums partial; offload off makes them real.
+    ns.run(&["ethtool", "-K", "eth0", "tx", "off"])?;
+    Ok(ns)
+}
+
+impl Drop for DrLab {
+    fn drop(&mut self) {
+        // xlb first, with time to detach and unpin.
+        for p in self.processes.iter_mut().rev() {
+            p.stop(Duration::from_secs(5));
+        }
+        let _ = fs::remove_dir_all(self.bpffs());
+        let _ = fs::remove_dir_all(&self.workdir);
+        let _ = &self.switch;
+    }
+}
+
+fn http_get_id(addr: SocketAddr, timeout: Duration) -> Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("connecting to {addr}"))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    s.write_all(b"GET /id HTTP/1.0\r\nHost: xlb\r\n\r\n")?;
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).context("reading the reply")?;
+    let text = String::from_utf8_lossy(&reply);
+    if !text.starts_with("HTTP/1.0 200") && !text.starts_with("HTTP/1.1 200") {
+        bail!("unexpected reply: {}", text.lines().next().unwrap_or(""));
+    }
+    let body = text
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    Ok(body)
+}
+
+/// Polls `done` every 50 ms until it holds or `limit` passes.
+pub fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if done() {
+            return Ok(());
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    bail!("gave up after {limit:?}")
+}

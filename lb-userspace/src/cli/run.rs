@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use aya::programs::XdpMode;
 use log::{error, info, warn};
 use tokio::signal::unix::{SignalKind, signal};
@@ -43,7 +43,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         );
     }
     let mut services = config::services(&loaded.config);
-    ensure_bpffs(&opts.bpffs)?;
+    dataplane::ensure_bpffs(&opts.bpffs)?;
     let pin_dir = dataplane::pin_dir(&opts.bpffs, &opts.interface);
     let mut dp = Dataplane::load(Some(&pin_dir))?;
     let result = serve(&opts, &mut dp, &mut services).await;
@@ -167,37 +167,4 @@ fn fmt_mac(mac: &[u8; 6]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
-}
-
-/// Pins need a BPF filesystem; mount one where there is none (as `bpftool` does).
-fn ensure_bpffs(path: &Path) -> Result<()> {
-    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-    std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-        .context("bpffs path contains a NUL byte")?;
-    // SAFETY: statfs writes into a zeroed struct of the right type.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c_path.as_ptr(), &mut st) } == 0 && st.f_type as i64 == BPF_FS_MAGIC {
-        return Ok(());
-    }
-    let fstype = c"bpf";
-    // SAFETY: valid NUL-terminated strings; no data argument.
-    let rc = unsafe {
-        libc::mount(
-            fstype.as_ptr(),
-            c_path.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        bail!(
-            "{} is not a BPF filesystem and mounting one failed: {}",
-            path.display(),
-            std::io::Error::last_os_error()
-        );
-    }
-    info!("mounted a BPF filesystem at {}", path.display());
-    Ok(())
 }

@@ -9,7 +9,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray},
@@ -270,4 +270,37 @@ pub fn read_pinned_stats(dir: &Path) -> Result<Stats> {
     let backend_stats = open(dir, names::BACKEND_STATS, aya::maps::Map::PerCpuArray)?;
     let outcomes = open(dir, names::OUTCOMES, aya::maps::Map::PerCpuArray)?;
     stats::read(&vips, &vip_stats, &backend_stats, &outcomes)
+}
+
+/// Pins need a BPF filesystem; mount one where there is none (as `bpftool` does).
+pub fn ensure_bpffs(path: &Path) -> Result<()> {
+    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+    std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .context("bpffs path contains a NUL byte")?;
+    // SAFETY: statfs writes into a zeroed struct of the right type.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c_path.as_ptr(), &mut st) } == 0 && st.f_type as i64 == BPF_FS_MAGIC {
+        return Ok(());
+    }
+    let fstype = c"bpf";
+    // SAFETY: valid NUL-terminated strings; no data argument.
+    let rc = unsafe {
+        libc::mount(
+            fstype.as_ptr(),
+            c_path.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        bail!(
+            "{} is not a BPF filesystem and mounting one failed: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    log::info!("mounted a BPF filesystem at {}", path.display());
+    Ok(())
 }

@@ -1,0 +1,91 @@
+//! End to end over veth in network namespaces: a client, a director running `xlb run` with
+//! native XDP, and three DR backends on one bridge.
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+use xlb_tests::lab::{DrLab, parse_mac};
+
+/// The `xlb` binary next to this test's own (`cargo xtask test` builds it first), or `$XLB_BIN`.
+fn xlb_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("XLB_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir")
+        .join("xlb")
+}
+
+#[test]
+fn three_hundred_connections_through_the_vip() {
+    let mut lab = DrLab::new("dr", 3).expect("building the lab");
+    let config = lab.write_config("xlb.conf", &[1, 1, 1]).unwrap();
+    let xlb = lab.start_director(&xlb_binary(), &config).unwrap();
+    let pins = lab.bpffs().join("xlb").join("eth0");
+    for pin in ["prog", "link", "XLB_VIPS", "XLB_TABLES", "XLB_OUTCOMES"] {
+        assert!(
+            pins.join(pin).exists(),
+            "{pin} is not pinned under {}",
+            pins.display()
+        );
+    }
+    let dump = lab.capture_on_backend(0, 3).unwrap();
+
+    let answers = lab.get_many(300, Duration::from_secs(3)).unwrap();
+    let mut per_backend: BTreeMap<String, usize> = BTreeMap::new();
+    let mut failures = Vec::new();
+    for (i, a) in answers.into_iter().enumerate() {
+        match a {
+            Ok(id) => *per_backend.entry(id).or_default() += 1,
+            Err(e) => failures.push(format!("#{i}: {e:#}")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of 300 failed: {:?}\nxlb log:\n{}",
+        failures.len(),
+        failures,
+        lab.log()
+    );
+    assert_eq!(
+        per_backend.len(),
+        3,
+        "every backend answers some: {per_backend:?}"
+    );
+    eprintln!("answers per backend: {per_backend:?}");
+
+    // On the wire at backend 1: frames to the VIP, from the director's MAC.
+    lab.process(dump).stop(Duration::from_secs(5));
+    let director_mac = lab.director_mac().unwrap();
+    let captured = lab.capture_text(0);
+    let frames: Vec<&str> = captured
+        .lines()
+        .filter(|l| l.contains(&format!("> {}.80", lab.vip)))
+        .collect();
+    assert!(
+        !frames.is_empty(),
+        "tcpdump on b1 saw no frame to the VIP:\n{captured}"
+    );
+    for line in frames {
+        let src = line.split_whitespace().nth(1).unwrap();
+        assert_eq!(parse_mac(src).unwrap(), director_mac, "{line}");
+    }
+
+    // A clean stop detaches the program and removes every pin.
+    let status = lab
+        .process(xlb)
+        .stop(Duration::from_secs(5))
+        .expect("xlb exit status");
+    assert!(
+        status.success(),
+        "xlb exited with {status}; log:\n{}",
+        lab.log()
+    );
+    assert!(!pins.exists(), "pins left behind in {}", pins.display());
+    let link = lab
+        .director
+        .run(&["ip", "link", "show", "dev", "eth0"])
+        .unwrap();
+    assert!(!link.contains("xdp"), "XDP still attached: {link}");
+}
