@@ -229,6 +229,19 @@ fn unique_servers(config: &Config, diags: &mut Diags) {
         );
         let family = AddressFamily::of(&vs.address);
         for rs in &vs.real_servers {
+            // DR rewrites only the MAC address: the packet keeps the VIP's port.
+            if vs.lb_kind == LbKind::Dr && rs.port != vs.port {
+                if let Some(span) = at(&rs.origin) {
+                    diags.warn(
+                        span,
+                        format!(
+                            "`real_server {} {}` in `virtual_server {} {}`: with DR forwarding \
+                             clients reach port {} of the real server; port {} is used by health checks only",
+                            rs.address, rs.port, vs.address, vs.port, vs.port, rs.port
+                        ),
+                    );
+                }
+            }
             if AddressFamily::of(&rs.address) != family {
                 if let Some(span) = at(&rs.origin) {
                     diags.error(

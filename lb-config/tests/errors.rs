@@ -360,3 +360,13 @@ fn brace_mistakes() {
     let e = parse_err("vrrp_script chk {\n    script \"/bin/true\n}\n");
     assert_eq!(error_positions(&e), vec![(2, 12)]);
 }
+
+#[test]
+fn dr_real_server_on_another_port_is_a_warning() {
+    let l = parse_ok(&with_base(
+        "virtual_server 10.0.0.1 80 {\n    lb_algo mh\n    lb_kind DR\n    real_server 10.0.0.11 8080 {\n    }\n}\n",
+    ));
+    assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
+    assert_eq!((l.warnings[0].line, l.warnings[0].col), (11, 5));
+    assert!(l.warnings[0].message.contains("health checks only"));
+}

@@ -210,15 +210,20 @@ impl Reader<'_> {
     /// `USER [GROUP]`, `USER:GROUP` or `USER :GROUP` from `args`.
     pub fn script_user(&mut self, st: &Statement, args: &[Arg]) -> Option<ScriptUser> {
         let first = args.first()?;
-        let (user, mut group) = match first.text.split_once(':') {
-            Some((u, g)) => (u.to_string(), (!g.is_empty()).then(|| g.to_string())),
-            None => (first.text.clone(), None),
+        // Any run of ':' separates user from group, so that what is printed
+        // (`USER GROUP`) reads back the same.
+        let group_of = |g: &str| {
+            let g = g.trim_start_matches(':');
+            (!g.is_empty()).then(|| g.to_string())
+        };
+        let (user, mut group, split) = match first.text.split_once(':') {
+            Some((u, g)) => (u.to_string(), group_of(g), true),
+            None => (first.text.clone(), None, false),
         };
         let mut used = 1;
         if let Some(second) = args.get(1) {
-            if group.is_none() {
-                let g = second.text.strip_prefix(':').unwrap_or(&second.text);
-                group = Some(g.to_string());
+            if group.is_none() && (!split || first.text.ends_with(':')) {
+                group = group_of(&second.text);
                 used = 2;
             }
         }
