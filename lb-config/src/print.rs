@@ -47,7 +47,7 @@ fn quoted(s: &str) -> String {
 }
 
 fn centis(c: u32) -> String {
-    if c % 100 == 0 {
+    if c.is_multiple_of(100) {
         (c / 100).to_string()
     } else {
         let s = format!("{}.{:02}", c / 100, c % 100);

@@ -81,16 +81,16 @@ fn unique_names(config: &Config, diags: &mut Diags) {
 fn vrrp_references(config: &Config, declared: &Declared, diags: &mut Diags) {
     for instance in &config.vrrp_instances {
         for track in &instance.track_script {
-            if !declared.vrrp_scripts.contains(&track.name) {
-                if let Some(span) = at(&track.origin) {
-                    diags.error(
+            if !declared.vrrp_scripts.contains(&track.name)
+                && let Some(span) = at(&track.origin)
+            {
+                diags.error(
                         span,
                         format!(
                             "found `{}` in track_script of `vrrp_instance {}`, expected the name of a vrrp_script",
                             track.name, instance.name
                         ),
                     );
-                }
             }
         }
     }
@@ -230,9 +230,11 @@ fn unique_servers(config: &Config, diags: &mut Diags) {
         let family = AddressFamily::of(&vs.address);
         for rs in &vs.real_servers {
             // DR rewrites only the MAC address: the packet keeps the VIP's port.
-            if vs.lb_kind == LbKind::Dr && rs.port != vs.port {
-                if let Some(span) = at(&rs.origin) {
-                    diags.warn(
+            if vs.lb_kind == LbKind::Dr
+                && rs.port != vs.port
+                && let Some(span) = at(&rs.origin)
+            {
+                diags.warn(
                         span,
                         format!(
                             "`real_server {} {}` in `virtual_server {} {}`: with DR forwarding \
@@ -240,23 +242,22 @@ fn unique_servers(config: &Config, diags: &mut Diags) {
                             rs.address, rs.port, vs.address, vs.port, vs.port, rs.port
                         ),
                     );
-                }
             }
-            if AddressFamily::of(&rs.address) != family {
-                if let Some(span) = at(&rs.origin) {
-                    diags.error(
-                        span,
-                        format!(
-                            "found {} real server {} in `virtual_server {} {}`, expected {}: \
+            if AddressFamily::of(&rs.address) != family
+                && let Some(span) = at(&rs.origin)
+            {
+                diags.error(
+                    span,
+                    format!(
+                        "found {} real server {} in `virtual_server {} {}`, expected {}: \
                              DR forwarding keeps the packet's address family",
-                            family_name(&rs.address),
-                            rs.address,
-                            vs.address,
-                            vs.port,
-                            family_name(&vs.address)
-                        ),
-                    );
-                }
+                        family_name(&rs.address),
+                        rs.address,
+                        vs.address,
+                        vs.port,
+                        family_name(&vs.address)
+                    ),
+                );
             }
         }
     }

@@ -133,11 +133,11 @@ fn duplicate_real_server_and_virtual_server() {
 
 #[test]
 fn references_to_unknown_scripts_and_instances() {
-    let e = parse_err(&format!(
-        "vrrp_instance VI_1 {{\n    virtual_router_id 1\n    track_script {{\n        chk_missing weight 5\n    }}\n}}\n\
-         vrrp_sync_group G1 {{\n    group {{\n        VI_1\n        VI_9\n    }}\n}}\n\
-         vrrp_sync_group G2 {{\n    group {{\n        VI_1\n    }}\n}}\n"
-    ));
+    let e = parse_err(
+        "vrrp_instance VI_1 {\n    virtual_router_id 1\n    track_script {\n        chk_missing weight 5\n    }\n}\n\
+         vrrp_sync_group G1 {\n    group {\n        VI_1\n        VI_9\n    }\n}\n\
+         vrrp_sync_group G2 {\n    group {\n        VI_1\n    }\n}\n",
+    );
     let errors: Vec<String> = e.errors().map(|d| d.to_string()).collect();
     assert_eq!(
         errors,

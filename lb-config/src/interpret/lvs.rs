@@ -127,18 +127,18 @@ pub(super) fn virtual_server(r: &mut Reader<'_>, st: &Statement) -> Option<Virtu
     if r.needs_block(st) {
         return None;
     }
-    if let Some(first) = st.args.first() {
-        if matches!(first.text.as_str(), "fwmark" | "group") {
-            r.diags.error(
-                &first.span,
-                format!(
-                    "found `virtual_server {}`, expected `virtual_server IP PORT`: \
+    if let Some(first) = st.args.first()
+        && matches!(first.text.as_str(), "fwmark" | "group")
+    {
+        r.diags.error(
+            &first.span,
+            format!(
+                "found `virtual_server {}`, expected `virtual_server IP PORT`: \
                      {} virtual servers are not supported by xlb",
-                    first.text, first.text
-                ),
-            );
-            return None;
-        }
+                first.text, first.text
+            ),
+        );
+        return None;
     }
     let header = address_and_port(r, st, true);
     let context = format!(
@@ -273,10 +273,10 @@ pub(super) fn virtual_server(r: &mut Reader<'_>, st: &Statement) -> Option<Virtu
     let vs_port = header.and_then(|h| h.1);
     let mut real_servers = Vec::new();
     for st in &block {
-        if st.keyword == "real_server" {
-            if let Some(rs) = real_server(r, st, vs_port, inhibit_on_failure, &defaults) {
-                real_servers.push(rs);
-            }
+        if st.keyword == "real_server"
+            && let Some(rs) = real_server(r, st, vs_port, inhibit_on_failure, &defaults)
+        {
+            real_servers.push(rs);
         }
     }
     let (address, port) = header?;
@@ -347,16 +347,16 @@ fn real_server(
             "notify_up" => notify_up = r.notify_script(st).or(notify_up),
             "notify_down" => notify_down = r.notify_script(st).or(notify_down),
             "lvs_method" | "lb_kind" => {
-                if let Some(arg) = st.args.first() {
-                    if arg.text != "DR" {
-                        r.diags.error(
+                if let Some(arg) = st.args.first()
+                    && arg.text != "DR"
+                {
+                    r.diags.error(
                             &arg.span,
                             format!(
                                 "found `{} {}`, expected DR: xlb forwards in DR mode only ({} is not supported yet)",
                                 kw, arg.text, arg.text
                             ),
                         );
-                    }
                 }
                 r.value(st, "DR");
             }

@@ -221,11 +221,12 @@ impl Reader<'_> {
             None => (first.text.clone(), None, false),
         };
         let mut used = 1;
-        if let Some(second) = args.get(1) {
-            if group.is_none() && (!split || first.text.ends_with(':')) {
-                group = group_of(&second.text);
-                used = 2;
-            }
+        if let Some(second) = args.get(1)
+            && group.is_none()
+            && (!split || first.text.ends_with(':'))
+        {
+            group = group_of(&second.text);
+            used = 2;
         }
         if let Some(extra) = args.get(used) {
             self.diags.error(
@@ -250,19 +251,19 @@ impl Reader<'_> {
             self.missing(st, "a script, quoted if it has arguments");
             return None;
         };
-        if let Some(next) = st.args.get(1) {
-            if !command.quoted {
-                // A frequent slip: keepalived reads the word after an unquoted
-                // script as the user to run it as, not as its argument.
-                self.diags.warn(
-                    &next.span,
-                    format!(
-                        "`{}` is read as the user to run `{}` as, as keepalived does; \
+        if let Some(next) = st.args.get(1)
+            && !command.quoted
+        {
+            // A frequent slip: keepalived reads the word after an unquoted
+            // script as the user to run it as, not as its argument.
+            self.diags.warn(
+                &next.span,
+                format!(
+                    "`{}` is read as the user to run `{}` as, as keepalived does; \
                          to pass it as an argument write `{} \"{} {}\"`",
-                        next.text, command.text, st.keyword, command.text, next.text
-                    ),
-                );
-            }
+                    next.text, command.text, st.keyword, command.text, next.text
+                ),
+            );
         }
         let user = self.script_user(st, &st.args[1..]);
         Some(NotifyScript {

@@ -590,23 +590,23 @@ pub(super) fn vrrp_instance(
         );
     }
     // keepalived clears these, with a warning, where they cannot work.
-    if let Some(span) = nopreempt_at.filter(|_| nopreempt) {
-        if state == VrrpState::Master || priority == 255 {
-            r.diags.warn(
+    if let Some(span) = nopreempt_at.filter(|_| nopreempt)
+        && (state == VrrpState::Master || priority == 255)
+    {
+        r.diags.warn(
                 &span,
                 "nopreempt does not work with `state MASTER` or priority 255, cleared as keepalived does",
             );
-            nopreempt = false;
-        }
+        nopreempt = false;
     }
-    if let Some(span) = preempt_delay_at.filter(|_| preempt_delay > 0) {
-        if state == VrrpState::Master {
-            r.diags.warn(
-                &span,
-                "preempt_delay does not work with `state MASTER`, cleared as keepalived does",
-            );
-            preempt_delay = 0;
-        }
+    if let Some(span) = preempt_delay_at.filter(|_| preempt_delay > 0)
+        && state == VrrpState::Master
+    {
+        r.diags.warn(
+            &span,
+            "preempt_delay does not work with `state MASTER`, cleared as keepalived does",
+        );
+        preempt_delay = 0;
     }
     let version = version.unwrap_or(g.vrrp_version);
     let mut advert_int_centis = advert.as_ref().map(|(c, _)| *c).unwrap_or(100);
