@@ -8,6 +8,39 @@
 //! effective keepalived.conf (`Display`, [`Config::to_keepalived_string`]) and
 //! serializes with serde for `--json`.
 //!
+//! ```
+//! let text = "
+//! vrrp_instance VI_1 {
+//!     interface eth0
+//!     virtual_router_id 51
+//!     virtual_ipaddress {
+//!         192.168.163.100/24 dev eth0 label eth0:3
+//!     }
+//! }
+//! virtual_server 192.168.163.100 80 {
+//!     lb_algo mh
+//!     lb_kind DR
+//!     real_server 192.168.163.112 80 {
+//!         TCP_CHECK {
+//!             connect_timeout 3
+//!         }
+//!     }
+//! }
+//! ";
+//! let loaded = lb_config::parse_str(text, "keepalived.conf").expect("valid");
+//! let vi = &loaded.config.vrrp_instances[0];
+//! assert_eq!((vi.priority, vi.advert_int_centis), (100, 100)); // keepalived's defaults
+//! assert!(loaded.warnings.is_empty());
+//!
+//! let errors = lb_config::parse_str("vrrp_instance VI_1 {\n    priority 300\n}\n", "k.conf")
+//!     .unwrap_err();
+//! let messages: Vec<String> = errors.errors().map(|d| d.to_string()).collect();
+//! assert_eq!(messages, [
+//!     "k.conf:1:1: error: found no `virtual_router_id` in `vrrp_instance VI_1`, expected one (an integer 1..255)",
+//!     "k.conf:2:14: error: found `300` after `priority`, expected an integer 1..255",
+//! ]);
+//! ```
+//!
 //! Supported:
 //! - syntax: `!`/`#` comments, quoted strings, `{` on the keyword line or the
 //!   next, `}}` and `} keyword ...` on one line, `include` with `*`, `?`,

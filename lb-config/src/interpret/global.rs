@@ -116,7 +116,13 @@ pub(super) fn global_defs(r: &mut Reader<'_>, st: &Statement, g: &mut GlobalDefs
                 r.ignored(st);
                 r.uint(st, 1, 3600);
             }
-            _ if NOTIFICATION.contains(&kw) || IGNORED.contains(&kw) => r.ignored(st),
+            _ if NOTIFICATION.contains(&kw)
+                || kw.starts_with("notification_")
+                || kw.starts_with("smtp_")
+                || IGNORED.contains(&kw) =>
+            {
+                r.ignored(st)
+            }
             _ => r.unknown(st, "global_defs"),
         }
     }
