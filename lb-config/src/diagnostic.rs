@@ -103,9 +103,18 @@ fn render(diagnostics: &[Diagnostic]) -> String {
 #[derive(Debug, Default)]
 pub(crate) struct Diags {
     list: Vec<Diagnostic>,
+    /// Files in the order they were read, so diagnostics follow reading order.
+    files: Vec<String>,
 }
 
 impl Diags {
+    /// Notes that `file` is being read; its diagnostics sort after earlier files'.
+    pub fn reading(&mut self, file: &str) {
+        if !self.files.iter().any(|f| f == file) {
+            self.files.push(file.to_string());
+        }
+    }
+
     pub fn error(&mut self, at: &Span, message: impl fmt::Display) {
         self.push(at, Severity::Error, message);
     }
@@ -139,11 +148,15 @@ impl Diags {
         self.list.iter().any(Diagnostic::is_error)
     }
 
-    /// Sorted by place so that output reads top to bottom; the sort is stable, so
-    /// two problems at one place keep the order they were found in.
+    /// Sorted by place (files in reading order) so that output reads top to
+    /// bottom; the sort is stable, so two problems at one place keep the order
+    /// they were found in.
     pub fn into_sorted(mut self) -> Vec<Diagnostic> {
-        self.list
-            .sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
+        let files = std::mem::take(&mut self.files);
+        let rank = |file: &str| files.iter().position(|f| f == file).unwrap_or(usize::MAX);
+        self.list.sort_by(|a, b| {
+            (rank(&a.file), &a.file, a.line, a.col).cmp(&(rank(&b.file), &b.file, b.line, b.col))
+        });
         self.list.dedup();
         self.list
     }

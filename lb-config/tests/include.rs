@@ -91,3 +91,29 @@ fn missing_main_file_is_an_error() {
         "{d}"
     );
 }
+
+#[test]
+fn diagnostics_follow_reading_order_across_files() {
+    let dir = std::env::temp_dir().join(format!("lb-config-order-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("zz")).unwrap();
+    std::fs::write(
+        dir.join("zz/main.conf"),
+        "bogus_block {\n}\ninclude ../aa.conf\nlast_block {\n}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("aa.conf"), "middle_block {\n}\n").unwrap();
+    let e = load_err(&dir.join("zz/main.conf"));
+    let order: Vec<(String, u32)> = e
+        .errors()
+        .map(|d| (d.file.rsplit('/').next().unwrap().to_string(), d.line))
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            ("main.conf".into(), 1),
+            ("main.conf".into(), 4),
+            ("aa.conf".into(), 1)
+        ]
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -68,6 +68,7 @@ impl<'d> Loader<'d> {
     }
 
     fn parse_text(&mut self, text: &str, name: &str, dir: &Path, depth: usize) -> Vec<Statement> {
+        self.diags.reading(name);
         let file: Arc<str> = Arc::from(name);
         let lines = lex(text, &file, self.diags);
         let root = Span {
