@@ -1,1 +1,166 @@
-fn main() {}
+//! `cargo xtask bench`: the XDP program's cost per packet beside a floor program, measured in the
+//! same run, and the Maglev table build time. Prints min/median/max and ratios; asserts nothing.
+
+use std::{collections::HashMap, net::IpAddr, time::Instant};
+
+use anyhow::{Context as _, Result};
+use aya::programs::{TestRun as _, TestRunOptions, Xdp};
+use lb_common::{
+    MAGLEV_TABLE_SIZE,
+    maglev::{self, MaglevBackend, MaglevCursor},
+    v4_mapped,
+};
+use lb_userspace::{
+    dataplane::{Dataplane, FLOOR_OBJECT},
+    reconcile::Reconciler,
+    service::{BackendPath, Protocol, RealServer, Service, desired},
+};
+use xlb_tests::packet::{DIRECTOR_MAC, L4, PacketSpec};
+
+const ROUNDS: usize = 9;
+const REPEAT: u32 = 200_000;
+
+fn ns_per_packet(prog: &mut Xdp, frame: &[u8]) -> Result<f64> {
+    let mut out = vec![0u8; frame.len() + 512];
+    let r = prog
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            repeat: REPEAT,
+            ..Default::default()
+        })
+        .context("BPF_PROG_TEST_RUN")?;
+    // The kernel reports the mean duration of one repetition.
+    Ok(r.duration.as_nanos() as f64)
+}
+
+fn summary(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    (v[0], v[v.len() / 2], v[v.len() - 1])
+}
+
+fn main() -> Result<()> {
+    let mut dp = Dataplane::load(None).context("loading xlb (run as root)")?;
+    let mut services = Vec::new();
+    for (vip, backends) in [
+        ("10.0.0.100", ["10.0.1.1", "10.0.1.2", "10.0.1.3"]),
+        (
+            "2001:db8::100",
+            ["2001:db8:1::1", "2001:db8:1::2", "2001:db8:1::3"],
+        ),
+    ] {
+        services.push(Service {
+            vip: (vip.parse::<IpAddr>()?, 80).into(),
+            protocol: Protocol::Tcp,
+            source_hash: false,
+            real_servers: backends
+                .iter()
+                .map(|b| {
+                    Ok(RealServer {
+                        addr: (b.parse::<IpAddr>()?, 80).into(),
+                        weight: 1,
+                    })
+                })
+                .collect::<Result<_>>()?,
+        });
+    }
+    let paths: HashMap<IpAddr, BackendPath> = services
+        .iter()
+        .flat_map(|s| s.real_servers.iter())
+        .enumerate()
+        .map(|(i, rs)| {
+            (
+                rs.addr.ip(),
+                BackendPath {
+                    ifindex: 1,
+                    mac: [2, 0xbe, 0, 0, 0, i as u8],
+                    src_mac: DIRECTOR_MAC,
+                },
+            )
+        })
+        .collect();
+    Reconciler::new(1).apply(&mut dp, &desired(&services, &paths, true))?;
+
+    let mut floor_obj = aya::Ebpf::load(FLOOR_OBJECT)?;
+    let floor: &mut Xdp = floor_obj
+        .program_mut("xdp_floor")
+        .context("no xdp_floor")?
+        .try_into()?;
+    floor.load()?;
+
+    let cases = [
+        (
+            "IPv4 TCP VIP hit",
+            PacketSpec::new("192.0.2.7", "10.0.0.100", 40000, 80, L4::Tcp).build(),
+        ),
+        (
+            "IPv6 TCP VIP hit",
+            PacketSpec::new("2001:db8:ff::7", "2001:db8::100", 40000, 80, L4::Tcp).build(),
+        ),
+        (
+            "non-VIP pass",
+            PacketSpec::new("192.0.2.7", "10.0.0.99", 40000, 80, L4::Tcp).build(),
+        ),
+    ];
+    let floor_frame = &cases[0].1;
+    let mut floor_ns = Vec::new();
+    let mut xlb_ns = vec![Vec::new(); cases.len()];
+    // Interleaved, so drift in machine load hits every program alike.
+    for _ in 0..ROUNDS {
+        floor_ns.push(ns_per_packet(floor, floor_frame)?);
+        for (i, (_, frame)) in cases.iter().enumerate() {
+            xlb_ns[i].push(ns_per_packet(dp.program()?, frame)?);
+        }
+    }
+    println!(
+        "XDP cost per packet, BPF_PROG_TEST_RUN, {ROUNDS} interleaved rounds x {REPEAT} repeats"
+    );
+    println!(
+        "{:<28} {:>8} {:>8} {:>8} {:>14}",
+        "program", "min ns", "median", "max ns", "median/floor"
+    );
+    let (fmin, fmed, fmax) = summary(floor_ns);
+    println!(
+        "{:<28} {fmin:>8.1} {fmed:>8.1} {fmax:>8.1} {:>14.2}",
+        "floor (swap MACs, XDP_TX)", 1.0
+    );
+    for ((name, _), ns) in cases.iter().zip(xlb_ns) {
+        let (min, med, max) = summary(ns);
+        println!(
+            "{:<28} {min:>8.1} {med:>8.1} {max:>8.1} {:>14.2}",
+            format!("xlb {name}"),
+            med / fmed
+        );
+    }
+
+    println!();
+    println!(
+        "Maglev table build, M = {MAGLEV_TABLE_SIZE}, {ROUNDS} runs (paper: 1.8 ms for 1000 backends)"
+    );
+    println!(
+        "{:<12} {:>10} {:>10} {:>10}",
+        "backends", "min ms", "median", "max ms"
+    );
+    let mut table = vec![0u32; MAGLEV_TABLE_SIZE];
+    for n in [10usize, 100, 1000] {
+        let backends: Vec<MaglevBackend> = (0..n)
+            .map(|i| MaglevBackend {
+                addr: v4_mapped(u32::from_ne_bytes([10, 2, (i >> 8) as u8, i as u8])),
+                port: 80,
+                weight: 1,
+                id: i as u32,
+            })
+            .collect();
+        let mut cursors = vec![MaglevCursor::default(); n];
+        let mut times = Vec::new();
+        for _ in 0..ROUNDS {
+            let mut b = backends.clone();
+            let t = Instant::now();
+            maglev::build(&mut b, &mut cursors, &mut table).map_err(|e| anyhow::anyhow!("{e}"))?;
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let (min, med, max) = summary(times);
+        println!("{n:<12} {min:>10.3} {med:>10.3} {max:>10.3}");
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! Idempotent installation of the toolchain and packages; says what it does, does nothing twice.
+
+use std::{
+    fs,
+    os::unix::fs::symlink,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+
+/// bpf-linker release known to build against LLVM 22 (the nightly's).
+const BPF_LINKER_VERSION: &str = "0.13.0";
+/// Commands the labs and tests run, and the Debian package that has each.
+const PACKAGES: [(&str, &str); 5] = [
+    ("ip", "iproute2"),
+    ("ethtool", "ethtool"),
+    ("tcpdump", "tcpdump"),
+    ("nsenter", "util-linux"),
+    ("python3", "python3"),
+];
+
+pub fn ensure() -> Result<()> {
+    ensure_rust_src()?;
+    ensure_bpf_linker()?;
+    ensure_packages()
+}
+
+fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: {cmd:?}");
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+fn ensure_rust_src() -> Result<()> {
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        "nightly",
+    ]))
+    .context("the eBPF crate needs the nightly toolchain (rustup toolchain install nightly)")?;
+    if !installed.lines().any(|l| l.starts_with("rust-src")) {
+        run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
+    }
+    Ok(())
+}
+
+/// The LLVM major version of the nightly rustc, and its libLLVM.
+fn nightly_llvm() -> Result<(String, PathBuf)> {
+    let vv = output(Command::new("rustc").args(["+nightly", "-vV"]))?;
+    let version = vv
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .ok_or_else(|| anyhow!("rustc +nightly -vV printed no LLVM version"))?;
+    let major = version.split('.').next().unwrap_or_default().to_string();
+    let sysroot = output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?;
+    let lib = Path::new(sysroot.trim()).join("lib");
+    let libllvm = fs::read_dir(&lib)
+        .with_context(|| format!("reading {}", lib.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libLLVM.so."))
+        })
+        .ok_or_else(|| anyhow!("no libLLVM.so.* in {}", lib.display()))?;
+    Ok((major, libllvm))
+}
+
+fn ensure_bpf_linker() -> Result<()> {
+    let (major, libllvm) = nightly_llvm()?;
+    if bpf_linker_uses_llvm(&major) {
+        return Ok(());
+    }
+    // Link bpf-linker against the nightly's own libLLVM: a prefix with lib/libLLVM.so and the
+    // library's own file name both pointing at it.
+    let home = std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set"))?;
+    let prefix = Path::new(&home).join(".cache/xlb/llvm-prefix");
+    let lib = prefix.join("lib");
+    fs::create_dir_all(&lib)?;
+    let own_name = libllvm
+        .file_name()
+        .ok_or_else(|| anyhow!("libLLVM has no file name"))?;
+    for link in [lib.join("libLLVM.so"), lib.join(own_name)] {
+        let _ = fs::remove_file(&link);
+        symlink(&libllvm, &link).with_context(|| format!("linking {}", link.display()))?;
+    }
+    eprintln!(
+        "xtask: installing bpf-linker {BPF_LINKER_VERSION} against the nightly's LLVM {major}"
+    );
+    run(Command::new("cargo")
+        .args([
+            "install",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--no-default-features",
+        ])
+        .args(["--features", &format!("llvm-{major}")])
+        .env("LLVM_PREFIX", &prefix))
+}
+
+/// Whether the installed bpf-linker runs and loads an LLVM of the nightly's major version.
+fn bpf_linker_uses_llvm(major: &str) -> bool {
+    let Ok(path) = output(Command::new("sh").args(["-c", "command -v bpf-linker"])) else {
+        return false;
+    };
+    let Ok(libs) = output(Command::new("ldd").arg(path.trim())) else {
+        return false;
+    };
+    let runs = Command::new(path.trim())
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    runs && !libs.contains("not found") && libs.contains(&format!("libLLVM.so.{major}"))
+}
+
+fn have(command: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {command}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn ensure_packages() -> Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .filter(|(cmd, _)| !have(cmd))
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    run(Command::new("apt-get").arg("update").arg("-q"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
