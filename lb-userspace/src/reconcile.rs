@@ -39,8 +39,19 @@ const TABLE_GRACE: Duration = Duration::from_millis(10);
 struct AppliedVip {
     id: u32,
     value: VipValue,
-    members: Vec<(IpAddr, u16, u32)>,
+    /// `None` for a VIP adopted from pinned maps: its table is rewritten on the next apply.
+    members: Option<Vec<(IpAddr, u16, u32)>>,
     flipped_at: Instant,
+}
+
+/// What pinned maps hold when xlb starts: the applied state a previous xlb left.
+#[derive(Clone, Debug, Default)]
+pub struct PinnedState {
+    pub vips: Vec<(VipKey, VipValue)>,
+    pub vip_addrs: Vec<Addr>,
+    /// Ids of backend entries marked valid.
+    pub backend_ids: Vec<u32>,
+    pub control: Control,
 }
 
 /// What one reconciliation wrote.
@@ -66,6 +77,9 @@ pub struct Reconciler {
     vip_addrs: BTreeSet<Addr>,
     tx_ports: BTreeSet<u32>,
     control: Option<Control>,
+    /// Backend ids a previous xlb left in use: live tables may name them, so they are neither
+    /// reused nor cleared until every adopted table has been rewritten.
+    reserved_backend_ids: BTreeSet<u32>,
     table: Box<MaglevTable>,
 }
 
@@ -85,8 +99,29 @@ impl Reconciler {
             vip_addrs: BTreeSet::new(),
             tx_ports: BTreeSet::new(),
             control: None,
+            reserved_backend_ids: BTreeSet::new(),
             table,
         }
+    }
+
+    /// Takes what pinned maps hold as applied, so that a restarted xlb changes only what
+    /// differs: tables go into idle halves and flip, the control word is not touched when it
+    /// already says the right thing. No packet sees a gap.
+    pub fn adopt(&mut self, pinned: PinnedState) {
+        for (key, value) in pinned.vips {
+            self.vips.insert(
+                key,
+                AppliedVip {
+                    id: value.id,
+                    value,
+                    members: None,
+                    flipped_at: Instant::now(),
+                },
+            );
+        }
+        self.vip_addrs = pinned.vip_addrs.into_iter().collect();
+        self.reserved_backend_ids = pinned.backend_ids.into_iter().collect();
+        self.control = Some(pinned.control);
     }
 
     /// The backend id assigned to an address, for stats and tests.
@@ -119,8 +154,14 @@ impl Reconciler {
             let id = match self.backends.get(ip) {
                 Some((id, applied)) if applied == backend => continue,
                 Some((id, _)) => *id,
-                None => lowest_free(self.backends.values().map(|(id, _)| *id), MAX_BACKENDS)
-                    .ok_or_else(|| anyhow!("more than {MAX_BACKENDS} backends"))?,
+                None => lowest_free(
+                    self.backends
+                        .values()
+                        .map(|(id, _)| *id)
+                        .chain(self.reserved_backend_ids.iter().copied()),
+                    MAX_BACKENDS,
+                )
+                .ok_or_else(|| anyhow!("more than {MAX_BACKENDS} backends"))?,
             };
             if backend.ifindex != 0 && self.tx_ports.insert(backend.ifindex) {
                 w.add_tx_port(backend.ifindex)?;
@@ -153,7 +194,8 @@ impl Reconciler {
         for (key, vip) in &desired.vips {
             let (id, index, live) = match self.vips.get(key) {
                 Some(applied)
-                    if applied.members == vip.members && applied.value.flags == vip.flags =>
+                    if applied.members.as_ref() == Some(&vip.members)
+                        && applied.value.flags == vip.flags =>
                 {
                     continue;
                 }
@@ -188,7 +230,7 @@ impl Reconciler {
                 AppliedVip {
                     id,
                     value,
-                    members: vip.members.clone(),
+                    members: Some(vip.members.clone()),
                     flipped_at: Instant::now(),
                 },
             );
@@ -210,6 +252,18 @@ impl Reconciler {
             if let Some((id, _)) = self.backends.remove(&ip) {
                 w.set_backend(id, &Backend::default())?;
                 changes.backends_written += 1;
+            }
+        }
+
+        // Once no adopted table is left, the backend ids it named are free.
+        if !self.reserved_backend_ids.is_empty() && self.vips.values().all(|v| v.members.is_some())
+        {
+            let in_use: BTreeSet<u32> = self.backends.values().map(|(id, _)| *id).collect();
+            for id in std::mem::take(&mut self.reserved_backend_ids) {
+                if !in_use.contains(&id) {
+                    w.set_backend(id, &Backend::default())?;
+                    changes.backends_written += 1;
+                }
             }
         }
 
@@ -374,6 +428,46 @@ mod tests {
         r.apply(&mut w, &desired(&services(&[2, 3]), &paths(2), true))
             .unwrap();
         assert_eq!(w.0, vec![Write::Table(0), Write::Vip(0, 0)]);
+    }
+
+    #[test]
+    fn a_restart_adopts_pinned_state_without_a_gap() {
+        let d = desired(&services(&[1, 1]), &paths(2), true);
+        let mut first = Reconciler::new(1);
+        first.apply(&mut Recorder::default(), &d).unwrap();
+        let vip = first
+            .vips
+            .iter()
+            .next()
+            .map(|(k, v)| (*k, v.value))
+            .unwrap();
+
+        let mut restarted = Reconciler::new(1);
+        restarted.adopt(PinnedState {
+            vips: vec![vip],
+            vip_addrs: vec![vip.0.addr],
+            backend_ids: vec![0, 1],
+            control: Control {
+                active: 1,
+                hash_seed: 1,
+            },
+        });
+        let mut w = Recorder::default();
+        restarted.apply(&mut w, &d).unwrap();
+        // New backend ids beside the old ones, the idle half, a flip, then the old ids cleared;
+        // the control word and the VIP address are left alone.
+        assert_eq!(
+            w.0,
+            vec![
+                Write::TxPort(2),
+                Write::Backend(2, true),
+                Write::Backend(3, true),
+                Write::Table(1),
+                Write::Vip(0, 1),
+                Write::Backend(0, false),
+                Write::Backend(1, false),
+            ]
+        );
     }
 
     #[test]

@@ -72,6 +72,32 @@ fn three_hundred_connections_through_the_vip() {
         assert_eq!(parse_mac(src).unwrap(), director_mac, "{line}");
     }
 
+    // kill -9: the pinned link keeps the program attached and forwarding; a restarted xlb
+    // takes over the link and the maps (tables rewritten into idle halves, then flipped).
+    let pid = lab.process(xlb).pid();
+    // SAFETY: signalling our own child by its pid.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let _ = lab.process(xlb).child.wait();
+    assert!(
+        pins.join("link").exists(),
+        "the pinned link outlives a crash"
+    );
+    let during = lab.get_many(20, Duration::from_secs(3)).unwrap();
+    assert!(
+        during.iter().all(|a| a.is_ok()),
+        "forwarding stopped with the control plane: {during:?}"
+    );
+    let xlb = lab.start_director(&xlb_binary(), &config).unwrap();
+    let log = lab.log();
+    assert!(log.contains("took over the pinned XDP link"), "{log}");
+    assert!(log.contains("adopting 1 VIP(s)"), "{log}");
+    let after = lab.get_many(50, Duration::from_secs(3)).unwrap();
+    assert!(
+        after.iter().all(|a| a.is_ok()),
+        "after the restart: {after:?}\n{}",
+        lab.log()
+    );
+
     // A clean stop detaches the program and removes every pin.
     let status = lab
         .process(xlb)

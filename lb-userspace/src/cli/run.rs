@@ -67,6 +67,14 @@ async fn serve(opts: &RunOptions, dp: &mut Dataplane, services: &mut Vec<Service
         services.len()
     );
     let mut reconciler = Reconciler::new(opts.hash_seed);
+    let pinned = dp.pinned_state()?;
+    if !pinned.vips.is_empty() {
+        info!(
+            "adopting {} VIP(s) from the pinned maps of a previous xlb",
+            pinned.vips.len()
+        );
+        reconciler.adopt(pinned);
+    }
     let mut paths: HashMap<IpAddr, BackendPath> = HashMap::new();
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;

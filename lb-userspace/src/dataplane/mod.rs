@@ -13,7 +13,11 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray},
-    programs::{Xdp, XdpMode, links::FdLink},
+    programs::{
+        Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+    },
 };
 use lb_common::{Addr, Backend, Control, Counters, MaglevTable, VipKey, VipValue, names};
 pub use stats::{BackendStats, Stats, VipStats};
@@ -124,10 +128,56 @@ impl Dataplane {
             .try_into()?)
     }
 
-    /// Attaches the program to `interface`. With a pin directory the link is pinned too.
+    /// What the pinned maps hold (left by a previous xlb on this interface).
+    pub fn pinned_state(&self) -> Result<crate::reconcile::PinnedState> {
+        let mut state = crate::reconcile::PinnedState {
+            control: self.control()?,
+            ..Default::default()
+        };
+        for entry in self.vips.iter() {
+            state.vips.push(entry.context("reading the VIP map")?);
+        }
+        for key in self.vip_addrs.keys() {
+            state
+                .vip_addrs
+                .push(key.context("reading the VIP address map")?);
+        }
+        for (id, backend) in self.backends.iter().enumerate() {
+            let backend = backend.context("reading the backend map")?;
+            if backend.flags & lb_common::BACKEND_F_VALID != 0 {
+                state.backend_ids.push(id as u32);
+            }
+        }
+        Ok(state)
+    }
+
+    /// Attaches the program to `interface`. With a pin directory the link is pinned too; a link
+    /// already pinned there (a previous xlb) gets this program swapped in atomically instead.
     pub fn attach(&mut self, interface: &str, mode: XdpMode) -> Result<()> {
         let pin_dir = self.pin_dir.clone();
         let program = self.program()?;
+        if let Some(path) = pin_dir.as_ref().map(|d| d.join("link"))
+            && path.exists()
+        {
+            match PinnedLink::from_pin(&path) {
+                Ok(pinned) => {
+                    let link = XdpLink::try_from(FdLink::from(pinned))
+                        .context("the pinned link is not an XDP link")?;
+                    program
+                        .attach_to_link(link)
+                        .context("replacing the program of the pinned XDP link")?;
+                    log::info!(
+                        "took over the pinned XDP link on {interface}: program replaced in place"
+                    );
+                    self.attached = Some(interface.to_string());
+                    return Ok(());
+                }
+                Err(e) => {
+                    log::warn!("ignoring unusable pinned link {}: {e}", path.display());
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
         let link_id = program
             .attach(interface, mode)
             .with_context(|| format!("attaching XDP ({mode:?}) to {interface}"))?;

@@ -9,7 +9,11 @@ use anyhow::{Context as _, Result};
 use xlb_tests::lab::DrLab;
 
 fn main() -> Result<()> {
-    let seconds: u64 = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(0);
+    let seconds: u64 = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(0);
     let exe = std::env::current_exe()?;
     let xlb: PathBuf = exe.parent().context("no target dir")?.join("xlb");
 
@@ -23,9 +27,16 @@ fn main() -> Result<()> {
     println!("building the lab: client, director, three backends (network namespaces)");
     let mut lab = DrLab::new("demo", 3)?;
     let config = lab.write_config("demo.conf", &[1, 1, 2])?;
-    println!("config {}:\n{}", config.display(), std::fs::read_to_string(&config)?);
+    println!(
+        "config {}:\n{}",
+        config.display(),
+        std::fs::read_to_string(&config)?
+    );
     lab.start_director(&xlb, &config)?;
-    println!("xlb runs in netns {} on eth0; VIP {}:80", lab.director.name, lab.vip);
+    println!(
+        "xlb runs in netns {} on eth0; VIP {}:80",
+        lab.director.name, lab.vip
+    );
 
     let mut round = 0u64;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) && (seconds == 0 || round < seconds) {
@@ -34,7 +45,10 @@ fn main() -> Result<()> {
             let key = answer.unwrap_or_else(|e| format!("error: {e:#}"));
             *per_backend.entry(key).or_default() += 1;
         }
-        println!("100 GETs to {}:80 answered by {per_backend:?} (weights b1=1 b2=1 b3=2)", lab.vip);
+        println!(
+            "100 GETs to {}:80 answered by {per_backend:?} (weights b1=1 b2=1 b3=2)",
+            lab.vip
+        );
         round += 1;
         thread::sleep(Duration::from_secs(1));
     }
