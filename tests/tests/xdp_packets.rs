@@ -508,3 +508,43 @@ fn drained_vip_drops_and_counts() {
     assert_eq!(h.run(&frame).0, XDP_DROP);
     assert_eq!(h.outcome(Outcome::DropNoBackend), 1);
 }
+
+#[test]
+fn backends_behind_another_interface_are_redirected_through_the_devmap() {
+    use xlb_tests::lab::{Netns, unique_name};
+    let ns = Netns::new(unique_name("redir")).unwrap();
+    ns.run(&[
+        "ip", "link", "add", "out0", "type", "veth", "peer", "name", "out1",
+    ])
+    .unwrap();
+    ns.run(&["ip", "link", "set", "out0", "up"]).unwrap();
+    ns.run(&["ip", "link", "set", "out1", "up"]).unwrap();
+    let ifindex: u32 = ns
+        .run(&["ip", "-o", "link", "show", "dev", "out0"])
+        .unwrap()
+        .split(':')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    ns.enter(|| {
+        let mut h = Harness::new();
+        for p in h.paths.values_mut() {
+            p.ifindex = ifindex;
+        }
+        h.apply(true);
+        let frame = PacketSpec::new("192.0.2.7", "10.0.0.100", 40000, 80, L4::Tcp).build();
+        let (action, out) = h.run(&frame);
+        assert_eq!(action, XDP_REDIRECT);
+        assert_eq!(&out[6..12], &DIRECTOR_MAC);
+        assert_eq!(h.outcome(Outcome::Redirect), 1);
+
+        // The interface goes away: the kernel empties its devmap slot, and the packet is
+        // dropped and counted rather than sent astray.
+        ns.run(&["ip", "link", "del", "out0"]).unwrap();
+        assert_eq!(h.run(&frame).0, XDP_DROP);
+        assert_eq!(h.outcome(Outcome::DropRedirect), 1);
+    })
+    .unwrap();
+}
