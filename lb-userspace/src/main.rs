@@ -35,6 +35,16 @@ enum Command {
         /// Flow-hash seed; every director sharing the VIPs must use the same one.
         #[arg(long, default_value_t = cli::run::DEFAULT_HASH_SEED)]
         hash_seed: u32,
+        /// Where to write the pid, for `xlb reload` [default: /run/xlb/IFACE.pid].
+        #[arg(long)]
+        pidfile: Option<PathBuf>,
+    },
+    /// Make a running `xlb run` re-read its config (as SIGHUP does).
+    Reload {
+        #[arg(short = 'i', long = "interface")]
+        interface: String,
+        #[arg(long)]
+        pidfile: Option<PathBuf>,
     },
     /// Validate a config and print it with every default filled in.
     Check {
@@ -73,8 +83,10 @@ fn main() -> ExitCode {
             xdp_mode,
             bpffs,
             hash_seed,
+            pidfile,
         } => {
             let opts = cli::run::RunOptions {
+                pidfile: pidfile.unwrap_or_else(|| cli::run::default_pidfile(&interface)),
                 config,
                 interface,
                 mode: match xdp_mode {
@@ -92,6 +104,9 @@ fn main() -> ExitCode {
                 .and_then(|rt| rt.block_on(cli::run::run(opts)))
         }
         Command::Check { config, json } => cli::check::check(&config, json),
+        Command::Reload { interface, pidfile } => cli::run::reload_running(
+            &pidfile.unwrap_or_else(|| cli::run::default_pidfile(&interface)),
+        ),
         Command::Stats { interface, bpffs } => cli::stats::print(&bpffs, &interface),
     };
     match result {

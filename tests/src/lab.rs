@@ -301,6 +301,8 @@ impl DrLab {
             .arg(config)
             .args(["-i", "eth0", "--bpffs"])
             .arg(self.bpffs())
+            .arg("--pidfile")
+            .arg(self.pidfile())
             .stdout(log.try_clone()?)
             .stderr(log);
         let child = cmd.spawn().context("starting xlb")?;
@@ -314,6 +316,10 @@ impl DrLab {
         })
         .with_context(|| format!("xlb did not resolve its backends; log:\n{}", self.log()))?;
         Ok(self.processes.len() - 1)
+    }
+
+    pub fn pidfile(&self) -> PathBuf {
+        self.workdir.join("xlb.pid")
     }
 
     pub fn process(&mut self, index: usize) -> &mut Process {

@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
-use xlb_tests::lab::{DrLab, parse_mac};
+use xlb_tests::lab::{DrLab, parse_mac, wait_for};
 
 /// The `xlb` binary next to this test's own (`cargo xtask test` builds it first), or `$XLB_BIN`.
 fn xlb_binary() -> PathBuf {
@@ -71,6 +71,59 @@ fn three_hundred_connections_through_the_vip() {
         let src = line.split_whitespace().nth(1).unwrap();
         assert_eq!(parse_mac(src).unwrap(), director_mac, "{line}");
     }
+
+    // Reload: drain b1; then an invalid file, which leaves the drained config in force.
+    let reload = |lab: &DrLab| {
+        let out = std::process::Command::new(xlb_binary())
+            .args(["reload", "-i", "eth0", "--pidfile"])
+            .arg(lab.pidfile())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(lab.write_config("drained.conf", &[0, 1, 1]).unwrap()).unwrap(),
+    )
+    .unwrap();
+    let updates = lab.log().matches("data plane updated").count();
+    reload(&lab);
+    wait_for(Duration::from_secs(10), || {
+        lab.log().matches("data plane updated").count() > updates
+    })
+    .unwrap();
+    assert!(lab.log().contains("reloaded"), "{}", lab.log());
+    let drained = lab.get_many(60, Duration::from_secs(3)).unwrap();
+    assert!(
+        drained
+            .iter()
+            .all(|a| a.as_ref().is_ok_and(|id| id != "b1")),
+        "{drained:?}"
+    );
+    std::fs::write(
+        &config,
+        "virtual_server 10.99.0.100 80 {\n    lb_kind NAT\n    weight x\n",
+    )
+    .unwrap();
+    reload(&lab);
+    wait_for(Duration::from_secs(10), || {
+        lab.log().contains("reload refused")
+    })
+    .unwrap();
+    let kept = lab.get_many(60, Duration::from_secs(3)).unwrap();
+    assert!(
+        kept.iter().all(|a| a.as_ref().is_ok_and(|id| id != "b1")),
+        "{kept:?}"
+    );
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(lab.write_config("again.conf", &[1, 1, 1]).unwrap()).unwrap(),
+    )
+    .unwrap();
 
     // kill -9: the pinned link keeps the program attached and forwarding; a restarted xlb
     // takes over the link and the maps (tables rewritten into idle halves, then flipped).

@@ -32,6 +32,36 @@ pub struct RunOptions {
     pub mode: XdpMode,
     pub bpffs: PathBuf,
     pub hash_seed: u32,
+    pub pidfile: PathBuf,
+}
+
+pub fn default_pidfile(interface: &str) -> PathBuf {
+    Path::new("/run/xlb").join(format!("{interface}.pid"))
+}
+
+/// `xlb reload`: SIGHUP to the xlb whose pid the pidfile holds.
+pub fn reload_running(pidfile: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(pidfile)
+        .with_context(|| format!("reading {} (is xlb running?)", pidfile.display()))?;
+    let pid: i32 = text
+        .trim()
+        .parse()
+        .with_context(|| format!("{} holds no pid", pidfile.display()))?;
+    // SAFETY: kill with a pid read from our own pidfile and a valid signal.
+    if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("signalling xlb (pid {pid})"));
+    }
+    println!("asked xlb (pid {pid}) to reload");
+    Ok(())
+}
+
+fn write_pidfile(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(path, format!("{}\n", std::process::id()))
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 pub async fn run(opts: RunOptions) -> Result<()> {
@@ -46,7 +76,11 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     dataplane::ensure_bpffs(&opts.bpffs)?;
     let pin_dir = dataplane::pin_dir(&opts.bpffs, &opts.interface);
     let mut dp = Dataplane::load(Some(&pin_dir))?;
-    let result = serve(&opts, &mut dp, &mut services).await;
+    let result = match write_pidfile(&opts.pidfile) {
+        Ok(()) => serve(&opts, &mut dp, &mut services).await,
+        Err(e) => Err(e),
+    };
+    let _ = std::fs::remove_file(&opts.pidfile);
     info!(
         "stopping: detaching from {} and removing {}",
         opts.interface,
