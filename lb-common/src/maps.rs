@@ -12,6 +12,9 @@ pub const MAX_VIPS: u32 = 64;
 pub const MAX_BACKENDS: u32 = 4096;
 /// A table entry that names no backend (every backend of the VIP is drained or down).
 pub const NO_BACKEND: u32 = u32::MAX;
+/// Connections the flow table remembers unless `xlb run --flow-table-size` says otherwise:
+/// about 180 MiB of kernel memory, enough for two million concurrent flows.
+pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 1 << 21;
 
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
@@ -28,6 +31,10 @@ pub mod names {
     pub const VIP_STATS: &str = "XLB_VIP_STATS";
     pub const BACKEND_STATS: &str = "XLB_BACKEND_STATS";
     pub const OUTCOMES: &str = "XLB_OUTCOMES";
+    pub const FLOWS: &str = "XLB_FLOWS";
+    pub const FLOW_EVENTS: &str = "XLB_FLOW_EVENTS";
+    /// Reports the data plane's clock when run with BPF_PROG_TEST_RUN.
+    pub const CLOCK_PROGRAM: &str = "xlb_clock";
 }
 
 /// An address as the packet carries it: four words of network-order bytes.
@@ -50,7 +57,7 @@ pub const fn is_v4_mapped(addr: &Addr) -> bool {
 
 /// Key of the VIP map: what the client connects to.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VipKey {
     pub addr: Addr,
     /// Network byte order, as in the packet.
@@ -101,12 +108,25 @@ pub struct Backend {
     /// redirect through the devmap.
     pub ifindex: u32,
     pub flags: u32,
+    /// Changes whenever the id is given to another backend, so that a flow remembered for the
+    /// id's previous owner is not sent to the new one.
+    pub generation: u32,
+    // Which real server of which VIP the id stands for, so that a restarted control plane can
+    // adopt ids and generations as they are. The program never reads past this point.
+    pub vip: VipKey,
+    pub real_server: Addr,
+    /// Host byte order.
+    pub real_server_port: u16,
+    pub _pad: u16,
 }
 
-/// The entry is filled in; an id without it is a hole (drop, counted as `NoBackend`).
+/// The backend is alive: table entries and remembered flows may use it. An id without it is a
+/// hole or a backend that is down (table lookups drop, counted as `NoBackend`; remembered
+/// flows are placed again).
 pub const BACKEND_F_VALID: u32 = 1 << 0;
 
-/// The single entry of the control map.
+/// The single entry of the control map. Times are in the kernel's jiffies (`bpf_jiffies64`),
+/// the one clock an XDP program reads for free.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Control {
@@ -114,6 +134,69 @@ pub struct Control {
     pub active: u32,
     /// Seed of the flow hash; directors that share VIPs must use the same one.
     pub hash_seed: u32,
+    /// While active, the jiffies after which this director stops claiming its VIPs unless the
+    /// control plane renews it (it died); 0: no lease, active until told otherwise.
+    pub lease_until: u64,
+    /// A remembered TCP flow idle this long (jiffies) is placed again, like an expired IPVS
+    /// connection entry.
+    pub tcp_idle: u64,
+    pub udp_idle: u64,
+}
+
+/// Key of the flow table: one client connection to one VIP (the VIP's id stands for its
+/// address, port and protocol).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub client: Addr,
+    /// Network byte order.
+    pub client_port: u16,
+    pub vip_id: u16,
+}
+
+/// Value of the flow table: where the connection went, and when it was last seen.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FlowValue {
+    pub backend_id: u32,
+    /// The backend's generation when the flow was placed.
+    pub generation: u32,
+    /// Jiffies.
+    pub last_seen: u64,
+}
+
+/// Why a packet's flow was (re)placed by Maglev rather than taken from the flow table: one
+/// per-CPU counter each. A hit is not counted: it is every forwarded packet not counted here.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowEvent {
+    /// No entry: a new flow, or one the LRU evicted (or that predates this director's claim).
+    New = 0,
+    /// The entry was idle longer than the protocol's timeout.
+    Expired = 1,
+    /// The entry's backend is down, removed, or its id belongs to another backend now.
+    BackendGone = 2,
+    /// The flow table refused the entry; the packet was still forwarded.
+    InsertFailed = 3,
+}
+
+impl FlowEvent {
+    pub const COUNT: u32 = 4;
+    pub const ALL: [FlowEvent; Self::COUNT as usize] = [
+        FlowEvent::New,
+        FlowEvent::Expired,
+        FlowEvent::BackendGone,
+        FlowEvent::InsertFailed,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            FlowEvent::New => "flow_new",
+            FlowEvent::Expired => "flow_expired",
+            FlowEvent::BackendGone => "flow_backend_gone",
+            FlowEvent::InsertFailed => "flow_insert_failed",
+        }
+    }
 }
 
 /// Packets and bytes, per CPU, per VIP and per backend.
@@ -150,10 +233,13 @@ pub enum Outcome {
     DropIpv6Ext = 9,
     /// The control entry or a table is missing (the control plane has not filled the maps).
     DropNoTable = 10,
+    /// The VIP lease ran out: the control plane stopped renewing it, so another director may
+    /// own the VIP now. Neither forwarded nor passed to a stack that would answer.
+    DropLeaseExpired = 11,
 }
 
 impl Outcome {
-    pub const COUNT: u32 = 11;
+    pub const COUNT: u32 = 12;
     pub const ALL: [Outcome; Self::COUNT as usize] = [
         Outcome::PassNotIp,
         Outcome::PassNotVip,
@@ -166,6 +252,7 @@ impl Outcome {
         Outcome::DropRedirect,
         Outcome::DropIpv6Ext,
         Outcome::DropNoTable,
+        Outcome::DropLeaseExpired,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -181,6 +268,7 @@ impl Outcome {
             Outcome::DropRedirect => "drop_redirect",
             Outcome::DropIpv6Ext => "drop_ipv6_ext",
             Outcome::DropNoTable => "drop_no_table",
+            Outcome::DropLeaseExpired => "drop_lease_expired",
         }
     }
 }
@@ -195,6 +283,8 @@ mod pod {
     unsafe impl aya::Pod for super::Backend {}
     unsafe impl aya::Pod for super::Control {}
     unsafe impl aya::Pod for super::Counters {}
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::FlowValue {}
 }
 
 #[cfg(test)]
@@ -207,8 +297,10 @@ mod tests {
     fn layouts_have_no_hidden_padding() {
         assert_eq!(size_of::<VipKey>(), 20);
         assert_eq!(size_of::<VipValue>(), 16);
-        assert_eq!(size_of::<Backend>(), 20);
-        assert_eq!(size_of::<Control>(), 8);
+        assert_eq!(size_of::<Backend>(), 64);
+        assert_eq!(size_of::<Control>(), 32);
+        assert_eq!(size_of::<FlowKey>(), 20);
+        assert_eq!(size_of::<FlowValue>(), 16);
         assert_eq!(size_of::<Counters>(), 16);
         assert_eq!(size_of::<MaglevTable>(), 4 * MAGLEV_TABLE_SIZE);
     }
@@ -217,6 +309,9 @@ mod tests {
     fn outcome_table_is_complete() {
         for (i, o) in Outcome::ALL.iter().enumerate() {
             assert_eq!(*o as usize, i, "{}", o.name());
+        }
+        for (i, e) in FlowEvent::ALL.iter().enumerate() {
+            assert_eq!(*e as usize, i, "{}", e.name());
         }
     }
 }

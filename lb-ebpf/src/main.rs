@@ -1,25 +1,31 @@
 //! The xlb XDP program: Direct Routing for configured VIPs.
 //!
 //! Per packet, top to bottom: parse Ethernet (one VLAN tag), IPv4 or IPv6, TCP or UDP (or the
-//! ICMP error that quotes a VIP flow); look up the VIP; hash the flow into the VIP's live Maglev
-//! table; rewrite the two MAC addresses; send the frame back out (XDP_TX) or to the backend's
-//! interface (devmap redirect). Anything that is not for a VIP passes untouched. Every packet
-//! bumps exactly one outcome counter.
+//! ICMP error that quotes a VIP flow); look up the VIP; find the connection in the flow table,
+//! or else hash it into the VIP's live Maglev table and remember the choice; rewrite the two MAC
+//! addresses; send the frame back out (XDP_TX) or to the backend's interface (devmap redirect).
+//! Anything that is not for a VIP passes untouched. Every packet bumps exactly one outcome
+//! counter.
 #![no_std]
 #![no_main]
 
 mod headers;
 
 use aya_ebpf::{
-    bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX},
+    bindings::{
+        BPF_F_NO_COMMON_LRU,
+        xdp_action::{XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX},
+    },
+    helpers::bpf_jiffies64,
     macros::{map, xdp},
-    maps::{Array, DevMapHash, HashMap, PerCpuArray},
+    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
     programs::XdpContext,
 };
 use headers::*;
 use lb_common::{
-    Addr, BACKEND_F_VALID, Backend, Control, Counters, MAX_BACKENDS, MAX_VIPS, MaglevTable,
-    NO_BACKEND, Outcome, VIP_F_SOURCE_HASH, VipKey, VipValue, hash, v4_mapped,
+    Addr, BACKEND_F_VALID, Backend, Control, Counters, DEFAULT_FLOW_TABLE_SIZE, FlowEvent, FlowKey,
+    FlowValue, MAX_BACKENDS, MAX_VIPS, MaglevTable, NO_BACKEND, Outcome, PROTO_TCP,
+    VIP_F_SOURCE_HASH, VipKey, VipValue, hash, v4_mapped,
 };
 
 #[map]
@@ -42,6 +48,14 @@ static XLB_VIP_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(MAX_
 static XLB_BACKEND_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
 #[map]
 static XLB_OUTCOMES: PerCpuArray<u64> = PerCpuArray::with_max_entries(Outcome::COUNT, 0);
+/// Connection tracking: the backend each client connection went to, so that it stays there when
+/// the tables change. Per-CPU LRU lists keep updates from contending across CPUs; the table
+/// itself is shared, so a flow that moves to another CPU keeps its backend. Resized at load.
+#[map]
+static XLB_FLOWS: LruHashMap<FlowKey, FlowValue> =
+    LruHashMap::with_max_entries(DEFAULT_FLOW_TABLE_SIZE, BPF_F_NO_COMMON_LRU);
+#[map]
+static XLB_FLOW_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(FlowEvent::COUNT, 0);
 
 #[xdp]
 pub fn xlb(ctx: XdpContext) -> u32 {
@@ -61,8 +75,20 @@ pub fn xlb(ctx: XdpContext) -> u32 {
         | Outcome::DropNoBackend
         | Outcome::DropRedirect
         | Outcome::DropIpv6Ext
-        | Outcome::DropNoTable => XDP_DROP,
+        | Outcome::DropNoTable
+        | Outcome::DropLeaseExpired => XDP_DROP,
     }
+}
+
+/// Not attached: the control plane runs it (BPF_PROG_TEST_RUN) to read the clock that leases
+/// and idle timeouts are measured in, which userspace has no other way to see. Writes jiffies
+/// into the frame's first eight bytes.
+#[xdp]
+pub fn xlb_clock(ctx: XdpContext) -> u32 {
+    if let Some(word) = ptr_at::<u64>(&ctx, 0) {
+        unsafe { (word as *mut u64).write_unaligned(bpf_jiffies64()) };
+    }
+    XDP_PASS
 }
 
 /// A client-to-VIP flow, as parsed from the packet (or from the ICMP error quoting it).
@@ -311,30 +337,44 @@ fn forward(ctx: &XdpContext, flow: &Flow) -> Outcome {
     if control.active == 0 {
         return Outcome::PassInactive;
     }
+    // Inlined by the verifier into one load, unlike the ktime helpers.
+    let now = unsafe { bpf_jiffies64() };
+    if control.lease_until != 0 && now > control.lease_until {
+        return Outcome::DropLeaseExpired;
+    }
     let bytes = (ctx.data_end() - ctx.data()) as u64;
     count(&XLB_VIP_STATS, vip.id, bytes);
 
-    let hash = flow.hash(control.hash_seed, vip.flags & VIP_F_SOURCE_HASH != 0);
-    let Some(table) = XLB_TABLES.get(vip.table_index()) else {
-        return Outcome::DropNoTable;
+    let key = FlowKey {
+        client: flow.client,
+        client_port: flow.client_port,
+        vip_id: vip.id as u16,
     };
-    // LLVM turns `% M` into a multiply and shift, proves the slot in range and drops the
-    // check; the verifier cannot follow that arithmetic. Reading the slot back through a
-    // volatile load keeps the comparison, and with it a bound the verifier sees.
-    let slot = hash::table_slot(hash) as usize;
-    let slot = unsafe { core::ptr::read_volatile(&slot) };
-    let Some(&backend_id) = table.entries.get(slot) else {
-        return Outcome::DropNoTable;
+    let idle = if flow.vip.proto == PROTO_TCP {
+        control.tcp_idle
+    } else {
+        control.udp_idle
     };
-    if backend_id == NO_BACKEND {
-        return Outcome::DropNoBackend;
-    }
-    let Some(backend) = XLB_BACKENDS.get(backend_id) else {
-        return Outcome::DropNoBackend;
+    let (backend_id, backend) = match remembered(&key, now, idle) {
+        Ok(found) => found,
+        Err(why) => {
+            flow_event(why);
+            match place(flow, &vip, control.hash_seed) {
+                Ok((id, backend)) => {
+                    let value = FlowValue {
+                        backend_id: id,
+                        generation: backend.generation,
+                        last_seen: now,
+                    };
+                    if XLB_FLOWS.insert(&key, &value, 0).is_err() {
+                        flow_event(FlowEvent::InsertFailed);
+                    }
+                    (id, backend)
+                }
+                Err(outcome) => return outcome,
+            }
+        }
     };
-    if backend.flags & BACKEND_F_VALID == 0 {
-        return Outcome::DropNoBackend;
-    }
     count(&XLB_BACKEND_STATS, backend_id, bytes);
 
     rewrite_macs(ctx, backend);
@@ -347,18 +387,71 @@ fn forward(ctx: &XdpContext, flow: &Flow) -> Outcome {
     }
 }
 
+/// The backend this connection went to, if it is still alive and still the same backend, and
+/// the connection has not been idle past its timeout.
+#[inline(always)]
+fn remembered(key: &FlowKey, now: u64, idle: u64) -> Result<(u32, &'static Backend), FlowEvent> {
+    let entry = XLB_FLOWS.get_ptr_mut(key).ok_or(FlowEvent::New)?;
+    // SAFETY: a map value; a racing update on another CPU can only tear these words into
+    // another valid flow's, which the generation check below then rejects or accepts as whole.
+    let (backend_id, generation, last_seen) =
+        unsafe { ((*entry).backend_id, (*entry).generation, (*entry).last_seen) };
+    if now.wrapping_sub(last_seen) > idle {
+        return Err(FlowEvent::Expired);
+    }
+    let backend = XLB_BACKENDS.get(backend_id).ok_or(FlowEvent::BackendGone)?;
+    if backend.flags & BACKEND_F_VALID == 0 || backend.generation != generation {
+        return Err(FlowEvent::BackendGone);
+    }
+    // Jiffies change every few milliseconds: most packets skip the store.
+    if last_seen != now {
+        unsafe { (*entry).last_seen = now };
+    }
+    Ok((backend_id, backend))
+}
+
+/// A new connection: weighted Maglev over the VIP's live table.
+#[inline(always)]
+fn place(flow: &Flow, vip: &VipValue, seed: u32) -> Result<(u32, &'static Backend), Outcome> {
+    let hash = flow.hash(seed, vip.flags & VIP_F_SOURCE_HASH != 0);
+    let table = XLB_TABLES
+        .get(vip.table_index())
+        .ok_or(Outcome::DropNoTable)?;
+    // LLVM turns `% M` into a multiply and shift, proves the slot in range and drops the
+    // check; the verifier cannot follow that arithmetic. Reading the slot back through a
+    // volatile load keeps the comparison, and with it a bound the verifier sees.
+    let slot = hash::table_slot(hash) as usize;
+    let slot = unsafe { core::ptr::read_volatile(&slot) };
+    let &backend_id = table.entries.get(slot).ok_or(Outcome::DropNoTable)?;
+    if backend_id == NO_BACKEND {
+        return Err(Outcome::DropNoBackend);
+    }
+    let backend = XLB_BACKENDS.get(backend_id).ok_or(Outcome::DropNoBackend)?;
+    if backend.flags & BACKEND_F_VALID == 0 {
+        return Err(Outcome::DropNoBackend);
+    }
+    Ok((backend_id, backend))
+}
+
+#[inline(always)]
+fn flow_event(event: FlowEvent) {
+    if let Some(count) = XLB_FLOW_EVENTS.get_ptr_mut(event as u32) {
+        // SAFETY: a per-CPU slot; XDP does not preempt itself on one CPU.
+        unsafe { *count += 1 };
+    }
+}
+
 /// DR: the backend holds the VIP itself, so only the Ethernet addresses change.
 #[inline(always)]
 fn rewrite_macs(ctx: &XdpContext, backend: &Backend) {
     if let Some(eth) = ptr_at::<EthHdr>(ctx, 0) {
-        // `mac` then `src_mac` are the frame's first 12 bytes, word-aligned in the map value:
-        // three word copies, where array assignment would call a byte-loop memmove.
-        let from = backend as *const Backend as *const u32;
-        let to = eth as *mut u32;
-        unsafe {
-            to.write_unaligned(*from);
-            to.add(1).write_unaligned(*from.add(1));
-            to.add(2).write_unaligned(*from.add(2));
+        // `mac` then `src_mac` are the frame's first 12 bytes. Six halfword copies, where array
+        // assignment would call a byte-loop memmove. XDP frames start at least 2-byte aligned
+        // (headroom plus NET_IP_ALIGN), as does the map value.
+        let from = backend as *const Backend as *const u16;
+        let to = eth as *mut u16;
+        for i in 0..6 {
+            unsafe { to.add(i).write(*from.add(i)) };
         }
     }
 }

@@ -38,6 +38,16 @@ enum Command {
         /// Where to write the pid, for `xlb reload` [default: /run/xlb/IFACE.pid].
         #[arg(long)]
         pidfile: Option<PathBuf>,
+        /// Connections the flow table remembers (about 90 bytes of kernel memory each).
+        #[arg(long, default_value_t = lb_common::DEFAULT_FLOW_TABLE_SIZE,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        flow_table_size: u32,
+        /// Seconds an idle TCP connection keeps its backend (ipvsadm --set's tcp).
+        #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u32).range(1..))]
+        tcp_idle_timeout: u32,
+        /// Seconds an idle UDP flow keeps its backend (ipvsadm --set's udp).
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
+        udp_idle_timeout: u32,
     },
     /// Make a running `xlb run` re-read its config (as SIGHUP does).
     Reload {
@@ -84,8 +94,14 @@ fn main() -> ExitCode {
             bpffs,
             hash_seed,
             pidfile,
+            flow_table_size,
+            tcp_idle_timeout,
+            udp_idle_timeout,
         } => {
             let opts = cli::run::RunOptions {
+                flow_table_size,
+                tcp_idle: std::time::Duration::from_secs(tcp_idle_timeout.into()),
+                udp_idle: std::time::Duration::from_secs(udp_idle_timeout.into()),
                 pidfile: pidfile.unwrap_or_else(|| cli::run::default_pidfile(&interface)),
                 config,
                 interface,

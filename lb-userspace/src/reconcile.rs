@@ -18,7 +18,7 @@ use lb_common::{
     maglev::{self, MaglevBackend, MaglevCursor},
 };
 
-use crate::service::{DesiredState, addr_words};
+use crate::service::{BackendKey, DesiredState, addr_words, words_addr};
 
 /// The writes the reconciler makes; the data plane implements it, tests record it.
 pub trait MapWriter {
@@ -49,9 +49,18 @@ struct AppliedVip {
 pub struct PinnedState {
     pub vips: Vec<(VipKey, VipValue)>,
     pub vip_addrs: Vec<Addr>,
-    /// Ids of backend entries marked valid.
-    pub backend_ids: Vec<u32>,
+    /// Backend entries marked valid, by id.
+    pub backends: Vec<(u32, Backend)>,
+    /// The highest generation any backend entry holds: remembered flows may name any up to it.
+    pub max_generation: u32,
     pub control: Control,
+}
+
+/// How long an idle connection keeps its backend, in the data plane's clock (jiffies).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowTimeouts {
+    pub tcp_idle: u64,
+    pub udp_idle: u64,
 }
 
 /// What one reconciliation wrote.
@@ -72,8 +81,12 @@ impl Changes {
 
 pub struct Reconciler {
     hash_seed: u32,
+    timeouts: FlowTimeouts,
     vips: BTreeMap<VipKey, AppliedVip>,
-    backends: BTreeMap<IpAddr, (u32, Backend)>,
+    backends: BTreeMap<BackendKey, (u32, Backend)>,
+    /// Given to the next backend id handed out, so that a flow remembered for an id's previous
+    /// owner never matches its new one.
+    next_generation: u32,
     vip_addrs: BTreeSet<Addr>,
     tx_ports: BTreeSet<u32>,
     control: Option<Control>,
@@ -89,13 +102,15 @@ fn lowest_free(used: impl Iterator<Item = u32>, max: u32) -> Option<u32> {
 }
 
 impl Reconciler {
-    pub fn new(hash_seed: u32) -> Self {
+    pub fn new(hash_seed: u32, timeouts: FlowTimeouts) -> Self {
         // SAFETY: a table of u32s is valid all-zero.
         let table = unsafe { Box::<MaglevTable>::new_zeroed().assume_init() };
         Self {
             hash_seed,
+            timeouts,
             vips: BTreeMap::new(),
             backends: BTreeMap::new(),
+            next_generation: 1,
             vip_addrs: BTreeSet::new(),
             tx_ports: BTreeSet::new(),
             control: None,
@@ -120,21 +135,50 @@ impl Reconciler {
             );
         }
         self.vip_addrs = pinned.vip_addrs.into_iter().collect();
-        self.reserved_backend_ids = pinned.backend_ids.into_iter().collect();
+        // Each entry says which real server it stands for: keep its id and generation, so that
+        // remembered flows keep their backends across the restart.
+        for (id, backend) in pinned.backends {
+            let key = BackendKey {
+                vip: backend.vip,
+                real_server: (words_addr(&backend.real_server), backend.real_server_port).into(),
+            };
+            if backend.vip.proto == 0 || self.backends.contains_key(&key) {
+                self.reserved_backend_ids.insert(id);
+            } else {
+                // The pinned devmap already holds its interface.
+                if backend.ifindex != 0 {
+                    self.tx_ports.insert(backend.ifindex);
+                }
+                self.backends.insert(key, (id, backend));
+            }
+        }
+        self.next_generation = self
+            .next_generation
+            .max(pinned.max_generation.wrapping_add(1));
         self.control = Some(pinned.control);
     }
 
-    /// The backend id assigned to an address, for stats and tests.
-    pub fn backend_id(&self, ip: IpAddr) -> Option<u32> {
-        self.backends.get(&ip).map(|(id, _)| *id)
+    /// The backend id of one real server of one VIP, for stats and tests.
+    pub fn backend_id(&self, vip: &VipKey, real_server: std::net::SocketAddr) -> Option<u32> {
+        self.backends
+            .get(&BackendKey {
+                vip: *vip,
+                real_server,
+            })
+            .map(|(id, _)| *id)
     }
 
-    /// The backend address behind an id.
-    pub fn backend_ip(&self, id: u32) -> Option<IpAddr> {
+    /// The real server behind a backend id.
+    pub fn backend_of(&self, id: u32) -> Option<BackendKey> {
         self.backends
             .iter()
             .find(|(_, (i, _))| *i == id)
-            .map(|(ip, _)| *ip)
+            .map(|(key, _)| *key)
+    }
+
+    /// The address of the real server behind a backend id.
+    pub fn backend_ip(&self, id: u32) -> Option<IpAddr> {
+        self.backend_of(id).map(|key| key.real_server.ip())
     }
 
     pub fn apply(&mut self, w: &mut impl MapWriter, desired: &DesiredState) -> Result<Changes> {
@@ -142,6 +186,9 @@ impl Reconciler {
         let control = Control {
             active: u32::from(desired.active),
             hash_seed: self.hash_seed,
+            lease_until: 0,
+            tcp_idle: self.timeouts.tcp_idle,
+            udp_idle: self.timeouts.udp_idle,
         };
         if !desired.active && self.control != Some(control) {
             w.set_control(&control)?;
@@ -150,25 +197,43 @@ impl Reconciler {
         }
 
         // Backends, before any table names them.
-        for (ip, backend) in &desired.backends {
-            let id = match self.backends.get(ip) {
-                Some((id, applied)) if applied == backend => continue,
-                Some((id, _)) => *id,
-                None => lowest_free(
-                    self.backends
-                        .values()
-                        .map(|(id, _)| *id)
-                        .chain(self.reserved_backend_ids.iter().copied()),
-                    MAX_BACKENDS,
-                )
-                .ok_or_else(|| anyhow!("more than {MAX_BACKENDS} backends"))?,
+        for (key, backend) in &desired.backends {
+            let (id, generation) = match self.backends.get(key) {
+                Some((_, applied))
+                    if *applied
+                        == (Backend {
+                            generation: applied.generation,
+                            ..*backend
+                        }) =>
+                {
+                    continue;
+                }
+                // A new MAC or path for the same real server: its flows stay with it.
+                Some((id, applied)) => (*id, applied.generation),
+                None => {
+                    let id = lowest_free(
+                        self.backends
+                            .values()
+                            .map(|(id, _)| *id)
+                            .chain(self.reserved_backend_ids.iter().copied()),
+                        MAX_BACKENDS,
+                    )
+                    .ok_or_else(|| anyhow!("more than {MAX_BACKENDS} backends"))?;
+                    let generation = self.next_generation;
+                    self.next_generation = self.next_generation.wrapping_add(1).max(1);
+                    (id, generation)
+                }
             };
             if backend.ifindex != 0 && self.tx_ports.insert(backend.ifindex) {
                 w.add_tx_port(backend.ifindex)?;
             }
-            w.set_backend(id, backend)
-                .with_context(|| format!("writing backend {ip}"))?;
-            self.backends.insert(*ip, (id, *backend));
+            let backend = Backend {
+                generation,
+                ..*backend
+            };
+            w.set_backend(id, &backend)
+                .with_context(|| format!("writing backend {} of a VIP", key.real_server))?;
+            self.backends.insert(*key, (id, backend));
             changes.backends_written += 1;
         }
 
@@ -214,7 +279,7 @@ impl Reconciler {
                     (id, id * 2, 0)
                 }
             };
-            self.build_table(&vip.members)?;
+            self.build_table(key, &vip.members)?;
             w.write_table(index, &self.table)
                 .with_context(|| format!("writing the Maglev table of VIP {id}"))?;
             changes.tables_written += 1;
@@ -241,16 +306,23 @@ impl Reconciler {
         }
         self.vip_addrs = desired_addrs;
 
-        // Backends no table names any more.
-        let gone: Vec<IpAddr> = self
+        // Backends no table names any more. The cleared entry keeps its generation so that a
+        // restarted xlb, adopting these maps, never hands it out again.
+        let gone: Vec<BackendKey> = self
             .backends
             .keys()
-            .filter(|ip| !desired.backends.contains_key(ip))
+            .filter(|key| !desired.backends.contains_key(key))
             .copied()
             .collect();
-        for ip in gone {
-            if let Some((id, _)) = self.backends.remove(&ip) {
-                w.set_backend(id, &Backend::default())?;
+        for key in gone {
+            if let Some((id, applied)) = self.backends.remove(&key) {
+                w.set_backend(
+                    id,
+                    &Backend {
+                        generation: applied.generation,
+                        ..Backend::default()
+                    },
+                )?;
                 changes.backends_written += 1;
             }
         }
@@ -261,6 +333,7 @@ impl Reconciler {
             let in_use: BTreeSet<u32> = self.backends.values().map(|(id, _)| *id).collect();
             for id in std::mem::take(&mut self.reserved_backend_ids) {
                 if !in_use.contains(&id) {
+                    // Generation 0 is never handed out, so no remembered flow matches it.
                     w.set_backend(id, &Backend::default())?;
                     changes.backends_written += 1;
                 }
@@ -275,13 +348,13 @@ impl Reconciler {
         Ok(changes)
     }
 
-    fn build_table(&mut self, members: &[(IpAddr, u16, u32)]) -> Result<()> {
+    fn build_table(&mut self, vip: &VipKey, members: &[(IpAddr, u16, u32)]) -> Result<()> {
         let mut backends = members
             .iter()
             .map(|(ip, port, weight)| {
                 let id = self
-                    .backend_id(*ip)
-                    .ok_or_else(|| anyhow!("backend {ip} has no id"))?;
+                    .backend_id(vip, (*ip, *port).into())
+                    .ok_or_else(|| anyhow!("backend {ip} port {port} has no id"))?;
                 Ok(MaglevBackend {
                     addr: addr_words(*ip),
                     port: *port,
@@ -353,6 +426,11 @@ mod tests {
         }
     }
 
+    const TIMEOUTS: FlowTimeouts = FlowTimeouts {
+        tcp_idle: 900 * 250,
+        udp_idle: 300 * 250,
+    };
+
     fn services(weights: &[u32]) -> Vec<Service> {
         vec![Service {
             vip: "10.0.0.100:80".parse().unwrap(),
@@ -384,7 +462,7 @@ mod tests {
 
     #[test]
     fn first_apply_writes_in_dependency_order() {
-        let mut r = Reconciler::new(1);
+        let mut r = Reconciler::new(1, TIMEOUTS);
         let mut w = Recorder::default();
         r.apply(&mut w, &desired(&services(&[1, 1]), &paths(2), true))
             .unwrap();
@@ -404,7 +482,7 @@ mod tests {
 
     #[test]
     fn unchanged_state_writes_nothing() {
-        let mut r = Reconciler::new(1);
+        let mut r = Reconciler::new(1, TIMEOUTS);
         let d = desired(&services(&[1, 1]), &paths(2), true);
         r.apply(&mut Recorder::default(), &d).unwrap();
         let mut w = Recorder::default();
@@ -414,7 +492,7 @@ mod tests {
 
     #[test]
     fn weight_change_writes_the_idle_half_then_flips() {
-        let mut r = Reconciler::new(1);
+        let mut r = Reconciler::new(1, TIMEOUTS);
         r.apply(
             &mut Recorder::default(),
             &desired(&services(&[1, 1]), &paths(2), true),
@@ -433,7 +511,7 @@ mod tests {
     #[test]
     fn a_restart_adopts_pinned_state_without_a_gap() {
         let d = desired(&services(&[1, 1]), &paths(2), true);
-        let mut first = Reconciler::new(1);
+        let mut first = Reconciler::new(1, TIMEOUTS);
         first.apply(&mut Recorder::default(), &d).unwrap();
         let vip = first
             .vips
@@ -442,37 +520,64 @@ mod tests {
             .map(|(k, v)| (*k, v.value))
             .unwrap();
 
-        let mut restarted = Reconciler::new(1);
+        let backends: Vec<(u32, Backend)> = first.backends.values().copied().collect();
+        let control = first.control.unwrap();
+
+        let mut restarted = Reconciler::new(1, TIMEOUTS);
         restarted.adopt(PinnedState {
             vips: vec![vip],
             vip_addrs: vec![vip.0.addr],
-            backend_ids: vec![0, 1],
-            control: Control {
-                active: 1,
-                hash_seed: 1,
-            },
+            backends: backends.clone(),
+            max_generation: 2,
+            control,
         });
         let mut w = Recorder::default();
         restarted.apply(&mut w, &d).unwrap();
-        // New backend ids beside the old ones, the idle half, a flip, then the old ids cleared;
-        // the control word and the VIP address are left alone.
-        assert_eq!(
-            w.0,
-            vec![
-                Write::TxPort(2),
-                Write::Backend(2, true),
-                Write::Backend(3, true),
-                Write::Table(1),
-                Write::Vip(0, 1),
-                Write::Backend(0, false),
-                Write::Backend(1, false),
-            ]
-        );
+        // Backends keep their ids and generations (remembered flows stay valid); the table is
+        // rewritten into the idle half and flipped; the control word and the VIP address are
+        // left alone.
+        assert_eq!(w.0, vec![Write::Table(1), Write::Vip(0, 1)]);
+        let s: Service = services(&[1, 1, 1]).remove(0);
+        let mut w = Recorder::default();
+        restarted
+            .apply(&mut w, &desired(&[s], &paths(3), true))
+            .unwrap();
+        assert_eq!(w.0[0], Write::Backend(2, true));
+        let new = restarted.backends.values().map(|(_, b)| b.generation).max();
+        assert_eq!(new, Some(3), "generations are never handed out twice");
+    }
+
+    #[test]
+    fn a_reused_id_gets_a_new_generation() {
+        let mut r = Reconciler::new(1, TIMEOUTS);
+        let mut w = Recorder::default();
+        r.apply(&mut w, &desired(&services(&[1, 1]), &paths(2), true))
+            .unwrap();
+        let vip = services(&[1])[0].key();
+        let first = r.backends[&BackendKey {
+            vip,
+            real_server: "10.0.0.2:80".parse().unwrap(),
+        }];
+        // 10.0.0.2 goes away, then another real server takes its id.
+        r.apply(&mut w, &desired(&services(&[1]), &paths(2), true))
+            .unwrap();
+        let mut s = services(&[1]);
+        s[0].real_servers.push(RealServer {
+            addr: "10.0.0.3:80".parse().unwrap(),
+            weight: 1,
+        });
+        r.apply(&mut w, &desired(&s, &paths(3), true)).unwrap();
+        let reused = r.backends[&BackendKey {
+            vip,
+            real_server: "10.0.0.3:80".parse().unwrap(),
+        }];
+        assert_eq!(reused.0, first.0);
+        assert_ne!(reused.1.generation, first.1.generation);
     }
 
     #[test]
     fn deactivation_flips_control_first_and_removal_cleans_up() {
-        let mut r = Reconciler::new(1);
+        let mut r = Reconciler::new(1, TIMEOUTS);
         r.apply(
             &mut Recorder::default(),
             &desired(&services(&[1, 1]), &paths(2), true),

@@ -72,6 +72,19 @@ pub fn addr_words(ip: IpAddr) -> Addr {
     })
 }
 
+/// The inverse of [`addr_words`].
+pub fn words_addr(words: &Addr) -> IpAddr {
+    let mut o = [0u8; 16];
+    for (i, w) in words.iter().enumerate() {
+        o[4 * i..4 * i + 4].copy_from_slice(&w.to_ne_bytes());
+    }
+    let v6 = std::net::Ipv6Addr::from(o);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
 /// How frames reach a backend: resolved from the kernel's routes and neighbours.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BackendPath {
@@ -81,14 +94,22 @@ pub struct BackendPath {
     pub src_mac: [u8; 6],
 }
 
+/// One real server of one VIP: what a backend id stands for. Its own id (rather than one per
+/// address) gives each real server of each VIP its own liveness and counters, as IPVS does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BackendKey {
+    pub vip: VipKey,
+    pub real_server: SocketAddr,
+}
+
 /// What the data plane should hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DesiredState {
     /// Forward VIP traffic (this director is MASTER, or runs without VRRP).
     pub active: bool,
     pub vips: BTreeMap<VipKey, DesiredVip>,
-    /// Keyed by backend address: DR reaches a real server by its MAC, whatever the port.
-    pub backends: BTreeMap<IpAddr, Backend>,
+    /// Every live real server of every VIP; the generation is the reconciler's to fill in.
+    pub backends: BTreeMap<BackendKey, Backend>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,7 +119,8 @@ pub struct DesiredVip {
     pub members: Vec<(IpAddr, u16, u32)>,
 }
 
-/// The desired state of the data plane. Real servers whose path is not resolved get no table
+/// The desired state of the data plane, from the live real servers of each service (the health
+/// checks leave out those that are down). Real servers whose path is not resolved get no table
 /// entries: they cannot be reached, so they count as down.
 pub fn desired(
     services: &[Service],
@@ -116,12 +138,20 @@ pub fn desired(
                 continue;
             };
             state.backends.insert(
-                rs.addr.ip(),
+                BackendKey {
+                    vip: service.key(),
+                    real_server: rs.addr,
+                },
                 Backend {
                     mac: path.mac,
                     src_mac: path.src_mac,
                     ifindex: path.ifindex,
                     flags: BACKEND_F_VALID,
+                    generation: 0,
+                    vip: service.key(),
+                    real_server: addr_words(rs.addr.ip()),
+                    real_server_port: rs.addr.port(),
+                    _pad: 0,
                 },
             );
             members.push((rs.addr.ip(), rs.addr.port(), rs.weight));
@@ -166,6 +196,15 @@ mod tests {
         assert!(!lb_common::is_v4_mapped(&addr_words(
             "2001:db8::1".parse().unwrap()
         )));
+    }
+
+    #[test]
+    fn addresses_round_trip_through_words() {
+        for ip in ["10.0.0.1", "::1", "2001:db8::7", "::ffff:1.2.3.4"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let back = words_addr(&addr_words(ip));
+            assert_eq!(back, ip.to_canonical());
+        }
     }
 
     #[test]

@@ -5,13 +5,13 @@ use std::{collections::HashMap, net::IpAddr};
 
 use aya::programs::{TestRun as _, TestRunOptions};
 use lb_common::{
-    MAGLEV_TABLE_SIZE, Outcome,
+    FlowEvent, MAGLEV_TABLE_SIZE, Outcome,
     hash::Flow,
     maglev::{self, MaglevBackend, MaglevCursor},
 };
 use lb_userspace::{
-    dataplane::Dataplane,
-    reconcile::Reconciler,
+    dataplane::{Dataplane, LoadOptions},
+    reconcile::{FlowTimeouts, Reconciler},
     service::{BackendPath, Protocol, RealServer, Service, addr_words, desired},
 };
 use rand::{Rng as _, SeedableRng as _};
@@ -86,10 +86,20 @@ impl Harness {
                 },
             );
         }
-        let dp = Dataplane::load(None).expect("loading the XDP program (run as root)");
+        let dp = Dataplane::load(
+            None,
+            LoadOptions {
+                flow_table_size: 1 << 16,
+            },
+        )
+        .expect("loading the XDP program (run as root)");
+        let timeouts = FlowTimeouts {
+            tcp_idle: dp.clock().ticks(std::time::Duration::from_secs(900)),
+            udp_idle: dp.clock().ticks(std::time::Duration::from_secs(300)),
+        };
         let mut h = Self {
             dp,
-            reconciler: Reconciler::new(SEED),
+            reconciler: Reconciler::new(SEED, timeouts),
             services,
             paths,
         };
@@ -122,6 +132,26 @@ impl Harness {
         self.dp.stats().unwrap().outcome(o)
     }
 
+    fn flow_event(&self, e: FlowEvent) -> u64 {
+        self.dp.stats().unwrap().flow_event(e)
+    }
+
+    fn service(&self, vip: &str, protocol: Protocol) -> Service {
+        let vip: IpAddr = vip.parse().unwrap();
+        self.services
+            .iter()
+            .find(|s| s.vip.ip() == vip && s.protocol == protocol)
+            .unwrap()
+            .clone()
+    }
+
+    /// The backend MAC the program sends a frame to.
+    fn forwarded_to(&mut self, frame: &[u8]) -> [u8; 6] {
+        let (action, out) = self.run(frame);
+        assert_eq!(action, XDP_TX);
+        out[0..6].try_into().unwrap()
+    }
+
     /// The backend lb-common predicts for a flow: same hash, same table, computed in userspace.
     fn predict(&self, flow: &Flow, service: &Service) -> IpAddr {
         let table = self.table_of(service);
@@ -138,7 +168,7 @@ impl Harness {
                 addr: addr_words(rs.addr.ip()),
                 port: rs.addr.port(),
                 weight: rs.weight,
-                id: self.reconciler.backend_id(rs.addr.ip()).unwrap(),
+                id: self.reconciler.backend_id(&service.key(), rs.addr).unwrap(),
             })
             .collect();
         let mut cursors = vec![MaglevCursor::default(); backends.len()];
@@ -496,17 +526,133 @@ fn bad_headers_are_never_forwarded() {
 }
 
 #[test]
-fn drained_vip_drops_and_counts() {
+fn drained_vip_drops_new_flows_and_counts() {
     let mut h = Harness::new();
+    let known = PacketSpec::new("192.0.2.7", "10.0.0.100", 40000, 80, L4::Tcp).build();
+    let before = h.forwarded_to(&known);
     for s in &mut h.services {
         for rs in &mut s.real_servers {
             rs.weight = 0;
         }
     }
     h.apply(true);
-    let frame = PacketSpec::new("192.0.2.7", "10.0.0.100", 40000, 80, L4::Tcp).build();
+    let frame = PacketSpec::new("192.0.2.7", "10.0.0.100", 40001, 80, L4::Tcp).build();
     assert_eq!(h.run(&frame).0, XDP_DROP);
     assert_eq!(h.outcome(Outcome::DropNoBackend), 1);
+    // A drained backend is alive: connections it already has keep going to it.
+    assert_eq!(h.forwarded_to(&known), before);
+}
+
+/// Client ports whose flows the table change moves to another backend.
+fn moved_flows(h: &Harness, old: &Service, new: &Service, n: usize) -> Vec<PacketSpec> {
+    let (old_table, new_table) = (h.table_of(old), h.table_of(new));
+    (1024u16..)
+        .map(|port| PacketSpec::new("192.0.2.9", "10.0.0.100", port, 80, L4::Tcp))
+        .filter(|spec| {
+            let slot = lb_common::hash::table_slot(flow_of(spec).hash(SEED, false)) as usize;
+            h.reconciler.backend_ip(old_table[slot]) != h.reconciler.backend_ip(new_table[slot])
+        })
+        .take(n)
+        .collect()
+}
+
+#[test]
+fn established_flows_keep_their_backend_when_the_table_changes() {
+    let mut h = Harness::new();
+    let old = h.service("10.0.0.100", Protocol::Tcp);
+    let mut new = old.clone();
+    new.real_servers[0].weight = 10;
+    new.real_servers[2].weight = 0;
+    // The new table gives the reconciler's ids to the same real servers, so it can be predicted
+    // before it is applied.
+    let moved = moved_flows(&h, &old, &new, 50);
+    assert_eq!(moved.len(), 50);
+    let before: Vec<[u8; 6]> = moved.iter().map(|s| h.forwarded_to(&s.build())).collect();
+    let i = h.services.iter().position(|s| *s == old).unwrap();
+    h.services[i] = new.clone();
+    h.apply(true);
+    for (spec, mac) in moved.iter().zip(&before) {
+        assert_eq!(
+            h.forwarded_to(&spec.build()),
+            *mac,
+            "{spec:?} kept its backend"
+        );
+    }
+    // New connections follow the new table.
+    let fresh = PacketSpec::new("192.0.2.10", "10.0.0.100", 999, 80, L4::Tcp);
+    let want = h.predict(&flow_of(&fresh), &new);
+    assert_eq!(h.forwarded_to(&fresh.build()), h.mac_of(want));
+    assert_eq!(h.flow_event(FlowEvent::New), 51);
+    assert_eq!(h.flow_event(FlowEvent::BackendGone), 0);
+}
+
+#[test]
+fn flows_of_a_backend_that_went_down_are_placed_again() {
+    let mut h = Harness::new();
+    let old = h.service("10.0.0.100", Protocol::Tcp);
+    let down = old.real_servers[2].clone();
+    let specs: Vec<PacketSpec> = (2000u16..2300)
+        .map(|port| PacketSpec::new("192.0.2.9", "10.0.0.100", port, 80, L4::Tcp))
+        .collect();
+    let before: Vec<[u8; 6]> = specs.iter().map(|s| h.forwarded_to(&s.build())).collect();
+    let down_mac = h.mac_of(down.addr.ip());
+    let on_down = before.iter().filter(|m| **m == down_mac).count();
+    assert!(on_down > 0);
+
+    // The health checks take it out: its id is cleared, its flows must not be sent to it.
+    let i = h.services.iter().position(|s| *s == old).unwrap();
+    h.services[i].real_servers.retain(|rs| rs.addr != down.addr);
+    h.apply(true);
+    for (spec, mac) in specs.iter().zip(&before) {
+        let now = h.forwarded_to(&spec.build());
+        assert_ne!(now, down_mac, "{spec:?}");
+        if *mac != down_mac {
+            assert_eq!(now, *mac, "flows on live backends stay: {spec:?}");
+        }
+    }
+    assert_eq!(h.flow_event(FlowEvent::BackendGone), on_down as u64);
+
+    // It comes back under a new generation (possibly the same id): the flows that moved stay
+    // where they went.
+    let moved: Vec<[u8; 6]> = specs.iter().map(|s| h.forwarded_to(&s.build())).collect();
+    h.services[i] = old;
+    h.apply(true);
+    for (spec, mac) in specs.iter().zip(&moved) {
+        assert_eq!(h.forwarded_to(&spec.build()), *mac, "{spec:?}");
+    }
+}
+
+#[test]
+fn idle_flows_expire_and_are_placed_again() {
+    let mut h = Harness::new();
+    let mut control = h.dp.control().unwrap();
+    control.tcp_idle = 1;
+    h.dp.set_control(control).unwrap();
+    let spec = PacketSpec::new("192.0.2.9", "10.0.0.100", 3000, 80, L4::Tcp).build();
+    h.forwarded_to(&spec);
+    h.forwarded_to(&spec);
+    assert_eq!(h.flow_event(FlowEvent::New), 1);
+    // Two ticks at the slowest rate Linux runs at (100 Hz), plus margin.
+    std::thread::sleep(std::time::Duration::from_millis(40));
+    h.forwarded_to(&spec);
+    assert_eq!(h.flow_event(FlowEvent::Expired), 1);
+}
+
+#[test]
+fn an_expired_lease_stops_the_vip_being_claimed() {
+    let mut h = Harness::new();
+    let spec = PacketSpec::new("192.0.2.9", "10.0.0.100", 3000, 80, L4::Tcp).build();
+    let mut control = h.dp.control().unwrap();
+    let now = h.dp.now().unwrap();
+    control.lease_until = now + h.dp.clock().ticks(std::time::Duration::from_secs(60));
+    h.dp.set_control(control).unwrap();
+    h.forwarded_to(&spec);
+    control.lease_until = now - 1;
+    h.dp.set_control(control).unwrap();
+    let (action, out) = h.run(&spec);
+    assert_eq!(action, XDP_DROP);
+    assert_eq!(out, spec);
+    assert_eq!(h.outcome(Outcome::DropLeaseExpired), 1);
 }
 
 #[test]

@@ -14,9 +14,9 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     config,
-    dataplane::{self, Dataplane},
+    dataplane::{self, Dataplane, LoadOptions},
     netlink::{Interface, Netlink},
-    reconcile::Reconciler,
+    reconcile::{FlowTimeouts, Reconciler},
     service::{BackendPath, Service, desired},
 };
 
@@ -33,6 +33,9 @@ pub struct RunOptions {
     pub bpffs: PathBuf,
     pub hash_seed: u32,
     pub pidfile: PathBuf,
+    pub flow_table_size: u32,
+    pub tcp_idle: Duration,
+    pub udp_idle: Duration,
 }
 
 pub fn default_pidfile(interface: &str) -> PathBuf {
@@ -75,7 +78,12 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let mut services = config::services(&loaded.config);
     dataplane::ensure_bpffs(&opts.bpffs)?;
     let pin_dir = dataplane::pin_dir(&opts.bpffs, &opts.interface);
-    let mut dp = Dataplane::load(Some(&pin_dir))?;
+    let mut dp = Dataplane::load(
+        Some(&pin_dir),
+        LoadOptions {
+            flow_table_size: opts.flow_table_size,
+        },
+    )?;
     let result = match write_pidfile(&opts.pidfile) {
         Ok(()) => serve(&opts, &mut dp, &mut services).await,
         Err(e) => Err(e),
@@ -100,7 +108,12 @@ async fn serve(opts: &RunOptions, dp: &mut Dataplane, services: &mut Vec<Service
         iface.index,
         services.len()
     );
-    let mut reconciler = Reconciler::new(opts.hash_seed);
+    let clock = dp.clock();
+    let timeouts = FlowTimeouts {
+        tcp_idle: clock.ticks(opts.tcp_idle),
+        udp_idle: clock.ticks(opts.udp_idle),
+    };
+    let mut reconciler = Reconciler::new(opts.hash_seed, timeouts);
     let pinned = dp.pinned_state()?;
     if !pinned.vips.is_empty() {
         info!(

@@ -16,7 +16,11 @@ pub fn print(bpffs: &Path, interface: &str) -> Result<()> {
 fn render(stats: &Stats) -> String {
     let mut out = String::from("outcome counters:\n");
     for (outcome, n) in &stats.outcomes {
-        out += &format!("  {:<16} {n}\n", outcome.name());
+        out += &format!("  {:<20} {n}\n", outcome.name());
+    }
+    out += "flow table (placed by Maglev, not found):\n";
+    for (event, n) in &stats.flow_events {
+        out += &format!("  {:<20} {n}\n", event.name());
     }
     out += "VIPs:\n";
     for v in &stats.vips {

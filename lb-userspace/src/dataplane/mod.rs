@@ -2,6 +2,7 @@
 //!
 //! Nothing but the reconciler writes to these maps; the status path only reads the counters.
 
+mod clock;
 mod stats;
 
 use std::{
@@ -19,7 +20,11 @@ use aya::{
         xdp::XdpLink,
     },
 };
-use lb_common::{Addr, Backend, Control, Counters, MaglevTable, VipKey, VipValue, names};
+pub use clock::Clock;
+use lb_common::{
+    Addr, Backend, Control, Counters, DEFAULT_FLOW_TABLE_SIZE, FlowKey, FlowValue, MaglevTable,
+    VipKey, VipValue, names,
+};
 pub use stats::{BackendStats, Stats, VipStats};
 
 /// The XDP programs, built by build.rs with the nightly toolchain and bpf-linker.
@@ -45,8 +50,25 @@ pub struct Dataplane {
     vip_stats: PerCpuArray<MapData, Counters>,
     backend_stats: PerCpuArray<MapData, Counters>,
     outcomes: PerCpuArray<MapData, u64>,
+    flow_events: PerCpuArray<MapData, u64>,
+    clock: Clock,
     pin_dir: Option<PathBuf>,
     attached: Option<String>,
+}
+
+/// Choices made when the program is loaded.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadOptions {
+    /// Entries of the flow table (connection tracking). A pinned table keeps its size.
+    pub flow_table_size: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            flow_table_size: DEFAULT_FLOW_TABLE_SIZE,
+        }
+    }
 }
 
 fn take<T>(ebpf: &mut Ebpf, name: &str) -> Result<T>
@@ -59,7 +81,7 @@ where
     T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
 }
 
-const MAP_NAMES: [&str; 9] = [
+const MAP_NAMES: [&str; 11] = [
     names::VIPS,
     names::VIP_ADDRS,
     names::TABLES,
@@ -69,18 +91,62 @@ const MAP_NAMES: [&str; 9] = [
     names::VIP_STATS,
     names::BACKEND_STATS,
     names::OUTCOMES,
+    names::FLOWS,
+    names::FLOW_EVENTS,
 ];
 
+/// Key and value sizes each map must have; a pin left by an xlb with other layouts is replaced.
+fn expected_sizes(name: &str) -> Option<(usize, usize)> {
+    use core::mem::size_of;
+    Some(match name {
+        names::VIPS => (size_of::<VipKey>(), size_of::<VipValue>()),
+        names::VIP_ADDRS => (size_of::<Addr>(), size_of::<u32>()),
+        names::TABLES => (size_of::<u32>(), size_of::<MaglevTable>()),
+        names::BACKENDS => (size_of::<u32>(), size_of::<Backend>()),
+        names::CONTROL => (size_of::<u32>(), size_of::<Control>()),
+        names::VIP_STATS | names::BACKEND_STATS => (size_of::<u32>(), size_of::<Counters>()),
+        names::OUTCOMES | names::FLOW_EVENTS => (size_of::<u32>(), size_of::<u64>()),
+        names::FLOWS => (size_of::<FlowKey>(), size_of::<FlowValue>()),
+        _ => return None,
+    })
+}
+
+/// Removes pins whose layout this xlb cannot use (left by another version): their contents are
+/// lost, which costs a restart its hitlessness, never its correctness.
+fn drop_incompatible_pins(dir: &Path) {
+    for name in MAP_NAMES {
+        let path = dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let fits = match (aya::maps::MapInfo::from_pin(&path), expected_sizes(name)) {
+            (Ok(info), Some((key, value))) => {
+                info.key_size() as usize == key && info.value_size() as usize == value
+            }
+            (Ok(_), None) => true,
+            (Err(_), _) => false,
+        };
+        if !fits {
+            log::warn!(
+                "{}: pinned by an xlb with another map layout; replacing it",
+                path.display()
+            );
+            let _ = fs::remove_file(&path);
+        }
+    }
+}
 impl Dataplane {
     /// Loads the program. With `pin_dir`, every map lives pinned there: maps already pinned
     /// (by a previous xlb) are reused with their contents, the others are created and pinned.
-    pub fn load(pin_dir: Option<&Path>) -> Result<Self> {
+    pub fn load(pin_dir: Option<&Path>, options: LoadOptions) -> Result<Self> {
         bump_memlock_rlimit();
         let mut loader = EbpfLoader::new();
+        loader.map_max_entries(names::FLOWS, options.flow_table_size.max(1));
         let paths: Vec<(&str, PathBuf)> = match pin_dir {
             Some(dir) => {
                 fs::create_dir_all(dir)
                     .with_context(|| format!("creating pin directory {}", dir.display()))?;
+                drop_incompatible_pins(dir);
                 MAP_NAMES.iter().map(|n| (*n, dir.join(n))).collect()
             }
             None => Vec::new(),
@@ -104,6 +170,7 @@ impl Dataplane {
                 .pin(&prog_pin)
                 .with_context(|| format!("pinning the program at {}", prog_pin.display()))?;
         }
+        let clock = Clock::load(&mut ebpf)?;
         Ok(Self {
             vips: take(&mut ebpf, names::VIPS)?,
             vip_addrs: take(&mut ebpf, names::VIP_ADDRS)?,
@@ -114,6 +181,8 @@ impl Dataplane {
             vip_stats: take(&mut ebpf, names::VIP_STATS)?,
             backend_stats: take(&mut ebpf, names::BACKEND_STATS)?,
             outcomes: take(&mut ebpf, names::OUTCOMES)?,
+            flow_events: take(&mut ebpf, names::FLOW_EVENTS)?,
+            clock,
             ebpf,
             pin_dir: pin_dir.map(Path::to_path_buf),
             attached: None,
@@ -144,11 +213,22 @@ impl Dataplane {
         }
         for (id, backend) in self.backends.iter().enumerate() {
             let backend = backend.context("reading the backend map")?;
+            state.max_generation = state.max_generation.max(backend.generation);
             if backend.flags & lb_common::BACKEND_F_VALID != 0 {
-                state.backend_ids.push(id as u32);
+                state.backends.push((id as u32, backend));
             }
         }
         Ok(state)
+    }
+
+    /// The clock the data plane measures leases and idle flows in.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The data plane's current time, in [`Clock`] ticks.
+    pub fn now(&self) -> Result<u64> {
+        clock::read_jiffies(&self.ebpf)
     }
 
     /// Attaches the program to `interface`. With a pin directory the link is pinned too; a link
@@ -240,6 +320,7 @@ impl Dataplane {
             &self.vip_stats,
             &self.backend_stats,
             &self.outcomes,
+            &self.flow_events,
         )
     }
 }
@@ -319,7 +400,8 @@ pub fn read_pinned_stats(dir: &Path) -> Result<Stats> {
     let vip_stats = open(dir, names::VIP_STATS, aya::maps::Map::PerCpuArray)?;
     let backend_stats = open(dir, names::BACKEND_STATS, aya::maps::Map::PerCpuArray)?;
     let outcomes = open(dir, names::OUTCOMES, aya::maps::Map::PerCpuArray)?;
-    stats::read(&vips, &vip_stats, &backend_stats, &outcomes)
+    let flow_events = open(dir, names::FLOW_EVENTS, aya::maps::Map::PerCpuArray)?;
+    stats::read(&vips, &vip_stats, &backend_stats, &outcomes, &flow_events)
 }
 
 /// Pins need a BPF filesystem; mount one where there is none (as `bpftool` does).

@@ -2,12 +2,14 @@
 
 use anyhow::{Context as _, Result};
 use aya::maps::{HashMap, MapData, PerCpuArray};
-use lb_common::{Counters, MAX_BACKENDS, Outcome, VipKey, VipValue};
+use lb_common::{Counters, FlowEvent, MAX_BACKENDS, Outcome, VipKey, VipValue};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Indexed by [`Outcome`].
     pub outcomes: Vec<(Outcome, u64)>,
+    /// Why flows were placed by Maglev rather than found in the flow table.
+    pub flow_events: Vec<(FlowEvent, u64)>,
     pub vips: Vec<VipStats>,
     pub backends: Vec<BackendStats>,
 }
@@ -17,6 +19,13 @@ impl Stats {
         self.outcomes
             .iter()
             .find(|(o, _)| *o == outcome)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    pub fn flow_event(&self, event: FlowEvent) -> u64 {
+        self.flow_events
+            .iter()
+            .find(|(e, _)| *e == event)
             .map_or(0, |(_, n)| *n)
     }
 }
@@ -46,8 +55,15 @@ pub(super) fn read(
     vip_stats: &PerCpuArray<MapData, Counters>,
     backend_stats: &PerCpuArray<MapData, Counters>,
     outcomes: &PerCpuArray<MapData, u64>,
+    flow_events: &PerCpuArray<MapData, u64>,
 ) -> Result<Stats> {
     let mut stats = Stats::default();
+    for event in FlowEvent::ALL {
+        let per_cpu = flow_events
+            .get(&(event as u32), 0)
+            .with_context(|| format!("reading counter {}", event.name()))?;
+        stats.flow_events.push((event, per_cpu.iter().sum()));
+    }
     for outcome in Outcome::ALL {
         let per_cpu = outcomes
             .get(&(outcome as u32), 0)

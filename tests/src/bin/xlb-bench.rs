@@ -11,8 +11,8 @@ use lb_common::{
     v4_mapped,
 };
 use lb_userspace::{
-    dataplane::{Dataplane, FLOOR_OBJECT},
-    reconcile::Reconciler,
+    dataplane::{Dataplane, FLOOR_OBJECT, LoadOptions},
+    reconcile::{FlowTimeouts, Reconciler},
     service::{BackendPath, Protocol, RealServer, Service, desired},
 };
 use xlb_tests::packet::{DIRECTOR_MAC, L4, PacketSpec};
@@ -40,7 +40,13 @@ fn summary(mut v: Vec<f64>) -> (f64, f64, f64) {
 }
 
 fn main() -> Result<()> {
-    let mut dp = Dataplane::load(None).context("loading xlb (run as root)")?;
+    let mut dp = Dataplane::load(
+        None,
+        LoadOptions {
+            flow_table_size: 1 << 16,
+        },
+    )
+    .context("loading xlb (run as root)")?;
     let mut services = Vec::new();
     for (vip, backends) in [
         ("10.0.0.100", ["10.0.1.1", "10.0.1.2", "10.0.1.3"]),
@@ -79,7 +85,14 @@ fn main() -> Result<()> {
             )
         })
         .collect();
-    Reconciler::new(1).apply(&mut dp, &desired(&services, &paths, true))?;
+    Reconciler::new(
+        1,
+        FlowTimeouts {
+            tcp_idle: 1 << 40,
+            udp_idle: 1 << 40,
+        },
+    )
+    .apply(&mut dp, &desired(&services, &paths, true))?;
 
     let mut floor_obj = aya::Ebpf::load(FLOOR_OBJECT)?;
     let floor: &mut Xdp = floor_obj
