@@ -75,7 +75,7 @@ pub const fn is_prime(n: usize) -> bool {
     }
     let mut d = 2;
     while d * d <= n {
-        if n % d == 0 {
+        if n.is_multiple_of(d) {
             return false;
         }
         d += 1;
@@ -101,7 +101,7 @@ pub fn build(
             cursors: cursors.len(),
         });
     }
-    backends.sort_unstable_by(|a, b| (a.addr, a.port).cmp(&(b.addr, b.port)));
+    backends.sort_unstable_by_key(|b| (b.addr, b.port));
     if let Some(w) = backends
         .windows(2)
         .find(|w| (w[0].addr, w[0].port) == (w[1].addr, w[1].port))

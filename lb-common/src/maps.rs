@@ -8,6 +8,11 @@
 pub const MAGLEV_TABLE_SIZE: usize = 65537;
 /// VIPs (address, port, protocol) the data plane can serve at once.
 pub const MAX_VIPS: u32 = 64;
+/// Slots of one half of the VIP table: an open-addressed hash table the program probes with
+/// plain array reads (inlined by the verifier), where a BPF hash map costs a helper call.
+pub const VIP_SLOTS: u32 = 256;
+/// A VIP sits at most this many slots past its home slot; the control plane places it so.
+pub const VIP_PROBES: u32 = 4;
 /// Distinct backends over all VIPs.
 pub const MAX_BACKENDS: u32 = 4096;
 /// A table entry that names no backend (every backend of the VIP is drained or down).
@@ -66,12 +71,35 @@ pub struct VipKey {
     pub _pad: u8,
 }
 
+impl VipKey {
+    /// Where probing for this VIP starts in a half of the VIP table.
+    #[inline(always)]
+    pub const fn home_slot(&self) -> u32 {
+        let words = self.addr[0]
+            ^ self.addr[1]
+            ^ self.addr[2]
+            ^ self.addr[3]
+            ^ ((self.port as u32) << 8)
+            ^ self.proto as u32;
+        // Fibonacci hashing: the top bits of a multiply by 2^32 / golden ratio.
+        words.wrapping_mul(0x9e37_79b9) >> (32 - VIP_SLOTS.trailing_zeros())
+    }
+}
+
+/// One slot of the VIP table; `key.proto == 0` marks it empty.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipSlot {
+    pub key: VipKey,
+    pub value: VipValue,
+}
+
 /// Hash on the client address only (IPVS `sh`, or `persistence_timeout`), not the 5-tuple.
 pub const VIP_F_SOURCE_HASH: u32 = 1 << 0;
 
-/// Value of the VIP map.
+/// What the data plane knows of a VIP.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VipValue {
     /// Index of this VIP's counters and of its two tables (`2 * id` and `2 * id + 1`).
     pub id: u32,
@@ -141,6 +169,10 @@ pub struct Control {
     /// connection entry.
     pub tcp_idle: u64,
     pub udp_idle: u64,
+    /// Which half of the VIP table is live (0 or 1). Like the Maglev tables, the control plane
+    /// rewrites the other half whole and then flips this word.
+    pub vip_half: u32,
+    pub _pad: u32,
 }
 
 /// Key of the flow table: one client connection to one VIP (the VIP's id stands for its
@@ -279,6 +311,7 @@ mod pod {
     // explicit `_pad` fields leave no uninitialised padding.
     unsafe impl aya::Pod for super::VipKey {}
     unsafe impl aya::Pod for super::VipValue {}
+    unsafe impl aya::Pod for super::VipSlot {}
     unsafe impl aya::Pod for super::MaglevTable {}
     unsafe impl aya::Pod for super::Backend {}
     unsafe impl aya::Pod for super::Control {}
@@ -298,11 +331,27 @@ mod tests {
         assert_eq!(size_of::<VipKey>(), 20);
         assert_eq!(size_of::<VipValue>(), 16);
         assert_eq!(size_of::<Backend>(), 64);
-        assert_eq!(size_of::<Control>(), 32);
+        assert_eq!(size_of::<Control>(), 40);
+        assert_eq!(size_of::<VipSlot>(), 36);
         assert_eq!(size_of::<FlowKey>(), 20);
         assert_eq!(size_of::<FlowValue>(), 16);
         assert_eq!(size_of::<Counters>(), 16);
         assert_eq!(size_of::<MaglevTable>(), 4 * MAGLEV_TABLE_SIZE);
+    }
+
+    #[test]
+    fn home_slots_spread_and_stay_in_range() {
+        let mut used = [0u32; VIP_SLOTS as usize];
+        for i in 0..64u32 {
+            let key = VipKey {
+                addr: v4_mapped(u32::from_be_bytes([10, 0, 0, 100 + i as u8])),
+                port: 80u16.to_be(),
+                proto: PROTO_TCP,
+                _pad: 0,
+            };
+            used[key.home_slot() as usize] += 1;
+        }
+        assert!(used.iter().all(|n| *n <= 3), "{used:?}");
     }
 
     #[test]

@@ -25,11 +25,12 @@ use headers::*;
 use lb_common::{
     Addr, BACKEND_F_VALID, Backend, Control, Counters, DEFAULT_FLOW_TABLE_SIZE, FlowEvent, FlowKey,
     FlowValue, MAX_BACKENDS, MAX_VIPS, MaglevTable, NO_BACKEND, Outcome, PROTO_TCP,
-    VIP_F_SOURCE_HASH, VipKey, VipValue, hash, v4_mapped,
+    VIP_F_SOURCE_HASH, VIP_PROBES, VIP_SLOTS, VipKey, VipSlot, VipValue, hash, v4_mapped,
 };
 
+/// Two halves of [`VIP_SLOTS`] slots; `Control::vip_half` says which one is live.
 #[map]
-static XLB_VIPS: HashMap<VipKey, VipValue> = HashMap::with_max_entries(MAX_VIPS, 0);
+static XLB_VIPS: Array<VipSlot> = Array::with_max_entries(2 * VIP_SLOTS, 0);
 /// Every VIP address, whatever its ports: fragments and extension-header packets carry no port.
 #[map]
 static XLB_VIP_ADDRS: HashMap<Addr, u32> = HashMap::with_max_entries(MAX_VIPS, 0);
@@ -327,12 +328,11 @@ fn not_for_a_vip(addr: &Addr, outcome: Outcome) -> Outcome {
 
 #[inline(always)]
 fn forward(ctx: &XdpContext, flow: &Flow) -> Outcome {
-    let Some(vip) = XLB_VIPS.get_ptr(&flow.vip) else {
-        return Outcome::PassNotVip;
-    };
-    let vip = unsafe { *vip };
     let Some(control) = XLB_CONTROL.get(0) else {
         return Outcome::DropNoTable;
+    };
+    let Some(vip) = find_vip(&flow.vip, control.vip_half) else {
+        return Outcome::PassNotVip;
     };
     if control.active == 0 {
         return Outcome::PassInactive;
@@ -385,6 +385,24 @@ fn forward(ctx: &XdpContext, flow: &Flow) -> Outcome {
         Ok(_) => Outcome::Redirect,
         Err(_) => Outcome::DropRedirect,
     }
+}
+
+/// Linear probing from the key's home slot in the live half; an empty slot ends the search
+/// (halves are written whole, so there are no deleted slots to step over).
+#[inline(always)]
+fn find_vip(key: &VipKey, half: u32) -> Option<VipValue> {
+    let home = key.home_slot();
+    let base = (half & 1) * VIP_SLOTS;
+    for i in 0..VIP_PROBES {
+        let slot = XLB_VIPS.get(base + ((home + i) & (VIP_SLOTS - 1)))?;
+        if slot.key == *key {
+            return Some(slot.value);
+        }
+        if slot.key.proto == 0 {
+            return None;
+        }
+    }
+    None
 }
 
 /// The backend this connection went to, if it is still alive and still the same backend, and

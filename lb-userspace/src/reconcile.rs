@@ -3,7 +3,8 @@
 //!
 //! Order of writes: backends before the tables that name them; a table before the VIP entry that
 //! points at it; the control word last when activating and first when deactivating. A changed
-//! table goes into the VIP's idle half, and the VIP entry is then replaced to point at it.
+//! table goes into the VIP's idle table half; the VIP table's idle half is then written whole
+//! (with the VIP pointing at its new table) and the control word flips the VIP table's halves.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -14,7 +15,8 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow};
 use lb_common::{
-    Addr, Backend, Control, MAX_BACKENDS, MAX_VIPS, MaglevTable, VipKey, VipValue,
+    Addr, Backend, Control, MAX_BACKENDS, MAX_VIPS, MaglevTable, VIP_PROBES, VIP_SLOTS, VipKey,
+    VipSlot, VipValue,
     maglev::{self, MaglevBackend, MaglevCursor},
 };
 
@@ -24,8 +26,8 @@ use crate::service::{BackendKey, DesiredState, addr_words, words_addr};
 pub trait MapWriter {
     fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<()>;
     fn write_table(&mut self, index: u32, table: &MaglevTable) -> Result<()>;
-    fn set_vip(&mut self, key: &VipKey, value: &VipValue) -> Result<()>;
-    fn remove_vip(&mut self, key: &VipKey) -> Result<()>;
+    /// `index` counts over both halves of the VIP table.
+    fn write_vip_slot(&mut self, index: u32, slot: &VipSlot) -> Result<()>;
     fn add_vip_addr(&mut self, addr: &Addr) -> Result<()>;
     fn remove_vip_addr(&mut self, addr: &Addr) -> Result<()>;
     fn add_tx_port(&mut self, ifindex: u32) -> Result<()>;
@@ -35,6 +37,24 @@ pub trait MapWriter {
 /// A packet that read a VIP entry just before a flip may still be reading the old half: wait
 /// this long before writing that half again. XDP handles a packet in well under a microsecond.
 const TABLE_GRACE: Duration = Duration::from_millis(10);
+
+/// One half of the VIP table: each VIP within [`VIP_PROBES`] slots of its home slot, placed in
+/// key order so that the same VIPs always give the same half.
+pub fn place_vips(vips: &BTreeMap<VipKey, VipValue>) -> Result<Vec<VipSlot>> {
+    let mut half = vec![VipSlot::default(); VIP_SLOTS as usize];
+    for (key, value) in vips {
+        let home = key.home_slot();
+        let free = (0..VIP_PROBES)
+            .map(|i| ((home + i) & (VIP_SLOTS - 1)) as usize)
+            .find(|&i| half[i].key.proto == 0)
+            .ok_or_else(|| anyhow!("no room in the VIP table for VIP {}", words_addr(&key.addr)))?;
+        half[free] = VipSlot {
+            key: *key,
+            value: *value,
+        };
+    }
+    Ok(half)
+}
 
 struct AppliedVip {
     id: u32,
@@ -47,7 +67,8 @@ struct AppliedVip {
 /// What pinned maps hold when xlb starts: the applied state a previous xlb left.
 #[derive(Clone, Debug, Default)]
 pub struct PinnedState {
-    pub vips: Vec<(VipKey, VipValue)>,
+    /// Both halves of the VIP table, as the kernel holds them.
+    pub vip_slots: Vec<VipSlot>,
     pub vip_addrs: Vec<Addr>,
     /// Backend entries marked valid, by id.
     pub backends: Vec<(u32, Backend)>,
@@ -83,6 +104,10 @@ pub struct Reconciler {
     hash_seed: u32,
     timeouts: FlowTimeouts,
     vips: BTreeMap<VipKey, AppliedVip>,
+    /// What each half of the VIP table holds in the kernel.
+    vip_halves: [Vec<VipSlot>; 2],
+    /// When the VIP table's halves last flipped.
+    vip_flipped_at: Instant,
     backends: BTreeMap<BackendKey, (u32, Backend)>,
     /// Given to the next backend id handed out, so that a flow remembered for an id's previous
     /// owner never matches its new one.
@@ -94,6 +119,13 @@ pub struct Reconciler {
     /// reused nor cleared until every adopted table has been rewritten.
     reserved_backend_ids: BTreeSet<u32>,
     table: Box<MaglevTable>,
+}
+
+fn wait_out_grace(flipped_at: Instant) {
+    let since = flipped_at.elapsed();
+    if since < TABLE_GRACE {
+        thread::sleep(TABLE_GRACE - since);
+    }
 }
 
 fn lowest_free(used: impl Iterator<Item = u32>, max: u32) -> Option<u32> {
@@ -109,6 +141,13 @@ impl Reconciler {
             hash_seed,
             timeouts,
             vips: BTreeMap::new(),
+            vip_halves: [
+                vec![VipSlot::default(); VIP_SLOTS as usize],
+                vec![VipSlot::default(); VIP_SLOTS as usize],
+            ],
+            vip_flipped_at: Instant::now()
+                .checked_sub(TABLE_GRACE)
+                .unwrap_or_else(Instant::now),
             backends: BTreeMap::new(),
             next_generation: 1,
             vip_addrs: BTreeSet::new(),
@@ -123,12 +162,17 @@ impl Reconciler {
     /// differs: tables go into idle halves and flip, the control word is not touched when it
     /// already says the right thing. No packet sees a gap.
     pub fn adopt(&mut self, pinned: PinnedState) {
-        for (key, value) in pinned.vips {
+        if pinned.vip_slots.len() == 2 * VIP_SLOTS as usize {
+            let (a, b) = pinned.vip_slots.split_at(VIP_SLOTS as usize);
+            self.vip_halves = [a.to_vec(), b.to_vec()];
+        }
+        let live = (pinned.control.vip_half & 1) as usize;
+        for slot in self.vip_halves[live].iter().filter(|s| s.key.proto != 0) {
             self.vips.insert(
-                key,
+                slot.key,
                 AppliedVip {
-                    id: value.id,
-                    value,
+                    id: slot.value.id,
+                    value: slot.value,
                     members: None,
                     flipped_at: Instant::now(),
                 },
@@ -183,12 +227,15 @@ impl Reconciler {
 
     pub fn apply(&mut self, w: &mut impl MapWriter, desired: &DesiredState) -> Result<Changes> {
         let mut changes = Changes::default();
-        let control = Control {
+        let applied = self.control.unwrap_or_default();
+        let mut control = Control {
             active: u32::from(desired.active),
             hash_seed: self.hash_seed,
             lease_until: 0,
             tcp_idle: self.timeouts.tcp_idle,
             udp_idle: self.timeouts.udp_idle,
+            vip_half: applied.vip_half & 1,
+            _pad: 0,
         };
         if !desired.active && self.control != Some(control) {
             w.set_control(&control)?;
@@ -243,19 +290,13 @@ impl Reconciler {
             w.add_vip_addr(addr)?;
         }
 
-        // Removed VIPs first: they free ids for the added ones.
-        let removed: Vec<VipKey> = self
-            .vips
-            .keys()
-            .filter(|k| !desired.vips.contains_key(k))
-            .copied()
-            .collect();
-        for key in removed {
-            w.remove_vip(&key)?;
-            self.vips.remove(&key);
-            changes.vips_removed += 1;
-        }
+        // Removed VIPs free their ids for added ones; they leave the VIP table at the flip.
+        let before = self.vips.len();
+        self.vips.retain(|key, _| desired.vips.contains_key(key));
+        changes.vips_removed = before - self.vips.len();
 
+        // Changed tables go into their idle halves; the VIPs will point at them after the flip.
+        let mut pending: Vec<(VipKey, AppliedVip)> = Vec::new();
         for (key, vip) in &desired.vips {
             let (id, index, live) = match self.vips.get(key) {
                 Some(applied)
@@ -265,16 +306,19 @@ impl Reconciler {
                     continue;
                 }
                 Some(applied) => {
-                    let since = applied.flipped_at.elapsed();
-                    if since < TABLE_GRACE {
-                        thread::sleep(TABLE_GRACE - since);
-                    }
+                    wait_out_grace(applied.flipped_at);
                     let idle = applied.value.live_table ^ 1;
                     (applied.id, applied.id * 2 + idle, idle)
                 }
                 None => {
-                    let id = lowest_free(self.vips.values().map(|v| v.id), MAX_VIPS)
-                        .ok_or_else(|| anyhow!("more than {MAX_VIPS} VIPs"))?;
+                    let id = lowest_free(
+                        self.vips
+                            .values()
+                            .map(|v| v.id)
+                            .chain(pending.iter().map(|(_, v)| v.id)),
+                        MAX_VIPS,
+                    )
+                    .ok_or_else(|| anyhow!("more than {MAX_VIPS} VIPs"))?;
                     changes.vips_added += 1;
                     (id, id * 2, 0)
                 }
@@ -289,8 +333,7 @@ impl Reconciler {
                 live_table: live,
                 _pad: 0,
             };
-            w.set_vip(key, &value)?;
-            self.vips.insert(
+            pending.push((
                 *key,
                 AppliedVip {
                     id,
@@ -298,8 +341,43 @@ impl Reconciler {
                     members: Some(vip.members.clone()),
                     flipped_at: Instant::now(),
                 },
-            );
+            ));
         }
+        self.vips.extend(pending);
+
+        // The VIP table: write the idle half whole, then flip.
+        let values: BTreeMap<VipKey, VipValue> =
+            self.vips.iter().map(|(k, v)| (*k, v.value)).collect();
+        let half = place_vips(&values)?;
+        let live = (control.vip_half & 1) as usize;
+        if half != self.vip_halves[live] {
+            let idle = live ^ 1;
+            wait_out_grace(self.vip_flipped_at);
+            for (i, slot) in half.iter().enumerate() {
+                if self.vip_halves[idle][i] != *slot {
+                    let index = idle as u32 * VIP_SLOTS + i as u32;
+                    w.write_vip_slot(index, slot)
+                        .with_context(|| format!("writing VIP table slot {index}"))?;
+                    self.vip_halves[idle][i] = *slot;
+                }
+            }
+            control = Control {
+                vip_half: idle as u32,
+                ..self.control.unwrap_or(control)
+            };
+            w.set_control(&control)?;
+            self.control = Some(control);
+            changes.control_written = true;
+            let now = Instant::now();
+            self.vip_flipped_at = now;
+            for vip in self.vips.values_mut() {
+                vip.flipped_at = now;
+            }
+        }
+        let control = Control {
+            active: u32::from(desired.active),
+            ..control
+        };
 
         for addr in self.vip_addrs.difference(&desired_addrs) {
             w.remove_vip_addr(addr)?;
@@ -380,12 +458,13 @@ mod tests {
     enum Write {
         Backend(u32, bool),
         Table(u32),
-        Vip(u32, u32),
-        RemoveVip,
+        /// A VIP table slot: (half, VIP id and live table, or None for an empty slot).
+        VipSlot(u32, Option<(u32, u32)>),
         AddAddr,
         RemoveAddr,
         TxPort(u32),
-        Control(u32),
+        /// (active, live VIP half).
+        Control(u32, u32),
     }
 
     #[derive(Default)]
@@ -400,12 +479,9 @@ mod tests {
             self.0.push(Write::Table(index));
             Ok(())
         }
-        fn set_vip(&mut self, _: &VipKey, v: &VipValue) -> Result<()> {
-            self.0.push(Write::Vip(v.id, v.live_table));
-            Ok(())
-        }
-        fn remove_vip(&mut self, _: &VipKey) -> Result<()> {
-            self.0.push(Write::RemoveVip);
+        fn write_vip_slot(&mut self, index: u32, slot: &VipSlot) -> Result<()> {
+            let value = (slot.key.proto != 0).then_some((slot.value.id, slot.value.live_table));
+            self.0.push(Write::VipSlot(index / VIP_SLOTS, value));
             Ok(())
         }
         fn add_vip_addr(&mut self, _: &Addr) -> Result<()> {
@@ -421,7 +497,7 @@ mod tests {
             Ok(())
         }
         fn set_control(&mut self, c: &Control) -> Result<()> {
-            self.0.push(Write::Control(c.active));
+            self.0.push(Write::Control(c.active, c.vip_half));
             Ok(())
         }
     }
@@ -474,8 +550,8 @@ mod tests {
                 Write::Backend(1, true),
                 Write::AddAddr,
                 Write::Table(0),
-                Write::Vip(0, 0),
-                Write::Control(1),
+                Write::VipSlot(1, Some((0, 0))),
+                Write::Control(1, 1),
             ]
         );
     }
@@ -501,11 +577,19 @@ mod tests {
         let mut w = Recorder::default();
         r.apply(&mut w, &desired(&services(&[1, 3]), &paths(2), true))
             .unwrap();
-        assert_eq!(w.0, vec![Write::Table(1), Write::Vip(0, 1)]);
+        assert_eq!(
+            w.0,
+            vec![
+                Write::Table(1),
+                Write::VipSlot(0, Some((0, 1))),
+                Write::Control(1, 0)
+            ]
+        );
         let mut w = Recorder::default();
         r.apply(&mut w, &desired(&services(&[2, 3]), &paths(2), true))
             .unwrap();
-        assert_eq!(w.0, vec![Write::Table(0), Write::Vip(0, 0)]);
+        // Half 1 still holds the VIP pointing at table 0, from the first apply.
+        assert_eq!(w.0, vec![Write::Table(0), Write::Control(1, 1)]);
     }
 
     #[test]
@@ -513,20 +597,15 @@ mod tests {
         let d = desired(&services(&[1, 1]), &paths(2), true);
         let mut first = Reconciler::new(1, TIMEOUTS);
         first.apply(&mut Recorder::default(), &d).unwrap();
-        let vip = first
-            .vips
-            .iter()
-            .next()
-            .map(|(k, v)| (*k, v.value))
-            .unwrap();
-
+        let vip_slots: Vec<VipSlot> = first.vip_halves.concat();
+        let vip = *first.vips.keys().next().unwrap();
         let backends: Vec<(u32, Backend)> = first.backends.values().copied().collect();
         let control = first.control.unwrap();
 
         let mut restarted = Reconciler::new(1, TIMEOUTS);
         restarted.adopt(PinnedState {
-            vips: vec![vip],
-            vip_addrs: vec![vip.0.addr],
+            vip_slots,
+            vip_addrs: vec![vip.addr],
             backends: backends.clone(),
             max_generation: 2,
             control,
@@ -536,7 +615,14 @@ mod tests {
         // Backends keep their ids and generations (remembered flows stay valid); the table is
         // rewritten into the idle half and flipped; the control word and the VIP address are
         // left alone.
-        assert_eq!(w.0, vec![Write::Table(1), Write::Vip(0, 1)]);
+        assert_eq!(
+            w.0,
+            vec![
+                Write::Table(1),
+                Write::VipSlot(0, Some((0, 1))),
+                Write::Control(1, 0)
+            ]
+        );
         let s: Service = services(&[1, 1, 1]).remove(0);
         let mut w = Recorder::default();
         restarted
@@ -588,8 +674,9 @@ mod tests {
         assert_eq!(
             w.0,
             vec![
-                Write::Control(0),
-                Write::RemoveVip,
+                Write::Control(0, 1),
+                // Half 0 was never written: it is already the empty table.
+                Write::Control(0, 0),
                 Write::RemoveAddr,
                 Write::Backend(0, false),
                 Write::Backend(1, false),

@@ -216,7 +216,7 @@ mod tests {
             src_mac: [2, 0, 0, 0, 0, 9],
         };
         let paths = HashMap::from([("10.0.0.1".parse().unwrap(), path)]);
-        let d = desired(&[s.clone()], &paths, true);
+        let d = desired(std::slice::from_ref(&s), &paths, true);
         assert_eq!(d.backends.len(), 1);
         assert_eq!(
             d.vips[&s.key()].members,

@@ -115,13 +115,19 @@ async fn serve(opts: &RunOptions, dp: &mut Dataplane, services: &mut Vec<Service
     };
     let mut reconciler = Reconciler::new(opts.hash_seed, timeouts);
     let pinned = dp.pinned_state()?;
-    if !pinned.vips.is_empty() {
-        info!(
-            "adopting {} VIP(s) from the pinned maps of a previous xlb",
-            pinned.vips.len()
-        );
-        reconciler.adopt(pinned);
+    let live = (pinned.control.vip_half & 1) as usize * lb_common::VIP_SLOTS as usize;
+    let adopted = pinned
+        .vip_slots
+        .iter()
+        .skip(live)
+        .take(lb_common::VIP_SLOTS as usize)
+        .filter(|s| s.key.proto != 0)
+        .count();
+    if adopted > 0 {
+        info!("adopting {adopted} VIP(s) from the pinned maps of a previous xlb");
     }
+    // Always: generations handed out before must not be handed out again.
+    reconciler.adopt(pinned);
     let mut paths: HashMap<IpAddr, BackendPath> = HashMap::new();
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;

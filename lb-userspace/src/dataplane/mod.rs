@@ -23,7 +23,7 @@ use aya::{
 pub use clock::Clock;
 use lb_common::{
     Addr, Backend, Control, Counters, DEFAULT_FLOW_TABLE_SIZE, FlowKey, FlowValue, MaglevTable,
-    VipKey, VipValue, names,
+    VipSlot, names,
 };
 pub use stats::{BackendStats, Stats, VipStats};
 
@@ -41,7 +41,7 @@ pub fn pin_dir(bpffs: &Path, interface: &str) -> PathBuf {
 /// The loaded program and handles on each of its maps.
 pub struct Dataplane {
     ebpf: Ebpf,
-    vips: HashMap<MapData, VipKey, VipValue>,
+    vips: Array<MapData, VipSlot>,
     vip_addrs: HashMap<MapData, Addr, u32>,
     tables: Array<MapData, MaglevTable>,
     backends: Array<MapData, Backend>,
@@ -99,7 +99,7 @@ const MAP_NAMES: [&str; 11] = [
 fn expected_sizes(name: &str) -> Option<(usize, usize)> {
     use core::mem::size_of;
     Some(match name {
-        names::VIPS => (size_of::<VipKey>(), size_of::<VipValue>()),
+        names::VIPS => (size_of::<u32>(), size_of::<VipSlot>()),
         names::VIP_ADDRS => (size_of::<Addr>(), size_of::<u32>()),
         names::TABLES => (size_of::<u32>(), size_of::<MaglevTable>()),
         names::BACKENDS => (size_of::<u32>(), size_of::<Backend>()),
@@ -203,8 +203,8 @@ impl Dataplane {
             control: self.control()?,
             ..Default::default()
         };
-        for entry in self.vips.iter() {
-            state.vips.push(entry.context("reading the VIP map")?);
+        for slot in self.vips.iter() {
+            state.vip_slots.push(slot.context("reading the VIP table")?);
         }
         for key in self.vip_addrs.keys() {
             state
@@ -317,6 +317,7 @@ impl Dataplane {
     pub fn stats(&self) -> Result<Stats> {
         stats::read(
             &self.vips,
+            &self.control,
             &self.vip_stats,
             &self.backend_stats,
             &self.outcomes,
@@ -350,14 +351,10 @@ impl crate::reconcile::MapWriter for Dataplane {
             .with_context(|| format!("writing Maglev table {index}"))
     }
 
-    fn set_vip(&mut self, key: &VipKey, value: &VipValue) -> Result<()> {
+    fn write_vip_slot(&mut self, index: u32, slot: &VipSlot) -> Result<()> {
         self.vips
-            .insert(key, value, 0)
-            .with_context(|| format!("writing VIP {}", value.id))
-    }
-
-    fn remove_vip(&mut self, key: &VipKey) -> Result<()> {
-        self.vips.remove(key).context("removing a VIP")
+            .set(index, slot, 0)
+            .with_context(|| format!("writing VIP table slot {index}"))
     }
 
     fn add_vip_addr(&mut self, addr: &Addr) -> Result<()> {
@@ -396,12 +393,20 @@ pub fn read_pinned_stats(dir: &Path) -> Result<Stats> {
         })?;
         T::try_from(wrap(data)).with_context(|| format!("map {name} has an unexpected type"))
     }
-    let vips = open(dir, names::VIPS, aya::maps::Map::HashMap)?;
+    let vips = open(dir, names::VIPS, aya::maps::Map::Array)?;
+    let control = open(dir, names::CONTROL, aya::maps::Map::Array)?;
     let vip_stats = open(dir, names::VIP_STATS, aya::maps::Map::PerCpuArray)?;
     let backend_stats = open(dir, names::BACKEND_STATS, aya::maps::Map::PerCpuArray)?;
     let outcomes = open(dir, names::OUTCOMES, aya::maps::Map::PerCpuArray)?;
     let flow_events = open(dir, names::FLOW_EVENTS, aya::maps::Map::PerCpuArray)?;
-    stats::read(&vips, &vip_stats, &backend_stats, &outcomes, &flow_events)
+    stats::read(
+        &vips,
+        &control,
+        &vip_stats,
+        &backend_stats,
+        &outcomes,
+        &flow_events,
+    )
 }
 
 /// Pins need a BPF filesystem; mount one where there is none (as `bpftool` does).

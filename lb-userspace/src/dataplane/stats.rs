@@ -1,8 +1,8 @@
 //! Reading the per-CPU counters: summed over CPUs, keyed by what they count.
 
 use anyhow::{Context as _, Result};
-use aya::maps::{HashMap, MapData, PerCpuArray};
-use lb_common::{Counters, FlowEvent, MAX_BACKENDS, Outcome, VipKey, VipValue};
+use aya::maps::{Array, MapData, PerCpuArray};
+use lb_common::{Control, Counters, FlowEvent, MAX_BACKENDS, Outcome, VIP_SLOTS, VipKey, VipSlot};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -51,7 +51,8 @@ fn sum(values: &[Counters]) -> Counters {
 }
 
 pub(super) fn read(
-    vips: &HashMap<MapData, VipKey, VipValue>,
+    vips: &Array<MapData, VipSlot>,
+    control: &Array<MapData, Control>,
     vip_stats: &PerCpuArray<MapData, Counters>,
     backend_stats: &PerCpuArray<MapData, Counters>,
     outcomes: &PerCpuArray<MapData, u64>,
@@ -70,14 +71,22 @@ pub(super) fn read(
             .with_context(|| format!("reading counter {}", outcome.name()))?;
         stats.outcomes.push((outcome, per_cpu.iter().sum()));
     }
-    for entry in vips.iter() {
-        let (key, value) = entry.context("iterating the VIP map")?;
+    let half = control
+        .get(&0, 0)
+        .context("reading the control entry")?
+        .vip_half
+        & 1;
+    for index in half * VIP_SLOTS..(half + 1) * VIP_SLOTS {
+        let slot = vips.get(&index, 0).context("reading the VIP table")?;
+        if slot.key.proto == 0 {
+            continue;
+        }
         let per_cpu = vip_stats
-            .get(&value.id, 0)
-            .with_context(|| format!("reading VIP counters {}", value.id))?;
+            .get(&slot.value.id, 0)
+            .with_context(|| format!("reading VIP counters {}", slot.value.id))?;
         stats.vips.push(VipStats {
-            key,
-            id: value.id,
+            key: slot.key,
+            id: slot.value.id,
             counters: sum(&per_cpu),
         });
     }
