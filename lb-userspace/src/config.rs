@@ -23,6 +23,8 @@ pub fn services(config: &Config) -> Vec<Service> {
                 .map(|rs| RealServer {
                     addr: (rs.address, rs.port).into(),
                     weight: rs.weight,
+                    // Until its checkers say otherwise (`alpha` starts it down).
+                    alive: !vs.alpha || rs.checkers.is_empty(),
                 })
                 .collect(),
         })

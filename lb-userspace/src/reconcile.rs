@@ -109,6 +109,10 @@ pub struct Reconciler {
     /// When the VIP table's halves last flipped.
     vip_flipped_at: Instant,
     backends: BTreeMap<BackendKey, (u32, Backend)>,
+    /// Real servers removed from the config while their VIP stays: kept alive (out of every
+    /// table) until the deadline, so that connections they have finish, as a drained server's do.
+    draining: BTreeMap<BackendKey, (u32, Backend, Instant)>,
+    drain: Duration,
     /// Given to the next backend id handed out, so that a flow remembered for an id's previous
     /// owner never matches its new one.
     next_generation: u32,
@@ -119,6 +123,15 @@ pub struct Reconciler {
     /// reused nor cleared until every adopted table has been rewritten.
     reserved_backend_ids: BTreeSet<u32>,
     table: Box<MaglevTable>,
+}
+
+/// An emptied backend entry. It keeps its generation so that a restarted xlb, adopting these
+/// maps, never hands that generation out again.
+fn cleared(applied: &Backend) -> Backend {
+    Backend {
+        generation: applied.generation,
+        ..Backend::default()
+    }
 }
 
 fn wait_out_grace(flipped_at: Instant) {
@@ -149,6 +162,8 @@ impl Reconciler {
                 .checked_sub(TABLE_GRACE)
                 .unwrap_or_else(Instant::now),
             backends: BTreeMap::new(),
+            draining: BTreeMap::new(),
+            drain: Duration::ZERO,
             next_generation: 1,
             vip_addrs: BTreeSet::new(),
             tx_ports: BTreeSet::new(),
@@ -156,6 +171,12 @@ impl Reconciler {
             reserved_backend_ids: BTreeSet::new(),
             table,
         }
+    }
+
+    /// How long a real server removed from the config keeps serving the connections it has.
+    pub fn with_drain(mut self, drain: Duration) -> Self {
+        self.drain = drain;
+        self
     }
 
     /// Takes what pinned maps hold as applied, so that a restarted xlb changes only what
@@ -245,6 +266,9 @@ impl Reconciler {
 
         // Backends, before any table names them.
         for (key, backend) in &desired.backends {
+            if let Some((id, applied, _)) = self.draining.remove(key) {
+                self.backends.insert(*key, (id, applied));
+            }
             let (id, generation) = match self.backends.get(key) {
                 Some((_, applied))
                     if *applied
@@ -262,6 +286,7 @@ impl Reconciler {
                         self.backends
                             .values()
                             .map(|(id, _)| *id)
+                            .chain(self.draining.values().map(|(id, _, _)| *id))
                             .chain(self.reserved_backend_ids.iter().copied()),
                         MAX_BACKENDS,
                     )
@@ -384,23 +409,34 @@ impl Reconciler {
         }
         self.vip_addrs = desired_addrs;
 
-        // Backends no table names any more. The cleared entry keeps its generation so that a
-        // restarted xlb, adopting these maps, never hands it out again.
+        // Backends no longer configured: drained while their VIP stays, else cleared.
         let gone: Vec<BackendKey> = self
             .backends
             .keys()
             .filter(|key| !desired.backends.contains_key(key))
             .copied()
             .collect();
+        let now = Instant::now();
         for key in gone {
             if let Some((id, applied)) = self.backends.remove(&key) {
-                w.set_backend(
-                    id,
-                    &Backend {
-                        generation: applied.generation,
-                        ..Backend::default()
-                    },
-                )?;
+                let alive = applied.flags & lb_common::BACKEND_F_VALID != 0;
+                if alive && !self.drain.is_zero() && desired.vips.contains_key(&key.vip) {
+                    self.draining.insert(key, (id, applied, now + self.drain));
+                    continue;
+                }
+                w.set_backend(id, &cleared(&applied))?;
+                changes.backends_written += 1;
+            }
+        }
+        let drained: Vec<BackendKey> = self
+            .draining
+            .iter()
+            .filter(|(key, (_, _, until))| *until <= now || !desired.vips.contains_key(&key.vip))
+            .map(|(key, _)| *key)
+            .collect();
+        for key in drained {
+            if let Some((id, applied, _)) = self.draining.remove(&key) {
+                w.set_backend(id, &cleared(&applied))?;
                 changes.backends_written += 1;
             }
         }
@@ -408,7 +444,12 @@ impl Reconciler {
         // Once no adopted table is left, the backend ids it named are free.
         if !self.reserved_backend_ids.is_empty() && self.vips.values().all(|v| v.members.is_some())
         {
-            let in_use: BTreeSet<u32> = self.backends.values().map(|(id, _)| *id).collect();
+            let in_use: BTreeSet<u32> = self
+                .backends
+                .values()
+                .map(|(id, _)| *id)
+                .chain(self.draining.values().map(|(id, _, _)| *id))
+                .collect();
             for id in std::mem::take(&mut self.reserved_backend_ids) {
                 if !in_use.contains(&id) {
                     // Generation 0 is never handed out, so no remembered flow matches it.
@@ -518,6 +559,7 @@ mod tests {
                 .map(|(i, w)| RealServer {
                     addr: format!("10.0.0.{}:80", i + 1).parse().unwrap(),
                     weight: *w,
+                    alive: true,
                 })
                 .collect(),
         }]
@@ -634,6 +676,38 @@ mod tests {
     }
 
     #[test]
+    fn a_removed_real_server_drains_then_clears() {
+        let mut r = Reconciler::new(1, TIMEOUTS).with_drain(Duration::from_millis(30));
+        let mut w = Recorder::default();
+        r.apply(&mut w, &desired(&services(&[1, 1]), &paths(2), true))
+            .unwrap();
+        let mut w = Recorder::default();
+        r.apply(&mut w, &desired(&services(&[1]), &paths(2), true))
+            .unwrap();
+        // Out of the table, still valid.
+        assert!(!w.0.contains(&Write::Backend(1, false)), "{:?}", w.0);
+        assert!(w.0.contains(&Write::Table(1)));
+        thread::sleep(Duration::from_millis(40));
+        let mut w = Recorder::default();
+        r.apply(&mut w, &desired(&services(&[1]), &paths(2), true))
+            .unwrap();
+        assert_eq!(w.0, vec![Write::Backend(1, false)]);
+    }
+
+    #[test]
+    fn a_dead_real_server_is_marked_down_at_once() {
+        let mut r = Reconciler::new(1, TIMEOUTS).with_drain(Duration::from_secs(60));
+        let mut w = Recorder::default();
+        r.apply(&mut w, &desired(&services(&[1, 1]), &paths(2), true))
+            .unwrap();
+        let mut s = services(&[1, 1]);
+        s[0].real_servers[1].alive = false;
+        let mut w = Recorder::default();
+        r.apply(&mut w, &desired(&s, &paths(2), true)).unwrap();
+        assert_eq!(w.0[0], Write::Backend(1, false));
+    }
+
+    #[test]
     fn a_reused_id_gets_a_new_generation() {
         let mut r = Reconciler::new(1, TIMEOUTS);
         let mut w = Recorder::default();
@@ -651,6 +725,7 @@ mod tests {
         s[0].real_servers.push(RealServer {
             addr: "10.0.0.3:80".parse().unwrap(),
             weight: 1,
+            alive: true,
         });
         r.apply(&mut w, &desired(&s, &paths(3), true)).unwrap();
         let reused = r.backends[&BackendKey {

@@ -45,8 +45,11 @@ pub struct Service {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RealServer {
     pub addr: SocketAddr,
-    /// 0: drained.
+    /// 0: drained (alive, keeps its connections, gets no new ones).
     pub weight: u32,
+    /// Passing its health checks. A dead real server gets no table entries, and connections
+    /// remembered for it are placed again.
+    pub alive: bool,
 }
 
 impl Service {
@@ -119,9 +122,9 @@ pub struct DesiredVip {
     pub members: Vec<(IpAddr, u16, u32)>,
 }
 
-/// The desired state of the data plane, from the live real servers of each service (the health
-/// checks leave out those that are down). Real servers whose path is not resolved get no table
-/// entries: they cannot be reached, so they count as down.
+/// The desired state of the data plane. Every real server of every service has a backend entry;
+/// one that is dead, or whose path is not resolved (it cannot be reached), is marked down: no
+/// table entries, and its remembered connections are placed again.
 pub fn desired(
     services: &[Service],
     paths: &HashMap<IpAddr, BackendPath>,
@@ -134,8 +137,16 @@ pub fn desired(
     for service in services {
         let mut members = Vec::new();
         for rs in &service.real_servers {
-            let Some(path) = paths.get(&rs.addr.ip()) else {
-                continue;
+            let path = paths.get(&rs.addr.ip()).filter(|_| rs.alive);
+            let backend = match path {
+                Some(path) => Backend {
+                    mac: path.mac,
+                    src_mac: path.src_mac,
+                    ifindex: path.ifindex,
+                    flags: BACKEND_F_VALID,
+                    ..Backend::default()
+                },
+                None => Backend::default(),
             };
             state.backends.insert(
                 BackendKey {
@@ -143,18 +154,15 @@ pub fn desired(
                     real_server: rs.addr,
                 },
                 Backend {
-                    mac: path.mac,
-                    src_mac: path.src_mac,
-                    ifindex: path.ifindex,
-                    flags: BACKEND_F_VALID,
-                    generation: 0,
                     vip: service.key(),
                     real_server: addr_words(rs.addr.ip()),
                     real_server_port: rs.addr.port(),
-                    _pad: 0,
+                    ..backend
                 },
             );
-            members.push((rs.addr.ip(), rs.addr.port(), rs.weight));
+            if path.is_some() {
+                members.push((rs.addr.ip(), rs.addr.port(), rs.weight));
+            }
         }
         members.sort();
         let flags = if service.source_hash {
@@ -183,6 +191,7 @@ mod tests {
                 .map(|(a, w)| RealServer {
                     addr: a.parse().unwrap(),
                     weight: *w,
+                    alive: true,
                 })
                 .collect(),
         }
@@ -208,7 +217,7 @@ mod tests {
     }
 
     #[test]
-    fn unresolved_backends_get_no_entries() {
+    fn unresolved_and_dead_backends_are_marked_down() {
         let s = service("10.0.0.100:80", &[("10.0.0.1:80", 1), ("10.0.0.2:80", 2)]);
         let path = BackendPath {
             ifindex: 2,
@@ -217,10 +226,22 @@ mod tests {
         };
         let paths = HashMap::from([("10.0.0.1".parse().unwrap(), path)]);
         let d = desired(std::slice::from_ref(&s), &paths, true);
-        assert_eq!(d.backends.len(), 1);
+        let valid = |d: &DesiredState| {
+            d.backends
+                .values()
+                .filter(|b| b.flags & BACKEND_F_VALID != 0)
+                .count()
+        };
+        assert_eq!(d.backends.len(), 2);
+        assert_eq!(valid(&d), 1);
         assert_eq!(
             d.vips[&s.key()].members,
             vec![("10.0.0.1".parse().unwrap(), 80, 1)]
         );
+        let mut dead = s.clone();
+        dead.real_servers[0].alive = false;
+        let d = desired(&[dead], &paths, true);
+        assert_eq!(valid(&d), 0);
+        assert!(d.vips[&s.key()].members.is_empty());
     }
 }

@@ -60,6 +60,7 @@ impl Harness {
                         .map(|(b, w)| RealServer {
                             addr: (b.parse::<IpAddr>().unwrap(), port).into(),
                             weight: w,
+                            alive: true,
                         })
                         .collect(),
                 });

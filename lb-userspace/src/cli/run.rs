@@ -113,7 +113,10 @@ async fn serve(opts: &RunOptions, dp: &mut Dataplane, services: &mut Vec<Service
         tcp_idle: clock.ticks(opts.tcp_idle),
         udp_idle: clock.ticks(opts.udp_idle),
     };
-    let mut reconciler = Reconciler::new(opts.hash_seed, timeouts);
+    // A real server taken out of the config keeps the connections it has for as long as an idle
+    // one would be remembered.
+    let mut reconciler =
+        Reconciler::new(opts.hash_seed, timeouts).with_drain(opts.tcp_idle.max(opts.udp_idle));
     let pinned = dp.pinned_state()?;
     let live = (pinned.control.vip_half & 1) as usize * lb_common::VIP_SLOTS as usize;
     let adopted = pinned

@@ -65,6 +65,7 @@ fn main() -> Result<()> {
                     Ok(RealServer {
                         addr: (b.parse::<IpAddr>()?, 80).into(),
                         weight: 1,
+                        alive: true,
                     })
                 })
                 .collect::<Result<_>>()?,
