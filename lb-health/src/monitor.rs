@@ -1,0 +1,514 @@
+//! One task per real server, running its checkers with keepalived's timing
+//! and state rules (check_api.c, check_tcp.c `tcp_epilog`, check_http.c
+//! `epilog`, check_misc.c, ipwrapper.c `update_svr_checker_state` and
+//! `perform_svr_state`):
+//!
+//! - each checker starts after a random delay in `[0, warmup]` (warmup
+//!   defaults to the checker's delay_loop), then runs every delay_loop;
+//! - a checker that is up and fails is retried `retry` times,
+//!   `delay_before_retry` apart, and declared down only when the last retry
+//!   fails too; one success puts a down checker back up. The very first
+//!   check is not retried: one failure at start-up is enough;
+//! - checkers start up, or down with `alpha`;
+//! - the real server is up while all its checkers are up; one with no
+//!   checkers is always up;
+//! - on a change the real server is logged as keepalived logs it
+//!   (`Adding service [ip]:tcp:port to VS [vip]:tcp:port`, `Removing ...
+//!   from ...`, or `Enabling/Disabling ... of ...` with inhibit_on_failure),
+//!   its notify_up/notify_down script runs and a [`HealthEvent`] is sent;
+//! - a `misc_dynamic` weight change is logged (`Changing weight from A to B
+//!   for [in]active service ...`) and sent as an event while up.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use lb_config::{Checker, NotifyScript, RealServer, VirtualServer};
+use log::{debug, info, warn};
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::check::{CheckContext, CheckFailure, CheckSuccess, checker_label, run_check};
+use crate::script::{ScriptOutcome, ScriptRunner};
+use crate::{RsKey, VsKey, service_trio};
+
+/// How long a notify_up/notify_down script may run. keepalived starts them
+/// and never waits; a bound keeps a hung one from piling up every flap.
+pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A real server changed: went up or down, or its weight changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthEvent {
+    pub virtual_server: VsKey,
+    pub real_server: RsKey,
+    pub up: bool,
+    /// What to forward with: the configured weight, or the one misc_dynamic
+    /// set, while up; 0 while down (the weight an inhibited server keeps).
+    pub weight: u32,
+}
+
+/// What a monitor knows of its real server now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RealServerHealth {
+    pub up: bool,
+    /// The configured weight, or the one misc_dynamic set; kept while down.
+    pub weight: u32,
+    pub inhibit_on_failure: bool,
+    /// Checkers currently down.
+    pub failed_checkers: usize,
+}
+
+impl RealServerHealth {
+    /// The weight to forward with: `weight` while up, 0 while down.
+    pub fn forwarding_weight(&self) -> u32 {
+        if self.up { self.weight } else { 0 }
+    }
+}
+
+/// Configuration changes a running monitor takes without losing its state.
+#[derive(Debug)]
+struct MonitorUpdate {
+    real_server: RealServer,
+    scripts: Arc<ScriptRunner>,
+}
+
+/// A running monitor of one real server. Dropping it stops the checks
+/// (and kills a script a check is running).
+#[derive(Debug)]
+pub struct RealServerMonitor {
+    task: JoinHandle<()>,
+    health: Arc<Mutex<RealServerHealth>>,
+    updates: mpsc::UnboundedSender<MonitorUpdate>,
+    checkers: Vec<Checker>,
+}
+
+impl RealServerMonitor {
+    /// Starts monitoring `rs` of `vs`. Must be called within a tokio runtime.
+    pub fn spawn(
+        vs: &VirtualServer,
+        rs: &RealServer,
+        ctx: CheckContext,
+        events: mpsc::Sender<HealthEvent>,
+    ) -> Self {
+        let vs_key = VsKey::of(vs);
+        // keepalived: checkers start down in alpha mode; a real server with
+        // no checkers has nothing failing and is up.
+        let checkers_up = !vs.alpha;
+        let alive = rs.checkers.is_empty() || checkers_up;
+        let health = Arc::new(Mutex::new(RealServerHealth {
+            up: alive,
+            weight: rs.weight,
+            inhibit_on_failure: rs.inhibit_on_failure,
+            failed_checkers: if checkers_up { 0 } else { rs.checkers.len() },
+        }));
+        let (updates, updates_rx) = mpsc::unbounded_channel();
+        let task = Task {
+            vs: vs_key,
+            vs_name: vs_key.to_string(),
+            rs_key: (rs.address, rs.port),
+            rs_name: service_trio(rs.address, rs.port, vs.protocol),
+            rs: rs.clone(),
+            ctx,
+            checkers: rs
+                .checkers
+                .iter()
+                .map(|c| CheckerRun {
+                    config: Arc::new(c.clone()),
+                    state: CheckerState {
+                        up: checkers_up,
+                        has_run: false,
+                        // keepalived (check_data.c): "For non alpha mode, one
+                        // failure is enough initially" - the retries are
+                        // spent before the first check.
+                        retry_it: c.timing().retry,
+                        dynamic_weight: None,
+                    },
+                })
+                .collect(),
+            alive,
+            weight: rs.weight,
+            last_sent: None,
+            health: health.clone(),
+            events,
+            updates: updates_rx,
+        };
+        RealServerMonitor {
+            task: tokio::spawn(task.run()),
+            health,
+            updates,
+            checkers: rs.checkers.clone(),
+        }
+    }
+
+    /// The real server's state now.
+    pub fn health(&self) -> RealServerHealth {
+        lock(&self.health).clone()
+    }
+
+    /// The checkers this monitor runs; a reload keeps the monitor only if
+    /// they are unchanged.
+    pub fn checkers(&self) -> &[Checker] {
+        &self.checkers
+    }
+
+    /// Takes new settings that do not need new checks: weight,
+    /// inhibit_on_failure, notify scripts, the script runner.
+    pub fn update(&self, rs: &RealServer, scripts: Arc<ScriptRunner>) {
+        // Fails only if the task has ended, when there is nothing to update.
+        let _ = self.updates.send(MonitorUpdate {
+            real_server: rs.clone(),
+            scripts,
+        });
+    }
+
+    /// Stops the checks and returns the last state.
+    pub fn stop(self) -> RealServerHealth {
+        self.task.abort();
+        self.health()
+    }
+}
+
+impl Drop for RealServerMonitor {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means a panic elsewhere mid-update of plain data.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// keepalived's per-checker state: `is_up`, `has_run`, `retry_it`, and
+/// MISC_CHECK's dynamic weight.
+#[derive(Clone, Debug)]
+struct CheckerState {
+    up: bool,
+    has_run: bool,
+    retry_it: u32,
+    dynamic_weight: Option<u32>,
+}
+
+struct CheckerRun {
+    config: Arc<Checker>,
+    state: CheckerState,
+}
+
+type Attempt = Pin<Box<dyn Future<Output = (usize, Result<CheckSuccess, CheckFailure>)> + Send>>;
+
+struct Task {
+    vs: VsKey,
+    vs_name: String,
+    rs_key: RsKey,
+    rs_name: String,
+    rs: RealServer,
+    ctx: CheckContext,
+    checkers: Vec<CheckerRun>,
+    alive: bool,
+    weight: u32,
+    /// (up, forwarding weight) of the last event sent.
+    last_sent: Option<(bool, u32)>,
+    health: Arc<Mutex<RealServerHealth>>,
+    events: mpsc::Sender<HealthEvent>,
+    updates: mpsc::UnboundedReceiver<MonitorUpdate>,
+}
+
+impl Task {
+    async fn run(mut self) {
+        // The starting state, so the data plane can forward to a non-alpha
+        // server at once, as keepalived adds it to IPVS at start-up.
+        self.publish().await;
+        let mut pending: FuturesUnordered<Attempt> = FuturesUnordered::new();
+        for idx in 0..self.checkers.len() {
+            info!(
+                "Activating healthchecker for service {} for VS {}",
+                self.rs_name, self.vs_name
+            );
+            let warmup = self.checkers[idx].config.timing().warmup.as_micros();
+            let delay = if warmup == 0 {
+                0
+            } else {
+                rand::thread_rng().gen_range(0..=warmup)
+            };
+            pending.push(self.attempt(idx, Duration::from_micros(delay)));
+        }
+        loop {
+            tokio::select! {
+                Some((idx, result)) = pending.next(), if !pending.is_empty() => {
+                    let delay = self.on_result(idx, result).await;
+                    pending.push(self.attempt(idx, delay));
+                }
+                update = self.updates.recv() => match update {
+                    Some(update) => self.on_update(update).await,
+                    // The monitor handle is gone: nobody wants these checks.
+                    None => return,
+                },
+            }
+        }
+    }
+
+    fn attempt(&self, idx: usize, delay: Duration) -> Attempt {
+        let checker = self.checkers[idx].config.clone();
+        let ctx = self.ctx.clone();
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            (idx, run_check(&checker, &ctx).await)
+        })
+    }
+
+    /// keepalived's checker epilog: updates the checker's state from one
+    /// attempt and returns the delay before the next.
+    async fn on_result(
+        &mut self,
+        idx: usize,
+        result: Result<CheckSuccess, CheckFailure>,
+    ) -> Duration {
+        let checker = self.checkers[idx].config.clone();
+        let timing = checker.timing().clone();
+        let label = checker_label(&checker);
+        let mut next = timing.delay_loop.as_duration();
+        match result {
+            Ok(success) => {
+                let st = &mut self.checkers[idx].state;
+                st.retry_it = 0;
+                let first = !st.has_run;
+                let was_up = st.up;
+                st.has_run = true;
+                let weight_changed = if matches!(&*checker, Checker::Misc(m) if m.misc_dynamic)
+                    && st.dynamic_weight != success.dynamic_weight
+                {
+                    st.dynamic_weight = success.dynamic_weight;
+                    true
+                } else {
+                    false
+                };
+                if !was_up || first {
+                    info!("{}", self.success_line(&checker));
+                    self.set_checker_state(idx, true, first).await;
+                }
+                if weight_changed {
+                    self.refresh_weight().await;
+                }
+            }
+            Err(failure) => {
+                let st = &mut self.checkers[idx].state;
+                let first = !st.has_run;
+                st.has_run = true;
+                if !(st.up || first) {
+                    // Already down: keepalived does not retry a dead server.
+                    debug!(
+                        "{} ({failure})",
+                        failure.log_line(&self.rs_name, &self.vs_name, "")
+                    );
+                    return next;
+                }
+                if st.retry_it < timing.retry {
+                    st.retry_it += 1;
+                    next = timing.delay_before_retry.as_duration();
+                    let note = if st.retry_it == 1 {
+                        format!(
+                            ", will do {} {}",
+                            timing.retry,
+                            if timing.retry == 1 {
+                                "retry"
+                            } else {
+                                "retries"
+                            }
+                        )
+                    } else {
+                        format!(" on retry {}/{}", st.retry_it - 1, timing.retry)
+                    };
+                    info!("{}", failure.log_line(&self.rs_name, &self.vs_name, &note));
+                    debug!("{label} attempt on {} failed: {failure}", self.rs_name);
+                    return next;
+                }
+                st.retry_it = 0;
+                // A failed MISC_CHECK gives up its dynamic weight (cur_weight = 0).
+                let weight_reset = st.dynamic_weight.take().is_some();
+                let note = if timing.retry == 0 {
+                    " with retry disabled".to_string()
+                } else {
+                    format!(
+                        " after {} {}",
+                        timing.retry,
+                        if timing.retry == 1 {
+                            "retry"
+                        } else {
+                            "retries"
+                        }
+                    )
+                };
+                info!("{}", failure.log_line(&self.rs_name, &self.vs_name, &note));
+                if !matches!(&*checker, Checker::Misc(_)) {
+                    if timing.retry > 0 && !first {
+                        // keepalived says "retries" even for one.
+                        info!(
+                            "{label} on service {} failed after {} retries.",
+                            self.rs_name, timing.retry
+                        );
+                    } else {
+                        info!("{label} on service {} failed.", self.rs_name);
+                    }
+                }
+                debug!("{label} on {} failed: {failure}", self.rs_name);
+                self.set_checker_state(idx, false, first).await;
+                if weight_reset {
+                    self.refresh_weight().await;
+                }
+            }
+        }
+        next
+    }
+
+    fn success_line(&self, checker: &Checker) -> String {
+        match checker {
+            Checker::Tcp(_) => format!("TCP connection to {} success.", self.rs_name),
+            Checker::Http(_) => format!("Remote Web server {} succeed on service.", self.rs_name),
+            Checker::Misc(m) => format!(
+                "Misc check for [{} VS {}] by [{}] succeeded.",
+                self.rs_name,
+                self.vs_name,
+                crate::check::misc::script_name(&m.misc_path)
+            ),
+        }
+    }
+
+    /// keepalived's `update_svr_checker_state`.
+    async fn set_checker_state(&mut self, idx: usize, up: bool, first_run: bool) {
+        let st = &mut self.checkers[idx].state;
+        if st.up == up {
+            // keepalived runs the notifier on the first result of a checker
+            // that starts down (alpha) and stays down, so the script learns
+            // the state.
+            if first_run && !up && !self.alive {
+                self.notify(false);
+            }
+            return;
+        }
+        st.up = up;
+        let alive = self.checkers.iter().all(|c| c.state.up);
+        if alive != self.alive {
+            self.alive = alive;
+            let (verb, prep) = match (alive, self.rs.inhibit_on_failure) {
+                (true, false) => ("Adding", "to"),
+                (true, true) => ("Enabling", "of"),
+                (false, false) => ("Removing", "from"),
+                (false, true) => ("Disabling", "of"),
+            };
+            info!("{verb} service {} {prep} VS {}", self.rs_name, self.vs_name);
+            self.notify(alive);
+        }
+        self.publish().await;
+    }
+
+    /// keepalived's effective weight: the configured weight moved by every
+    /// misc_dynamic checker's (status - 2 - weight).
+    fn effective_weight(&self) -> u32 {
+        let base = i64::from(self.rs.weight);
+        let w = self
+            .checkers
+            .iter()
+            .filter_map(|c| c.state.dynamic_weight)
+            .fold(base, |acc, d| acc + i64::from(d) - base);
+        u32::try_from(w.max(0)).unwrap_or(u32::MAX)
+    }
+
+    async fn refresh_weight(&mut self) {
+        let new = self.effective_weight();
+        if new != self.weight {
+            info!(
+                "Changing weight from {} to {new} for {}active service {} of VS {}",
+                self.weight,
+                if self.alive { "" } else { "in" },
+                self.rs_name,
+                self.vs_name
+            );
+            self.weight = new;
+        }
+        self.publish().await;
+    }
+
+    async fn on_update(&mut self, update: MonitorUpdate) {
+        self.ctx.scripts = update.scripts;
+        self.rs = update.real_server;
+        self.weight = self.effective_weight();
+        self.publish().await;
+    }
+
+    /// Shares the state and sends an event if what the data plane sees changed.
+    async fn publish(&mut self) {
+        let failed = self.checkers.iter().filter(|c| !c.state.up).count();
+        let health = RealServerHealth {
+            up: self.alive,
+            weight: self.weight,
+            inhibit_on_failure: self.rs.inhibit_on_failure,
+            failed_checkers: failed,
+        };
+        let sent = (health.up, health.forwarding_weight());
+        *lock(&self.health) = health;
+        if self.last_sent == Some(sent) {
+            return;
+        }
+        self.last_sent = Some(sent);
+        let event = HealthEvent {
+            virtual_server: self.vs,
+            real_server: self.rs_key,
+            up: sent.0,
+            weight: sent.1,
+        };
+        // The receiver is gone only when the daemon is shutting down.
+        let _ = self.events.send(event).await;
+    }
+
+    /// Runs notify_up or notify_down without waiting for it (keepalived's
+    /// notify_exec does not wait either).
+    fn notify(&self, up: bool) {
+        let script = if up {
+            &self.rs.notify_up
+        } else {
+            &self.rs.notify_down
+        };
+        if let Some(script) = script {
+            spawn_notify(self.ctx.scripts.clone(), script.clone(), NOTIFY_TIMEOUT);
+        }
+    }
+}
+
+/// Starts a notify script in the background and logs how it went.
+pub(crate) fn spawn_notify(scripts: Arc<ScriptRunner>, script: NotifyScript, timeout: Duration) {
+    tokio::spawn(async move {
+        let outcome = run_notify(&scripts, &script, timeout).await;
+        debug!("notify script {} ended: {outcome:?}", script.command);
+    });
+}
+
+pub(crate) async fn run_notify(
+    scripts: &ScriptRunner,
+    script: &NotifyScript,
+    timeout: Duration,
+) -> ScriptOutcome {
+    let outcome = scripts
+        .run(&script.command, script.user.as_ref(), timeout, &[])
+        .await;
+    match &outcome {
+        ScriptOutcome::Exited(0) | ScriptOutcome::NotRun(_) => {}
+        ScriptOutcome::Exited(code) => {
+            info!("Notify script {} exited with status {code}", script.command)
+        }
+        ScriptOutcome::Signaled(sig) => {
+            info!("Notify script {} died of signal {sig}", script.command)
+        }
+        ScriptOutcome::Timeout => warn!(
+            "Notify script {} did not finish within {timeout:?} and was killed",
+            script.command
+        ),
+    }
+    outcome
+}
+
+#[cfg(test)]
+mod tests;

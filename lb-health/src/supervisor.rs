@@ -1,0 +1,323 @@
+//! All the monitors of a configuration, and reloads.
+//!
+//! On [`HealthSupervisor::apply`] of a new configuration, like keepalived's
+//! reload (check_daemon.c `reload_check_thread`, ipwrapper.c `clear_diff_*`
+//! and `migrate_checkers`):
+//! - a real server (same virtual server address, port and protocol, same
+//!   address and port) whose checkers are unchanged keeps its monitor and
+//!   state; a new weight, inhibit_on_failure or notify script is taken live;
+//! - a real server whose checkers changed is checked afresh;
+//! - a new real server gets a monitor;
+//! - a removed real server's monitor stops; if it was up it is logged as
+//!   removed and its notify_down runs, as keepalived does when a reload
+//!   takes an alive server out.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use lb_config::{Checker, Config, NotifyScript, ScriptUser, VirtualServer};
+use log::{info, warn};
+use tokio::sync::mpsc;
+
+use crate::check::{CheckContext, TlsClient};
+use crate::monitor::{
+    HealthEvent, NOTIFY_TIMEOUT, RealServerHealth, RealServerMonitor, run_notify, spawn_notify,
+};
+use crate::quorum::{EffectiveVs, QuorumState, QuorumTransition, effective_backends};
+use crate::script::ScriptRunner;
+use crate::{RsKey, VsKey, service_trio};
+
+/// How long notify scripts run at shutdown may take (keepalived gives
+/// them one second before SIGKILL).
+pub const SHUTDOWN_NOTIFY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Every real server's health, by virtual server.
+pub type HealthSnapshot = HashMap<VsKey, HashMap<RsKey, RealServerHealth>>;
+
+struct VsEntry {
+    config: VirtualServer,
+    quorum: QuorumState,
+}
+
+/// Owns the monitors of the current configuration.
+pub struct HealthSupervisor {
+    events: mpsc::Sender<HealthEvent>,
+    scripts: Arc<ScriptRunner>,
+    script_settings: (bool, Option<ScriptUser>),
+    tls: TlsClient,
+    monitors: HashMap<(VsKey, RsKey), RealServerMonitor>,
+    virtual_servers: HashMap<VsKey, VsEntry>,
+    /// Virtual servers in configuration order.
+    order: Vec<VsKey>,
+}
+
+impl HealthSupervisor {
+    /// Events of every monitor go to `events`.
+    pub fn new(events: mpsc::Sender<HealthEvent>) -> Self {
+        HealthSupervisor {
+            events,
+            scripts: Arc::new(ScriptRunner::new(false, None)),
+            script_settings: (false, None),
+            tls: TlsClient::new(),
+            monitors: HashMap::new(),
+            virtual_servers: HashMap::new(),
+            order: Vec::new(),
+        }
+    }
+
+    /// The script runner of the current configuration (for VRRP scripts too).
+    pub fn scripts(&self) -> Arc<ScriptRunner> {
+        self.scripts.clone()
+    }
+
+    /// Starts, keeps or stops monitors to match `config`. Must be called
+    /// within a tokio runtime.
+    pub fn apply(&mut self, config: &Config) {
+        let settings = (
+            config.global_defs.enable_script_security,
+            config.global_defs.script_user.clone(),
+        );
+        if settings != self.script_settings {
+            self.scripts = Arc::new(ScriptRunner::from_global(&config.global_defs));
+            self.script_settings = settings;
+        }
+        self.audit_scripts(config);
+
+        let mut old = std::mem::take(&mut self.monitors);
+        let mut old_vs = std::mem::take(&mut self.virtual_servers);
+        self.order.clear();
+        for vs in &config.virtual_servers {
+            let vs_key = VsKey::of(vs);
+            if self.virtual_servers.contains_key(&vs_key) {
+                warn!("Virtual server {vs_key} is configured twice - using the first");
+                continue;
+            }
+            warn_clamped_quorum(vs, &vs_key);
+            for rs in &vs.real_servers {
+                let key = (vs_key, (rs.address, rs.port));
+                if self.monitors.contains_key(&key) {
+                    warn!(
+                        "Real server {} of VS {vs_key} is configured twice - using the first",
+                        service_trio(rs.address, rs.port, vs.protocol)
+                    );
+                    continue;
+                }
+                let monitor = match old.remove(&key) {
+                    Some(m) if m.checkers() == rs.checkers.as_slice() => {
+                        m.update(rs, self.scripts.clone());
+                        m
+                    }
+                    previous => {
+                        if previous.is_some() {
+                            info!(
+                                "Checkers of service {} of VS {vs_key} changed - restarting its health checks",
+                                service_trio(rs.address, rs.port, vs.protocol)
+                            );
+                        }
+                        drop(previous);
+                        RealServerMonitor::spawn(vs, rs, self.context(), self.events.clone())
+                    }
+                };
+                self.monitors.insert(key, monitor);
+            }
+            let quorum = old_vs.remove(&vs_key).map(|e| e.quorum).unwrap_or_default();
+            self.virtual_servers.insert(
+                vs_key,
+                VsEntry {
+                    config: vs.clone(),
+                    quorum,
+                },
+            );
+            self.order.push(vs_key);
+        }
+
+        for ((vs_key, rs_key), monitor) in old {
+            let health = monitor.stop();
+            if !health.up {
+                continue;
+            }
+            let protocol = vs_key.protocol;
+            info!(
+                "Removing service {} from VS {vs_key}",
+                service_trio(rs_key.0, rs_key.1, protocol)
+            );
+            let notify_down = old_vs.get(&vs_key).and_then(|e| {
+                e.config
+                    .real_servers
+                    .iter()
+                    .find(|rs| (rs.address, rs.port) == rs_key)
+                    .and_then(|rs| rs.notify_down.clone())
+            });
+            if let Some(script) = notify_down {
+                spawn_notify(self.scripts.clone(), script, NOTIFY_TIMEOUT);
+            }
+        }
+    }
+
+    fn context(&self) -> CheckContext {
+        CheckContext {
+            scripts: self.scripts.clone(),
+            tls: self.tls.clone(),
+        }
+    }
+
+    /// keepalived checks every script when it loads the configuration
+    /// (check_data.c `check_check_script_security`); doing the same says at
+    /// once which scripts will not run rather than at their first run.
+    fn audit_scripts(&self, config: &Config) {
+        let report = |command: &str, user: Option<&ScriptUser>| {
+            if let Err(e) = self.scripts.prepare(command, user, &[]) {
+                warn!("{e}");
+            }
+        };
+        for vs in &config.virtual_servers {
+            for script in [&vs.quorum_up, &vs.quorum_down].into_iter().flatten() {
+                report(&script.command, script.user.as_ref());
+            }
+            for rs in &vs.real_servers {
+                for script in [&rs.notify_up, &rs.notify_down].into_iter().flatten() {
+                    report(&script.command, script.user.as_ref());
+                }
+                for checker in &rs.checkers {
+                    if let Checker::Misc(m) = checker {
+                        report(&m.misc_path, m.user.as_ref());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every real server's current health.
+    pub fn snapshot(&self) -> HealthSnapshot {
+        let mut snapshot: HealthSnapshot = HashMap::new();
+        for ((vs, rs), monitor) in &self.monitors {
+            snapshot
+                .entry(*vs)
+                .or_default()
+                .insert(*rs, monitor.health());
+        }
+        snapshot
+    }
+
+    /// The virtual servers of the current configuration, in its order.
+    pub fn virtual_servers(&self) -> &[VsKey] {
+        &self.order
+    }
+
+    /// What `vs` forwards to now ([`crate::quorum`]). On a quorum change this
+    /// logs as keepalived does and runs quorum_up or quorum_down. Call it
+    /// after every [`HealthEvent`] of `vs` so that no transition is missed.
+    pub fn effective_backends(&mut self, vs: &VsKey) -> Option<EffectiveVs> {
+        let states: HashMap<RsKey, RealServerHealth> = self
+            .monitors
+            .iter()
+            .filter(|((v, _), _)| v == vs)
+            .map(|((_, rs), m)| (*rs, m.health()))
+            .collect();
+        let entry = self.virtual_servers.get_mut(vs)?;
+        let effective = effective_backends(&entry.config, &states, &mut entry.quorum);
+        if let Some(transition) = effective.transition {
+            let name = vs.to_string();
+            if let Some(line) = effective.transition_line(&name) {
+                info!("{line}");
+            }
+            if let Some(sorry) = &entry.config.sorry_server {
+                let sorry_name = service_trio(sorry.address, sorry.port, vs.protocol);
+                match transition {
+                    QuorumTransition::Gained => {
+                        info!("Removing sorry server {sorry_name} from VS {name}");
+                        info!("Adding alive servers to the pool for VS {name}");
+                    }
+                    QuorumTransition::Lost | QuorumTransition::StartedDown => {
+                        info!("Removing alive servers from the pool for VS {name}");
+                        info!("Adding sorry server {sorry_name} to VS {name}");
+                    }
+                }
+            }
+            let script = match transition {
+                QuorumTransition::Gained => &entry.config.quorum_up,
+                QuorumTransition::Lost | QuorumTransition::StartedDown => &entry.config.quorum_down,
+            };
+            if let Some(script) = script {
+                spawn_notify(self.scripts.clone(), script.clone(), NOTIFY_TIMEOUT);
+            }
+        }
+        Some(effective)
+    }
+
+    /// [`Self::effective_backends`] of every virtual server, in configuration order.
+    pub fn effective_all(&mut self) -> Vec<(VsKey, EffectiveVs)> {
+        let keys = self.order.clone();
+        keys.into_iter()
+            .filter_map(|k| self.effective_backends(&k).map(|e| (k, e)))
+            .collect()
+    }
+
+    /// Stops every monitor. For virtual servers with `omega`, runs the
+    /// notify_down of each live real server and quorum_down if the quorum was
+    /// up, waiting for them (keepalived's clear_services on shutdown).
+    pub async fn shutdown(mut self) {
+        let mut scripts: Vec<NotifyScript> = Vec::new();
+        for vs_key in std::mem::take(&mut self.order) {
+            let Some(entry) = self.virtual_servers.remove(&vs_key) else {
+                continue;
+            };
+            for rs in &entry.config.real_servers {
+                let Some(monitor) = self.monitors.remove(&(vs_key, (rs.address, rs.port))) else {
+                    continue;
+                };
+                let health = monitor.stop();
+                if !health.up {
+                    continue;
+                }
+                info!(
+                    "Shutting down service {} from VS {vs_key}",
+                    service_trio(rs.address, rs.port, vs_key.protocol)
+                );
+                if entry.config.omega
+                    && let Some(s) = &rs.notify_down
+                {
+                    scripts.push(s.clone());
+                }
+            }
+            if entry.config.omega
+                && entry.quorum.is_up() != Some(false)
+                && let Some(s) = &entry.config.quorum_down
+            {
+                scripts.push(s.clone());
+            }
+        }
+        self.monitors.clear();
+        let runner = self.scripts.clone();
+        join_all(
+            scripts
+                .iter()
+                .map(|s| run_notify(&runner, s, SHUTDOWN_NOTIFY_TIMEOUT)),
+        )
+        .await;
+    }
+}
+
+/// keepalived's load-time warning when the quorum cannot be reached.
+fn warn_clamped_quorum(vs: &VirtualServer, key: &VsKey) {
+    let total: u64 = vs.real_servers.iter().map(|rs| u64::from(rs.weight)).sum();
+    if u64::from(vs.quorum) > total {
+        warn!(
+            "Warning - quorum {} for {key} exceeds total weight of real servers {total}, reducing quorum to {total}",
+            vs.quorum
+        );
+    }
+    let quorum = u64::from(vs.quorum).min(total);
+    if u64::from(vs.hysteresis) >= quorum && vs.hysteresis > 0 {
+        warn!(
+            "Virtual server {key}: hysteresis {} >= quorum {quorum}; setting hysteresis to {}",
+            vs.hysteresis,
+            quorum.saturating_sub(1)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests;
