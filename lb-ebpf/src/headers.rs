@@ -22,6 +22,11 @@ pub const ICMP_DEST_UNREACH: u8 = 3;
 pub const ICMP_FRAG_NEEDED: u8 = 4;
 pub const ICMPV6_PKT_TOOBIG: u8 = 2;
 
+/// Offset of the flags byte in the TCP header, and the flags that matter.
+pub const TCP_FLAGS_OFFSET: usize = 13;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_ACK: u8 = 0x10;
+
 /// More-fragments flag and fragment offset of the IPv4 `frag_off` field (host order).
 pub const IP_MF_OFFSET: u16 = 0x3fff;
 

@@ -98,6 +98,8 @@ struct Flow {
     client: Addr,
     client_port: u16,
     v4: bool,
+    /// A TCP SYN: a new connection, even when a closed one left this 5-tuple in the flow table.
+    opens: bool,
 }
 
 impl Flow {
@@ -194,10 +196,25 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
                 client: v4_mapped(saddr),
                 client_port: src,
                 v4: true,
+                opens: opens_connection(ctx, l4, proto),
             })
         }
         IPPROTO_ICMP => parse_icmpv4_frag_needed(ctx, l4),
         _ => Err(Outcome::PassNotVip),
+    }
+}
+
+/// A SYN without ACK. Clients reuse ports, so a SYN is placed by Maglev (and its entry
+/// replaced) rather than sent where an earlier connection with the same ports went, which may
+/// be a backend that is draining (as Katran does).
+#[inline(always)]
+fn opens_connection(ctx: &XdpContext, l4: usize, proto: u8) -> bool {
+    if proto != IPPROTO_TCP {
+        return false;
+    }
+    match ptr_at::<u8>(ctx, l4 + TCP_FLAGS_OFFSET) {
+        Some(flags) => unsafe { *flags & (TCP_SYN | TCP_ACK) == TCP_SYN },
+        None => false,
     }
 }
 
@@ -232,6 +249,7 @@ fn parse_icmpv4_frag_needed(ctx: &XdpContext, l4: usize) -> Result<Flow, Outcome
         client: v4_mapped(daddr),
         client_port: dst,
         v4: true,
+        opens: false,
     })
 }
 
@@ -275,6 +293,7 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
                 client: saddr,
                 client_port: src,
                 v4: false,
+                opens: opens_connection(ctx, l4, next_hdr),
             })
         }
         IPPROTO_ICMPV6 => parse_icmpv6_packet_too_big(ctx, l4),
@@ -313,6 +332,7 @@ fn parse_icmpv6_packet_too_big(ctx: &XdpContext, l4: usize) -> Result<Flow, Outc
         client: daddr,
         client_port: dst,
         v4: false,
+        opens: false,
     })
 }
 
@@ -355,7 +375,12 @@ fn forward(ctx: &XdpContext, flow: &Flow) -> Outcome {
     } else {
         control.udp_idle
     };
-    let (backend_id, backend) = match remembered(&key, now, idle) {
+    let found = if flow.opens {
+        Err(FlowEvent::New)
+    } else {
+        remembered(&key, now, idle)
+    };
+    let (backend_id, backend) = match found {
         Ok(found) => found,
         Err(why) => {
             flow_event(why);

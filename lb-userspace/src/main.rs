@@ -84,7 +84,12 @@ enum Mode {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // netlink_proto warns whenever a reply arrives for a request that timed out (a neighbour
+    // probe, say): noise, not news.
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("info,netlink_proto=error"),
+    )
+    .init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run {

@@ -386,9 +386,11 @@ impl Reconciler {
                     self.vip_halves[idle][i] = *slot;
                 }
             }
+            // The whole new control word: tables and backends are in place, so activating here
+            // (when that is wanted) is as safe as at the end.
             control = Control {
                 vip_half: idle as u32,
-                ..self.control.unwrap_or(control)
+                ..control
             };
             w.set_control(&control)?;
             self.control = Some(control);
@@ -606,6 +608,51 @@ mod tests {
         let mut w = Recorder::default();
         assert!(r.apply(&mut w, &d).unwrap().is_empty());
         assert!(w.0.is_empty());
+    }
+
+    #[test]
+    fn the_first_flip_after_adopting_writes_the_new_control_word() {
+        let mut r = Reconciler::new(7, TIMEOUTS);
+        r.adopt(PinnedState::default());
+        let mut w = Recorder::default();
+        r.apply(&mut w, &desired(&services(&[1, 1]), &paths(2), true))
+            .unwrap();
+        assert_eq!(
+            r.control,
+            Some(Control {
+                active: 1,
+                hash_seed: 7,
+                lease_until: 0,
+                tcp_idle: TIMEOUTS.tcp_idle,
+                udp_idle: TIMEOUTS.udp_idle,
+                vip_half: 1,
+                _pad: 0,
+            })
+        );
+        assert_eq!(w.0.last(), Some(&Write::Control(1, 1)));
+        let mut w = Recorder::default();
+        r.apply(&mut w, &desired(&services(&[1, 1]), &paths(2), true))
+            .unwrap();
+        assert_eq!(w.0, vec![]);
+    }
+
+    #[test]
+    fn resolving_backends_then_nothing_new_writes_nothing() {
+        let mut r = Reconciler::new(1, TIMEOUTS);
+        r.apply(
+            &mut Recorder::default(),
+            &desired(&services(&[1, 1]), &HashMap::new(), true),
+        )
+        .unwrap();
+        r.apply(
+            &mut Recorder::default(),
+            &desired(&services(&[1, 1]), &paths(2), true),
+        )
+        .unwrap();
+        let mut w = Recorder::default();
+        r.apply(&mut w, &desired(&services(&[1, 1]), &paths(2), true))
+            .unwrap();
+        assert_eq!(w.0, vec![]);
     }
 
     #[test]

@@ -9,8 +9,11 @@ use std::{
     os::fd::AsRawFd as _,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
-    thread,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU32, Ordering},
+    },
+    thread::{self, JoinHandle},
     time::{Duration, Instant},
 };
 
@@ -278,17 +281,77 @@ impl DrLab {
 
     /// Writes a DR config for the VIP on port 80 with the given backend weights.
     pub fn write_config(&self, name: &str, weights: &[u32]) -> Result<PathBuf> {
+        let members: Vec<(usize, u32)> = weights.iter().copied().enumerate().collect();
+        self.write_config_members(name, &members)
+    }
+
+    /// Writes a DR config for the VIP on port 80 with the given (backend index, weight) members.
+    pub fn write_config_members(&self, name: &str, members: &[(usize, u32)]) -> Result<PathBuf> {
         let mut text = format!(
             "virtual_server {} 80 {{\n    delay_loop 6\n    lb_algo mh\n    lb_kind DR\n    protocol TCP\n",
             self.vip
         );
-        for (ip, w) in self.backend_ips.iter().zip(weights) {
+        for (i, w) in members {
+            let ip = self.backend_ips[*i];
             text += &format!("    real_server {ip} 80 {{\n        weight {w}\n    }}\n");
         }
         text += "}\n";
         let path = self.workdir.join(name);
         fs::write(&path, text)?;
         Ok(path)
+    }
+
+    /// Replaces the running config with `text` and makes xlb reload it; waits until xlb has
+    /// applied it (`data plane updated`) or refused it (`reload refused`).
+    pub fn reload_with(&self, xlb: &Path, config: &Path, text: &str) -> Result<()> {
+        let log_marks = |log: &str| {
+            (
+                log.matches("data plane updated").count(),
+                log.matches("reload refused").count(),
+            )
+        };
+        let before = log_marks(&self.log());
+        fs::write(config, text)?;
+        run(Command::new(xlb)
+            .args(["reload", "-i", "eth0", "--pidfile"])
+            .arg(self.pidfile()))?;
+        wait_for(Duration::from_secs(10), || {
+            let now = log_marks(&self.log());
+            now.0 > before.0 || now.1 > before.1
+        })
+        .with_context(|| format!("xlb did not act on the reload; log:\n{}", self.log()))
+    }
+
+    /// Back-to-back GETs through the VIP from the client, each on a new connection, until the
+    /// returned handle is finished (or 120 s or 100,000 requests pass).
+    pub fn start_load(&self) -> Result<Load> {
+        let file = fs::File::open(self.client.path())?;
+        let addr = SocketAddr::from((self.vip, 80));
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = thread::spawn(move || {
+            // SAFETY: setns on a valid namespace fd affects only this thread.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return vec![Answer {
+                    started: Instant::now(),
+                    result: Err(format!("setns: {}", std::io::Error::last_os_error())),
+                }];
+            }
+            let limit = Instant::now() + Duration::from_secs(120);
+            let mut answers = Vec::new();
+            while !flag.load(Ordering::Relaxed) && Instant::now() < limit && answers.len() < 100_000
+            {
+                let started = Instant::now();
+                let result =
+                    http_get_id(addr, Duration::from_secs(3)).map_err(|e| format!("{e:#}"));
+                answers.push(Answer { started, result });
+            }
+            answers
+        });
+        Ok(Load {
+            stop,
+            handle: Some(handle),
+        })
     }
 
     /// Starts `xlb run` in the director namespace; its log goes to the lab's work directory.
@@ -310,7 +373,7 @@ impl DrLab {
             child,
             what: "xlb".into(),
         });
-        let n = self.backend_ips.len();
+        let n = fs::read_to_string(config)?.matches("real_server").count();
         wait_for(Duration::from_secs(20), || {
             fs::read_to_string(&log_path).is_ok_and(|l| l.matches(" is at ").count() >= n)
         })
@@ -379,6 +442,38 @@ impl DrLab {
     pub fn capture_text(&self, index: usize) -> String {
         fs::read_to_string(self.workdir.join(format!("tcpdump-b{}.txt", index + 1)))
             .unwrap_or_default()
+    }
+}
+
+/// One request of a [`Load`]: when it started and what it got (the backend's name).
+#[derive(Debug)]
+pub struct Answer {
+    pub started: Instant,
+    pub result: std::result::Result<String, String>,
+}
+
+/// A client load running in the background; [`Load::finish`] stops it.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<Vec<Answer>>>,
+}
+
+impl Load {
+    pub fn finish(mut self) -> Vec<Answer> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
     }
 }
 

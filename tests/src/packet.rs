@@ -20,6 +20,9 @@ impl L4 {
     }
 }
 
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_ACK: u8 = 0x10;
+
 /// A client-to-VIP packet.
 #[derive(Clone, Debug)]
 pub struct PacketSpec {
@@ -30,6 +33,8 @@ pub struct PacketSpec {
     pub l4: L4,
     pub vlan: Option<u16>,
     pub payload: Vec<u8>,
+    /// TCP flags: SYN unless changed.
+    pub tcp_flags: u8,
 }
 
 impl PacketSpec {
@@ -42,7 +47,14 @@ impl PacketSpec {
             l4,
             vlan: None,
             payload: b"hello xlb".to_vec(),
+            tcp_flags: TCP_SYN,
         }
+    }
+
+    /// A segment of an established connection (ACK, no SYN).
+    pub fn established(mut self) -> Self {
+        self.tcp_flags = TCP_ACK;
+        self
     }
 
     pub fn vlan(mut self, id: u16) -> Self {
@@ -57,6 +69,7 @@ impl PacketSpec {
             self.src_port,
             self.dst_port,
             self.l4,
+            self.tcp_flags,
             &self.payload,
         );
         let ip = ip_packet(self.src, self.dst, self.l4.number(), &l4);
@@ -128,6 +141,7 @@ pub fn l4_segment(
     src_port: u16,
     dst_port: u16,
     l4: L4,
+    tcp_flags: u8,
     payload: &[u8],
 ) -> Vec<u8> {
     let mut s = Vec::new();
@@ -137,7 +151,7 @@ pub fn l4_segment(
         L4::Tcp => {
             s.extend_from_slice(&1u32.to_be_bytes()); // seq
             s.extend_from_slice(&0u32.to_be_bytes()); // ack
-            s.extend_from_slice(&[0x50, 0x02]); // 20-byte header, SYN
+            s.extend_from_slice(&[0x50, tcp_flags]); // 20-byte header
             s.extend_from_slice(&64240u16.to_be_bytes());
             s.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent
             16
@@ -207,7 +221,7 @@ pub fn frag_needed(
     let router: IpAddr = router.parse().expect("test address");
     let vip: IpAddr = vip.parse().expect("test address");
     let client: IpAddr = client.parse().expect("test address");
-    let quoted_l4 = l4_segment(vip, client, vip_port, client_port, l4, b"");
+    let quoted_l4 = l4_segment(vip, client, vip_port, client_port, l4, TCP_ACK, b"");
     let quoted = ip_packet(vip, client, l4.number(), &quoted_l4);
     let mut icmp = Vec::new();
     if router.is_ipv4() {

@@ -245,7 +245,15 @@ fn vip_packets_are_forwarded_to_the_predicted_backend() {
 fn ipv4_header_options_are_skipped() {
     let mut h = Harness::new();
     let spec = PacketSpec::new("192.0.2.9", "10.0.0.100", 41000, 80, L4::Tcp);
-    let l4 = packet::l4_segment(spec.src, spec.dst, 41000, 80, L4::Tcp, b"x");
+    let l4 = packet::l4_segment(
+        spec.src,
+        spec.dst,
+        41000,
+        80,
+        L4::Tcp,
+        packet::TCP_SYN,
+        b"x",
+    );
     let frame = packet::ethernet(
         None,
         0x0800,
@@ -326,6 +334,7 @@ fn fragments_to_a_vip_are_dropped_and_counted() {
         1,
         80,
         L4::Tcp,
+        packet::TCP_SYN,
         b"",
     ));
     let v6 = packet::ethernet(
@@ -529,7 +538,9 @@ fn bad_headers_are_never_forwarded() {
 #[test]
 fn drained_vip_drops_new_flows_and_counts() {
     let mut h = Harness::new();
-    let known = PacketSpec::new("192.0.2.7", "10.0.0.100", 40000, 80, L4::Tcp).build();
+    let known = PacketSpec::new("192.0.2.7", "10.0.0.100", 40000, 80, L4::Tcp)
+        .established()
+        .build();
     let before = h.forwarded_to(&known);
     for s in &mut h.services {
         for rs in &mut s.real_servers {
@@ -548,7 +559,7 @@ fn drained_vip_drops_new_flows_and_counts() {
 fn moved_flows(h: &Harness, old: &Service, new: &Service, n: usize) -> Vec<PacketSpec> {
     let (old_table, new_table) = (h.table_of(old), h.table_of(new));
     (1024u16..)
-        .map(|port| PacketSpec::new("192.0.2.9", "10.0.0.100", port, 80, L4::Tcp))
+        .map(|port| PacketSpec::new("192.0.2.9", "10.0.0.100", port, 80, L4::Tcp).established())
         .filter(|spec| {
             let slot = lb_common::hash::table_slot(flow_of(spec).hash(SEED, false)) as usize;
             h.reconciler.backend_ip(old_table[slot]) != h.reconciler.backend_ip(new_table[slot])
@@ -593,7 +604,7 @@ fn flows_of_a_backend_that_went_down_are_placed_again() {
     let old = h.service("10.0.0.100", Protocol::Tcp);
     let down = old.real_servers[2].clone();
     let specs: Vec<PacketSpec> = (2000u16..2300)
-        .map(|port| PacketSpec::new("192.0.2.9", "10.0.0.100", port, 80, L4::Tcp))
+        .map(|port| PacketSpec::new("192.0.2.9", "10.0.0.100", port, 80, L4::Tcp).established())
         .collect();
     let before: Vec<[u8; 6]> = specs.iter().map(|s| h.forwarded_to(&s.build())).collect();
     let down_mac = h.mac_of(down.addr.ip());
@@ -624,12 +635,37 @@ fn flows_of_a_backend_that_went_down_are_placed_again() {
 }
 
 #[test]
+fn a_syn_is_placed_by_maglev_even_when_its_ports_are_remembered() {
+    let mut h = Harness::new();
+    let old = h.service("10.0.0.100", Protocol::Tcp);
+    let mut new = old.clone();
+    new.real_servers[0].weight = 10;
+    new.real_servers[2].weight = 0;
+    let spec = moved_flows(&h, &old, &new, 1).remove(0);
+    let before = h.forwarded_to(&spec.build());
+    let i = h.services.iter().position(|s| *s == old).unwrap();
+    h.services[i] = new.clone();
+    h.apply(true);
+    assert_eq!(h.forwarded_to(&spec.build()), before);
+    // The client reuses the ports for a new connection: it follows the new table, and the
+    // segments after it follow the SYN.
+    let mut syn = spec.clone();
+    syn.tcp_flags = packet::TCP_SYN;
+    let want = h.mac_of(h.predict(&flow_of(&syn), &new));
+    assert_ne!(want, before);
+    assert_eq!(h.forwarded_to(&syn.build()), want);
+    assert_eq!(h.forwarded_to(&spec.build()), want);
+}
+
+#[test]
 fn idle_flows_expire_and_are_placed_again() {
     let mut h = Harness::new();
     let mut control = h.dp.control().unwrap();
     control.tcp_idle = 1;
     h.dp.set_control(control).unwrap();
-    let spec = PacketSpec::new("192.0.2.9", "10.0.0.100", 3000, 80, L4::Tcp).build();
+    let spec = PacketSpec::new("192.0.2.9", "10.0.0.100", 3000, 80, L4::Tcp)
+        .established()
+        .build();
     h.forwarded_to(&spec);
     h.forwarded_to(&spec);
     assert_eq!(h.flow_event(FlowEvent::New), 1);

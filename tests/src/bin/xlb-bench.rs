@@ -102,14 +102,24 @@ fn main() -> Result<()> {
         .try_into()?;
     floor.load()?;
 
+    // "Hit": a segment of an established connection, found in the flow table (every repeat
+    // after the first). "SYN": a new connection, placed by Maglev and recorded each time.
     let cases = [
         (
             "IPv4 TCP VIP hit",
-            PacketSpec::new("192.0.2.7", "10.0.0.100", 40000, 80, L4::Tcp).build(),
+            PacketSpec::new("192.0.2.7", "10.0.0.100", 40000, 80, L4::Tcp)
+                .established()
+                .build(),
         ),
         (
             "IPv6 TCP VIP hit",
-            PacketSpec::new("2001:db8:ff::7", "2001:db8::100", 40000, 80, L4::Tcp).build(),
+            PacketSpec::new("2001:db8:ff::7", "2001:db8::100", 40000, 80, L4::Tcp)
+                .established()
+                .build(),
+        ),
+        (
+            "IPv4 TCP VIP SYN",
+            PacketSpec::new("192.0.2.7", "10.0.0.100", 40001, 80, L4::Tcp).build(),
         ),
         (
             "non-VIP pass",
