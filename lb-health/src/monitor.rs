@@ -52,7 +52,7 @@ pub struct HealthEvent {
 }
 
 /// What a monitor knows of its real server now.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RealServerHealth {
     pub up: bool,
     /// The configured weight, or the one misc_dynamic set; kept while down.

@@ -1,11 +1,12 @@
 //! xlb's control plane: the config it serves, the data plane it drives, and the pieces between.
 //!
-//! Inputs (config, neighbour resolution) become a desired state ([`service`]); one reconciler
-//! ([`reconcile`]) writes the difference into the XDP program's maps ([`dataplane`]).
+//! Inputs (config, health checks, neighbour resolution) become a desired state ([`health`],
+//! [`service`]); one reconciler ([`reconcile`]) writes the difference into the XDP program's
+//! maps ([`dataplane`]).
 
 pub mod cli;
-pub mod config;
 pub mod dataplane;
+pub mod health;
 pub mod netlink;
 pub mod reconcile;
 pub mod service;

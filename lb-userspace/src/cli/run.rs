@@ -12,12 +12,15 @@ use aya::programs::XdpMode;
 use log::{error, info, warn};
 use tokio::signal::unix::{SignalKind, signal};
 
+use lb_config::Config;
+use lb_health::{HealthEvent, HealthSupervisor};
+use tokio::sync::mpsc;
+
 use crate::{
-    config,
     dataplane::{self, Dataplane, LoadOptions},
     netlink::{Interface, Netlink},
     reconcile::{FlowTimeouts, Reconciler},
-    service::{BackendPath, Service, desired},
+    service::{BackendPath, desired},
 };
 
 /// Default flow-hash seed. Directors that share VIPs must agree on it, so it is a constant.
@@ -75,7 +78,6 @@ pub async fn run(opts: RunOptions) -> Result<()> {
             opts.config.display()
         );
     }
-    let mut services = config::services(&loaded.config);
     dataplane::ensure_bpffs(&opts.bpffs)?;
     let pin_dir = dataplane::pin_dir(&opts.bpffs, &opts.interface);
     let mut dp = Dataplane::load(
@@ -84,8 +86,10 @@ pub async fn run(opts: RunOptions) -> Result<()> {
             flow_table_size: opts.flow_table_size,
         },
     )?;
+    let (events_tx, events) = mpsc::channel(1024);
+    let mut health = HealthSupervisor::new(events_tx);
     let result = match write_pidfile(&opts.pidfile) {
-        Ok(()) => serve(&opts, &mut dp, &mut services).await,
+        Ok(()) => serve(&opts, &mut dp, loaded.config, &mut health, events).await,
         Err(e) => Err(e),
     };
     let _ = std::fs::remove_file(&opts.pidfile);
@@ -94,11 +98,19 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         opts.interface,
         pin_dir.display()
     );
+    // keepalived's omega: notify_down and quorum_down scripts of what was up.
+    health.shutdown().await;
     let cleanup = dp.shutdown();
     result.and(cleanup)
 }
 
-async fn serve(opts: &RunOptions, dp: &mut Dataplane, services: &mut Vec<Service>) -> Result<()> {
+async fn serve(
+    opts: &RunOptions,
+    dp: &mut Dataplane,
+    mut config: Config,
+    health: &mut HealthSupervisor,
+    mut events: mpsc::Receiver<HealthEvent>,
+) -> Result<()> {
     let netlink = Netlink::connect()?;
     let iface = netlink.interface(&opts.interface).await?;
     dp.attach(&opts.interface, opts.mode)?;
@@ -106,7 +118,7 @@ async fn serve(opts: &RunOptions, dp: &mut Dataplane, services: &mut Vec<Service
         "XDP attached to {} (ifindex {}), {} virtual server(s)",
         iface.name,
         iface.index,
-        services.len()
+        config.virtual_servers.len()
     );
     let clock = dp.clock();
     let timeouts = FlowTimeouts {
@@ -131,21 +143,38 @@ async fn serve(opts: &RunOptions, dp: &mut Dataplane, services: &mut Vec<Service
     }
     // Always: generations handed out before must not be handed out again.
     reconciler.adopt(pinned);
+
+    health.apply(&config);
     let mut paths: HashMap<IpAddr, BackendPath> = HashMap::new();
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut ticker = tokio::time::interval(RESOLVE_INTERVAL);
+    let mut resolve = true;
     loop {
-        refresh_paths(&netlink, &iface, services, &mut paths).await;
-        match reconciler.apply(dp, &desired(services, &paths, true)) {
+        let services = crate::health::services(&config, health);
+        if resolve {
+            refresh_paths(&netlink, &iface, &backend_ips(&config), &mut paths).await;
+            resolve = false;
+        }
+        match reconciler.apply(dp, &desired(&services, &paths, true)) {
             Ok(changes) if !changes.is_empty() => info!("data plane updated: {changes:?}"),
             Ok(_) => {}
             Err(e) => error!("updating the data plane: {e:#}"),
         }
         tokio::select! {
-            _ = ticker.tick() => {}
-            _ = sighup.recv() => reload(&opts.config, services),
+            _ = ticker.tick() => resolve = true,
+            Some(_) = events.recv() => {
+                // One recomputation for a burst of state changes.
+                while events.try_recv().is_ok() {}
+            }
+            _ = sighup.recv() => {
+                if let Some(new) = reload(&opts.config) {
+                    config = new;
+                    health.apply(&config);
+                    resolve = true;
+                }
+            }
             _ = sigterm.recv() => return Ok(()),
             _ = sigint.recv() => return Ok(()),
         }
@@ -153,32 +182,46 @@ async fn serve(opts: &RunOptions, dp: &mut Dataplane, services: &mut Vec<Service
 }
 
 /// Re-reads the config; an invalid file leaves the running config in force.
-fn reload(path: &Path, services: &mut Vec<Service>) {
+fn reload(path: &Path) -> Option<Config> {
     match super::load_config(path) {
         Ok(loaded) => {
-            *services = config::services(&loaded.config);
             info!(
                 "reloaded {}: {} virtual server(s)",
                 path.display(),
-                services.len()
+                loaded.config.virtual_servers.len()
             );
+            Some(loaded.config)
         }
-        Err(e) => error!("reload refused, the running config stays in force: {e:#}"),
+        Err(e) => {
+            error!("reload refused, the running config stays in force: {e:#}");
+            None
+        }
     }
+}
+
+/// Every address frames may have to reach: real servers and sorry servers, so that a sorry
+/// server is ready before the quorum is lost.
+fn backend_ips(config: &Config) -> BTreeSet<IpAddr> {
+    config
+        .virtual_servers
+        .iter()
+        .flat_map(|vs| {
+            vs.real_servers
+                .iter()
+                .map(|rs| rs.address)
+                .chain(vs.sorry_server.as_ref().map(|s| s.address))
+        })
+        .collect()
 }
 
 async fn refresh_paths(
     netlink: &Netlink,
     iface: &Interface,
-    services: &[Service],
+    ips: &BTreeSet<IpAddr>,
     paths: &mut HashMap<IpAddr, BackendPath>,
 ) {
-    let ips: BTreeSet<IpAddr> = services
-        .iter()
-        .flat_map(|s| s.real_servers.iter().map(|rs| rs.addr.ip()))
-        .collect();
     paths.retain(|ip, _| ips.contains(ip));
-    for ip in ips {
+    for &ip in ips {
         let path = match netlink.resolve(ip).await {
             Ok(Some(n)) => {
                 let src_mac = if n.ifindex == iface.index {

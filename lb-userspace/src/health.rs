@@ -1,0 +1,130 @@
+//! From the config and the health checks to the services the data plane serves.
+//!
+//! Every configured real server is listed, alive or not: a dead one is marked down (its
+//! remembered connections are placed again) rather than left out, which would read as a removal
+//! from the config and drain it. While a virtual server is below its quorum, its sorry server
+//! takes the new connections and the live real servers keep the ones they have (weight 0).
+
+use lb_config::{Config, Protocol as ConfigProtocol, VirtualServer};
+use lb_health::{HealthSupervisor, RealServerHealth, VsKey};
+
+use crate::service::{Protocol, RealServer, Service};
+
+pub fn services(config: &Config, health: &mut HealthSupervisor) -> Vec<Service> {
+    let snapshot = health.snapshot();
+    config
+        .virtual_servers
+        .iter()
+        .map(|vs| {
+            let key = VsKey::of(vs);
+            let sorry = health
+                .effective_backends(&key)
+                .is_some_and(|effective| effective.sorry);
+            let states = snapshot.get(&key);
+            let state_of = |rs: &lb_config::RealServer| {
+                states.and_then(|s| s.get(&(rs.address, rs.port))).copied()
+            };
+            service(vs, sorry, state_of)
+        })
+        .collect()
+}
+
+/// One virtual server as a [`Service`], given each real server's health (`None`: not checked
+/// yet, so as configured) and whether the sorry server is in use.
+fn service(
+    vs: &VirtualServer,
+    sorry: bool,
+    state_of: impl Fn(&lb_config::RealServer) -> Option<RealServerHealth>,
+) -> Service {
+    let mut real_servers: Vec<RealServer> = vs
+        .real_servers
+        .iter()
+        .map(|rs| {
+            let (alive, weight) = match state_of(rs) {
+                Some(h) => (h.up, h.weight),
+                None => (!vs.alpha || rs.checkers.is_empty(), rs.weight),
+            };
+            RealServer {
+                addr: (rs.address, rs.port).into(),
+                weight: if sorry { 0 } else { weight },
+                alive,
+            }
+        })
+        .collect();
+    if let Some(sorry_server) = vs.sorry_server.as_ref().filter(|_| sorry) {
+        let addr = (sorry_server.address, sorry_server.port).into();
+        if !real_servers.iter().any(|rs| rs.addr == addr) {
+            real_servers.push(RealServer {
+                addr,
+                weight: 1,
+                alive: true,
+            });
+        }
+    }
+    Service {
+        vip: (vs.address, vs.port).into(),
+        protocol: match vs.protocol {
+            ConfigProtocol::Tcp => Protocol::Tcp,
+            ConfigProtocol::Udp => Protocol::Udp,
+        },
+        source_hash: vs.hash_on_source_only(),
+        real_servers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        lb_config::parse_str(text, "test.conf")
+            .expect("valid config")
+            .config
+    }
+
+    const VS: &str = "virtual_server 10.0.0.100 80 {\n  lb_algo mh\n  lb_kind DR\n  protocol TCP\n  sorry_server 10.0.0.50 80\n  real_server 10.0.0.11 80 {\n    weight 3\n    TCP_CHECK {\n      connect_timeout 1\n    }\n  }\n  real_server 10.0.0.12 80 {\n    weight 2\n  }\n}\n";
+
+    #[test]
+    fn dead_real_servers_are_listed_down() {
+        let c = config(VS);
+        let vs = &c.virtual_servers[0];
+        let s = service(vs, false, |rs| {
+            Some(RealServerHealth {
+                up: rs.address.to_string() != "10.0.0.11",
+                weight: rs.weight,
+                inhibit_on_failure: false,
+                failed_checkers: 0,
+            })
+        });
+        assert_eq!(s.real_servers.len(), 2);
+        assert!(!s.real_servers[0].alive);
+        assert!(s.real_servers[1].alive);
+        assert_eq!(s.real_servers[1].weight, 2);
+    }
+
+    #[test]
+    fn below_quorum_the_sorry_server_takes_new_connections() {
+        let c = config(VS);
+        let s = service(&c.virtual_servers[0], true, |_| None);
+        assert_eq!(s.real_servers.len(), 3);
+        assert!(
+            s.real_servers[..2]
+                .iter()
+                .all(|rs| rs.weight == 0 && rs.alive)
+        );
+        assert_eq!(s.real_servers[2].addr, "10.0.0.50:80".parse().unwrap());
+        assert_eq!(s.real_servers[2].weight, 1);
+    }
+
+    #[test]
+    fn unchecked_servers_start_as_configured() {
+        let alpha = VS.replace("protocol TCP", "protocol TCP\n  alpha");
+        let c = config(&alpha);
+        let s = service(&c.virtual_servers[0], false, |_| None);
+        assert!(
+            !s.real_servers[0].alive,
+            "alpha: checked servers start down"
+        );
+        assert!(s.real_servers[1].alive, "no checkers: always up");
+    }
+}
