@@ -4,6 +4,12 @@
 //! the packet carries them); an IPv4 address is stored IPv4-mapped (`::ffff:a.b.c.d`) so one key
 //! type covers both families.
 
+/// Claims: index 0 is for VIPs no VRRP instance holds (claimed while xlb runs); index `n` is
+/// the `n`-th VRRP instance's.
+pub const MAX_CLAIMS: u32 = 256;
+/// The claim of VIPs that no VRRP instance holds.
+pub const CLAIM_STATIC: u32 = 0;
+
 /// Entries in one Maglev table. A prime, as Maglev requires for its permutations to cover it.
 pub const MAGLEV_TABLE_SIZE: usize = 65537;
 /// VIPs (address, port, protocol) the data plane can serve at once.
@@ -33,6 +39,7 @@ pub mod names {
     pub const BACKENDS: &str = "XLB_BACKENDS";
     pub const TX_PORTS: &str = "XLB_TX_PORTS";
     pub const CONTROL: &str = "XLB_CONTROL";
+    pub const CLAIMS: &str = "XLB_CLAIMS";
     pub const VIP_STATS: &str = "XLB_VIP_STATS";
     pub const BACKEND_STATS: &str = "XLB_BACKEND_STATS";
     pub const OUTCOMES: &str = "XLB_OUTCOMES";
@@ -107,7 +114,8 @@ pub struct VipValue {
     /// Which of the two tables is live (0 or 1). The control plane writes the other one whole,
     /// then replaces this value: a packet sees the old table or the new one, never a mix.
     pub live_table: u32,
-    pub _pad: u32,
+    /// Index of the [`Claim`] that says whether this director serves the VIP now.
+    pub claim: u32,
 }
 
 impl VipValue {
@@ -153,27 +161,50 @@ pub struct Backend {
 /// flows are placed again).
 pub const BACKEND_F_VALID: u32 = 1 << 0;
 
-/// The single entry of the control map. Times are in the kernel's jiffies (`bpf_jiffies64`),
-/// the one clock an XDP program reads for free.
+/// The single entry of the control map, written by the reconciler. Times are in the kernel's
+/// jiffies (`bpf_jiffies64`), the one clock an XDP program reads for free.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Control {
-    /// Non-zero while this director is MASTER: only then is VIP traffic forwarded.
-    pub active: u32,
     /// Seed of the flow hash; directors that share VIPs must use the same one.
     pub hash_seed: u32,
-    /// While active, the jiffies after which this director stops claiming its VIPs unless the
-    /// control plane renews it (it died); 0: no lease, active until told otherwise.
-    pub lease_until: u64,
+    /// Which half of the VIP table is live (0 or 1). Like the Maglev tables, the control plane
+    /// rewrites the other half whole and then flips this word.
+    pub vip_half: u32,
     /// A remembered TCP flow idle this long (jiffies) is placed again, like an expired IPVS
     /// connection entry.
     pub tcp_idle: u64,
     pub udp_idle: u64,
-    /// Which half of the VIP table is live (0 or 1). Like the Maglev tables, the control plane
-    /// rewrites the other half whole and then flips this word.
-    pub vip_half: u32,
-    pub _pad: u32,
 }
+
+/// Whether this director serves a group of VIPs now: written by the VRRP instance that holds
+/// them (its own map entry, so it never races the reconciler), or by the control plane for VIPs
+/// no instance holds.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Claim {
+    /// Non-zero while MASTER: only then is VIP traffic forwarded.
+    pub active: u32,
+    pub _pad: u32,
+    /// Jiffies after which the claim lapses unless renewed (the control plane died): VIP
+    /// traffic and ARP / neighbour solicitations for the VIP addresses are dropped, never passed
+    /// to a stack that would answer. 0: no lease.
+    pub until: u64,
+}
+
+impl Claim {
+    /// Active, but its lease ran out.
+    #[inline(always)]
+    pub const fn lapsed(&self, now: u64) -> bool {
+        self.active != 0 && self.until != 0 && now > self.until
+    }
+}
+
+/// Value of the VIP address map: the claim of the address (low 16 bits) and flags.
+pub type VipAddrValue = u32;
+/// The address has virtual servers (fragments to it are dropped, as they carry no ports).
+pub const VIP_ADDR_F_SERVICES: u32 = 1 << 16;
+pub const VIP_ADDR_CLAIM_MASK: u32 = 0xffff;
 
 /// Key of the flow table: one client connection to one VIP (the VIP's id stands for its
 /// address, port and protocol).
@@ -265,8 +296,9 @@ pub enum Outcome {
     DropIpv6Ext = 9,
     /// The control entry or a table is missing (the control plane has not filled the maps).
     DropNoTable = 10,
-    /// The VIP lease ran out: the control plane stopped renewing it, so another director may
-    /// own the VIP now. Neither forwarded nor passed to a stack that would answer.
+    /// The VIP's claim lapsed: the control plane stopped renewing it, so another director may
+    /// own the VIP now. Neither forwarded nor passed to a stack that would answer (this covers
+    /// ARP requests and neighbour solicitations for the VIP addresses too).
     DropLeaseExpired = 11,
 }
 
@@ -315,6 +347,7 @@ mod pod {
     unsafe impl aya::Pod for super::MaglevTable {}
     unsafe impl aya::Pod for super::Backend {}
     unsafe impl aya::Pod for super::Control {}
+    unsafe impl aya::Pod for super::Claim {}
     unsafe impl aya::Pod for super::Counters {}
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowValue {}
@@ -331,7 +364,8 @@ mod tests {
         assert_eq!(size_of::<VipKey>(), 20);
         assert_eq!(size_of::<VipValue>(), 16);
         assert_eq!(size_of::<Backend>(), 64);
-        assert_eq!(size_of::<Control>(), 40);
+        assert_eq!(size_of::<Control>(), 24);
+        assert_eq!(size_of::<Claim>(), 16);
         assert_eq!(size_of::<VipSlot>(), 36);
         assert_eq!(size_of::<FlowKey>(), 20);
         assert_eq!(size_of::<FlowValue>(), 16);

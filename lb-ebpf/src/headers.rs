@@ -8,6 +8,10 @@ pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86dd;
 pub const ETH_P_8021Q: u16 = 0x8100;
 pub const ETH_P_8021AD: u16 = 0x88a8;
+pub const ETH_P_ARP: u16 = 0x0806;
+
+pub const ARPOP_REQUEST: u16 = 1;
+pub const ICMPV6_NEIGHBOUR_SOLICITATION: u8 = 135;
 
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
@@ -74,6 +78,32 @@ pub struct Ipv6Hdr {
 pub struct Ports {
     pub src: u16,
     pub dst: u16,
+}
+
+/// ARP for IPv4 over Ethernet.
+#[repr(C)]
+pub struct ArpEthIpv4 {
+    pub htype: u16,
+    pub ptype: u16,
+    pub hlen: u8,
+    pub plen: u8,
+    /// Network order.
+    pub op: u16,
+    pub sha: [u8; 6],
+    pub spa: [u8; 4],
+    pub tha: [u8; 6],
+    /// Target protocol address: the address asked about.
+    pub tpa: [u8; 4],
+}
+
+/// ICMPv6 neighbour solicitation: header and target address.
+#[repr(C)]
+pub struct NeighbourSolicitation {
+    pub kind: u8,
+    pub code: u8,
+    pub check: u16,
+    pub reserved: u32,
+    pub target: [u32; 4],
 }
 
 #[repr(C)]

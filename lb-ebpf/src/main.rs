@@ -23,17 +23,21 @@ use aya_ebpf::{
 };
 use headers::*;
 use lb_common::{
-    Addr, BACKEND_F_VALID, Backend, Control, Counters, DEFAULT_FLOW_TABLE_SIZE, FlowEvent, FlowKey,
-    FlowValue, MAX_BACKENDS, MAX_VIPS, MaglevTable, NO_BACKEND, Outcome, PROTO_TCP,
-    VIP_F_SOURCE_HASH, VIP_PROBES, VIP_SLOTS, VipKey, VipSlot, VipValue, hash, v4_mapped,
+    Addr, BACKEND_F_VALID, Backend, Claim, Control, Counters, DEFAULT_FLOW_TABLE_SIZE, FlowEvent,
+    FlowKey, FlowValue, MAX_BACKENDS, MAX_CLAIMS, MAX_VIPS, MaglevTable, NO_BACKEND, Outcome,
+    PROTO_TCP, VIP_ADDR_CLAIM_MASK, VIP_ADDR_F_SERVICES, VIP_F_SOURCE_HASH, VIP_PROBES, VIP_SLOTS,
+    VipAddrValue, VipKey, VipSlot, VipValue, hash, v4_mapped,
 };
 
 /// Two halves of [`VIP_SLOTS`] slots; `Control::vip_half` says which one is live.
 #[map]
 static XLB_VIPS: Array<VipSlot> = Array::with_max_entries(2 * VIP_SLOTS, 0);
-/// Every VIP address, whatever its ports: fragments and extension-header packets carry no port.
+/// Every VIP address, whatever its ports (fragments and extension-header packets carry none),
+/// and every VRRP virtual address: value [`VipAddrValue`], its claim and flags.
 #[map]
-static XLB_VIP_ADDRS: HashMap<Addr, u32> = HashMap::with_max_entries(MAX_VIPS, 0);
+static XLB_VIP_ADDRS: HashMap<Addr, VipAddrValue> = HashMap::with_max_entries(2 * MAX_VIPS, 0);
+#[map]
+static XLB_CLAIMS: Array<Claim> = Array::with_max_entries(MAX_CLAIMS, 0);
 /// Two tables per VIP (`2 * id` and `2 * id + 1`), one live, one being rewritten.
 #[map]
 static XLB_TABLES: Array<MaglevTable> = Array::with_max_entries(MAX_VIPS * 2, 0);
@@ -140,6 +144,7 @@ fn process(ctx: &XdpContext) -> Outcome {
     let flow = match ether_type {
         ETH_P_IP => parse_ipv4(ctx, l3),
         ETH_P_IPV6 => parse_ipv6(ctx, l3),
+        ETH_P_ARP => return arp(ctx, l3),
         _ => return Outcome::PassNotIp,
     };
     match flow {
@@ -296,7 +301,7 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
                 opens: opens_connection(ctx, l4, next_hdr),
             })
         }
-        IPPROTO_ICMPV6 => parse_icmpv6_packet_too_big(ctx, l4),
+        IPPROTO_ICMPV6 => parse_icmpv6(ctx, l4),
         IPPROTO_FRAGMENT => Err(not_for_a_vip(&daddr, Outcome::DropFragment)),
         IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
             Err(not_for_a_vip(&daddr, Outcome::DropIpv6Ext))
@@ -305,11 +310,22 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
     }
 }
 
-/// ICMPv6 "packet too big" about a VIP flow, steered like its IPv4 counterpart.
+/// ICMPv6 "packet too big" about a VIP flow, steered like its IPv4 counterpart; neighbour
+/// solicitations for a VIP address whose claim lapsed are dropped, like ARP requests.
 #[inline(always)]
-fn parse_icmpv6_packet_too_big(ctx: &XdpContext, l4: usize) -> Result<Flow, Outcome> {
+fn parse_icmpv6(ctx: &XdpContext, l4: usize) -> Result<Flow, Outcome> {
     let icmp = ptr_at::<IcmpHdr>(ctx, l4).ok_or(Outcome::PassMalformed)?;
-    if unsafe { (*icmp).kind } != ICMPV6_PKT_TOOBIG {
+    let kind = unsafe { (*icmp).kind };
+    if kind == ICMPV6_NEIGHBOUR_SOLICITATION {
+        let ns = ptr_at::<NeighbourSolicitation>(ctx, l4).ok_or(Outcome::PassMalformed)?;
+        let target = unsafe { (*ns).target };
+        return Err(if lapsed_vip_addr(&target) {
+            Outcome::DropLeaseExpired
+        } else {
+            Outcome::PassNotVip
+        });
+    }
+    if kind != ICMPV6_PKT_TOOBIG {
         return Err(Outcome::PassNotVip);
     }
     let quoted = l4 + size_of::<IcmpHdr>();
@@ -336,14 +352,42 @@ fn parse_icmpv6_packet_too_big(ctx: &XdpContext, l4: usize) -> Result<Flow, Outc
     })
 }
 
-/// `outcome` when `addr` is a VIP address, else the packet is none of our business.
+/// `outcome` when `addr` is a VIP address with virtual servers, else the packet is none of our
+/// business.
 #[inline(always)]
 fn not_for_a_vip(addr: &Addr, outcome: Outcome) -> Outcome {
-    if XLB_VIP_ADDRS.get_ptr(addr).is_some() {
-        outcome
-    } else {
-        Outcome::PassNotVip
+    match XLB_VIP_ADDRS.get_ptr(addr) {
+        Some(value) if unsafe { *value } & VIP_ADDR_F_SERVICES != 0 => outcome,
+        _ => Outcome::PassNotVip,
     }
+}
+
+/// Whether `addr` is a VIP address whose claim has lapsed: this director's control plane died,
+/// another director may hold the address now, and the stack (which may still have it) must
+/// not answer for it.
+#[inline(always)]
+fn lapsed_vip_addr(addr: &Addr) -> bool {
+    let Some(value) = XLB_VIP_ADDRS.get_ptr(addr) else {
+        return false;
+    };
+    let claim = unsafe { *value } & VIP_ADDR_CLAIM_MASK;
+    match XLB_CLAIMS.get(claim) {
+        Some(claim) => claim.lapsed(unsafe { bpf_jiffies64() }),
+        None => false,
+    }
+}
+
+/// ARP requests for a VIP address are dropped once its claim lapses; all other ARP passes.
+#[inline(always)]
+fn arp(ctx: &XdpContext, l3: usize) -> Outcome {
+    let Some(arp) = ptr_at::<ArpEthIpv4>(ctx, l3) else {
+        return Outcome::PassNotIp;
+    };
+    let (op, tpa) = unsafe { (u16::from_be((*arp).op), (*arp).tpa) };
+    if op == ARPOP_REQUEST && lapsed_vip_addr(&v4_mapped(u32::from_ne_bytes(tpa))) {
+        return Outcome::DropLeaseExpired;
+    }
+    Outcome::PassNotIp
 }
 
 #[inline(always)]
@@ -354,12 +398,15 @@ fn forward(ctx: &XdpContext, flow: &Flow) -> Outcome {
     let Some(vip) = find_vip(&flow.vip, control.vip_half) else {
         return Outcome::PassNotVip;
     };
-    if control.active == 0 {
+    let Some(claim) = XLB_CLAIMS.get(vip.claim) else {
+        return Outcome::DropNoTable;
+    };
+    if claim.active == 0 {
         return Outcome::PassInactive;
     }
     // Inlined by the verifier into one load, unlike the ktime helpers.
     let now = unsafe { bpf_jiffies64() };
-    if control.lease_until != 0 && now > control.lease_until {
+    if claim.lapsed(now) {
         return Outcome::DropLeaseExpired;
     }
     let bytes = (ctx.data_end() - ctx.data()) as u64;

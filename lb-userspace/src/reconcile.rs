@@ -15,8 +15,8 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow};
 use lb_common::{
-    Addr, Backend, Control, MAX_BACKENDS, MAX_VIPS, MaglevTable, VIP_PROBES, VIP_SLOTS, VipKey,
-    VipSlot, VipValue,
+    Addr, Backend, CLAIM_STATIC, Claim, Control, MAX_BACKENDS, MAX_VIPS, MaglevTable, VIP_PROBES,
+    VIP_SLOTS, VipAddrValue, VipKey, VipSlot, VipValue,
     maglev::{self, MaglevBackend, MaglevCursor},
 };
 
@@ -28,10 +28,11 @@ pub trait MapWriter {
     fn write_table(&mut self, index: u32, table: &MaglevTable) -> Result<()>;
     /// `index` counts over both halves of the VIP table.
     fn write_vip_slot(&mut self, index: u32, slot: &VipSlot) -> Result<()>;
-    fn add_vip_addr(&mut self, addr: &Addr) -> Result<()>;
+    fn set_vip_addr(&mut self, addr: &Addr, value: VipAddrValue) -> Result<()>;
     fn remove_vip_addr(&mut self, addr: &Addr) -> Result<()>;
     fn add_tx_port(&mut self, ifindex: u32) -> Result<()>;
     fn set_control(&mut self, control: &Control) -> Result<()>;
+    fn set_claim(&mut self, index: u32, claim: &Claim) -> Result<()>;
 }
 
 /// A packet that read a VIP entry just before a flip may still be reading the old half: wait
@@ -69,7 +70,9 @@ struct AppliedVip {
 pub struct PinnedState {
     /// Both halves of the VIP table, as the kernel holds them.
     pub vip_slots: Vec<VipSlot>,
-    pub vip_addrs: Vec<Addr>,
+    pub vip_addrs: Vec<(Addr, VipAddrValue)>,
+    /// The claim of VIPs no VRRP instance holds.
+    pub static_claim: Claim,
     /// Backend entries marked valid, by id.
     pub backends: Vec<(u32, Backend)>,
     /// The highest generation any backend entry holds: remembered flows may name any up to it.
@@ -116,7 +119,8 @@ pub struct Reconciler {
     /// Given to the next backend id handed out, so that a flow remembered for an id's previous
     /// owner never matches its new one.
     next_generation: u32,
-    vip_addrs: BTreeSet<Addr>,
+    vip_addrs: BTreeMap<Addr, VipAddrValue>,
+    static_claim: Option<Claim>,
     tx_ports: BTreeSet<u32>,
     control: Option<Control>,
     /// Backend ids a previous xlb left in use: live tables may name them, so they are neither
@@ -165,7 +169,8 @@ impl Reconciler {
             draining: BTreeMap::new(),
             drain: Duration::ZERO,
             next_generation: 1,
-            vip_addrs: BTreeSet::new(),
+            vip_addrs: BTreeMap::new(),
+            static_claim: None,
             tx_ports: BTreeSet::new(),
             control: None,
             reserved_backend_ids: BTreeSet::new(),
@@ -200,6 +205,7 @@ impl Reconciler {
             );
         }
         self.vip_addrs = pinned.vip_addrs.into_iter().collect();
+        self.static_claim = Some(pinned.static_claim);
         // Each entry says which real server it stands for: keep its id and generation, so that
         // remembered flows keep their backends across the restart.
         for (id, backend) in pinned.backends {
@@ -250,17 +256,18 @@ impl Reconciler {
         let mut changes = Changes::default();
         let applied = self.control.unwrap_or_default();
         let mut control = Control {
-            active: u32::from(desired.active),
             hash_seed: self.hash_seed,
-            lease_until: 0,
+            vip_half: applied.vip_half & 1,
             tcp_idle: self.timeouts.tcp_idle,
             udp_idle: self.timeouts.udp_idle,
-            vip_half: applied.vip_half & 1,
-            _pad: 0,
         };
-        if !desired.active && self.control != Some(control) {
-            w.set_control(&control)?;
-            self.control = Some(control);
+        let static_claim = Claim {
+            active: u32::from(desired.active),
+            ..Claim::default()
+        };
+        if !desired.active && self.static_claim != Some(static_claim) {
+            w.set_claim(CLAIM_STATIC, &static_claim)?;
+            self.static_claim = Some(static_claim);
             changes.control_written = true;
         }
 
@@ -310,9 +317,10 @@ impl Reconciler {
         }
 
         // VIP addresses, before the VIP entries that use them.
-        let desired_addrs: BTreeSet<Addr> = desired.vips.keys().map(|k| k.addr).collect();
-        for addr in desired_addrs.difference(&self.vip_addrs) {
-            w.add_vip_addr(addr)?;
+        for (addr, value) in &desired.vip_addrs {
+            if self.vip_addrs.get(addr) != Some(value) {
+                w.set_vip_addr(addr, *value)?;
+            }
         }
 
         // Removed VIPs free their ids for added ones; they leave the VIP table at the flip.
@@ -324,10 +332,23 @@ impl Reconciler {
         let mut pending: Vec<(VipKey, AppliedVip)> = Vec::new();
         for (key, vip) in &desired.vips {
             let (id, index, live) = match self.vips.get(key) {
-                Some(applied)
-                    if applied.members.as_ref() == Some(&vip.members)
-                        && applied.value.flags == vip.flags =>
-                {
+                Some(applied) if applied.members.as_ref() == Some(&vip.members) => {
+                    // Same table; only the VIP entry may change.
+                    let value = VipValue {
+                        flags: vip.flags,
+                        claim: vip.claim,
+                        ..applied.value
+                    };
+                    if value != applied.value {
+                        pending.push((
+                            *key,
+                            AppliedVip {
+                                value,
+                                members: applied.members.clone(),
+                                ..*applied
+                            },
+                        ));
+                    }
                     continue;
                 }
                 Some(applied) => {
@@ -356,7 +377,7 @@ impl Reconciler {
                 id,
                 flags: vip.flags,
                 live_table: live,
-                _pad: 0,
+                claim: vip.claim,
             };
             pending.push((
                 *key,
@@ -386,8 +407,6 @@ impl Reconciler {
                     self.vip_halves[idle][i] = *slot;
                 }
             }
-            // The whole new control word: tables and backends are in place, so activating here
-            // (when that is wanted) is as safe as at the end.
             control = Control {
                 vip_half: idle as u32,
                 ..control
@@ -401,15 +420,16 @@ impl Reconciler {
                 vip.flipped_at = now;
             }
         }
-        let control = Control {
-            active: u32::from(desired.active),
-            ..control
-        };
-
-        for addr in self.vip_addrs.difference(&desired_addrs) {
-            w.remove_vip_addr(addr)?;
+        let gone: Vec<Addr> = self
+            .vip_addrs
+            .keys()
+            .filter(|a| !desired.vip_addrs.contains_key(*a))
+            .copied()
+            .collect();
+        for addr in gone {
+            w.remove_vip_addr(&addr)?;
         }
-        self.vip_addrs = desired_addrs;
+        self.vip_addrs = desired.vip_addrs.clone();
 
         // Backends no longer configured: drained while their VIP stays, else cleared.
         let gone: Vec<BackendKey> = self
@@ -461,9 +481,14 @@ impl Reconciler {
             }
         }
 
-        if desired.active && self.control != Some(control) {
+        if self.control != Some(control) {
             w.set_control(&control)?;
             self.control = Some(control);
+            changes.control_written = true;
+        }
+        if desired.active && self.static_claim != Some(static_claim) {
+            w.set_claim(CLAIM_STATIC, &static_claim)?;
+            self.static_claim = Some(static_claim);
             changes.control_written = true;
         }
         Ok(changes)
@@ -506,8 +531,10 @@ mod tests {
         AddAddr,
         RemoveAddr,
         TxPort(u32),
-        /// (active, live VIP half).
-        Control(u32, u32),
+        /// The live VIP half.
+        Control(u32),
+        /// (claim index, active).
+        Claim(u32, u32),
     }
 
     #[derive(Default)]
@@ -527,7 +554,7 @@ mod tests {
             self.0.push(Write::VipSlot(index / VIP_SLOTS, value));
             Ok(())
         }
-        fn add_vip_addr(&mut self, _: &Addr) -> Result<()> {
+        fn set_vip_addr(&mut self, _: &Addr, _: VipAddrValue) -> Result<()> {
             self.0.push(Write::AddAddr);
             Ok(())
         }
@@ -540,7 +567,11 @@ mod tests {
             Ok(())
         }
         fn set_control(&mut self, c: &Control) -> Result<()> {
-            self.0.push(Write::Control(c.active, c.vip_half));
+            self.0.push(Write::Control(c.vip_half));
+            Ok(())
+        }
+        fn set_claim(&mut self, index: u32, c: &Claim) -> Result<()> {
+            self.0.push(Write::Claim(index, c.active));
             Ok(())
         }
     }
@@ -595,7 +626,8 @@ mod tests {
                 Write::AddAddr,
                 Write::Table(0),
                 Write::VipSlot(1, Some((0, 0))),
-                Write::Control(1, 1),
+                Write::Control(1),
+                Write::Claim(0, 1),
             ]
         );
     }
@@ -620,16 +652,13 @@ mod tests {
         assert_eq!(
             r.control,
             Some(Control {
-                active: 1,
                 hash_seed: 7,
-                lease_until: 0,
+                vip_half: 1,
                 tcp_idle: TIMEOUTS.tcp_idle,
                 udp_idle: TIMEOUTS.udp_idle,
-                vip_half: 1,
-                _pad: 0,
             })
         );
-        assert_eq!(w.0.last(), Some(&Write::Control(1, 1)));
+        assert_eq!(w.0.last(), Some(&Write::Claim(0, 1)));
         let mut w = Recorder::default();
         r.apply(&mut w, &desired(&services(&[1, 1]), &paths(2), true))
             .unwrap();
@@ -671,14 +700,14 @@ mod tests {
             vec![
                 Write::Table(1),
                 Write::VipSlot(0, Some((0, 1))),
-                Write::Control(1, 0)
+                Write::Control(0)
             ]
         );
         let mut w = Recorder::default();
         r.apply(&mut w, &desired(&services(&[2, 3]), &paths(2), true))
             .unwrap();
         // Half 1 still holds the VIP pointing at table 0, from the first apply.
-        assert_eq!(w.0, vec![Write::Table(0), Write::Control(1, 1)]);
+        assert_eq!(w.0, vec![Write::Table(0), Write::Control(1)]);
     }
 
     #[test]
@@ -687,14 +716,14 @@ mod tests {
         let mut first = Reconciler::new(1, TIMEOUTS);
         first.apply(&mut Recorder::default(), &d).unwrap();
         let vip_slots: Vec<VipSlot> = first.vip_halves.concat();
-        let vip = *first.vips.keys().next().unwrap();
         let backends: Vec<(u32, Backend)> = first.backends.values().copied().collect();
         let control = first.control.unwrap();
 
         let mut restarted = Reconciler::new(1, TIMEOUTS);
         restarted.adopt(PinnedState {
             vip_slots,
-            vip_addrs: vec![vip.addr],
+            vip_addrs: first.vip_addrs.clone().into_iter().collect(),
+            static_claim: first.static_claim.unwrap(),
             backends: backends.clone(),
             max_generation: 2,
             control,
@@ -709,7 +738,7 @@ mod tests {
             vec![
                 Write::Table(1),
                 Write::VipSlot(0, Some((0, 1))),
-                Write::Control(1, 0)
+                Write::Control(0)
             ]
         );
         let s: Service = services(&[1, 1, 1]).remove(0);
@@ -796,9 +825,9 @@ mod tests {
         assert_eq!(
             w.0,
             vec![
-                Write::Control(0, 1),
+                Write::Claim(0, 0),
                 // Half 0 was never written: it is already the empty table.
-                Write::Control(0, 0),
+                Write::Control(0),
                 Write::RemoveAddr,
                 Write::Backend(0, false),
                 Write::Backend(1, false),

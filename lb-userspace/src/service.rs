@@ -6,7 +6,10 @@ use std::{
     net::{IpAddr, SocketAddr},
 };
 
-use lb_common::{Addr, BACKEND_F_VALID, Backend, PROTO_TCP, PROTO_UDP, VIP_F_SOURCE_HASH, VipKey};
+use lb_common::{
+    Addr, BACKEND_F_VALID, Backend, CLAIM_STATIC, PROTO_TCP, PROTO_UDP, VIP_ADDR_F_SERVICES,
+    VIP_F_SOURCE_HASH, VipAddrValue, VipKey,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Protocol {
@@ -113,6 +116,25 @@ pub struct DesiredState {
     pub vips: BTreeMap<VipKey, DesiredVip>,
     /// Every live real server of every VIP; the generation is the reconciler's to fill in.
     pub backends: BTreeMap<BackendKey, Backend>,
+    /// Every VIP address and VRRP virtual address, with its claim and flags.
+    pub vip_addrs: BTreeMap<Addr, VipAddrValue>,
+}
+
+impl DesiredState {
+    /// Hands the VIPs on addresses a VRRP instance holds to that instance's claim, and lists
+    /// every VRRP virtual address (so that ARP for it is dropped when the claim lapses).
+    pub fn with_claims(mut self, claims: &BTreeMap<IpAddr, u32>) -> Self {
+        for (key, vip) in self.vips.iter_mut() {
+            if let Some(claim) = claims.get(&words_addr(&key.addr)) {
+                vip.claim = *claim;
+            }
+        }
+        for (ip, claim) in claims {
+            let value = self.vip_addrs.entry(addr_words(*ip)).or_insert(0);
+            *value = (*value & !lb_common::VIP_ADDR_CLAIM_MASK) | claim;
+        }
+        self
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,6 +142,8 @@ pub struct DesiredVip {
     pub flags: u32,
     /// (backend address, port, weight): the Maglev table's input.
     pub members: Vec<(IpAddr, u16, u32)>,
+    /// The [`lb_common::Claim`] that says whether this director serves the VIP.
+    pub claim: u32,
 }
 
 /// The desired state of the data plane. Every real server of every service has a backend entry;
@@ -170,9 +194,17 @@ pub fn desired(
         } else {
             0
         };
+        state.vips.insert(
+            service.key(),
+            DesiredVip {
+                flags,
+                members,
+                claim: CLAIM_STATIC,
+            },
+        );
         state
-            .vips
-            .insert(service.key(), DesiredVip { flags, members });
+            .vip_addrs
+            .insert(service.key().addr, VIP_ADDR_F_SERVICES | CLAIM_STATIC);
     }
     state
 }

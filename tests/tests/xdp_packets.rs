@@ -5,7 +5,7 @@ use std::{collections::HashMap, net::IpAddr};
 
 use aya::programs::{TestRun as _, TestRunOptions};
 use lb_common::{
-    FlowEvent, MAGLEV_TABLE_SIZE, Outcome,
+    Claim, FlowEvent, MAGLEV_TABLE_SIZE, Outcome,
     hash::Flow,
     maglev::{self, MaglevBackend, MaglevCursor},
 };
@@ -676,20 +676,71 @@ fn idle_flows_expire_and_are_placed_again() {
 }
 
 #[test]
-fn an_expired_lease_stops_the_vip_being_claimed() {
+fn a_lapsed_claim_stops_the_vip_being_served_and_answered_for() {
     let mut h = Harness::new();
     let spec = PacketSpec::new("192.0.2.9", "10.0.0.100", 3000, 80, L4::Tcp).build();
-    let mut control = h.dp.control().unwrap();
+    let arp = arp_request("192.0.2.9", "10.0.0.100");
+    let ns = neighbour_solicitation("2001:db8:ff::9", "2001:db8::100");
     let now = h.dp.now().unwrap();
-    control.lease_until = now + h.dp.clock().ticks(std::time::Duration::from_secs(60));
-    h.dp.set_control(control).unwrap();
+    let lease = h.dp.clock().ticks(std::time::Duration::from_secs(60));
+    h.dp.set_claim(
+        lb_common::CLAIM_STATIC,
+        Claim {
+            active: 1,
+            _pad: 0,
+            until: now + lease,
+        },
+    )
+    .unwrap();
     h.forwarded_to(&spec);
-    control.lease_until = now - 1;
-    h.dp.set_control(control).unwrap();
+    assert_eq!(
+        h.run(&arp).0,
+        XDP_PASS,
+        "a live claim: the stack answers ARP"
+    );
+    assert_eq!(h.run(&ns).0, XDP_PASS);
+
+    // The control plane stopped renewing: nothing for the VIP gets through any more.
+    h.dp.set_claim(
+        lb_common::CLAIM_STATIC,
+        Claim {
+            active: 1,
+            _pad: 0,
+            until: now - 1,
+        },
+    )
+    .unwrap();
     let (action, out) = h.run(&spec);
     assert_eq!(action, XDP_DROP);
     assert_eq!(out, spec);
-    assert_eq!(h.outcome(Outcome::DropLeaseExpired), 1);
+    assert_eq!(h.run(&arp).0, XDP_DROP);
+    assert_eq!(h.run(&ns).0, XDP_DROP);
+    assert_eq!(h.outcome(Outcome::DropLeaseExpired), 3);
+    // ARP for other addresses is none of its business.
+    assert_eq!(h.run(&arp_request("192.0.2.9", "10.0.0.99")).0, XDP_PASS);
+}
+
+fn arp_request(sender: &str, target: &str) -> Vec<u8> {
+    let sender: std::net::Ipv4Addr = sender.parse().unwrap();
+    let target: std::net::Ipv4Addr = target.parse().unwrap();
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&[2, 0, 0, 0, 0, 9]);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&[2, 0, 0, 0, 0, 9]);
+    f.extend_from_slice(&sender.octets());
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&target.octets());
+    f
+}
+
+fn neighbour_solicitation(sender: &str, target: &str) -> Vec<u8> {
+    let sender: std::net::Ipv6Addr = sender.parse().unwrap();
+    let target: std::net::Ipv6Addr = target.parse().unwrap();
+    let mut icmp = vec![135, 0, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&target.octets());
+    icmp.extend_from_slice(&[1, 1, 2, 0, 0, 0, 0, 9]);
+    let ip = packet::ip_packet(sender.into(), target.into(), 58, &icmp);
+    packet::ethernet(None, 0x86dd, &ip)
 }
 
 #[test]

@@ -22,8 +22,8 @@ use aya::{
 };
 pub use clock::Clock;
 use lb_common::{
-    Addr, Backend, Control, Counters, DEFAULT_FLOW_TABLE_SIZE, FlowKey, FlowValue, MaglevTable,
-    VipSlot, names,
+    Addr, Backend, CLAIM_STATIC, Claim, Control, Counters, DEFAULT_FLOW_TABLE_SIZE, FlowKey,
+    FlowValue, MaglevTable, VipAddrValue, VipSlot, names,
 };
 pub use stats::{BackendStats, Stats, VipStats};
 
@@ -42,7 +42,10 @@ pub fn pin_dir(bpffs: &Path, interface: &str) -> PathBuf {
 pub struct Dataplane {
     ebpf: Ebpf,
     vips: Array<MapData, VipSlot>,
-    vip_addrs: HashMap<MapData, Addr, u32>,
+    vip_addrs: HashMap<MapData, Addr, VipAddrValue>,
+    claims: Array<MapData, Claim>,
+    /// Another descriptor of the claims map, for [`Dataplane::claims_handle`].
+    claims_fd: std::os::fd::OwnedFd,
     tables: Array<MapData, MaglevTable>,
     backends: Array<MapData, Backend>,
     tx_ports: DevMapHash<MapData>,
@@ -81,13 +84,14 @@ where
     T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
 }
 
-const MAP_NAMES: [&str; 11] = [
+const MAP_NAMES: [&str; 12] = [
     names::VIPS,
     names::VIP_ADDRS,
     names::TABLES,
     names::BACKENDS,
     names::TX_PORTS,
     names::CONTROL,
+    names::CLAIMS,
     names::VIP_STATS,
     names::BACKEND_STATS,
     names::OUTCOMES,
@@ -104,6 +108,7 @@ fn expected_sizes(name: &str) -> Option<(usize, usize)> {
         names::TABLES => (size_of::<u32>(), size_of::<MaglevTable>()),
         names::BACKENDS => (size_of::<u32>(), size_of::<Backend>()),
         names::CONTROL => (size_of::<u32>(), size_of::<Control>()),
+        names::CLAIMS => (size_of::<u32>(), size_of::<Claim>()),
         names::VIP_STATS | names::BACKEND_STATS => (size_of::<u32>(), size_of::<Counters>()),
         names::OUTCOMES | names::FLOW_EVENTS => (size_of::<u32>(), size_of::<u64>()),
         names::FLOWS => (size_of::<FlowKey>(), size_of::<FlowValue>()),
@@ -178,6 +183,20 @@ impl Dataplane {
             backends: take(&mut ebpf, names::BACKENDS)?,
             tx_ports: take(&mut ebpf, names::TX_PORTS)?,
             control: take(&mut ebpf, names::CONTROL)?,
+            claims_fd: {
+                use std::os::fd::AsFd as _;
+                let map = ebpf
+                    .map(names::CLAIMS)
+                    .ok_or_else(|| anyhow!("the XDP object has no map {}", names::CLAIMS))?;
+                let aya::maps::Map::Array(data) = map else {
+                    bail!("map {} is not an array", names::CLAIMS);
+                };
+                data.fd()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .context("duplicating the claims map")?
+            },
+            claims: take(&mut ebpf, names::CLAIMS)?,
             vip_stats: take(&mut ebpf, names::VIP_STATS)?,
             backend_stats: take(&mut ebpf, names::BACKEND_STATS)?,
             outcomes: take(&mut ebpf, names::OUTCOMES)?,
@@ -206,11 +225,12 @@ impl Dataplane {
         for slot in self.vips.iter() {
             state.vip_slots.push(slot.context("reading the VIP table")?);
         }
-        for key in self.vip_addrs.keys() {
+        for entry in self.vip_addrs.iter() {
             state
                 .vip_addrs
-                .push(key.context("reading the VIP address map")?);
+                .push(entry.context("reading the VIP address map")?);
         }
+        state.static_claim = self.claim(CLAIM_STATIC)?;
         for (id, backend) in self.backends.iter().enumerate() {
             let backend = backend.context("reading the backend map")?;
             state.max_generation = state.max_generation.max(backend.generation);
@@ -307,6 +327,31 @@ impl Dataplane {
         self.control.get(&0, 0).context("reading the control entry")
     }
 
+    pub fn claim(&self, index: u32) -> Result<Claim> {
+        self.claims
+            .get(&index, 0)
+            .with_context(|| format!("reading claim {index}"))
+    }
+
+    pub fn set_claim(&mut self, index: u32, claim: Claim) -> Result<()> {
+        self.claims
+            .set(index, claim, 0)
+            .with_context(|| format!("writing claim {index}"))
+    }
+
+    /// A handle on the claims map of its own, for the VRRP thread: each VRRP instance writes
+    /// only its own entry, so it never contends with the reconciler.
+    pub fn claims_handle(&self) -> Result<Claims> {
+        let fd = self
+            .claims_fd
+            .try_clone()
+            .context("duplicating the claims map")?;
+        let data = MapData::from_fd(fd).context("opening the claims map")?;
+        Ok(Claims(
+            Array::try_from(aya::maps::Map::Array(data)).context("the claims map")?,
+        ))
+    }
+
     /// Lets backends behind `ifindex` be reached by redirect.
     pub fn add_tx_port(&mut self, ifindex: u32) -> Result<()> {
         self.tx_ports
@@ -357,10 +402,10 @@ impl crate::reconcile::MapWriter for Dataplane {
             .with_context(|| format!("writing VIP table slot {index}"))
     }
 
-    fn add_vip_addr(&mut self, addr: &Addr) -> Result<()> {
+    fn set_vip_addr(&mut self, addr: &Addr, value: VipAddrValue) -> Result<()> {
         self.vip_addrs
-            .insert(addr, 1, 0)
-            .context("adding a VIP address")
+            .insert(addr, value, 0)
+            .context("writing a VIP address")
     }
 
     fn remove_vip_addr(&mut self, addr: &Addr) -> Result<()> {
@@ -375,6 +420,27 @@ impl crate::reconcile::MapWriter for Dataplane {
 
     fn set_control(&mut self, control: &Control) -> Result<()> {
         Dataplane::set_control(self, *control)
+    }
+
+    fn set_claim(&mut self, index: u32, claim: &Claim) -> Result<()> {
+        Dataplane::set_claim(self, index, *claim)
+    }
+}
+
+/// The claims map, as the VRRP thread holds it.
+pub struct Claims(Array<MapData, Claim>);
+
+impl Claims {
+    pub fn set(&mut self, index: u32, claim: Claim) -> Result<()> {
+        self.0
+            .set(index, claim, 0)
+            .with_context(|| format!("writing claim {index}"))
+    }
+
+    pub fn get(&self, index: u32) -> Result<Claim> {
+        self.0
+            .get(&index, 0)
+            .with_context(|| format!("reading claim {index}"))
     }
 }
 
