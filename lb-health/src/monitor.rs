@@ -146,7 +146,7 @@ impl RealServerMonitor {
 
     /// The real server's state now.
     pub fn health(&self) -> RealServerHealth {
-        lock(&self.health).clone()
+        *lock(&self.health)
     }
 
     /// The checkers this monitor runs; a reload keeps the monitor only if

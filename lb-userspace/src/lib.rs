@@ -10,3 +10,4 @@ pub mod health;
 pub mod netlink;
 pub mod reconcile;
 pub mod service;
+pub mod vrrp;

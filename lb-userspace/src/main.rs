@@ -70,6 +70,9 @@ enum Command {
         interface: String,
         #[arg(long, default_value = "/sys/fs/bpf")]
         bpffs: PathBuf,
+        /// The pidfile of the xlb to ask; VRRP states are beside it [default: /run/xlb/IFACE.pid].
+        #[arg(long)]
+        pidfile: Option<PathBuf>,
     },
 }
 
@@ -128,7 +131,15 @@ fn main() -> ExitCode {
         Command::Reload { interface, pidfile } => cli::run::reload_running(
             &pidfile.unwrap_or_else(|| cli::run::default_pidfile(&interface)),
         ),
-        Command::Stats { interface, bpffs } => cli::stats::print(&bpffs, &interface),
+        Command::Stats {
+            interface,
+            bpffs,
+            pidfile,
+        } => cli::stats::print(
+            &bpffs,
+            &interface,
+            &pidfile.unwrap_or_else(|| cli::run::default_pidfile(&interface)),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

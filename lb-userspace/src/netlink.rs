@@ -59,6 +59,97 @@ impl Netlink {
         self.interface_from(link.header.index, &link.attributes)
     }
 
+    /// Whether the interface is up with a carrier (IFF_UP and IFF_LOWER_UP).
+    pub async fn link_up(&self, name: &str) -> Result<bool> {
+        use rtnetlink::packet_route::link::LinkFlags;
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
+        let link = links
+            .try_next()
+            .await
+            .with_context(|| format!("no interface {name}"))?
+            .ok_or_else(|| anyhow!("no interface {name}"))?;
+        let flags = link.header.flags;
+        Ok(flags.contains(LinkFlags::Up) && flags.contains(LinkFlags::LowerUp))
+    }
+
+    /// The first address of a family on an interface: a VRRP instance's source address when
+    /// the config names none.
+    pub async fn first_address(&self, ifindex: u32, v6: bool) -> Result<Option<IpAddr>> {
+        use rtnetlink::packet_route::address::AddressAttribute;
+        let mut addrs = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(ifindex)
+            .execute();
+        while let Some(msg) = addrs.try_next().await.context("listing addresses")? {
+            for attr in &msg.attributes {
+                if let AddressAttribute::Address(ip) = attr {
+                    let link_local = match ip {
+                        IpAddr::V6(a) => a.segments()[0] & 0xffc0 == 0xfe80,
+                        IpAddr::V4(_) => false,
+                    };
+                    // IPv6 VRRP speaks from the link-local address (RFC 5798 5.1.2.1).
+                    if ip.is_ipv6() == v6 && (!v6 || link_local) {
+                        return Ok(Some(*ip));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// `ip addr add ADDR/PREFIX dev IFINDEX [label LABEL]`; already there is fine.
+    pub async fn add_address(
+        &self,
+        ifindex: u32,
+        ip: IpAddr,
+        prefix_len: u8,
+        label: Option<&str>,
+    ) -> Result<()> {
+        use rtnetlink::packet_route::address::AddressAttribute;
+        let mut req = self.handle.address().add(ifindex, ip, prefix_len).replace();
+        if let Some(label) = label {
+            req.message_mut()
+                .attributes
+                .push(AddressAttribute::Label(label.to_string()));
+        }
+        req.execute()
+            .await
+            .with_context(|| format!("adding {ip}/{prefix_len} to ifindex {ifindex}"))
+    }
+
+    /// `ip addr del ADDR/PREFIX dev IFINDEX`; already gone is fine.
+    pub async fn remove_address(&self, ifindex: u32, ip: IpAddr, prefix_len: u8) -> Result<()> {
+        let msg = match ip {
+            IpAddr::V4(a) => rtnetlink::AddressMessageBuilder::<Ipv4Addr>::new()
+                .index(ifindex)
+                .address(a, prefix_len)
+                .build(),
+            IpAddr::V6(a) => rtnetlink::AddressMessageBuilder::<Ipv6Addr>::new()
+                .index(ifindex)
+                .address(a, prefix_len)
+                .build(),
+        };
+        match self.handle.address().del(msg).execute().await {
+            Ok(()) => Ok(()),
+            // EADDRNOTAVAIL: it was not there.
+            Err(rtnetlink::Error::NetlinkError(e))
+                if e.code.map(|c| c.get()) == Some(-libc::EADDRNOTAVAIL) =>
+            {
+                Ok(())
+            }
+            Err(e) => {
+                Err(e).with_context(|| format!("removing {ip}/{prefix_len} from ifindex {ifindex}"))
+            }
+        }
+    }
+
     pub async fn interface_by_index(&self, index: u32) -> Result<Interface> {
         let mut links = self.handle.link().get().match_index(index).execute();
         let link = links

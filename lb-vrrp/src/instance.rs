@@ -322,6 +322,9 @@ pub enum TransitionReason {
     SyncGroup,
     /// [`Instance::shutdown`].
     Shutdown,
+    /// [`Instance::resume_master`]: a restarted control plane picking up where the previous
+    /// one, still master, left off.
+    Resumed,
 }
 
 /// Something the caller must do, in the order given.
@@ -558,6 +561,21 @@ impl Instance {
     /// in INIT.
     pub fn start(&mut self, now: Duration) -> Vec<Action> {
         self.start_gated(now, true)
+    }
+
+    /// Starts straight as MASTER, without waiting for Master_Down_Interval: for a control plane
+    /// restarted while the data plane still holds a live claim from its predecessor, which was
+    /// master a moment ago. Peers saw adverts until then, so they are BACKUP; an advert at once
+    /// keeps them there. A peer that did take over (or has a higher priority) is heard and
+    /// handled as any master would. Does nothing unless in INIT, or when faulty.
+    pub fn resume_master(&mut self, now: Duration) -> Vec<Action> {
+        if self.state != State::Init || self.fault {
+            return self.start(now);
+        }
+        self.reset_backup_view();
+        let mut actions = Vec::new();
+        self.become_master(now, State::Init, TransitionReason::Resumed, &mut actions);
+        actions
     }
 
     /// Checks a decoded advert against the configuration: version, VRID, authentication,
@@ -1062,7 +1080,7 @@ impl Instance {
             }
         } else {
             // Lower priority and we may preempt: ignore it and let the down timer run out.
-            log::info!(
+            log::debug!(
                 "VRID {}: lower priority {} advert from {src} ignored, ours {ours}",
                 self.cfg.vrid,
                 advert.priority

@@ -70,6 +70,21 @@ impl SyncGroup {
             .min()
     }
 
+    /// Starts every member straight as MASTER (see [`Instance::resume_master`]); falls back
+    /// to [`SyncGroup::start`] if any member is faulty.
+    pub fn resume_master(&mut self, now: Duration) -> Vec<GroupAction> {
+        if self.members.iter().any(Instance::is_faulty) {
+            return self.start(now);
+        }
+        let mut out = Vec::new();
+        for i in 0..self.members.len() {
+            let actions = self.members[i].resume_master(now);
+            push(&mut out, i, actions);
+        }
+        self.state = State::Master;
+        out
+    }
+
     /// Starts every member; all go to FAULT if any is faulty.
     pub fn start(&mut self, now: Duration) -> Vec<GroupAction> {
         let mut out = Vec::new();

@@ -946,3 +946,26 @@ fn ipv6_adverts_go_to_ff02_12() {
     let advert = lb_vrrp::decode(&sent[0].payload, &meta).expect("decodes");
     assert_eq!(advert, vr.advert(150));
 }
+
+#[test]
+fn a_restarted_master_resumes_without_waiting() {
+    let mut vr = Instance::new(config(100)).expect("valid config");
+    let actions = vr.resume_master(ms(5));
+    assert_eq!(vr.state(), State::Master);
+    assert_eq!(actions[0], Action::SendAdvert { priority: 100 });
+    assert!(actions.contains(&Action::StateChanged {
+        from: State::Init,
+        to: State::Master,
+        reason: TransitionReason::Resumed,
+    }));
+    // Then it advertises on its interval like any master.
+    assert_eq!(vr.next_deadline(), Some(ms(5) + Duration::from_secs(1)));
+}
+
+#[test]
+fn a_faulty_instance_does_not_resume_as_master() {
+    let mut vr = Instance::new(config(100)).expect("valid config");
+    vr.set_fault(ms(0), true);
+    vr.resume_master(ms(5));
+    assert_eq!(vr.state(), State::Fault);
+}

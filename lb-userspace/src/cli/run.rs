@@ -21,6 +21,7 @@ use crate::{
     netlink::{Interface, Netlink},
     reconcile::{FlowTimeouts, Reconciler},
     service::{BackendPath, desired},
+    vrrp,
 };
 
 /// Default flow-hash seed. Directors that share VIPs must agree on it, so it is a constant.
@@ -72,12 +73,6 @@ fn write_pidfile(path: &Path) -> Result<()> {
 
 pub async fn run(opts: RunOptions) -> Result<()> {
     let loaded = super::load_config(&opts.config)?;
-    if !loaded.config.vrrp_instances.is_empty() {
-        warn!(
-            "{}: vrrp_instance blocks are read but VRRP does not run yet: this director forwards as if MASTER",
-            opts.config.display()
-        );
-    }
     dataplane::ensure_bpffs(&opts.bpffs)?;
     let pin_dir = dataplane::pin_dir(&opts.bpffs, &opts.interface);
     let mut dp = Dataplane::load(
@@ -146,6 +141,11 @@ async fn serve(
 
     health.apply(&config);
     let mut paths: HashMap<IpAddr, BackendPath> = HashMap::new();
+    // VRRP starts once the tables are warm, so that becoming MASTER costs only the claim.
+    // Its configuration is the one it started with: VRRP changes take effect at a restart.
+    let vrrp_config = config.clone();
+    let claims = vrrp::claims_by_address(&vrrp_config);
+    let mut vrrp_handle: Option<vrrp::VrrpHandle> = None;
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -157,10 +157,19 @@ async fn serve(
             refresh_paths(&netlink, &iface, &backend_ips(&config), &mut paths).await;
             resolve = false;
         }
-        match reconciler.apply(dp, &desired(&services, &paths, true)) {
+        match reconciler.apply(dp, &desired(&services, &paths, true).with_claims(&claims)) {
             Ok(changes) if !changes.is_empty() => info!("data plane updated: {changes:?}"),
             Ok(_) => {}
             Err(e) => error!("updating the data plane: {e:#}"),
+        }
+        if vrrp_handle.is_none() && !vrrp_config.vrrp_instances.is_empty() {
+            vrrp_handle = Some(vrrp::spawn(vrrp::VrrpOptions {
+                config: vrrp_config.clone(),
+                claims: dp.claims_handle()?,
+                clock: dp.jiffies_clock()?,
+                scripts: health.scripts(),
+                status_file: Some(opts.pidfile.with_extension("vrrp")),
+            })?);
         }
         tokio::select! {
             _ = ticker.tick() => resolve = true,
@@ -170,15 +179,34 @@ async fn serve(
             }
             _ = sighup.recv() => {
                 if let Some(new) = reload(&opts.config) {
+                    if vrrp_parts(&new) != vrrp_parts(&vrrp_config) {
+                        warn!("VRRP configuration changed: it takes effect when xlb restarts");
+                    }
                     config = new;
                     health.apply(&config);
                     resolve = true;
                 }
             }
-            _ = sigterm.recv() => return Ok(()),
-            _ = sigint.recv() => return Ok(()),
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
         }
     }
+    if let Some(handle) = vrrp_handle {
+        info!("stopping VRRP: handing over to a backup first");
+        handle.shutdown().await;
+    }
+    Ok(())
+}
+
+/// What of a config VRRP runs on.
+fn vrrp_parts(
+    c: &Config,
+) -> (
+    &[lb_config::VrrpInstance],
+    &[lb_config::VrrpSyncGroup],
+    &[lb_config::VrrpScript],
+) {
+    (&c.vrrp_instances, &c.vrrp_sync_groups, &c.vrrp_scripts)
 }
 
 /// Re-reads the config; an invalid file leaves the running config in force.

@@ -7,9 +7,19 @@ use lb_common::is_v4_mapped;
 
 use crate::dataplane::{self, Stats};
 
-pub fn print(bpffs: &Path, interface: &str) -> Result<()> {
+pub fn print(bpffs: &Path, interface: &str, pidfile: &Path) -> Result<()> {
+    use std::io::Write as _;
     let stats = dataplane::read_pinned_stats(&dataplane::pin_dir(bpffs, interface))?;
-    print!("{}", render(&stats));
+    let mut text = render(&stats);
+    // Written by the VRRP thread of a running xlb that has vrrp_instance blocks.
+    if let Ok(vrrp) = std::fs::read_to_string(pidfile.with_extension("vrrp")) {
+        text += "VRRP:\n";
+        for line in vrrp.lines() {
+            text += &format!("  {line}\n");
+        }
+    }
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
     Ok(())
 }
 

@@ -52,6 +52,30 @@ impl Clock {
     }
 }
 
+/// Jiffies as a function of CLOCK_MONOTONIC (both come from the kernel's timekeeping, so they
+/// do not drift apart), for a thread that cannot run the clock program itself.
+#[derive(Clone, Copy, Debug)]
+pub struct JiffiesClock {
+    pub clock: Clock,
+    at: Instant,
+    jiffies: u64,
+}
+
+impl JiffiesClock {
+    pub fn new(clock: Clock, jiffies: u64) -> Self {
+        Self {
+            clock,
+            at: Instant::now(),
+            jiffies,
+        }
+    }
+
+    /// The data plane's jiffies now, give or take a tick.
+    pub fn now(&self) -> u64 {
+        self.jiffies + self.clock.ticks(self.at.elapsed())
+    }
+}
+
 /// The current jiffies, read by running `xlb_clock` once.
 pub(super) fn read_jiffies(ebpf: &Ebpf) -> Result<u64> {
     let program: &Xdp = ebpf

@@ -20,7 +20,7 @@ use aya::{
         xdp::XdpLink,
     },
 };
-pub use clock::Clock;
+pub use clock::{Clock, JiffiesClock};
 use lb_common::{
     Addr, Backend, CLAIM_STATIC, Claim, Control, Counters, DEFAULT_FLOW_TABLE_SIZE, FlowKey,
     FlowValue, MaglevTable, VipAddrValue, VipSlot, names,
@@ -249,6 +249,11 @@ impl Dataplane {
     /// The data plane's current time, in [`Clock`] ticks.
     pub fn now(&self) -> Result<u64> {
         clock::read_jiffies(&self.ebpf)
+    }
+
+    /// The data plane's clock, readable from any thread.
+    pub fn jiffies_clock(&self) -> Result<JiffiesClock> {
+        Ok(JiffiesClock::new(self.clock, self.now()?))
     }
 
     /// Attaches the program to `interface`. With a pin directory the link is pinned too; a link
