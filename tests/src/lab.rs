@@ -3,8 +3,9 @@
 //! dropping a lab stops its processes by pid and deletes its namespaces, also when a test fails.
 
 use std::{
+    collections::BTreeSet,
     fs,
-    io::{Read as _, Write as _},
+    io::{BufRead as _, BufReader, Read as _, Write as _},
     net::{Ipv4Addr, SocketAddr, TcpStream},
     os::fd::AsRawFd as _,
     path::{Path, PathBuf},
@@ -82,6 +83,25 @@ impl Netns {
             .join()
             .map_err(|_| anyhow::anyhow!("thread in netns {} panicked", self.name))?
         })
+    }
+}
+
+impl Netns {
+    /// Runs `f` on a new thread that has entered this namespace, in the background.
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<JoinHandle<Result<T>>> {
+        let file = fs::File::open(self.path())
+            .with_context(|| format!("opening {}", self.path().display()))?;
+        let name = self.name.clone();
+        Ok(thread::spawn(move || {
+            // SAFETY: setns on a valid namespace fd affects only this thread.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                bail!("setns into {name}: {}", std::io::Error::last_os_error());
+            }
+            Ok(f())
+        }))
     }
 }
 
@@ -163,22 +183,58 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6]> {
 
 /// Client, director and backends on one bridge, set up for Direct Routing:
 /// the director holds the VIP on eth0, each backend on lo with arp_ignore=1, arp_announce=2
-/// and rp_filter off, and serves HTTP answering its own name.
+/// and rp_filter off, serves HTTP on port 80 answering its own name (`GET /id`), and runs an
+/// echo server on port 7 answering its own name to every line.
 pub struct DrLab {
     pub client: Netns,
     pub director: Netns,
     pub backends: Vec<Netns>,
     pub vip: Ipv4Addr,
     pub director_ip: Ipv4Addr,
+    pub client_ip: Ipv4Addr,
     pub backend_ips: Vec<Ipv4Addr>,
     pub workdir: PathBuf,
     // Dropped in field order: processes first, then the XDP_PASS program, then namespaces.
     processes: Vec<Process>,
+    /// Each backend's HTTP server, `None` while stopped.
+    http: Vec<Option<Process>>,
+    /// Each backend's echo server.
+    echo: Vec<Option<Process>>,
     _peer_xdp: aya::Ebpf,
     switch: Netns,
 }
 
 const SUBNET: &str = "10.99.0";
+
+/// The port of the backends' echo servers.
+pub const ECHO_PORT: u16 = 7;
+
+/// A persistent line server: every line a client sends is answered with the server's name.
+const ECHO_SERVER: &str = r#"
+import asyncio, sys
+
+NAME = sys.argv[1].encode() + b"\n"
+
+async def serve(reader, writer):
+    try:
+        while True:
+            line = await reader.readline()
+            if not line:
+                break
+            writer.write(NAME)
+            await writer.drain()
+    except Exception:
+        pass
+    finally:
+        writer.close()
+
+async def main():
+    server = await asyncio.start_server(serve, "0.0.0.0", int(sys.argv[2]), backlog=1024)
+    async with server:
+        await server.serve_forever()
+
+asyncio.run(main())
+"#;
 
 impl DrLab {
     pub fn new(tag: &str, backends: usize) -> Result<Self> {
@@ -211,12 +267,16 @@ impl DrLab {
             backends: Vec::new(),
             vip,
             director_ip: format!("{SUBNET}.2").parse()?,
+            client_ip: format!("{SUBNET}.10").parse()?,
             backend_ips: Vec::new(),
             workdir,
             processes: Vec::new(),
+            http: Vec::new(),
+            echo: Vec::new(),
             _peer_xdp: peer_xdp,
             switch,
         };
+        fs::write(lab.workdir.join("echo.py"), ECHO_SERVER)?;
         for i in 0..backends {
             let octet = 11 + i as u8;
             let ns = add_host(&lab.switch, &base, &format!("b{}", i + 1), octet)?;
@@ -234,40 +294,106 @@ impl DrLab {
             ] {
                 ns.run(&["sysctl", "-q", "-w", &format!("{key}={value}")])?;
             }
-            let docroot = lab.workdir.join(format!("b{}", i + 1));
+            let docroot = lab.docroot(i);
             fs::create_dir_all(&docroot)?;
             fs::write(docroot.join("id"), format!("b{}", i + 1))?;
-            let mut cmd = ns.command("python3");
-            cmd.args([
-                "-m",
-                "http.server",
-                "80",
-                "--bind",
-                "0.0.0.0",
-                "--directory",
-            ])
-            .arg(&docroot)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-            let child = cmd.spawn().context("starting a backend HTTP server")?;
-            lab.processes.push(Process {
-                child,
-                what: format!("http b{}", i + 1),
-            });
             lab.backends.push(ns);
+            let http = lab.spawn_http(i)?;
+            lab.http.push(Some(http));
+            let mut cmd = lab.backends[i].command("python3");
+            cmd.arg(lab.workdir.join("echo.py"))
+                .arg(format!("b{}", i + 1))
+                .arg(ECHO_PORT.to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            let child = cmd.spawn().context("starting a backend echo server")?;
+            lab.echo.push(Some(Process {
+                child,
+                what: format!("echo b{}", i + 1),
+            }));
         }
-        for ns in &lab.backends {
-            wait_for(Duration::from_secs(10), || {
-                ns.run(&[
-                    "python3",
-                    "-c",
-                    "import socket; socket.create_connection(('127.0.0.1', 80), 1)",
-                ])
-                .is_ok()
-            })
-            .with_context(|| format!("HTTP server in {} did not start", ns.name))?;
+        for i in 0..backends {
+            for port in [80, ECHO_PORT] {
+                lab.wait_listening(i, port, Duration::from_secs(10))?;
+            }
         }
         Ok(lab)
+    }
+
+    fn docroot(&self, backend: usize) -> PathBuf {
+        self.workdir.join(format!("b{}", backend + 1))
+    }
+
+    /// A backend's name, which its HTTP and echo servers answer: b1, b2, ...
+    pub fn backend_name(&self, backend: usize) -> String {
+        format!("b{}", backend + 1)
+    }
+
+    /// The index of the backend with this address.
+    pub fn backend_of(&self, ip: Ipv4Addr) -> Option<usize> {
+        self.backend_ips.iter().position(|b| *b == ip)
+    }
+
+    fn spawn_http(&self, backend: usize) -> Result<Process> {
+        let mut cmd = self.backends[backend].command("python3");
+        cmd.args([
+            "-m",
+            "http.server",
+            "80",
+            "--bind",
+            "0.0.0.0",
+            "--directory",
+        ])
+        .arg(self.docroot(backend))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        let child = cmd.spawn().context("starting a backend HTTP server")?;
+        Ok(Process {
+            child,
+            what: format!("http b{}", backend + 1),
+        })
+    }
+
+    /// Stops a backend's HTTP server (by its pid); returns when it has exited, and that moment.
+    pub fn stop_http(&mut self, backend: usize) -> Result<Instant> {
+        let mut server = self.http[backend]
+            .take()
+            .with_context(|| format!("the HTTP server of b{} is not running", backend + 1))?;
+        server.stop(Duration::from_secs(3));
+        Ok(Instant::now())
+    }
+
+    /// Starts a backend's HTTP server again; returns once it accepts connections, and that moment.
+    pub fn start_http(&mut self, backend: usize) -> Result<Instant> {
+        if self.http[backend].is_some() {
+            bail!("the HTTP server of b{} is running", backend + 1);
+        }
+        let server = self.spawn_http(backend)?;
+        self.http[backend] = Some(server);
+        self.wait_listening(backend, 80, Duration::from_secs(10))?;
+        Ok(Instant::now())
+    }
+
+    /// Waits until something accepts TCP connections on a backend's port (asked on its loopback).
+    pub fn wait_listening(&self, backend: usize, port: u16, limit: Duration) -> Result<()> {
+        let ns = &self.backends[backend];
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let deadline = Instant::now() + limit;
+        loop {
+            let up = ns.enter(move || {
+                TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+            })?;
+            if up {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "nothing listens on port {port} in {} after {limit:?}",
+                    ns.name
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn director_mac(&self) -> Result<[u8; 6]> {
@@ -301,12 +427,53 @@ impl DrLab {
         Ok(path)
     }
 
+    /// One `virtual_server` block for the VIP on `port` (TCP, DR, Maglev): `settings` go into it
+    /// as given, then a `real_server` on the same port for each (backend index, weight), with
+    /// `body(index)` in its block after the weight.
+    pub fn virtual_server(
+        &self,
+        port: u16,
+        settings: &str,
+        members: &[(usize, u32)],
+        body: impl Fn(usize) -> String,
+    ) -> String {
+        let mut text = format!(
+            "virtual_server {} {port} {{\n    lb_algo mh\n    lb_kind DR\n    protocol TCP\n",
+            self.vip
+        );
+        for line in settings.lines().filter(|l| !l.trim().is_empty()) {
+            text += &format!("    {}\n", line.trim());
+        }
+        for (i, w) in members {
+            let ip = self.backend_ips[*i];
+            text += &format!("    real_server {ip} {port} {{\n        weight {w}\n");
+            for line in body(*i).lines().filter(|l| !l.trim().is_empty()) {
+                text += &format!("        {line}\n");
+            }
+            text += "    }\n";
+        }
+        text += "}\n";
+        text
+    }
+
     /// Replaces the running config with `text` and makes xlb reload it; waits until xlb has
     /// applied it (`data plane updated`) or refused it (`reload refused`).
     pub fn reload_with(&self, xlb: &Path, config: &Path, text: &str) -> Result<()> {
+        self.reload_expecting(xlb, config, text, "data plane updated")
+    }
+
+    /// As [`Self::reload_with`], waiting for one more log line containing `mark` (or
+    /// `reload refused`): a reload that changes nothing in the data plane logs only `reloaded`.
+    pub fn reload_expecting(
+        &self,
+        xlb: &Path,
+        config: &Path,
+        text: &str,
+        mark: &str,
+    ) -> Result<()> {
         let log_marks = |log: &str| {
             (
-                log.matches("data plane updated").count(),
+                log.matches(mark).count(),
                 log.matches("reload refused").count(),
             )
         };
@@ -334,6 +501,8 @@ impl DrLab {
             if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
                 return vec![Answer {
                     started: Instant::now(),
+                    took: Duration::ZERO,
+                    port: None,
                     result: Err(format!("setns: {}", std::io::Error::last_os_error())),
                 }];
             }
@@ -342,9 +511,13 @@ impl DrLab {
             while !flag.load(Ordering::Relaxed) && Instant::now() < limit && answers.len() < 100_000
             {
                 let started = Instant::now();
-                let result =
-                    http_get_id(addr, Duration::from_secs(3)).map_err(|e| format!("{e:#}"));
-                answers.push(Answer { started, result });
+                let (port, result) = http_get_from(None, addr, Duration::from_secs(3));
+                answers.push(Answer {
+                    started,
+                    took: started.elapsed(),
+                    port,
+                    result: result.map_err(|e| format!("{e:#}")),
+                });
             }
             answers
         });
@@ -373,7 +546,17 @@ impl DrLab {
             child,
             what: "xlb".into(),
         });
-        let n = fs::read_to_string(config)?.matches("real_server").count();
+        // One " is at " line per real server address (a backend may serve several VIPs).
+        let n = fs::read_to_string(config)?
+            .lines()
+            .filter_map(|l| {
+                let mut words = l.split_whitespace();
+                (words.next() == Some("real_server"))
+                    .then(|| words.next().map(str::to_string))
+                    .flatten()
+            })
+            .collect::<BTreeSet<_>>()
+            .len();
         wait_for(Duration::from_secs(20), || {
             fs::read_to_string(&log_path).is_ok_and(|l| l.matches(" is at ").count() >= n)
         })
@@ -391,6 +574,29 @@ impl DrLab {
 
     pub fn log(&self) -> String {
         fs::read_to_string(self.workdir.join("xlb.log")).unwrap_or_default()
+    }
+
+    /// Waits (polling every 10 ms, up to `limit`) until the log holds more than `before` lines
+    /// containing `needle`; returns when it saw the new one.
+    pub fn wait_for_log(&self, needle: &str, before: usize, limit: Duration) -> Result<Instant> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.log_count(needle) > before {
+                return Ok(Instant::now());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "no new log line with {needle:?} within {limit:?}; log:\n{}",
+                    self.log()
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// How many log lines contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log().lines().filter(|l| l.contains(needle)).count()
     }
 
     /// One HTTP GET of /id through the VIP from the client; the body names the backend.
@@ -445,10 +651,14 @@ impl DrLab {
     }
 }
 
-/// One request of a [`Load`]: when it started and what it got (the backend's name).
+/// One request of a [`Load`]: when it started, the client port it used (known as soon as the
+/// SYN left, so also for a connection that failed) and what it got (the backend's name).
 #[derive(Debug)]
 pub struct Answer {
     pub started: Instant,
+    /// How long the request took, to its answer or its failure.
+    pub took: Duration,
+    pub port: Option<u16>,
     pub result: std::result::Result<String, String>,
 }
 
@@ -514,15 +724,188 @@ impl Drop for DrLab {
         for p in self.processes.iter_mut().rev() {
             p.stop(Duration::from_secs(5));
         }
+        for p in self.http.iter_mut().chain(self.echo.iter_mut()).flatten() {
+            p.stop(Duration::from_secs(3));
+        }
         let _ = fs::remove_dir_all(self.bpffs());
         let _ = fs::remove_dir_all(&self.workdir);
         let _ = &self.switch;
     }
 }
 
+/// Connects to `remote`, from `local` if given (bound with SO_REUSEADDR) or else from a port the
+/// kernel picks. Returns the local port as soon as the SYN is sent, so that a connection that is
+/// refused or times out can still be told apart. `linger0`: closing sends RST, leaving no
+/// TIME_WAIT behind, so that the same port can connect again at once.
+pub fn connect_from(
+    local: Option<SocketAddr>,
+    remote: SocketAddr,
+    timeout: Duration,
+    linger0: bool,
+) -> (Option<u16>, Result<TcpStream>) {
+    use std::os::fd::{FromRawFd as _, OwnedFd};
+    let sockaddr = |a: SocketAddr| -> Result<libc::sockaddr_in> {
+        let SocketAddr::V4(a) = a else {
+            bail!("{a}: IPv4 only");
+        };
+        Ok(libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: a.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes(a.ip().octets()),
+            },
+            sin_zero: [0; 8],
+        })
+    };
+    let len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    let last_error = std::io::Error::last_os_error;
+    // SAFETY: plain socket call; the fd is owned at once.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
+    };
+    if fd < 0 {
+        return (None, Err(last_error()).context("socket"));
+    }
+    // SAFETY: fd is a socket we just opened and nothing else owns.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let setopt = |level, name, value: &[u8]| -> Result<()> {
+        // SAFETY: value points to value.len() readable bytes.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                value.as_ptr().cast(),
+                value.len() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(last_error()).context("setsockopt");
+        }
+        Ok(())
+    };
+    let setup = || -> Result<()> {
+        if let Some(local) = local {
+            setopt(libc::SOL_SOCKET, libc::SO_REUSEADDR, &1i32.to_ne_bytes())?;
+            let sa = sockaddr(local)?;
+            // SAFETY: sa is a valid sockaddr_in of length len.
+            if unsafe { libc::bind(fd, (&raw const sa).cast(), len) } != 0 {
+                return Err(last_error()).with_context(|| format!("binding {local}"));
+            }
+        }
+        if linger0 {
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            // SAFETY: reading the bytes of a plain C struct.
+            let bytes = unsafe {
+                std::slice::from_raw_parts(
+                    (&raw const linger).cast::<u8>(),
+                    size_of::<libc::linger>(),
+                )
+            };
+            setopt(libc::SOL_SOCKET, libc::SO_LINGER, bytes)?;
+        }
+        Ok(())
+    };
+    if let Err(e) = setup() {
+        return (local.map(|l| l.port()), Err(e));
+    }
+    let connected = sockaddr(remote).and_then(|sa| {
+        // SAFETY: sa is a valid sockaddr_in of length len.
+        if unsafe { libc::connect(fd, (&raw const sa).cast(), len) } == 0 {
+            return Ok(());
+        }
+        let e = last_error();
+        if e.raw_os_error() == Some(libc::EINPROGRESS) {
+            return Ok(());
+        }
+        Err(e).with_context(|| format!("connecting to {remote}"))
+    });
+    // The port is the socket's from the moment the SYN is sent.
+    let port = {
+        // SAFETY: zeroed sockaddr_in is valid; getsockname writes at most `l` bytes.
+        let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        let mut l = len;
+        let r = unsafe { libc::getsockname(fd, (&raw mut sa).cast(), &mut l) };
+        (r == 0 && sa.sin_port != 0).then(|| u16::from_be(sa.sin_port))
+    };
+    let result = connected.and_then(|()| {
+        let deadline = Instant::now() + timeout;
+        // Bounded: each pass waits until the deadline unless a signal interrupts it.
+        let mut ready = false;
+        for _ in 0..100 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLOUT,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for the duration of the call.
+            let n = unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as i32) };
+            if n > 0 {
+                ready = true;
+                break;
+            }
+            if n < 0 && last_error().kind() != std::io::ErrorKind::Interrupted {
+                return Err(last_error()).context("poll");
+            }
+        }
+        if !ready {
+            bail!("connecting to {remote}: timed out after {timeout:?}");
+        }
+        let mut err: libc::c_int = 0;
+        let mut l = size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: err is a c_int of length l.
+        if unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&raw mut err).cast(),
+                &mut l,
+            )
+        } != 0
+        {
+            return Err(last_error()).context("getsockopt SO_ERROR");
+        }
+        if err != 0 {
+            return Err(std::io::Error::from_raw_os_error(err))
+                .with_context(|| format!("connecting to {remote}"));
+        }
+        let stream = TcpStream::from(owned);
+        stream.set_nonblocking(false)?;
+        Ok(stream)
+    });
+    (port, result)
+}
+
+/// One GET of /id on a new connection from `local` (or a kernel-chosen port); see
+/// [`connect_from`]. With a fixed local port the socket closes with RST (SO_LINGER 0).
+pub fn http_get_from(
+    local: Option<SocketAddr>,
+    remote: SocketAddr,
+    timeout: Duration,
+) -> (Option<u16>, Result<String>) {
+    let (port, stream) = connect_from(local, remote, timeout, local.is_some());
+    (port, stream.and_then(|s| http_get_on(s, timeout)))
+}
+
 fn http_get_id(addr: SocketAddr, timeout: Duration) -> Result<String> {
-    let mut s = TcpStream::connect_timeout(&addr, timeout)
+    let s = TcpStream::connect_timeout(&addr, timeout)
         .with_context(|| format!("connecting to {addr}"))?;
+    http_get_on(s, timeout)
+}
+
+fn http_get_on(mut s: TcpStream, timeout: Duration) -> Result<String> {
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
     s.write_all(b"GET /id HTTP/1.0\r\nHost: xlb\r\n\r\n")?;
@@ -551,4 +934,48 @@ pub fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> Result<()> {
         thread::sleep(Duration::from_millis(50));
     }
     bail!("gave up after {limit:?}")
+}
+
+/// A persistent connection to an echo server (the backends' port 7): every line sent is answered
+/// with the name of the backend that got it.
+pub struct EchoConn {
+    reader: BufReader<TcpStream>,
+    pub local_port: u16,
+}
+
+impl EchoConn {
+    pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<Self> {
+        let s = TcpStream::connect_timeout(&addr, timeout)
+            .with_context(|| format!("connecting to {addr}"))?;
+        s.set_read_timeout(Some(timeout))?;
+        s.set_write_timeout(Some(timeout))?;
+        s.set_nodelay(true)?;
+        let local_port = s.local_addr()?.port();
+        Ok(Self {
+            reader: BufReader::new(s),
+            local_port,
+        })
+    }
+
+    pub fn send(&mut self) -> Result<()> {
+        self.reader
+            .get_mut()
+            .write_all(b"ping\n")
+            .context("sending a line")
+    }
+
+    /// The next answer: a backend's name.
+    pub fn recv(&mut self) -> Result<String> {
+        let mut line = String::new();
+        let n = self.reader.read_line(&mut line).context("reading a line")?;
+        if n == 0 || !line.ends_with('\n') {
+            bail!("connection closed (got {line:?})");
+        }
+        Ok(line.trim().to_string())
+    }
+
+    pub fn ask(&mut self) -> Result<String> {
+        self.send()?;
+        self.recv()
+    }
 }

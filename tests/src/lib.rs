@@ -1,4 +1,6 @@
-//! Test support for xlb: packets built byte by byte, and labs of network namespaces.
+//! Test support for xlb: packets built byte by byte, labs of network namespaces, and where the
+//! data plane places a connection.
 
 pub mod lab;
 pub mod packet;
+pub mod placement;

@@ -754,7 +754,7 @@ impl Vrrp {
                 text,
                 "dropped {} {}",
                 reason.name(),
-                self.drops.get(&reason).copied().unwrap_or_default()
+                self.drops.get(reason).copied().unwrap_or_default()
             );
         }
         let tmp = path.with_extension("tmp");
