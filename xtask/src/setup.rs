@@ -12,13 +12,19 @@ use anyhow::{Context as _, Result, anyhow, bail};
 /// bpf-linker release known to build against LLVM 22 (the nightly's).
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Commands the labs and tests run, and the Debian package that has each.
-const PACKAGES: [(&str, &str); 5] = [
+const PACKAGES: [(&str, &str); 6] = [
     ("ip", "iproute2"),
     ("ethtool", "ethtool"),
     ("tcpdump", "tcpdump"),
     ("nsenter", "util-linux"),
     ("python3", "python3"),
+    // The peer of the interoperability tests and the baseline of the failover bench.
+    ("keepalived", "keepalived"),
 ];
+
+/// Stops Debian's maintainer scripts from starting the services they install (keepalived
+/// would start on the machine's own interfaces): invoke-rc.d asks this and obeys 101.
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
 
 pub fn ensure() -> Result<()> {
     ensure_rust_src()?;
@@ -157,8 +163,19 @@ fn ensure_packages() -> Result<()> {
         return Ok(());
     }
     run(Command::new("apt-get").arg("update").arg("-q"))?;
-    run(Command::new("apt-get")
+    let own_policy = !std::path::Path::new(POLICY_RC_D).exists();
+    if own_policy {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::write(POLICY_RC_D, "#!/bin/sh\nexit 101\n")
+            .with_context(|| format!("writing {POLICY_RC_D}"))?;
+        std::fs::set_permissions(POLICY_RC_D, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let installed = run(Command::new("apt-get")
         .args(["install", "-y", "-q", "--no-install-recommends"])
         .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive"))
+        .env("DEBIAN_FRONTEND", "noninteractive"));
+    if own_policy {
+        let _ = std::fs::remove_file(POLICY_RC_D);
+    }
+    installed
 }
