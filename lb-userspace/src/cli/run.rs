@@ -63,7 +63,15 @@ pub fn reload_running(pidfile: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Claims the interface for this process: two xlbs on one interface would take each other's
+/// pins away. A pidfile naming a live xlb refuses the start; a stale one is replaced.
 fn write_pidfile(path: &Path) -> Result<()> {
+    if let Some(pid) = running_xlb(path) {
+        anyhow::bail!(
+            "xlb (pid {pid}) is already running with pidfile {}; stop it first",
+            path.display()
+        );
+    }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -71,8 +79,34 @@ fn write_pidfile(path: &Path) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// The pid in a pidfile, if that process is alive and is an xlb.
+fn running_xlb(path: &Path) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(path).ok()?.trim().parse().ok()?;
+    if pid <= 0 || pid == std::process::id() as i32 {
+        return None;
+    }
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (comm.trim() == "xlb").then_some(pid)
+}
+
+/// Removes the pidfile if it is still ours.
+fn remove_pidfile(path: &Path) {
+    let ours = std::fs::read_to_string(path)
+        .is_ok_and(|text| text.trim() == std::process::id().to_string());
+    if ours {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 pub async fn run(opts: RunOptions) -> Result<()> {
     let loaded = super::load_config(&opts.config)?;
+    write_pidfile(&opts.pidfile)?;
+    let result = run_claimed(&opts, loaded.config).await;
+    remove_pidfile(&opts.pidfile);
+    result
+}
+
+async fn run_claimed(opts: &RunOptions, config: Config) -> Result<()> {
     dataplane::ensure_bpffs(&opts.bpffs)?;
     let pin_dir = dataplane::pin_dir(&opts.bpffs, &opts.interface);
     let mut dp = Dataplane::load(
@@ -83,11 +117,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     )?;
     let (events_tx, events) = mpsc::channel(1024);
     let mut health = HealthSupervisor::new(events_tx);
-    let result = match write_pidfile(&opts.pidfile) {
-        Ok(()) => serve(&opts, &mut dp, loaded.config, &mut health, events).await,
-        Err(e) => Err(e),
-    };
-    let _ = std::fs::remove_file(&opts.pidfile);
+    let result = serve(opts, &mut dp, config, &mut health, events).await;
     info!(
         "stopping: detaching from {} and removing {}",
         opts.interface,
