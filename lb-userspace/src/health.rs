@@ -41,6 +41,9 @@ fn service(
         .iter()
         .map(|rs| {
             let (alive, weight) = match state_of(rs) {
+                // keepalived's inhibit_on_failure: weight 0 rather than removal, so the
+                // connections it has carry on (IPVS keeps a weight-0 destination's).
+                Some(h) if !h.up && h.inhibit_on_failure => (true, 0),
                 Some(h) => (h.up, h.weight),
                 None => (!vs.alpha || rs.checkers.is_empty(), rs.weight),
             };
@@ -100,6 +103,20 @@ mod tests {
         assert!(!s.real_servers[0].alive);
         assert!(s.real_servers[1].alive);
         assert_eq!(s.real_servers[1].weight, 2);
+    }
+
+    #[test]
+    fn inhibited_servers_stay_alive_at_weight_zero() {
+        let c = config(VS);
+        let s = service(&c.virtual_servers[0], false, |rs| {
+            Some(RealServerHealth {
+                up: false,
+                weight: rs.weight,
+                inhibit_on_failure: true,
+                failed_checkers: 1,
+            })
+        });
+        assert!(s.real_servers.iter().all(|rs| rs.alive && rs.weight == 0));
     }
 
     #[test]

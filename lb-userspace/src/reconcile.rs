@@ -271,10 +271,26 @@ impl Reconciler {
             changes.control_written = true;
         }
 
-        // Backends, before any table names them.
+        // Backends, before any table names them. One going down is marked so only once no
+        // live table names it: until then a new connection hashed to it would be dropped.
+        let mut going_down: Vec<(BackendKey, u32, Backend)> = Vec::new();
         for (key, backend) in &desired.backends {
             if let Some((id, applied, _)) = self.draining.remove(key) {
                 self.backends.insert(*key, (id, applied));
+            }
+            if let Some((id, applied)) = self.backends.get(key)
+                && applied.flags & lb_common::BACKEND_F_VALID != 0
+                && backend.flags & lb_common::BACKEND_F_VALID == 0
+            {
+                going_down.push((
+                    *key,
+                    *id,
+                    Backend {
+                        generation: applied.generation,
+                        ..*backend
+                    },
+                ));
+                continue;
             }
             let (id, generation) = match self.backends.get(key) {
                 Some((_, applied))
@@ -430,6 +446,16 @@ impl Reconciler {
             w.remove_vip_addr(&addr)?;
         }
         self.vip_addrs = desired.vip_addrs.clone();
+
+        if !going_down.is_empty() {
+            wait_out_grace(self.vip_flipped_at);
+            for (key, id, backend) in going_down {
+                w.set_backend(id, &backend)
+                    .with_context(|| format!("marking backend {} down", key.real_server))?;
+                self.backends.insert(key, (id, backend));
+                changes.backends_written += 1;
+            }
+        }
 
         // Backends no longer configured: drained while their VIP stays, else cleared.
         let gone: Vec<BackendKey> = self
@@ -780,7 +806,16 @@ mod tests {
         s[0].real_servers[1].alive = false;
         let mut w = Recorder::default();
         r.apply(&mut w, &desired(&s, &paths(2), true)).unwrap();
-        assert_eq!(w.0[0], Write::Backend(1, false));
+        // Out of the table first (flip), then marked down: no new connection is dropped.
+        assert_eq!(
+            w.0,
+            vec![
+                Write::Table(1),
+                Write::VipSlot(0, Some((0, 1))),
+                Write::Control(0),
+                Write::Backend(1, false)
+            ]
+        );
     }
 
     #[test]

@@ -564,6 +564,23 @@ impl DrLab {
         Ok(self.processes.len() - 1)
     }
 
+    /// `xlb stats` of the running xlb: its outcome counters, flow events, VIPs and backends.
+    pub fn stats(&self, xlb: &Path) -> Result<String> {
+        let mut c = self.director.command(xlb.to_str().context("xlb path")?);
+        c.args(["stats", "-i", "eth0", "--bpffs"]).arg(self.bpffs());
+        run(&mut c)
+    }
+
+    /// One counter of `xlb stats` output, by name (`drop_no_backend`, `flow_backend_gone`, ...).
+    pub fn counter(stats: &str, name: &str) -> Option<u64> {
+        stats.lines().find_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some(name))
+                .then(|| words.next()?.parse().ok())
+                .flatten()
+        })
+    }
+
     pub fn pidfile(&self) -> PathBuf {
         self.workdir.join("xlb.pid")
     }

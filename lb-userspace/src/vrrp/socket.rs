@@ -217,10 +217,7 @@ impl VrrpSocket {
 
     /// One received VRRP message (copied into `buf`) and what the IP layer said of it, or None
     /// when nothing is waiting. An IPv4 header that does not parse is an `Err` of the reason.
-    pub fn try_recv<'a>(
-        &self,
-        buf: &'a mut [u8],
-    ) -> io::Result<Option<Message<'a>>> {
+    pub fn try_recv<'a>(&self, buf: &'a mut [u8]) -> io::Result<Option<Message<'a>>> {
         if self.v6 {
             return self.try_recv_v6(buf);
         }
@@ -244,10 +241,7 @@ impl VrrpSocket {
         Ok(Some(lb_vrrp::packet::parse_ipv4(&buf[..n as usize])))
     }
 
-    fn try_recv_v6<'a>(
-        &self,
-        buf: &'a mut [u8],
-    ) -> io::Result<Option<Message<'a>>> {
+    fn try_recv_v6<'a>(&self, buf: &'a mut [u8]) -> io::Result<Option<Message<'a>>> {
         // SAFETY: zeroed plain C structs.
         let mut from: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
         let mut control = [0u64; 16];
