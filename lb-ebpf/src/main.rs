@@ -398,6 +398,22 @@ fn forward(ctx: &XdpContext, flow: &Flow) -> Outcome {
     let Some(vip) = find_vip(&flow.vip, control.vip_half) else {
         return Outcome::PassNotVip;
     };
+    let bytes = (ctx.data_end() - ctx.data()) as u64;
+    let outcome = serve(ctx, flow, &vip, control, bytes);
+    // A VIP's packets that reach a backend are counted once, on the backend (whose entry names
+    // its VIP); the others here. `xlb stats` adds the two up, which saves the hot path an
+    // update.
+    if !matches!(
+        outcome,
+        Outcome::Tx | Outcome::Redirect | Outcome::DropRedirect
+    ) {
+        count(&XLB_VIP_STATS, vip.id, bytes);
+    }
+    outcome
+}
+
+#[inline(always)]
+fn serve(ctx: &XdpContext, flow: &Flow, vip: &VipValue, control: &Control, bytes: u64) -> Outcome {
     let Some(claim) = XLB_CLAIMS.get(vip.claim) else {
         return Outcome::DropNoTable;
     };
@@ -409,8 +425,6 @@ fn forward(ctx: &XdpContext, flow: &Flow) -> Outcome {
     if claim.lapsed(now) {
         return Outcome::DropLeaseExpired;
     }
-    let bytes = (ctx.data_end() - ctx.data()) as u64;
-    count(&XLB_VIP_STATS, vip.id, bytes);
 
     let key = FlowKey {
         client: flow.client,
@@ -431,7 +445,7 @@ fn forward(ctx: &XdpContext, flow: &Flow) -> Outcome {
         Ok(found) => found,
         Err(why) => {
             flow_event(why);
-            match place(flow, &vip, control.hash_seed) {
+            match place(flow, vip, control.hash_seed) {
                 Ok((id, backend)) => {
                     let value = FlowValue {
                         backend_id: id,

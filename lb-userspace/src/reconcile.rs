@@ -33,6 +33,17 @@ pub trait MapWriter {
     fn add_tx_port(&mut self, ifindex: u32) -> Result<()>;
     fn set_control(&mut self, control: &Control) -> Result<()>;
     fn set_claim(&mut self, index: u32, claim: &Claim) -> Result<()>;
+    /// Zeroes the counters of an id about to be given to a new VIP or backend.
+    fn reset_counters(&mut self, kind: CounterKind, index: u32) -> Result<()>;
+    /// Adds a retiring backend's counters to its VIP's (whose total would otherwise lose
+    /// them) and zeroes the backend's.
+    fn fold_counters(&mut self, backend_id: u32, vip_id: u32) -> Result<()>;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CounterKind {
+    Vip,
+    Backend,
 }
 
 /// A packet that read a VIP entry just before a flip may still be reading the old half: wait
@@ -316,6 +327,7 @@ impl Reconciler {
                     .ok_or_else(|| anyhow!("more than {MAX_BACKENDS} backends"))?;
                     let generation = self.next_generation;
                     self.next_generation = self.next_generation.wrapping_add(1).max(1);
+                    w.reset_counters(CounterKind::Backend, id)?;
                     (id, generation)
                 }
             };
@@ -381,6 +393,7 @@ impl Reconciler {
                         MAX_VIPS,
                     )
                     .ok_or_else(|| anyhow!("more than {MAX_VIPS} VIPs"))?;
+                    w.reset_counters(CounterKind::Vip, id)?;
                     changes.vips_added += 1;
                     (id, id * 2, 0)
                 }
@@ -473,6 +486,7 @@ impl Reconciler {
                     continue;
                 }
                 w.set_backend(id, &cleared(&applied))?;
+                self.retire_counters(w, id, &key)?;
                 changes.backends_written += 1;
             }
         }
@@ -485,6 +499,7 @@ impl Reconciler {
         for key in drained {
             if let Some((id, applied, _)) = self.draining.remove(&key) {
                 w.set_backend(id, &cleared(&applied))?;
+                self.retire_counters(w, id, &key)?;
                 changes.backends_written += 1;
             }
         }
@@ -518,6 +533,14 @@ impl Reconciler {
             changes.control_written = true;
         }
         Ok(changes)
+    }
+
+    /// Keeps a VIP's totals whole when one of its backends goes away.
+    fn retire_counters(&self, w: &mut impl MapWriter, id: u32, key: &BackendKey) -> Result<()> {
+        match self.vips.get(&key.vip) {
+            Some(vip) => w.fold_counters(id, vip.id),
+            None => Ok(()),
+        }
     }
 
     fn build_table(&mut self, vip: &VipKey, members: &[(IpAddr, u16, u32)]) -> Result<()> {
@@ -598,6 +621,12 @@ mod tests {
         }
         fn set_claim(&mut self, index: u32, c: &Claim) -> Result<()> {
             self.0.push(Write::Claim(index, c.active));
+            Ok(())
+        }
+        fn reset_counters(&mut self, _: CounterKind, _: u32) -> Result<()> {
+            Ok(())
+        }
+        fn fold_counters(&mut self, _: u32, _: u32) -> Result<()> {
             Ok(())
         }
     }

@@ -782,3 +782,43 @@ fn backends_behind_another_interface_are_redirected_through_the_devmap() {
     })
     .unwrap();
 }
+
+/// A VIP's total is its own counter plus its backends': it must stay whole when a backend that
+/// carried traffic leaves, and count what reached no backend.
+#[test]
+fn vip_totals_survive_backend_churn() {
+    let mut h = Harness::new();
+    let total = |h: &Harness| {
+        h.dp.stats()
+            .unwrap()
+            .vips
+            .iter()
+            .find(|v| {
+                lb_userspace::service::words_addr(&v.key.addr).to_string() == "10.0.0.100"
+                    && v.key.proto == 6
+            })
+            .map(|v| v.counters.packets)
+            .unwrap()
+    };
+    for port in 5000..5030 {
+        let spec = PacketSpec::new("192.0.2.9", "10.0.0.100", port, 80, L4::Tcp);
+        h.forwarded_to(&spec.build());
+    }
+    assert_eq!(total(&h), 30);
+    let i = h
+        .services
+        .iter()
+        .position(|s| s.vip.ip().to_string() == "10.0.0.100" && s.protocol == Protocol::Tcp)
+        .unwrap();
+    h.services[i].real_servers.remove(2);
+    h.apply(true);
+    assert_eq!(
+        total(&h),
+        30,
+        "the removed backend's packets stay in the VIP's total"
+    );
+    h.apply(false);
+    let spec = PacketSpec::new("192.0.2.9", "10.0.0.100", 6000, 80, L4::Tcp).build();
+    assert_eq!(h.run(&spec).0, XDP_PASS);
+    assert_eq!(total(&h), 31, "passed while inactive, still the VIP's");
+}

@@ -55,8 +55,23 @@ fn render(stats: &Stats) -> String {
     }
     out += "backends:\n";
     for b in &stats.backends {
+        let who = match &b.entry {
+            Some(e) => format!(
+                " {}:{} of {}:{}{}",
+                crate::service::words_addr(&e.real_server),
+                e.real_server_port,
+                crate::service::words_addr(&e.vip.addr),
+                u16::from_be(e.vip.port),
+                if e.flags & lb_common::BACKEND_F_VALID == 0 {
+                    " (down)"
+                } else {
+                    ""
+                }
+            ),
+            None => String::new(),
+        };
         out += &format!(
-            "  #{}: {} packets, {} bytes\n",
+            "  #{}{who}: {} packets, {} bytes\n",
             b.id, b.counters.packets, b.counters.bytes
         );
     }

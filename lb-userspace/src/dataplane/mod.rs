@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray},
+    maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray, PerCpuValues},
     programs::{
         Xdp, XdpMode,
         links::{FdLink, PinnedLink},
@@ -26,6 +26,8 @@ use lb_common::{
     FlowValue, MaglevTable, VipAddrValue, VipSlot, names,
 };
 pub use stats::{BackendStats, Stats, VipStats};
+
+use crate::reconcile::CounterKind;
 
 /// The XDP programs, built by build.rs with the nightly toolchain and bpf-linker.
 pub static XLB_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xlb"));
@@ -365,15 +367,20 @@ impl Dataplane {
     }
 
     pub fn stats(&self) -> Result<Stats> {
-        stats::read(
-            &self.vips,
-            &self.control,
-            &self.vip_stats,
-            &self.backend_stats,
-            &self.outcomes,
-            &self.flow_events,
-        )
+        stats::read(stats::CounterMaps {
+            vips: &self.vips,
+            control: &self.control,
+            backends: &self.backends,
+            vip_stats: &self.vip_stats,
+            backend_stats: &self.backend_stats,
+            outcomes: &self.outcomes,
+            flow_events: &self.flow_events,
+        })
     }
+}
+
+fn nr_cpus() -> Result<usize> {
+    aya::util::nr_cpus().map_err(|(path, e)| anyhow!("reading {path}: {e}"))
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; later ones use memcg and ignore it.
@@ -430,6 +437,41 @@ impl crate::reconcile::MapWriter for Dataplane {
     fn set_claim(&mut self, index: u32, claim: &Claim) -> Result<()> {
         Dataplane::set_claim(self, index, *claim)
     }
+
+    fn reset_counters(&mut self, kind: CounterKind, index: u32) -> Result<()> {
+        let map = match kind {
+            CounterKind::Vip => &mut self.vip_stats,
+            CounterKind::Backend => &mut self.backend_stats,
+        };
+        let zeros = PerCpuValues::try_from(vec![Counters::default(); nr_cpus()?])
+            .context("per-CPU counters")?;
+        map.set(index, zeros, 0)
+            .with_context(|| format!("resetting {kind:?} counters {index}"))
+    }
+
+    fn fold_counters(&mut self, backend_id: u32, vip_id: u32) -> Result<()> {
+        let from = self
+            .backend_stats
+            .get(&backend_id, 0)
+            .with_context(|| format!("reading backend counters {backend_id}"))?;
+        let into = self
+            .vip_stats
+            .get(&vip_id, 0)
+            .with_context(|| format!("reading VIP counters {vip_id}"))?;
+        let sums: Vec<Counters> = into
+            .iter()
+            .zip(from.iter())
+            .map(|(v, b)| Counters {
+                packets: v.packets + b.packets,
+                bytes: v.bytes + b.bytes,
+            })
+            .collect();
+        let sums = PerCpuValues::try_from(sums).context("per-CPU counters")?;
+        self.vip_stats
+            .set(vip_id, sums, 0)
+            .with_context(|| format!("writing VIP counters {vip_id}"))?;
+        self.reset_counters(CounterKind::Backend, backend_id)
+    }
 }
 
 /// The claims map, as the VRRP thread holds it.
@@ -466,18 +508,20 @@ pub fn read_pinned_stats(dir: &Path) -> Result<Stats> {
     }
     let vips = open(dir, names::VIPS, aya::maps::Map::Array)?;
     let control = open(dir, names::CONTROL, aya::maps::Map::Array)?;
+    let backends = open(dir, names::BACKENDS, aya::maps::Map::Array)?;
     let vip_stats = open(dir, names::VIP_STATS, aya::maps::Map::PerCpuArray)?;
     let backend_stats = open(dir, names::BACKEND_STATS, aya::maps::Map::PerCpuArray)?;
     let outcomes = open(dir, names::OUTCOMES, aya::maps::Map::PerCpuArray)?;
     let flow_events = open(dir, names::FLOW_EVENTS, aya::maps::Map::PerCpuArray)?;
-    stats::read(
-        &vips,
-        &control,
-        &vip_stats,
-        &backend_stats,
-        &outcomes,
-        &flow_events,
-    )
+    stats::read(stats::CounterMaps {
+        vips: &vips,
+        control: &control,
+        backends: &backends,
+        vip_stats: &vip_stats,
+        backend_stats: &backend_stats,
+        outcomes: &outcomes,
+        flow_events: &flow_events,
+    })
 }
 
 /// Pins need a BPF filesystem; mount one where there is none (as `bpftool` does).

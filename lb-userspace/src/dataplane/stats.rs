@@ -2,7 +2,10 @@
 
 use anyhow::{Context as _, Result};
 use aya::maps::{Array, MapData, PerCpuArray};
-use lb_common::{Control, Counters, FlowEvent, MAX_BACKENDS, Outcome, VIP_SLOTS, VipKey, VipSlot};
+use lb_common::{
+    BACKEND_F_VALID, Backend, Control, Counters, FlowEvent, MAX_BACKENDS, Outcome, VIP_SLOTS,
+    VipKey, VipSlot,
+};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -40,7 +43,20 @@ pub struct VipStats {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BackendStats {
     pub id: u32,
+    /// Which real server of which VIP, while the id is in use.
+    pub entry: Option<Backend>,
     pub counters: Counters,
+}
+
+/// The maps the counters live in (the data plane's own handles, or pinned ones).
+pub(super) struct CounterMaps<'a> {
+    pub vips: &'a Array<MapData, VipSlot>,
+    pub control: &'a Array<MapData, Control>,
+    pub backends: &'a Array<MapData, Backend>,
+    pub vip_stats: &'a PerCpuArray<MapData, Counters>,
+    pub backend_stats: &'a PerCpuArray<MapData, Counters>,
+    pub outcomes: &'a PerCpuArray<MapData, u64>,
+    pub flow_events: &'a PerCpuArray<MapData, u64>,
 }
 
 fn sum(values: &[Counters]) -> Counters {
@@ -50,14 +66,19 @@ fn sum(values: &[Counters]) -> Counters {
     })
 }
 
-pub(super) fn read(
-    vips: &Array<MapData, VipSlot>,
-    control: &Array<MapData, Control>,
-    vip_stats: &PerCpuArray<MapData, Counters>,
-    backend_stats: &PerCpuArray<MapData, Counters>,
-    outcomes: &PerCpuArray<MapData, u64>,
-    flow_events: &PerCpuArray<MapData, u64>,
-) -> Result<Stats> {
+/// Every counter, summed over CPUs. A VIP's packets that reached a backend are counted on the
+/// backend only (the data plane saves an update per packet), so a VIP's total is its own
+/// counter (packets that reached none) plus those of the backends whose entries name it.
+pub(super) fn read(maps: CounterMaps<'_>) -> Result<Stats> {
+    let CounterMaps {
+        vips,
+        control,
+        backends,
+        vip_stats,
+        backend_stats,
+        outcomes,
+        flow_events,
+    } = maps;
     let mut stats = Stats::default();
     for event in FlowEvent::ALL {
         let per_cpu = flow_events
@@ -96,8 +117,20 @@ pub(super) fn read(
             .get(&id, 0)
             .with_context(|| format!("reading backend counters {id}"))?;
         let counters = sum(&per_cpu);
-        if counters.packets > 0 {
-            stats.backends.push(BackendStats { id, counters });
+        let entry = backends
+            .get(&id, 0)
+            .with_context(|| format!("reading backend {id}"))?;
+        let in_use = entry.flags & BACKEND_F_VALID != 0 || entry.vip.proto != 0;
+        if let Some(vip) = stats.vips.iter_mut().find(|v| in_use && v.key == entry.vip) {
+            vip.counters.packets += counters.packets;
+            vip.counters.bytes += counters.bytes;
+        }
+        if counters.packets > 0 || in_use {
+            stats.backends.push(BackendStats {
+                id,
+                entry: in_use.then_some(entry),
+                counters,
+            });
         }
     }
     Ok(stats)
