@@ -26,8 +26,6 @@ pub const ICMP_DEST_UNREACH: u8 = 3;
 pub const ICMP_FRAG_NEEDED: u8 = 4;
 pub const ICMPV6_PKT_TOOBIG: u8 = 2;
 
-/// Offset of the flags byte in the TCP header, and the flags that matter.
-pub const TCP_FLAGS_OFFSET: usize = 13;
 pub const TCP_SYN: u8 = 0x02;
 pub const TCP_ACK: u8 = 0x10;
 
@@ -104,6 +102,17 @@ pub struct NeighbourSolicitation {
     pub check: u16,
     pub reserved: u32,
     pub target: [u32; 4],
+}
+
+/// The TCP header up to its flags.
+#[repr(C)]
+pub struct TcpPrefix {
+    pub src: u16,
+    pub dst: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub data_offset: u8,
+    pub flags: u8,
 }
 
 #[repr(C)]

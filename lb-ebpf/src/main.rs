@@ -181,16 +181,7 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
     let l4_len = tot_len - header_len;
     match proto {
         IPPROTO_TCP | IPPROTO_UDP => {
-            let min_len = if proto == IPPROTO_TCP {
-                TCP_HDR_LEN
-            } else {
-                UDP_HDR_LEN
-            };
-            if l4_len < min_len {
-                return Err(Outcome::PassMalformed);
-            }
-            let ports = ptr_at::<Ports>(ctx, l4).ok_or(Outcome::PassMalformed)?;
-            let (src, dst) = unsafe { ((*ports).src, (*ports).dst) };
+            let (src, dst, opens) = transport(ctx, l4, l4_len, proto)?;
             Ok(Flow {
                 vip: VipKey {
                     addr: v4_mapped(daddr),
@@ -201,7 +192,7 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
                 client: v4_mapped(saddr),
                 client_port: src,
                 v4: true,
-                opens: opens_connection(ctx, l4, proto),
+                opens,
             })
         }
         IPPROTO_ICMP => parse_icmpv4_frag_needed(ctx, l4),
@@ -209,18 +200,33 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
     }
 }
 
-/// A SYN without ACK. Clients reuse ports, so a SYN is placed by Maglev (and its entry
-/// replaced) rather than sent where an earlier connection with the same ports went, which may
-/// be a backend that is draining (as Katran does).
+/// Source and destination ports of a TCP or UDP header of `len` bytes, and whether it opens a
+/// connection: a SYN without ACK. Clients reuse ports, so a SYN is placed by Maglev (and its
+/// entry replaced) rather than sent where an earlier connection with the same ports went,
+/// which may be a backend that is draining (as Katran does).
 #[inline(always)]
-fn opens_connection(ctx: &XdpContext, l4: usize, proto: u8) -> bool {
+fn transport(
+    ctx: &XdpContext,
+    l4: usize,
+    len: usize,
+    proto: u8,
+) -> Result<(u16, u16, bool), Outcome> {
+    let min_len = if proto == IPPROTO_TCP {
+        TCP_HDR_LEN
+    } else {
+        UDP_HDR_LEN
+    };
+    if len < min_len {
+        return Err(Outcome::PassMalformed);
+    }
+    let ports = ptr_at::<Ports>(ctx, l4).ok_or(Outcome::PassMalformed)?;
+    let (src, dst) = unsafe { ((*ports).src, (*ports).dst) };
     if proto != IPPROTO_TCP {
-        return false;
+        return Ok((src, dst, false));
     }
-    match ptr_at::<u8>(ctx, l4 + TCP_FLAGS_OFFSET) {
-        Some(flags) => unsafe { *flags & (TCP_SYN | TCP_ACK) == TCP_SYN },
-        None => false,
-    }
+    let tcp = ptr_at::<TcpPrefix>(ctx, l4).ok_or(Outcome::PassMalformed)?;
+    let flags = unsafe { (*tcp).flags };
+    Ok((src, dst, flags & (TCP_SYN | TCP_ACK) == TCP_SYN))
 }
 
 /// "Fragmentation needed" about a VIP flow quotes the backend's reply (VIP to client); it must
@@ -278,16 +284,8 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
     let daddr = unsafe { (*ip).daddr };
     match next_hdr {
         IPPROTO_TCP | IPPROTO_UDP => {
-            let min_len = if next_hdr == IPPROTO_TCP {
-                TCP_HDR_LEN
-            } else {
-                UDP_HDR_LEN
-            };
-            if payload_len < min_len {
-                return Err(Outcome::PassMalformed);
-            }
-            let ports = ptr_at::<Ports>(ctx, l4).ok_or(Outcome::PassMalformed)?;
-            let (src, dst, saddr) = unsafe { ((*ports).src, (*ports).dst, (*ip).saddr) };
+            let (src, dst, opens) = transport(ctx, l4, payload_len, next_hdr)?;
+            let saddr = unsafe { (*ip).saddr };
             Ok(Flow {
                 vip: VipKey {
                     addr: daddr,
@@ -298,7 +296,7 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
                 client: saddr,
                 client_port: src,
                 v4: false,
-                opens: opens_connection(ctx, l4, next_hdr),
+                opens,
             })
         }
         IPPROTO_ICMPV6 => parse_icmpv6(ctx, l4),
