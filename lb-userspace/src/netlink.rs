@@ -206,7 +206,9 @@ impl Netlink {
     }
 
     /// The backend's MAC from the neighbour table, if the kernel knows it.
-    pub async fn neighbour(&self, ifindex: u32, ip: IpAddr) -> Result<Option<[u8; 6]>> {
+    /// The kernel's neighbour entry for `ip` on `ifindex`: its MAC, and whether the kernel
+    /// still trusts it (a STALE entry may name a MAC the host no longer has).
+    pub async fn neighbour(&self, ifindex: u32, ip: IpAddr) -> Result<Option<([u8; 6], bool)>> {
         let family = if ip.is_ipv4() {
             AddressFamily::Inet
         } else {
@@ -244,7 +246,11 @@ impl Netlink {
                 }
             }
             if dst == Some(ip) {
-                return Ok(lladdr);
+                let fresh = !matches!(
+                    entry.header.state,
+                    NeighbourState::Stale | NeighbourState::Delay | NeighbourState::Probe
+                );
+                return Ok(lladdr.map(|mac| (mac, fresh)));
             }
         }
         Ok(None)
@@ -252,14 +258,23 @@ impl Netlink {
 
     /// Resolves a backend: its route, then its neighbour entry. When the kernel has no entry yet
     /// a datagram to the discard port makes it send an ARP request (or neighbour solicitation);
-    /// the caller asks again later.
+    /// the caller asks again later. A director in DR mode never talks to its backends itself, so
+    /// an entry goes STALE and would keep an old MAC forever: the same datagram makes the kernel
+    /// confirm it (and relearn it, if the backend's MAC changed).
     pub async fn resolve(&self, ip: IpAddr) -> Result<Option<Neighbour>> {
         let ifindex = self.route_interface(ip).await?;
-        if let Some(mac) = self.neighbour(ifindex, ip).await? {
-            return Ok(Some(Neighbour { ifindex, mac }));
+        match self.neighbour(ifindex, ip).await? {
+            Some((mac, fresh)) => {
+                if !fresh {
+                    probe(ip);
+                }
+                Ok(Some(Neighbour { ifindex, mac }))
+            }
+            None => {
+                probe(ip);
+                Ok(None)
+            }
         }
-        probe(ip);
-        Ok(None)
     }
 }
 

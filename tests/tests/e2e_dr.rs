@@ -168,3 +168,34 @@ fn three_hundred_connections_through_the_vip() {
         .unwrap();
     assert!(!link.contains("xdp"), "XDP still attached: {link}");
 }
+
+/// A backend whose MAC changes (a NIC swapped, a VM moved) announces it with a gratuitous ARP
+/// (arp_notify); xlb follows the kernel's neighbour table without a restart.
+#[test]
+fn a_backend_whose_mac_changes_is_followed() {
+    let mut lab = DrLab::new("mac", 2).expect("building the lab");
+    let config = lab.write_config("xlb.conf", &[1, 1]).unwrap();
+    lab.start_director(&xlb_binary(), &config).unwrap();
+    let before = lab.get_many(40, Duration::from_secs(3)).unwrap();
+    assert!(before.iter().all(|a| a.is_ok()), "{before:?}");
+
+    let b1 = &lab.backends[0];
+    b1.run(&["sysctl", "-q", "-w", "net.ipv4.conf.eth0.arp_notify=1"])
+        .unwrap();
+    b1.run(&["ip", "link", "set", "eth0", "address", "02:99:00:00:aa:0b"])
+        .unwrap();
+    wait_for(Duration::from_secs(15), || {
+        lab.log().contains("is at 02:99:00:00:aa:0b")
+    })
+    .unwrap_or_else(|e| panic!("{e}: xlb did not follow the new MAC\n{}", lab.log()));
+    let after = lab.get_many(40, Duration::from_secs(3)).unwrap();
+    assert!(
+        after.iter().all(|a| a.is_ok()),
+        "after the MAC change: {after:?}\n{}",
+        lab.log()
+    );
+    assert!(
+        after.iter().any(|a| a.as_ref().is_ok_and(|id| id == "b1")),
+        "b1 answers at its new MAC: {after:?}"
+    );
+}
