@@ -804,7 +804,15 @@ impl Instance {
                     actions.push(Action::SendAdvert {
                         priority: self.effective_priority,
                     });
-                    self.deadline = Some(now + self.cfg.advert_int);
+                    // On the advert grid, not "now + interval": a late wake-up must not push
+                    // every later advert back (drift). After a stall longer than an interval,
+                    // start a new grid rather than send a burst.
+                    let next = deadline + self.cfg.advert_int;
+                    self.deadline = Some(if next > now {
+                        next
+                    } else {
+                        now + self.cfg.advert_int
+                    });
                     if let Some(at) = self.refresh_at
                         && at <= now
                     {

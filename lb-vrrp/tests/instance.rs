@@ -969,3 +969,23 @@ fn a_faulty_instance_does_not_resume_as_master() {
     vr.resume_master(ms(5));
     assert_eq!(vr.state(), State::Fault);
 }
+
+#[test]
+fn a_master_advertises_on_a_grid_without_drift() {
+    let mut vr = Instance::new(config(255)).expect("valid config");
+    vr.start(ms(0));
+    assert_eq!(vr.state(), State::Master);
+    // Woken 3 ms late every time: the adverts stay on the 1 s grid.
+    for n in 1..=5u64 {
+        let due = vr.next_deadline().unwrap();
+        assert_eq!(due, Duration::from_secs(n));
+        vr.on_timer(due + ms(3));
+    }
+    // A stall of more than an interval starts a new grid instead of a burst.
+    let due = vr.next_deadline().unwrap();
+    vr.on_timer(due + ms(2500));
+    assert_eq!(
+        vr.next_deadline(),
+        Some(due + ms(2500) + Duration::from_secs(1))
+    );
+}
