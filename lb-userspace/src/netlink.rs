@@ -44,36 +44,29 @@ impl Netlink {
         Ok(Self { handle })
     }
 
-    pub async fn interface(&self, name: &str) -> Result<Interface> {
+    async fn link_named(&self, name: &str) -> Result<rtnetlink::packet_route::link::LinkMessage> {
         let mut links = self
             .handle
             .link()
             .get()
             .match_name(name.to_string())
             .execute();
-        let link = links
+        links
             .try_next()
             .await
             .with_context(|| format!("no interface {name}"))?
-            .ok_or_else(|| anyhow!("no interface {name}"))?;
+            .ok_or_else(|| anyhow!("no interface {name}"))
+    }
+
+    pub async fn interface(&self, name: &str) -> Result<Interface> {
+        let link = self.link_named(name).await?;
         self.interface_from(link.header.index, &link.attributes)
     }
 
     /// Whether the interface is up with a carrier (IFF_UP and IFF_LOWER_UP).
     pub async fn link_up(&self, name: &str) -> Result<bool> {
         use rtnetlink::packet_route::link::LinkFlags;
-        let mut links = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_string())
-            .execute();
-        let link = links
-            .try_next()
-            .await
-            .with_context(|| format!("no interface {name}"))?
-            .ok_or_else(|| anyhow!("no interface {name}"))?;
-        let flags = link.header.flags;
+        let flags = self.link_named(name).await?.header.flags;
         Ok(flags.contains(LinkFlags::Up) && flags.contains(LinkFlags::LowerUp))
     }
 

@@ -119,8 +119,7 @@ impl VrrpSocket {
 
     /// Sends one VRRP message from `src` to `dst` (the group or a unicast peer).
     pub fn send(&self, src: IpAddr, dst: IpAddr, payload: &[u8]) -> io::Result<()> {
-        let raw = self.fd.get_ref().as_raw_fd();
-        let rc = match (src, dst) {
+        match (src, dst) {
             (IpAddr::V4(src), IpAddr::V4(dst)) => {
                 // keepalived numbers its adverts' IP identification from 1.
                 let id = self
@@ -137,20 +136,10 @@ impl VrrpSocket {
                     },
                     sin_zero: [0; 8],
                 };
-                // SAFETY: buffers and address live across the call; lengths are theirs.
-                unsafe {
-                    libc::sendto(
-                        raw,
-                        packet.as_ptr() as *const libc::c_void,
-                        packet.len(),
-                        0,
-                        &to as *const _ as *const libc::sockaddr,
-                        size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                    )
-                }
+                self.send_to(&packet, &to)
             }
-            (IpAddr::V6(src), IpAddr::V6(dst)) => {
-                let _ = src;
+            // The kernel writes the IPv6 header, from the address the socket is bound to.
+            (IpAddr::V6(_), IpAddr::V6(dst)) => {
                 let to = libc::sockaddr_in6 {
                     sin6_family: libc::AF_INET6 as libc::sa_family_t,
                     sin6_port: 0,
@@ -160,24 +149,26 @@ impl VrrpSocket {
                     },
                     sin6_scope_id: self.ifindex,
                 };
-                // SAFETY: as above.
-                unsafe {
-                    libc::sendto(
-                        raw,
-                        payload.as_ptr() as *const libc::c_void,
-                        payload.len(),
-                        0,
-                        &to as *const _ as *const libc::sockaddr,
-                        size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-                    )
-                }
+                self.send_to(payload, &to)
             }
-            _ => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "source and destination of different families",
-                ));
-            }
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "source and destination of different families",
+            )),
+        }
+    }
+
+    fn send_to<A>(&self, bytes: &[u8], to: &A) -> io::Result<()> {
+        // SAFETY: the buffer and the socket address live across the call; lengths are theirs.
+        let rc = unsafe {
+            libc::sendto(
+                self.fd.get_ref().as_raw_fd(),
+                bytes.as_ptr() as *const libc::c_void,
+                bytes.len(),
+                0,
+                to as *const A as *const libc::sockaddr,
+                size_of::<A>() as libc::socklen_t,
+            )
         };
         if rc < 0 {
             return Err(io::Error::last_os_error());
