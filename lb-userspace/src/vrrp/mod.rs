@@ -169,6 +169,10 @@ struct Vrrp {
     status_written: Option<Instant>,
 }
 
+/// How long a stopping master keeps forwarding after hearing its successor: clients learn the
+/// new MAC from its gratuitous ARPs meanwhile, so packets sent to the old one still arrive.
+const HANDOVER_LINGER: Duration = Duration::from_millis(200);
+
 /// Drop counters are logged at most this often (the first of each reason at once).
 const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -414,10 +418,7 @@ impl Vrrp {
                     .handing_over
                     .is_some_and(|until| until <= now)
                 {
-                    info!(
-                        "({}) no new MASTER heard: withdrawing",
-                        self.groups[gi].members[mi].config.name
-                    );
+                    info!("({}) withdrawing", self.groups[gi].members[mi].config.name);
                     self.finish_handover(gi, mi).await;
                 }
             }
@@ -443,12 +444,14 @@ impl Vrrp {
             let taken_over = lb_vrrp::decode(&payload, &meta).is_ok_and(|advert| {
                 advert.priority > 0 && meta.src != self.groups[gi].members[mi].primary
             });
-            if taken_over {
+            let member = &mut self.groups[gi].members[mi];
+            let linger = now + HANDOVER_LINGER;
+            if taken_over && member.handing_over.is_some_and(|until| until > linger) {
                 info!(
-                    "({}) new MASTER {} heard: withdrawing",
-                    self.groups[gi].members[mi].config.name, meta.src
+                    "({}) new MASTER {} heard: withdrawing in {HANDOVER_LINGER:?}",
+                    member.config.name, meta.src
                 );
-                self.finish_handover(gi, mi).await;
+                member.handing_over = Some(linger);
             }
             return;
         }
