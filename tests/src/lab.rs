@@ -204,13 +204,14 @@ pub struct DrLab {
     switch: Netns,
 }
 
-const SUBNET: &str = "10.99.0";
+/// The lab subnet: client .10, directors .2 and up, backends .11 and up, VIP .100.
+pub const SUBNET: &str = "10.99.0";
 
 /// The port of the backends' echo servers.
 pub const ECHO_PORT: u16 = 7;
 
 /// A persistent line server: every line a client sends is answered with the server's name.
-const ECHO_SERVER: &str = r#"
+pub const ECHO_SERVER: &str = r#"
 import asyncio, sys
 
 NAME = sys.argv[1].encode() + b"\n"
@@ -250,16 +251,7 @@ impl DrLab {
         let vip: Ipv4Addr = format!("{SUBNET}.100").parse()?;
         director.run(&["ip", "addr", "add", &format!("{vip}/32"), "dev", "eth0"])?;
 
-        // The director's XDP_TX frames reach the bridge only if the veth peer runs XDP too.
-        let mut peer_xdp = aya::Ebpf::load(lb_userspace::dataplane::FLOOR_OBJECT)?;
-        {
-            let prog: &mut aya::programs::Xdp = peer_xdp
-                .program_mut("xdp_pass")
-                .context("no xdp_pass program")?
-                .try_into()?;
-            prog.load()?;
-            switch.enter(|| prog.attach("pdir", aya::programs::XdpMode::Driver))??;
-        }
+        let peer_xdp = attach_xdp_pass(&switch, &["pdir"])?;
 
         let mut lab = Self {
             client,
@@ -281,36 +273,19 @@ impl DrLab {
             let octet = 11 + i as u8;
             let ns = add_host(&lab.switch, &base, &format!("b{}", i + 1), octet)?;
             lab.backend_ips.push(format!("{SUBNET}.{octet}").parse()?);
-            ns.run(&["ip", "addr", "add", &format!("{vip}/32"), "dev", "lo"])?;
-            for (key, value) in [
-                ("net.ipv4.conf.all.arp_ignore", "1"),
-                ("net.ipv4.conf.all.arp_announce", "2"),
-                ("net.ipv4.conf.eth0.arp_ignore", "1"),
-                ("net.ipv4.conf.eth0.arp_announce", "2"),
-                ("net.ipv4.conf.all.rp_filter", "0"),
-                ("net.ipv4.conf.default.rp_filter", "0"),
-                ("net.ipv4.conf.eth0.rp_filter", "0"),
-                ("net.ipv4.conf.lo.rp_filter", "0"),
-            ] {
-                ns.run(&["sysctl", "-q", "-w", &format!("{key}={value}")])?;
-            }
+            make_dr_backend(&ns, vip)?;
             let docroot = lab.docroot(i);
             fs::create_dir_all(&docroot)?;
             fs::write(docroot.join("id"), format!("b{}", i + 1))?;
             lab.backends.push(ns);
             let http = lab.spawn_http(i)?;
             lab.http.push(Some(http));
-            let mut cmd = lab.backends[i].command("python3");
-            cmd.arg(lab.workdir.join("echo.py"))
-                .arg(format!("b{}", i + 1))
-                .arg(ECHO_PORT.to_string())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            let child = cmd.spawn().context("starting a backend echo server")?;
-            lab.echo.push(Some(Process {
-                child,
-                what: format!("echo b{}", i + 1),
-            }));
+            let echo = spawn_echo_server(
+                &lab.backends[i],
+                &lab.workdir.join("echo.py"),
+                &format!("b{}", i + 1),
+            )?;
+            lab.echo.push(Some(echo));
         }
         for i in 0..backends {
             for port in [80, ECHO_PORT] {
@@ -335,23 +310,11 @@ impl DrLab {
     }
 
     fn spawn_http(&self, backend: usize) -> Result<Process> {
-        let mut cmd = self.backends[backend].command("python3");
-        cmd.args([
-            "-m",
-            "http.server",
-            "80",
-            "--bind",
-            "0.0.0.0",
-            "--directory",
-        ])
-        .arg(self.docroot(backend))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-        let child = cmd.spawn().context("starting a backend HTTP server")?;
-        Ok(Process {
-            child,
-            what: format!("http b{}", backend + 1),
-        })
+        spawn_http_server(
+            &self.backends[backend],
+            &self.docroot(backend),
+            &format!("http b{}", backend + 1),
+        )
     }
 
     /// Stops a backend's HTTP server (by its pid); returns when it has exited, and that moment.
@@ -376,24 +339,7 @@ impl DrLab {
 
     /// Waits until something accepts TCP connections on a backend's port (asked on its loopback).
     pub fn wait_listening(&self, backend: usize, port: u16, limit: Duration) -> Result<()> {
-        let ns = &self.backends[backend];
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let deadline = Instant::now() + limit;
-        loop {
-            let up = ns.enter(move || {
-                TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-            })?;
-            if up {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "nothing listens on port {port} in {} after {limit:?}",
-                    ns.name
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+        wait_listening(&self.backends[backend], port, limit)
     }
 
     pub fn director_mac(&self) -> Result<[u8; 6]> {
@@ -492,39 +438,7 @@ impl DrLab {
     /// Back-to-back GETs through the VIP from the client, each on a new connection, until the
     /// returned handle is finished (or 120 s or 100,000 requests pass).
     pub fn start_load(&self) -> Result<Load> {
-        let file = fs::File::open(self.client.path())?;
-        let addr = SocketAddr::from((self.vip, 80));
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let handle = thread::spawn(move || {
-            // SAFETY: setns on a valid namespace fd affects only this thread.
-            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return vec![Answer {
-                    started: Instant::now(),
-                    took: Duration::ZERO,
-                    port: None,
-                    result: Err(format!("setns: {}", std::io::Error::last_os_error())),
-                }];
-            }
-            let limit = Instant::now() + Duration::from_secs(120);
-            let mut answers = Vec::new();
-            while !flag.load(Ordering::Relaxed) && Instant::now() < limit && answers.len() < 100_000
-            {
-                let started = Instant::now();
-                let (port, result) = http_get_from(None, addr, Duration::from_secs(3));
-                answers.push(Answer {
-                    started,
-                    took: started.elapsed(),
-                    port,
-                    result: result.map_err(|e| format!("{e:#}")),
-                });
-            }
-            answers
-        });
-        Ok(Load {
-            stop,
-            handle: Some(handle),
-        })
+        start_load_from(&self.client, SocketAddr::from((self.vip, 80)))
     }
 
     /// Starts `xlb run` in the director namespace; its log goes to the lab's work directory.
@@ -704,7 +618,146 @@ impl Drop for Load {
     }
 }
 
-fn add_host(switch: &Netns, base: &str, role: &str, octet: u8) -> Result<Netns> {
+/// Back-to-back GETs of /id to `addr` from `ns`, each on a new connection (3 s timeout), until
+/// the returned handle is finished (or 120 s or 100,000 requests pass).
+pub fn start_load_from(ns: &Netns, addr: SocketAddr) -> Result<Load> {
+    let file = fs::File::open(ns.path())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let handle = thread::spawn(move || {
+        // SAFETY: setns on a valid namespace fd affects only this thread.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return vec![Answer {
+                started: Instant::now(),
+                took: Duration::ZERO,
+                port: None,
+                result: Err(format!("setns: {}", std::io::Error::last_os_error())),
+            }];
+        }
+        let limit = Instant::now() + Duration::from_secs(120);
+        let mut answers = Vec::new();
+        while !flag.load(Ordering::Relaxed) && Instant::now() < limit && answers.len() < 100_000 {
+            let started = Instant::now();
+            let (port, result) = http_get_from(None, addr, Duration::from_secs(3));
+            answers.push(Answer {
+                started,
+                took: started.elapsed(),
+                port,
+                result: result.map_err(|e| format!("{e:#}")),
+            });
+        }
+        answers
+    });
+    Ok(Load {
+        stop,
+        handle: Some(handle),
+    })
+}
+
+/// Makes `ns` a Direct Routing backend for `vip`: the VIP on lo, arp_ignore=1, arp_announce=2,
+/// rp_filter off.
+pub fn make_dr_backend(ns: &Netns, vip: Ipv4Addr) -> Result<()> {
+    ns.run(&["ip", "addr", "add", &format!("{vip}/32"), "dev", "lo"])?;
+    for (key, value) in [
+        ("net.ipv4.conf.all.arp_ignore", "1"),
+        ("net.ipv4.conf.all.arp_announce", "2"),
+        ("net.ipv4.conf.eth0.arp_ignore", "1"),
+        ("net.ipv4.conf.eth0.arp_announce", "2"),
+        ("net.ipv4.conf.all.rp_filter", "0"),
+        ("net.ipv4.conf.default.rp_filter", "0"),
+        ("net.ipv4.conf.eth0.rp_filter", "0"),
+        ("net.ipv4.conf.lo.rp_filter", "0"),
+    ] {
+        ns.run(&["sysctl", "-q", "-w", &format!("{key}={value}")])?;
+    }
+    Ok(())
+}
+
+/// Python's HTTP server on port 80 of every address of `ns`, serving `docroot`.
+pub fn spawn_http_server(ns: &Netns, docroot: &Path, what: &str) -> Result<Process> {
+    let mut cmd = ns.command("python3");
+    cmd.args([
+        "-m",
+        "http.server",
+        "80",
+        "--bind",
+        "0.0.0.0",
+        "--directory",
+    ])
+    .arg(docroot)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let child = cmd.spawn().with_context(|| format!("starting {what}"))?;
+    Ok(Process {
+        child,
+        what: what.into(),
+    })
+}
+
+/// The line server [`ECHO_SERVER`] (written to `script`) on [`ECHO_PORT`] of every address of
+/// `ns`, answering `name` to every line.
+pub fn spawn_echo_server(ns: &Netns, script: &Path, name: &str) -> Result<Process> {
+    if !script.exists() {
+        fs::write(script, ECHO_SERVER)?;
+    }
+    let mut cmd = ns.command("python3");
+    cmd.arg(script)
+        .arg(name)
+        .arg(ECHO_PORT.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting the echo server of {name}"))?;
+    Ok(Process {
+        child,
+        what: format!("echo {name}"),
+    })
+}
+
+/// Waits until something accepts TCP connections on `port` of `ns` (asked on its loopback).
+pub fn wait_listening(ns: &Netns, port: u16, limit: Duration) -> Result<()> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let deadline = Instant::now() + limit;
+    loop {
+        let up = ns
+            .enter(move || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok())?;
+        if up {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "nothing listens on port {port} in {} after {limit:?}",
+                ns.name
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Attaches an XDP_PASS program to the given ports of the switch: a director's XDP_TX frames
+/// reach the bridge only if the veth peer runs XDP too. Keep the returned object alive as long
+/// as the ports.
+pub fn attach_xdp_pass(switch: &Netns, ports: &[&str]) -> Result<aya::Ebpf> {
+    let mut peer_xdp = aya::Ebpf::load(lb_userspace::dataplane::FLOOR_OBJECT)?;
+    {
+        let prog: &mut aya::programs::Xdp = peer_xdp
+            .program_mut("xdp_pass")
+            .context("no xdp_pass program")?
+            .try_into()?;
+        prog.load()?;
+        for port in ports {
+            switch
+                .enter(|| prog.attach(port, aya::programs::XdpMode::Driver))?
+                .with_context(|| format!("attaching xdp_pass to {port}"))?;
+        }
+    }
+    Ok(peer_xdp)
+}
+
+/// A host `{base}-{role}` with eth0 (MAC 02:99:00:00:00:{octet}, address {SUBNET}.{octet}/24)
+/// whose peer `p{role}` is a port of the switch's br0.
+pub fn add_host(switch: &Netns, base: &str, role: &str, octet: u8) -> Result<Netns> {
     let ns = Netns::new(format!("{base}-{role}"))?;
     let port = format!("p{role}");
     switch.run(&[
@@ -916,7 +969,8 @@ pub fn http_get_from(
     (port, stream.and_then(|s| http_get_on(s, timeout)))
 }
 
-fn http_get_id(addr: SocketAddr, timeout: Duration) -> Result<String> {
+/// One GET of /id on a new connection to `addr`; the body (a name).
+pub fn http_get_id(addr: SocketAddr, timeout: Duration) -> Result<String> {
     let s = TcpStream::connect_timeout(&addr, timeout)
         .with_context(|| format!("connecting to {addr}"))?;
     http_get_on(s, timeout)

@@ -1,6 +1,7 @@
 //! Test support for xlb: packets built byte by byte, labs of network namespaces, and where the
 //! data plane places a connection.
 
+pub mod ha_lab;
 pub mod lab;
 pub mod packet;
 pub mod placement;

@@ -37,7 +37,9 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Benchmarks with side-by-side ratios.
+    /// Benchmarks with side-by-side ratios: the XDP program per packet (xlb-bench), then VRRP
+    /// failover of xlb beside keepalived (xlb-failover-bench; run counts from
+    /// XLB_FAILOVER_RUNS, XLB_SIGTERM_RUNS, XLB_FLAP_RUNS, XLB_FLAP_SECONDS).
     Bench,
 }
 
@@ -74,7 +76,19 @@ fn main() -> Result<()> {
             }
             cargo(&argv)
         }
-        Task::Bench => cargo(&["run", "--release", "-p", "xlb-tests", "--bin", "xlb-bench"]),
+        Task::Bench => {
+            cargo(&["run", "--release", "-p", "xlb-tests", "--bin", "xlb-bench"])?;
+            // VRRP failover beside keepalived: starts the release `xlb` in network namespaces.
+            cargo(&["build", "--release", "-p", "lb-userspace", "--bins"])?;
+            cargo(&[
+                "run",
+                "--release",
+                "-p",
+                "xlb-tests",
+                "--bin",
+                "xlb-failover-bench",
+            ])
+        }
     }
 }
 
