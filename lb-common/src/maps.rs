@@ -186,17 +186,28 @@ pub struct Claim {
     /// Non-zero while MASTER: only then is VIP traffic forwarded.
     pub active: u32,
     pub _pad: u32,
-    /// Jiffies after which the claim lapses unless renewed (the control plane died): VIP
-    /// traffic and ARP / neighbour solicitations for the VIP addresses are dropped, never passed
-    /// to a stack that would answer. 0: no lease.
+    /// Jiffies after which this director stops answering for the VIP addresses unless the
+    /// claim is renewed (the control plane died): ARP requests and neighbour solicitations for
+    /// them are dropped, never passed to a stack that would answer. Master_Down_Interval: when
+    /// a backup may take over. 0: no lease.
     pub until: u64,
+    /// Jiffies after which VIP traffic is dropped too: the latest moment any backup can have
+    /// taken over. Clients that still send here until they hear the new master's gratuitous
+    /// ARP are served meanwhile (both directors build the same tables). 0: no lease.
+    pub forward_until: u64,
 }
 
 impl Claim {
-    /// Active, but its lease ran out.
+    /// Active, but its lease for answering ARP and neighbour solicitations ran out.
     #[inline(always)]
     pub const fn lapsed(&self, now: u64) -> bool {
         self.active != 0 && self.until != 0 && now > self.until
+    }
+
+    /// Active, but its lease for forwarding ran out.
+    #[inline(always)]
+    pub const fn forwarding_lapsed(&self, now: u64) -> bool {
+        self.active != 0 && self.forward_until != 0 && now > self.forward_until
     }
 }
 
@@ -365,7 +376,7 @@ mod tests {
         assert_eq!(size_of::<VipValue>(), 16);
         assert_eq!(size_of::<Backend>(), 64);
         assert_eq!(size_of::<Control>(), 24);
-        assert_eq!(size_of::<Claim>(), 16);
+        assert_eq!(size_of::<Claim>(), 24);
         assert_eq!(size_of::<VipSlot>(), 36);
         assert_eq!(size_of::<FlowKey>(), 20);
         assert_eq!(size_of::<FlowValue>(), 16);

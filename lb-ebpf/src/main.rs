@@ -420,7 +420,7 @@ fn serve(ctx: &XdpContext, flow: &Flow, vip: &VipValue, control: &Control, bytes
     }
     // Inlined by the verifier into one load, unlike the ktime helpers.
     let now = unsafe { bpf_jiffies64() };
-    if claim.lapsed(now) {
+    if claim.forwarding_lapsed(now) {
         return Outcome::DropLeaseExpired;
     }
 

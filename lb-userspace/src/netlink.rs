@@ -107,6 +107,18 @@ impl Netlink {
     ) -> Result<()> {
         use rtnetlink::packet_route::address::AddressAttribute;
         let mut req = self.handle.address().add(ifindex, ip, prefix_len).replace();
+        if ip.is_ipv6() {
+            // No duplicate address detection, as keepalived: a VIP is tentative (ignored in
+            // neighbour discovery) for a second otherwise, and during a handover the old master
+            // still holds it, answers the probe, and leaves it "dadfailed" for good.
+            use rtnetlink::packet_route::address::{
+                AddressAttribute, AddressFlags, AddressHeaderFlags,
+            };
+            let msg = req.message_mut();
+            msg.header.flags |= AddressHeaderFlags::Nodad;
+            msg.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
         if let Some(label) = label {
             req.message_mut()
                 .attributes

@@ -689,6 +689,7 @@ fn a_lapsed_claim_stops_the_vip_being_served_and_answered_for() {
             active: 1,
             _pad: 0,
             until: now + lease,
+            forward_until: now + lease,
         },
     )
     .unwrap();
@@ -700,13 +701,28 @@ fn a_lapsed_claim_stops_the_vip_being_served_and_answered_for() {
     );
     assert_eq!(h.run(&ns).0, XDP_PASS);
 
-    // The control plane stopped renewing: nothing for the VIP gets through any more.
+    // The control plane stopped renewing. First a backup may take over: the stack must stop
+    // answering for the VIP, but clients that still send here are served.
     h.dp.set_claim(
         lb_common::CLAIM_STATIC,
         Claim {
             active: 1,
             _pad: 0,
             until: now - 1,
+            forward_until: now + lease,
+        },
+    )
+    .unwrap();
+    h.forwarded_to(&spec);
+    assert_eq!(h.run(&arp).0, XDP_DROP);
+    // Then every backup must have: nothing for the VIP gets through any more.
+    h.dp.set_claim(
+        lb_common::CLAIM_STATIC,
+        Claim {
+            active: 1,
+            _pad: 0,
+            until: now - 1,
+            forward_until: now - 1,
         },
     )
     .unwrap();
@@ -715,7 +731,7 @@ fn a_lapsed_claim_stops_the_vip_being_served_and_answered_for() {
     assert_eq!(out, spec);
     assert_eq!(h.run(&arp).0, XDP_DROP);
     assert_eq!(h.run(&ns).0, XDP_DROP);
-    assert_eq!(h.outcome(Outcome::DropLeaseExpired), 3);
+    assert_eq!(h.outcome(Outcome::DropLeaseExpired), 4);
     // ARP for other addresses is none of its business.
     assert_eq!(h.run(&arp_request("192.0.2.9", "10.0.0.99")).0, XDP_PASS);
 }

@@ -532,13 +532,7 @@ impl Vrrp {
         let instance = &self.groups[gi].sync.members()[mi];
         let member = &self.groups[gi].members[mi];
         if priority > 0 && instance.state() == State::Master {
-            // The lease: as long as a backup waits before taking over.
-            let lease = self.clock.clock.ticks(instance.master_down_interval()) + 1;
-            let claim = Claim {
-                active: 1,
-                _pad: 0,
-                until: self.clock.now() + lease,
-            };
+            let claim = self.lease(instance, Duration::ZERO);
             if let Err(e) = self.claims.set(member.claim, claim) {
                 error!("({}) renewing the claim: {e:#}", member.config.name);
             }
@@ -560,6 +554,27 @@ impl Vrrp {
                     member.config.name, advert.dst
                 );
             }
+        }
+    }
+
+    /// A master's claim from now on (plus `extra`): it answers for the VIPs until a backup may
+    /// take over (Master_Down_Interval with its own priority) and forwards until the slowest
+    /// backup must have (priority 1): after a crash, clients still sending here are served
+    /// until the new master's gratuitous ARPs reach them.
+    fn lease(&self, instance: &Instance, extra: Duration) -> Claim {
+        let cfg = instance.config();
+        let interval = instance.master_advert_interval();
+        let slowest_skew = match cfg.version {
+            lb_vrrp::Version::V2 => Duration::from_secs(1) * 255 / 256,
+            lb_vrrp::Version::V3 => interval * 255 / 256,
+        };
+        let ticks = |d: Duration| self.clock.clock.ticks(d + extra) + 1;
+        let now = self.clock.now();
+        Claim {
+            active: 1,
+            _pad: 0,
+            until: now + ticks(instance.master_down_interval()),
+            forward_until: now + ticks(3 * interval + slowest_skew),
         }
     }
 
@@ -702,15 +717,11 @@ impl Vrrp {
             }
             // Keep forwarding (claim and addresses stay) until the new master is heard.
             for mi in 0..self.groups[gi].members.len() {
-                let mdi = self.groups[gi].sync.members()[mi].master_down_interval();
-                let lease = self.clock.clock.ticks(mdi) + 2;
+                let instance = &self.groups[gi].sync.members()[mi];
+                let mdi = instance.master_down_interval();
+                let claim = self.lease(instance, mdi);
                 let member = &mut self.groups[gi].members[mi];
                 member.handing_over = Some(now + mdi);
-                let claim = Claim {
-                    active: 1,
-                    _pad: 0,
-                    until: self.clock.now() + lease,
-                };
                 if let Err(e) = self.claims.set(member.claim, claim) {
                     error!("({}) extending the claim: {e:#}", member.config.name);
                 }
