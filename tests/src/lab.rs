@@ -22,6 +22,19 @@ use anyhow::{Context as _, Result, bail};
 
 static NEXT_ID: AtomicU32 = AtomicU32::new(0);
 
+/// The `xlb` binary the e2e tests run: `$XLB_BIN`, or the one next to the test binary
+/// (`cargo xtask test` builds it first).
+pub fn xlb_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("XLB_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir")
+        .join("xlb")
+}
+
 /// A short name no other lab (in this or another test process) uses.
 pub fn unique_name(tag: &str) -> String {
     format!(

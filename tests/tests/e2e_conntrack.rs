@@ -7,7 +7,6 @@ use std::{
     collections::BTreeMap,
     fs,
     net::{Ipv4Addr, SocketAddr},
-    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -17,21 +16,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use xlb_tests::lab::xlb_binary;
 use xlb_tests::{
     lab::{DrLab, ECHO_PORT, EchoConn, http_get_from},
     placement::Placement,
 };
-
-fn xlb_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("XLB_BIN") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().expect("test binary path");
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join("xlb")
-}
 
 /// The config: the VIP on port 80 (HTTP) and on the echo port, over the same members.
 fn config(lab: &DrLab, members: &[(usize, u32)]) -> String {

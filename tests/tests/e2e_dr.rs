@@ -1,21 +1,9 @@
 //! End to end over veth in network namespaces: a client, a director running `xlb run` with
 //! native XDP, and three DR backends on one bridge.
 
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
-use xlb_tests::lab::{DrLab, parse_mac, wait_for};
-
-/// The `xlb` binary next to this test's own (`cargo xtask test` builds it first), or `$XLB_BIN`.
-fn xlb_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("XLB_BIN") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().expect("test binary path");
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join("xlb")
-}
+use xlb_tests::lab::{DrLab, parse_mac, wait_for, xlb_binary};
 
 #[test]
 fn three_hundred_connections_through_the_vip() {

@@ -9,26 +9,15 @@ use std::{
     fs,
     net::SocketAddr,
     os::unix::fs::PermissionsExt as _,
-    path::PathBuf,
     thread,
     time::{Duration, Instant},
 };
 
+use xlb_tests::lab::xlb_binary;
 use xlb_tests::{
     lab::{Answer, DrLab, ECHO_PORT, EchoConn, Load},
     placement::Placement,
 };
-
-fn xlb_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("XLB_BIN") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().expect("test binary path");
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join("xlb")
-}
 
 // The check settings of every config here, in seconds.
 const DELAY_LOOP: u64 = 1;

@@ -9,24 +9,12 @@
 //! (VRRP only here) by the director's own servers (d1, d2).
 
 use std::{
-    path::PathBuf,
     thread,
     time::{Duration, Instant},
 };
 
 use xlb_tests::ha_lab::{Daemon, HaLab, VrrpSpec};
-
-/// The `xlb` binary next to this test's own (`cargo xtask test` builds it first), or `$XLB_BIN`.
-fn xlb_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("XLB_BIN") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().expect("test binary path");
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join("xlb")
-}
+use xlb_tests::lab::xlb_binary;
 
 const HIGH: u8 = 150;
 const LOW: u8 = 100;

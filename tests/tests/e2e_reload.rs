@@ -4,23 +4,11 @@
 
 use std::{
     collections::BTreeMap,
-    path::PathBuf,
     thread,
     time::{Duration, Instant},
 };
 
-use xlb_tests::lab::{Answer, DrLab};
-
-fn xlb_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("XLB_BIN") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().expect("test binary path");
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join("xlb")
-}
+use xlb_tests::lab::{Answer, DrLab, xlb_binary};
 
 fn per_backend<'a>(answers: impl Iterator<Item = &'a Answer>) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();

@@ -12,7 +12,6 @@
 use std::{
     collections::BTreeMap,
     net::{Ipv4Addr, SocketAddr},
-    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -23,24 +22,13 @@ use std::{
 };
 
 use rand::Rng as _;
+use xlb_tests::lab::xlb_binary;
 use xlb_tests::{
     ha_lab::{
         AdvertSpec, Daemon, HaLab, Probe, VIP6, VRRP_GROUP, VrrpSpec, ipv4_packet, start_prober,
     },
     lab::{Answer, DrLab, ECHO_PORT, EchoConn},
 };
-
-/// The `xlb` binary next to this test's own (`cargo xtask test` builds it first), or `$XLB_BIN`.
-fn xlb_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("XLB_BIN") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().expect("test binary path");
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join("xlb")
-}
 
 const HIGH: u8 = 150;
 const LOW: u8 = 100;
