@@ -22,7 +22,7 @@ use std::{
 };
 
 use rand::Rng as _;
-use xlb_tests::lab::xlb_binary;
+use xlb_tests::lab::{wait_for, xlb_binary};
 use xlb_tests::{
     ha_lab::{
         AdvertSpec, Daemon, HaLab, Probe, VIP6, VRRP_GROUP, VrrpSpec, ipv4_packet, start_prober,
@@ -813,4 +813,64 @@ fn kill9_leaves_no_gap_before_the_backup_takes_over() {
         at.saturating_duration_since(killed),
         took_over - killed
     );
+}
+
+/// keepalived's tracking and notify scripts: a failing `vrrp_script` of weight -60 drops the
+/// MASTER below its peer, which takes over; `notify` runs with keepalived's arguments.
+#[test]
+fn a_failing_track_script_hands_over_and_notify_scripts_run() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let spec = VrrpSpec::v3("0.1");
+    let mut lab = HaLab::new("track", 2, 2, &xlb_binary()).expect("building the lab");
+    let dir = lab.workdir.clone();
+    let script = |name: &str, body: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, body).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    };
+    for (d, priority) in [(0, HIGH), (1, LOW)] {
+        let check = script(
+            &format!("check-{d}.sh"),
+            format!("#!/bin/sh\n[ ! -e {}/fail-{d} ]\n", dir.display()),
+        );
+        let notify = script(
+            &format!("notify-{d}.sh"),
+            format!("#!/bin/sh\necho \"$@\" >> {}/notified-{d}\n", dir.display()),
+        );
+        let spec = VrrpSpec {
+            extra: format!("track_script {{\nchk\n}}\nnotify {}", notify.display()),
+            ..spec.clone()
+        };
+        let config = format!(
+            "vrrp_script chk {{\n    script \"{}\"\n    interval 1\n    weight -60\n    fall 1\n    rise 1\n}}\n{}",
+            check.display(),
+            lab.xlb_config(d, &spec, priority)
+        );
+        lab.start_xlb(d, &config).unwrap();
+    }
+    lab.wait_master(0, Duration::from_secs(10)).unwrap();
+    let notified =
+        |d: usize| std::fs::read_to_string(dir.join(format!("notified-{d}"))).unwrap_or_default();
+    wait_for(Duration::from_secs(5), || {
+        notified(0).contains("INSTANCE VI_1 MASTER 150")
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}\n{}", notified(0), lab.logs()));
+
+    // The check fails on d1: 150 - 60 = 90 < 100, so d2 preempts.
+    std::fs::write(dir.join("fail-0"), "").unwrap();
+    lab.wait_master(1, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    lab.wait_state(0, "BACKUP", Duration::from_secs(2)).unwrap();
+    assert_eq!(lab.holders().unwrap(), vec![1]);
+    wait_for(Duration::from_secs(5), || {
+        notified(0).contains("INSTANCE VI_1 BACKUP") && notified(1).contains("INSTANCE VI_1 MASTER")
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?} {:?}", notified(0), notified(1)));
+
+    // It recovers: back to 150, d1 preempts again.
+    std::fs::remove_file(dir.join("fail-0")).unwrap();
+    lab.wait_master(0, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    assert_eq!(lab.holders().unwrap(), vec![0]);
 }
