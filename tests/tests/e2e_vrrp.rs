@@ -874,3 +874,43 @@ fn a_failing_track_script_hands_over_and_notify_scripts_run() {
         .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
     assert_eq!(lab.holders().unwrap(), vec![0]);
 }
+
+/// A reload that changes VRRP settings applies them without a gap: the VRRP thread steps aside
+/// leaving its claims, and its successor resumes as MASTER with the new priority; a BACKUP
+/// raised above the MASTER preempts it.
+#[test]
+fn reloaded_vrrp_settings_apply_without_a_gap() {
+    let spec = VrrpSpec::v3("0.1");
+    let mut lab = pair("vreload", &spec);
+    let xlb = xlb_binary();
+    let reload = |lab: &HaLab, d: usize, priority: u8| {
+        let path = lab.workdir.join(format!("{}.conf", lab.director_name(d)));
+        std::fs::write(&path, lab.xlb_config(d, &spec, priority)).unwrap();
+        let out = std::process::Command::new(&xlb)
+            .args(["reload", "-i", "eth0", "--pidfile"])
+            .arg(lab.pidfile(d))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let load = lab.start_load().unwrap();
+    // The MASTER's own priority changes: it stays MASTER, with no gap.
+    reload(&lab, 0, HIGH + 10);
+    lab.wait_for_log(0, "resuming as MASTER", 0, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    thread::sleep(Duration::from_millis(800));
+    let answers = load.finish();
+    assert_load_clean(&lab, &answers, 100, "reloading the MASTER's priority");
+    assert_eq!(lab.entered(1, "MASTER"), 0, "{}", lab.logs());
+    // The BACKUP is raised above it: it preempts.
+    reload(&lab, 1, 250);
+    lab.wait_master(1, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    lab.wait_state(0, "BACKUP", Duration::from_secs(2)).unwrap();
+    assert_eq!(lab.holders().unwrap(), vec![1]);
+    assert_backend_answers(&lab, 20, "after the preemption by reload");
+}

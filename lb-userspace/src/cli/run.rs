@@ -1,7 +1,7 @@
 //! `xlb run`: load the data plane on an interface and keep its maps equal to the config.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     net::IpAddr,
     path::{Path, PathBuf},
     time::Duration,
@@ -172,10 +172,12 @@ async fn serve(
     health.apply(&config);
     let mut paths: HashMap<IpAddr, BackendPath> = HashMap::new();
     // VRRP starts once the tables are warm, so that becoming MASTER costs only the claim.
-    // Its configuration is the one it started with: VRRP changes take effect at a restart.
-    let vrrp_config = config.clone();
-    let claims = vrrp::claims_by_address(&vrrp_config);
+    let mut vrrp_config = config.clone();
+    let mut claims_of = vrrp::assign_claims(&vrrp_config, &BTreeMap::new());
+    let mut claims = vrrp::claims_by_address(&vrrp_config, &claims_of);
     let mut vrrp_handle: Option<vrrp::VrrpHandle> = None;
+    // The VRRP configuration to go back to if a reloaded one cannot start.
+    let mut vrrp_fallback: Option<(Config, BTreeMap<String, u32>)> = None;
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -193,13 +195,25 @@ async fn serve(
             Err(e) => error!("updating the data plane: {e:#}"),
         }
         if vrrp_handle.is_none() && !vrrp_config.vrrp_instances.is_empty() {
-            vrrp_handle = Some(vrrp::spawn(vrrp::VrrpOptions {
+            let started = vrrp::spawn(vrrp::VrrpOptions {
                 config: vrrp_config.clone(),
+                claims_of: claims_of.clone(),
                 claims: dp.claims_handle()?,
                 clock: dp.jiffies_clock()?,
                 scripts: health.scripts(),
                 status_file: Some(opts.pidfile.with_extension("vrrp")),
-            })?);
+            });
+            match (started, vrrp_fallback.take()) {
+                (Ok(handle), _) => vrrp_handle = Some(handle),
+                (Err(e), Some((old, old_claims))) => {
+                    error!("the reloaded VRRP configuration does not start, keeping the running one: {e:#}");
+                    vrrp_config = old;
+                    claims_of = old_claims;
+                    claims = vrrp::claims_by_address(&vrrp_config, &claims_of);
+                    continue;
+                }
+                (Err(e), None) => return Err(e),
+            }
         }
         tokio::select! {
             _ = ticker.tick() => resolve = true,
@@ -210,7 +224,24 @@ async fn serve(
             _ = sighup.recv() => {
                 if let Some(new) = reload(&opts.config) {
                     if vrrp_parts(&new) != vrrp_parts(&vrrp_config) {
-                        warn!("VRRP configuration changed: it takes effect when xlb restarts");
+                        // The running thread steps aside leaving claims and addresses in place;
+                        // its successor resumes every instance whose claim is live, with the
+                        // new settings. Instances gone from the config withdraw.
+                        info!("VRRP configuration changed: restarting VRRP in place");
+                        if let Some(handle) = vrrp_handle.take() {
+                            handle.detach().await;
+                        }
+                        let new_claims = vrrp::assign_claims(&new, &claims_of);
+                        for vi in &vrrp_config.vrrp_instances {
+                            if !new_claims.contains_key(&vi.name) {
+                                withdraw_instance(dp, &netlink, vi, claims_of[&vi.name]).await;
+                            }
+                        }
+                        vrrp_fallback = (!new.vrrp_instances.is_empty())
+                            .then_some((vrrp_config, claims_of));
+                        vrrp_config = new.clone();
+                        claims_of = new_claims;
+                        claims = vrrp::claims_by_address(&vrrp_config, &claims_of);
                     }
                     config = new;
                     health.apply(&config);
@@ -226,6 +257,32 @@ async fn serve(
         handle.shutdown().await;
     }
     Ok(())
+}
+
+/// An instance removed by a reload: its claim dropped, its addresses removed.
+async fn withdraw_instance(
+    dp: &mut Dataplane,
+    netlink: &Netlink,
+    vi: &lb_config::VrrpInstance,
+    claim: u32,
+) {
+    info!("({}) removed from the config: withdrawing", vi.name);
+    if let Err(e) = dp.set_claim(claim, lb_common::Claim::default()) {
+        error!("({}) dropping its claim: {e:#}", vi.name);
+    }
+    for vip in vi.virtual_ipaddress.iter().chain(&vi.virtual_ipaddress_excluded) {
+        let removed = match netlink.interface(&vip.dev).await {
+            Ok(dev) => {
+                netlink
+                    .remove_address(dev.index, vip.address, vip.prefix_len)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = removed {
+            error!("({}) {e:#}", vi.name);
+        }
+    }
 }
 
 /// What of a config VRRP runs on.

@@ -26,7 +26,7 @@ use lb_config::{Config, NotifyScript, VirtualIpAddress, VrrpInstance};
 use lb_health::ScriptRunner;
 use lb_vrrp::{Action, DropReason, GroupAction, Instance, RxMeta, State, SyncGroup};
 use log::{error, info, warn};
-pub use setup::{claim_of_instance, claims_by_address};
+pub use setup::{assign_claims, claims_by_address};
 use socket::{FrameSocket, VrrpSocket};
 use tokio::sync::{mpsc, oneshot};
 use track::{TrackEvent, Tracked};
@@ -39,6 +39,8 @@ use crate::{
 /// What the VRRP thread needs.
 pub struct VrrpOptions {
     pub config: Config,
+    /// The claim index of each instance ([`assign_claims`]).
+    pub claims_of: BTreeMap<String, u32>,
     pub claims: Claims,
     pub clock: JiffiesClock,
     pub scripts: Arc<ScriptRunner>,
@@ -48,16 +50,36 @@ pub struct VrrpOptions {
 
 /// The running VRRP thread.
 pub struct VrrpHandle {
-    stop: Option<oneshot::Sender<()>>,
+    stop: Option<oneshot::Sender<Stop>>,
     thread: Option<thread::JoinHandle<()>>,
+}
+
+/// How the VRRP thread ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    /// Masters hand over to a backup, then withdraw.
+    HandOver,
+    /// At once, leaving claims and addresses as they are, for a successor that resumes them
+    /// (a reload of the VRRP configuration).
+    Detach,
 }
 
 impl VrrpHandle {
     /// A clean stop: masters send priority 0 and keep forwarding until the new master is heard
     /// (or Master_Down_Interval passes), then withdraw. Returns when that is done.
-    pub async fn shutdown(mut self) {
+    pub async fn shutdown(self) {
+        self.stop_with(Stop::HandOver).await;
+    }
+
+    /// Stops at once and leaves every claim and address in place: the VRRP thread started next
+    /// resumes as MASTER where a claim is live, as after a restart within the lease.
+    pub async fn detach(self) {
+        self.stop_with(Stop::Detach).await;
+    }
+
+    async fn stop_with(mut self, how: Stop) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(how);
         }
         if let Some(thread) = self.thread.take() {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
@@ -180,7 +202,7 @@ impl Vrrp {
     async fn new(options: VrrpOptions) -> Result<Self> {
         let netlink = Netlink::connect()?;
         let config = options.config;
-        let claims_of = setup::claim_of_instance(&config);
+        let claims_of = options.claims_of;
         let (received_tx, received) = mpsc::unbounded_channel();
         let (tracking_tx, tracking) = mpsc::unbounded_channel();
         let mut sockets: HashMap<(String, bool), Arc<VrrpSocket>> = HashMap::new();
@@ -261,7 +283,9 @@ impl Vrrp {
                 link_names.push(vi.interface.clone());
                 link_names.extend(vi.track_interface.iter().map(|t| t.name.clone()));
                 members.push(Member {
-                    claim: claims_of[&vi.name],
+                    claim: *claims_of
+                        .get(&vi.name)
+                        .ok_or_else(|| anyhow!("vrrp_instance {} has no claim", vi.name))?,
                     primary,
                     socket: key,
                     addresses,
@@ -325,7 +349,7 @@ impl Vrrp {
         self.epoch.elapsed()
     }
 
-    async fn run(&mut self, mut stop: oneshot::Receiver<()>) {
+    async fn run(&mut self, mut stop: oneshot::Receiver<Stop>) {
         self.start().await;
         let mut stopping = false;
         loop {
@@ -340,9 +364,15 @@ impl Vrrp {
                     self.apply_tracking().await;
                 }
                 _ = sleep => self.on_timer().await,
-                _ = &mut stop, if !stopping => {
+                how = &mut stop, if !stopping => {
                     stopping = true;
-                    self.begin_shutdown().await;
+                    match how {
+                        Ok(Stop::Detach) => {
+                            info!("VRRP detached: claims and addresses left to its successor");
+                            return;
+                        }
+                        Ok(Stop::HandOver) | Err(_) => self.begin_shutdown().await,
+                    }
                 }
             }
             self.write_status();

@@ -6,28 +6,38 @@ use anyhow::{Result, anyhow};
 use lb_config::{AuthType, Config, VrrpInstance, VrrpState};
 use lb_vrrp::{AnnounceConfig, Auth, InitialState, InstanceConfig, Version};
 
-/// The claim index of each configured VRRP instance: its position in the config, plus one
-/// (claim 0 is for VIPs no instance holds).
-pub fn claim_of_instance(config: &Config) -> BTreeMap<String, u32> {
-    config
-        .vrrp_instances
-        .iter()
-        .enumerate()
-        .map(|(i, vi)| (vi.name.clone(), i as u32 + 1))
-        .collect()
+/// The claim index of each configured VRRP instance. An instance keeps the index it had
+/// (`previous`, from before a reload): its claim in the data plane is live state. A new one
+/// takes the lowest free index from 1 (claim 0 is for VIPs no instance holds).
+pub fn assign_claims(config: &Config, previous: &BTreeMap<String, u32>) -> BTreeMap<String, u32> {
+    let mut out = BTreeMap::new();
+    for vi in &config.vrrp_instances {
+        if let Some(&claim) = previous.get(&vi.name) {
+            out.insert(vi.name.clone(), claim);
+        }
+    }
+    for vi in &config.vrrp_instances {
+        if !out.contains_key(&vi.name) {
+            let used: std::collections::BTreeSet<u32> = out.values().copied().collect();
+            let claim = (1..).find(|c| !used.contains(c)).unwrap_or(1);
+            out.insert(vi.name.clone(), claim);
+        }
+    }
+    out
 }
 
 /// Which claim serves each VRRP virtual address.
-pub fn claims_by_address(config: &Config) -> BTreeMap<IpAddr, u32> {
-    let claims = claim_of_instance(config);
+pub fn claims_by_address(
+    config: &Config,
+    claims: &BTreeMap<String, u32>,
+) -> BTreeMap<IpAddr, u32> {
     let mut out = BTreeMap::new();
     for vi in &config.vrrp_instances {
-        for vip in vi
-            .virtual_ipaddress
-            .iter()
-            .chain(&vi.virtual_ipaddress_excluded)
-        {
-            out.entry(vip.address).or_insert(claims[&vi.name]);
+        let Some(&claim) = claims.get(&vi.name) else {
+            continue;
+        };
+        for vip in vi.virtual_ipaddress.iter().chain(&vi.virtual_ipaddress_excluded) {
+            out.entry(vip.address).or_insert(claim);
         }
     }
     out
@@ -112,13 +122,24 @@ mod tests {
     #[test]
     fn instances_map_to_claims_and_groups() {
         let c = config();
-        let by_addr = claims_by_address(&c);
+        let claims = assign_claims(&c, &BTreeMap::new());
+        let by_addr = claims_by_address(&c, &claims);
         assert_eq!(by_addr[&"10.0.0.100".parse::<IpAddr>().unwrap()], 1);
         assert_eq!(by_addr[&"10.0.0.102".parse::<IpAddr>().unwrap()], 3);
         let g = groups(&c);
         assert_eq!(g.len(), 2);
         assert_eq!(g[0].1, vec!["VI_1".to_string(), "VI_2".to_string()]);
         assert_eq!(g[1], (None, vec!["VI_3".to_string()]));
+    }
+
+    #[test]
+    fn instances_keep_their_claims_across_a_reload() {
+        let c = config();
+        let before = BTreeMap::from([("VI_3".to_string(), 1), ("VI_9".to_string(), 2)]);
+        let claims = assign_claims(&c, &before);
+        assert_eq!(claims["VI_3"], 1);
+        assert_eq!(claims["VI_1"], 2);
+        assert_eq!(claims["VI_2"], 3);
     }
 
     #[test]
