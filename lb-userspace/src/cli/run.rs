@@ -206,7 +206,9 @@ async fn serve(
             match (started, vrrp_fallback.take()) {
                 (Ok(handle), _) => vrrp_handle = Some(handle),
                 (Err(e), Some((old, old_claims))) => {
-                    error!("the reloaded VRRP configuration does not start, keeping the running one: {e:#}");
+                    error!(
+                        "the reloaded VRRP configuration does not start, keeping the running one: {e:#}"
+                    );
                     vrrp_config = old;
                     claims_of = old_claims;
                     claims = vrrp::claims_by_address(&vrrp_config, &claims_of);
@@ -270,7 +272,11 @@ async fn withdraw_instance(
     if let Err(e) = dp.set_claim(claim, lb_common::Claim::default()) {
         error!("({}) dropping its claim: {e:#}", vi.name);
     }
-    for vip in vi.virtual_ipaddress.iter().chain(&vi.virtual_ipaddress_excluded) {
+    for vip in vi
+        .virtual_ipaddress
+        .iter()
+        .chain(&vi.virtual_ipaddress_excluded)
+    {
         let removed = match netlink.interface(&vip.dev).await {
             Ok(dev) => {
                 netlink

@@ -27,16 +27,17 @@ pub fn assign_claims(config: &Config, previous: &BTreeMap<String, u32>) -> BTree
 }
 
 /// Which claim serves each VRRP virtual address.
-pub fn claims_by_address(
-    config: &Config,
-    claims: &BTreeMap<String, u32>,
-) -> BTreeMap<IpAddr, u32> {
+pub fn claims_by_address(config: &Config, claims: &BTreeMap<String, u32>) -> BTreeMap<IpAddr, u32> {
     let mut out = BTreeMap::new();
     for vi in &config.vrrp_instances {
         let Some(&claim) = claims.get(&vi.name) else {
             continue;
         };
-        for vip in vi.virtual_ipaddress.iter().chain(&vi.virtual_ipaddress_excluded) {
+        for vip in vi
+            .virtual_ipaddress
+            .iter()
+            .chain(&vi.virtual_ipaddress_excluded)
+        {
             out.entry(vip.address).or_insert(claim);
         }
     }
