@@ -1063,3 +1063,80 @@ impl EchoConn {
         self.recv()
     }
 }
+
+/// What long-lived echo connections saw while they talked ([`converse`]).
+#[derive(Debug)]
+pub struct Conversations {
+    pub ports: Vec<u16>,
+    /// The backend each connection's first answer named.
+    pub first: Vec<String>,
+    pub rounds: usize,
+    /// Per broken connection, the first exchange that did not name its backend.
+    pub broken: Vec<String>,
+}
+
+/// Opens `n` echo connections to `addr` (each read may wait `timeout`), reports them ready,
+/// then has every connection exchange a line every 100 ms until `stop`, `max_rounds` or
+/// `limit`. A connection is broken by its first exchange that fails or names another backend.
+pub fn converse(
+    addr: SocketAddr,
+    n: usize,
+    timeout: Duration,
+    (max_rounds, limit): (usize, Duration),
+    ready: std::sync::mpsc::Sender<()>,
+    stop: Arc<AtomicBool>,
+) -> Result<Conversations> {
+    let mut conns = Vec::with_capacity(n);
+    let mut first = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut c = EchoConn::connect(addr, timeout)?;
+        first.push(c.ask()?);
+        conns.push(c);
+    }
+    let ports = conns.iter().map(|c| c.local_port).collect();
+    let _ = ready.send(());
+    let mut alive = vec![true; n];
+    let mut broken = Vec::new();
+    let started = Instant::now();
+    let mut rounds = 0;
+    while !stop.load(Ordering::Relaxed) && rounds < max_rounds && started.elapsed() < limit {
+        let tick = Instant::now();
+        // All lines out first, then all answers in: one round trip per round, not n.
+        let sent: Vec<Result<()>> = conns
+            .iter_mut()
+            .zip(&alive)
+            .map(|(c, a)| if *a { c.send() } else { Ok(()) })
+            .collect();
+        for (i, sent) in sent.into_iter().enumerate() {
+            if !alive[i] {
+                continue;
+            }
+            match sent.and_then(|()| conns[i].recv()) {
+                Ok(name) if name == first[i] => {}
+                other => {
+                    alive[i] = false;
+                    let other = match other {
+                        Ok(name) => format!("answered by {name}"),
+                        Err(e) => format!("{e:#}"),
+                    };
+                    broken.push(format!(
+                        "connection {i} (port {}, on {}), round {rounds} at {:?}: {other}",
+                        conns[i].local_port,
+                        first[i],
+                        started.elapsed()
+                    ));
+                }
+            }
+        }
+        rounds += 1;
+        if let Some(rest) = Duration::from_millis(100).checked_sub(tick.elapsed()) {
+            thread::sleep(rest);
+        }
+    }
+    Ok(Conversations {
+        ports,
+        first,
+        rounds,
+        broken,
+    })
+}

@@ -13,10 +13,10 @@ use std::{
         mpsc,
     },
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use xlb_tests::lab::xlb_binary;
+use xlb_tests::lab::{converse, xlb_binary};
 use xlb_tests::{
     lab::{DrLab, ECHO_PORT, EchoConn, http_get_from},
     placement::Placement,
@@ -59,83 +59,6 @@ fn counts<'a>(names: impl Iterator<Item = &'a String>) -> BTreeMap<&'a str, usiz
 }
 
 const CONNECTIONS: usize = 200;
-
-/// What the long-lived connections saw.
-struct Conversations {
-    ports: Vec<u16>,
-    /// The backend each connection's first answer named.
-    first: Vec<String>,
-    rounds: usize,
-    /// Per broken connection, the first exchange that did not name its backend.
-    broken: Vec<String>,
-}
-
-/// Opens the connections, reports them ready, then has every connection exchange a line every
-/// 100 ms until `stop` (or 900 rounds, or 90 s).
-fn converse(
-    addr: SocketAddr,
-    ready: mpsc::Sender<()>,
-    stop: Arc<AtomicBool>,
-) -> anyhow::Result<Conversations> {
-    let timeout = Duration::from_secs(2);
-    let mut conns = Vec::with_capacity(CONNECTIONS);
-    let mut first = Vec::with_capacity(CONNECTIONS);
-    for _ in 0..CONNECTIONS {
-        let mut c = EchoConn::connect(addr, timeout)?;
-        first.push(c.ask()?);
-        conns.push(c);
-    }
-    let ports = conns.iter().map(|c| c.local_port).collect();
-    let _ = ready.send(());
-    let mut alive = vec![true; CONNECTIONS];
-    let mut broken = Vec::new();
-    let started = Instant::now();
-    let mut rounds = 0;
-    while !stop.load(Ordering::Relaxed)
-        && rounds < 900
-        && started.elapsed() < Duration::from_secs(90)
-    {
-        let tick = Instant::now();
-        // All lines out first, then all answers in: one round trip per round, not 200.
-        let sent: Vec<anyhow::Result<()>> = conns
-            .iter_mut()
-            .zip(&alive)
-            .map(|(c, a)| if *a { c.send() } else { Ok(()) })
-            .collect();
-        for (i, sent) in sent.into_iter().enumerate() {
-            if !alive[i] {
-                continue;
-            }
-            let answer = sent.and_then(|()| conns[i].recv());
-            match answer {
-                Ok(name) if name == first[i] => {}
-                other => {
-                    alive[i] = false;
-                    let other = match other {
-                        Ok(name) => format!("answered by {name}"),
-                        Err(e) => format!("{e:#}"),
-                    };
-                    broken.push(format!(
-                        "connection {i} (port {}, on {}), round {rounds} at {:?}: {other}",
-                        conns[i].local_port,
-                        first[i],
-                        started.elapsed()
-                    ));
-                }
-            }
-        }
-        rounds += 1;
-        if let Some(rest) = Duration::from_millis(100).checked_sub(tick.elapsed()) {
-            thread::sleep(rest);
-        }
-    }
-    Ok(Conversations {
-        ports,
-        first,
-        rounds,
-        broken,
-    })
-}
 
 /// `n` new echo connections: (client port, backend named).
 fn fresh_echo(lab: &DrLab, n: usize) -> Vec<(u16, String)> {
@@ -180,7 +103,16 @@ fn long_lived_connections_keep_their_backend() {
     let flag = stop.clone();
     let talker = lab
         .client
-        .spawn(move || converse(addr, ready_tx, flag))
+        .spawn(move || {
+            converse(
+                addr,
+                CONNECTIONS,
+                Duration::from_secs(2),
+                (900, Duration::from_secs(90)),
+                ready_tx,
+                flag,
+            )
+        })
         .unwrap();
     // Stops the talker however this test ends.
     struct StopOnDrop(Arc<AtomicBool>);

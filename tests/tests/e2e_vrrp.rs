@@ -22,12 +22,12 @@ use std::{
 };
 
 use rand::Rng as _;
-use xlb_tests::lab::{wait_for, xlb_binary};
+use xlb_tests::lab::{converse, wait_for, xlb_binary};
 use xlb_tests::{
     ha_lab::{
         AdvertSpec, Daemon, HaLab, Probe, VIP6, VRRP_GROUP, VrrpSpec, ipv4_packet, start_prober,
     },
-    lab::{Answer, DrLab, ECHO_PORT, EchoConn},
+    lab::{Answer, DrLab, ECHO_PORT},
 };
 
 const HIGH: u8 = 150;
@@ -314,65 +314,6 @@ fn restart_within_the_lease_is_hitless() {
 
 const CONNECTIONS: usize = 20;
 
-/// Opens the connections, reports them ready, then has every connection exchange a line every
-/// 100 ms until `stop` (or 300 rounds, or 40 s). Returns (rounds, broken connections).
-fn converse(
-    addr: SocketAddr,
-    ready: mpsc::Sender<()>,
-    stop: Arc<AtomicBool>,
-) -> anyhow::Result<(usize, Vec<String>)> {
-    let mut conns = Vec::new();
-    let mut first = Vec::new();
-    for _ in 0..CONNECTIONS {
-        // Reads may stall through the takeover; 8 s is far beyond it.
-        let mut c = EchoConn::connect(addr, Duration::from_secs(8))?;
-        first.push(c.ask()?);
-        conns.push(c);
-    }
-    let _ = ready.send(());
-    let mut alive = vec![true; CONNECTIONS];
-    let mut broken = Vec::new();
-    let started = Instant::now();
-    let mut rounds = 0;
-    while !stop.load(Ordering::Relaxed)
-        && rounds < 300
-        && started.elapsed() < Duration::from_secs(40)
-    {
-        let tick = Instant::now();
-        let sent: Vec<anyhow::Result<()>> = conns
-            .iter_mut()
-            .zip(&alive)
-            .map(|(c, a)| if *a { c.send() } else { Ok(()) })
-            .collect();
-        for (i, sent) in sent.into_iter().enumerate() {
-            if !alive[i] {
-                continue;
-            }
-            match sent.and_then(|()| conns[i].recv()) {
-                Ok(name) if name == first[i] => {}
-                other => {
-                    alive[i] = false;
-                    broken.push(format!(
-                        "connection {i} (port {}, on {}), round {rounds} at {:?}: {}",
-                        conns[i].local_port,
-                        first[i],
-                        started.elapsed(),
-                        match other {
-                            Ok(name) => format!("answered by {name}"),
-                            Err(e) => format!("{e:#}"),
-                        }
-                    ));
-                }
-            }
-        }
-        rounds += 1;
-        if let Some(rest) = Duration::from_millis(100).checked_sub(tick.elapsed()) {
-            thread::sleep(rest);
-        }
-    }
-    Ok((rounds, broken))
-}
-
 #[test]
 fn established_connections_survive_a_failover() {
     let spec = VrrpSpec::v3("0.1");
@@ -390,7 +331,18 @@ fn established_connections_survive_a_failover() {
     let flag = stop.clone();
     let talker = lab
         .client
-        .spawn(move || converse(addr, ready_tx, flag))
+        .spawn(move || {
+            // Reads may stall through the takeover; 8 s is far beyond it.
+            converse(
+                addr,
+                CONNECTIONS,
+                Duration::from_secs(8),
+                (300, Duration::from_secs(40)),
+                ready_tx,
+                flag,
+            )
+            .map(|c| (c.rounds, c.broken))
+        })
         .unwrap();
     ready
         .recv_timeout(Duration::from_secs(20))
