@@ -5,8 +5,11 @@
 //! maps ([`dataplane`]).
 
 pub mod cli;
+pub mod control;
+pub mod daemon;
 pub mod dataplane;
 pub mod health;
+pub mod instance;
 pub mod netlink;
 pub mod reconcile;
 pub mod service;

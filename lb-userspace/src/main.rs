@@ -3,8 +3,11 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use aya::programs::XdpMode;
-use clap::{Parser, Subcommand, ValueEnum};
-use lb_userspace::cli;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use lb_userspace::{
+    cli,
+    instance::{InstancePaths, InterfaceName},
+};
 
 #[derive(Parser)]
 #[command(
@@ -24,20 +27,13 @@ enum Command {
         /// keepalived.conf syntax.
         #[arg(short = 'f', long = "config")]
         config: PathBuf,
-        /// The interface VIP traffic arrives on.
-        #[arg(short = 'i', long = "interface")]
-        interface: String,
+        #[command(flatten)]
+        instance: InstanceArgs,
         #[arg(long, value_enum, default_value_t = Mode::Native)]
         xdp_mode: Mode,
-        /// Where the BPF filesystem is (mounted there when it is not).
-        #[arg(long, default_value = "/sys/fs/bpf")]
-        bpffs: PathBuf,
         /// Flow-hash seed; every director sharing the VIPs must use the same one.
         #[arg(long, default_value_t = cli::run::DEFAULT_HASH_SEED)]
         hash_seed: u32,
-        /// Where to write the pid, for `xlb reload` [default: /run/xlb/IFACE.pid].
-        #[arg(long)]
-        pidfile: Option<PathBuf>,
         /// Connections the flow table remembers (about 90 bytes of kernel memory each).
         #[arg(long, default_value_t = lb_common::DEFAULT_FLOW_TABLE_SIZE,
               value_parser = clap::value_parser!(u32).range(1..))]
@@ -49,12 +45,11 @@ enum Command {
         #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
         udp_idle_timeout: u32,
     },
-    /// Make a running `xlb run` re-read its config (as SIGHUP does).
+    /// Make the running xlb re-read its config; prints what changed, or the errors and exits
+    /// non-zero when the file is refused (the running config stays).
     Reload {
-        #[arg(short = 'i', long = "interface")]
-        interface: String,
-        #[arg(long)]
-        pidfile: Option<PathBuf>,
+        #[command(flatten)]
+        instance: InstanceArgs,
     },
     /// Validate a config and print it with every default filled in.
     Check {
@@ -66,14 +61,31 @@ enum Command {
     },
     /// Print the data plane's counters for an interface xlb runs on.
     Stats {
-        #[arg(short = 'i', long = "interface")]
-        interface: String,
-        #[arg(long, default_value = "/sys/fs/bpf")]
-        bpffs: PathBuf,
-        /// The pidfile of the xlb to ask; VRRP states are beside it [default: /run/xlb/IFACE.pid].
-        #[arg(long)]
-        pidfile: Option<PathBuf>,
+        #[command(flatten)]
+        instance: InstanceArgs,
     },
+}
+
+/// Which xlb: the one serving an interface in this network namespace.
+#[derive(Args)]
+struct InstanceArgs {
+    /// The interface VIP traffic arrives on.
+    #[arg(short = 'i', long = "interface")]
+    interface: InterfaceName,
+    /// Where the BPF filesystem is (xlb mounts one there if it is missing or an empty
+    /// directory); pins go under BPFFS/xlb/.
+    #[arg(long, default_value = "/sys/fs/bpf")]
+    bpffs: PathBuf,
+    /// The pidfile; the control socket is beside it (FILE.sock)
+    /// [default: /run/xlb/IFACE.pid, /run/xlb/netns-N/IFACE.pid outside the host's namespace].
+    #[arg(long)]
+    pidfile: Option<PathBuf>,
+}
+
+impl InstanceArgs {
+    fn paths(&self) -> anyhow::Result<InstancePaths> {
+        InstancePaths::new(&self.bpffs, &self.interface, self.pidfile.as_deref())
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -97,49 +109,30 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run {
             config,
-            interface,
+            instance,
             xdp_mode,
-            bpffs,
             hash_seed,
-            pidfile,
             flow_table_size,
             tcp_idle_timeout,
             udp_idle_timeout,
-        } => {
-            let opts = cli::run::RunOptions {
+        } => instance.paths().and_then(|paths| {
+            cli::run::run(cli::run::DaemonOptions {
                 flow_table_size,
                 tcp_idle: std::time::Duration::from_secs(tcp_idle_timeout.into()),
                 udp_idle: std::time::Duration::from_secs(udp_idle_timeout.into()),
-                pidfile: pidfile.unwrap_or_else(|| cli::run::default_pidfile(&interface)),
                 config,
-                interface,
+                paths,
                 mode: match xdp_mode {
                     Mode::Native => XdpMode::Driver,
                     Mode::Generic => XdpMode::Skb,
                     Mode::Auto => XdpMode::Default,
                 },
-                bpffs,
                 hash_seed,
-            };
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(cli::run::run(opts)))
-        }
+            })
+        }),
         Command::Check { config, json } => cli::check::check(&config, json),
-        Command::Reload { interface, pidfile } => cli::run::reload_running(
-            &pidfile.unwrap_or_else(|| cli::run::default_pidfile(&interface)),
-        ),
-        Command::Stats {
-            interface,
-            bpffs,
-            pidfile,
-        } => cli::stats::print(
-            &bpffs,
-            &interface,
-            &pidfile.unwrap_or_else(|| cli::run::default_pidfile(&interface)),
-        ),
+        Command::Reload { instance } => instance.paths().and_then(|p| cli::reload::reload(&p)),
+        Command::Stats { instance } => instance.paths().and_then(|p| cli::stats::print(&p)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -228,6 +228,13 @@ impl HaLab {
         Path::new("/sys/fs/bpf").join(self.directors[d].name.as_str())
     }
 
+    /// Where director `d`'s xlb pins its program, link and maps.
+    pub fn pin_dir(&self, d: usize) -> PathBuf {
+        self.directors[d]
+            .pin_dir(&self.bpffs(d), "eth0")
+            .expect("the director's namespace")
+    }
+
     pub fn pidfile(&self, d: usize) -> PathBuf {
         self.workdir.join(format!("{}.pid", self.director_name(d)))
     }
@@ -327,7 +334,7 @@ impl HaLab {
         if self.is_running(d) {
             bail!("{} runs a daemon already", self.director_name(d));
         }
-        lb_userspace::dataplane::ensure_bpffs(Path::new("/sys/fs/bpf"))?;
+        lb_userspace::dataplane::pins::Bpffs::ensure(Path::new("/sys/fs/bpf"))?;
         let path = self.workdir.join(format!("{}.conf", self.director_name(d)));
         fs::write(&path, config)?;
         let log = self.next_log(d, Daemon::Xlb);

@@ -62,6 +62,19 @@ impl Netns {
         Path::new("/run/netns").join(&self.name)
     }
 
+    /// Where an xlb in this namespace pins its data plane for `interface` under `bpffs`
+    /// (`xlb/netns-N/IFACE`, N the namespace's inode).
+    pub fn pin_dir(&self, bpffs: &Path, interface: &str) -> Result<PathBuf> {
+        use std::os::unix::fs::MetadataExt as _;
+        let inode = fs::metadata(self.path())
+            .with_context(|| format!("stat {}", self.path().display()))?
+            .ino();
+        Ok(bpffs
+            .join("xlb")
+            .join(format!("netns-{inode}"))
+            .join(interface))
+    }
+
     /// A command that runs inside the namespace. `nsenter --net` keeps the mount namespace, so
     /// /sys/fs/bpf stays visible (`ip netns exec` remounts /sys and hides it).
     pub fn command(&self, program: &str) -> Command {
@@ -364,6 +377,13 @@ impl DrLab {
         Path::new("/sys/fs/bpf").join(self.director.name.as_str())
     }
 
+    /// Where the director's xlb pins its program, link and maps.
+    pub fn pin_dir(&self) -> PathBuf {
+        self.director
+            .pin_dir(&self.bpffs(), "eth0")
+            .expect("the director's namespace")
+    }
+
     /// Writes a DR config for the VIP on port 80 with the given backend weights.
     pub fn write_config(&self, name: &str, weights: &[u32]) -> Result<PathBuf> {
         let members: Vec<(usize, u32)> = weights.iter().copied().enumerate().collect();
@@ -438,9 +458,13 @@ impl DrLab {
         };
         let before = log_marks(&self.log());
         fs::write(config, text)?;
-        run(Command::new(xlb)
+        // `xlb reload` answers once the daemon applied or refused the file; a refused file
+        // exits non-zero, and the caller looks for `reload refused` in the log.
+        Command::new(xlb)
             .args(["reload", "-i", "eth0", "--pidfile"])
-            .arg(self.pidfile()))?;
+            .arg(self.pidfile())
+            .output()
+            .context("running xlb reload")?;
         wait_for(Duration::from_secs(10), || {
             let now = log_marks(&self.log());
             now.0 > before.0 || now.1 > before.1
@@ -456,7 +480,7 @@ impl DrLab {
 
     /// Starts `xlb run` in the director namespace; its log goes to the lab's work directory.
     pub fn start_director(&mut self, xlb: &Path, config: &Path) -> Result<usize> {
-        lb_userspace::dataplane::ensure_bpffs(Path::new("/sys/fs/bpf"))?;
+        lb_userspace::dataplane::pins::Bpffs::ensure(Path::new("/sys/fs/bpf"))?;
         let log_path = self.workdir.join("xlb.log");
         let log = fs::File::create(&log_path)?;
         let mut cmd = self.director.command(xlb.to_str().context("xlb path")?);

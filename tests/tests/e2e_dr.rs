@@ -10,7 +10,7 @@ fn three_hundred_connections_through_the_vip() {
     let mut lab = DrLab::new("dr", 3).expect("building the lab");
     let config = lab.write_config("xlb.conf", &[1, 1, 1]).unwrap();
     let xlb = lab.start_director(&xlb_binary(), &config).unwrap();
-    let pins = lab.bpffs().join("xlb").join("eth0");
+    let pins = lab.pin_dir();
     for pin in ["prog", "link", "XLB_VIPS", "XLB_TABLES", "XLB_OUTCOMES"] {
         assert!(
             pins.join(pin).exists(),
@@ -61,17 +61,18 @@ fn three_hundred_connections_through_the_vip() {
     }
 
     // Reload: drain b1; then an invalid file, which leaves the drained config in force.
+    // `xlb reload` answers with what changed, or with the errors and a failure exit.
     let reload = |lab: &DrLab| {
         let out = std::process::Command::new(xlb_binary())
             .args(["reload", "-i", "eth0", "--pidfile"])
             .arg(lab.pidfile())
             .output()
             .unwrap();
-        assert!(
+        (
             out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     std::fs::write(
         &config,
@@ -79,7 +80,12 @@ fn three_hundred_connections_through_the_vip() {
     )
     .unwrap();
     let updates = lab.log().matches("data plane updated").count();
-    reload(&lab);
+    let (ok, stdout, stderr) = reload(&lab);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("weight of 10.99.0.11:80 in TCP 10.99.0.100:80 1 -> 0"),
+        "{stdout}"
+    );
     wait_for(Duration::from_secs(10), || {
         lab.log().matches("data plane updated").count() > updates
     })
@@ -97,11 +103,13 @@ fn three_hundred_connections_through_the_vip() {
         "virtual_server 10.99.0.100 80 {\n    lb_kind NAT\n    weight x\n",
     )
     .unwrap();
-    reload(&lab);
-    wait_for(Duration::from_secs(10), || {
-        lab.log().contains("reload refused")
-    })
-    .unwrap();
+    let (ok, _, stderr) = reload(&lab);
+    assert!(!ok, "an invalid file is refused with a failure exit");
+    assert!(
+        stderr.contains("xlb.conf:2:") && stderr.contains("reload refused"),
+        "the errors are located: {stderr}"
+    );
+    assert!(lab.log().contains("reload refused"), "{}", lab.log());
     let kept = lab.get_many(60, Duration::from_secs(3)).unwrap();
     assert!(
         kept.iter().all(|a| a.as_ref().is_ok_and(|id| id != "b1")),

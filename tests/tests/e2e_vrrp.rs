@@ -707,10 +707,7 @@ fn sigterm_of_a_lone_master_withdraws_after_master_down_interval() {
             .collect::<Vec<_>>()
     );
     assert!(lab.holders().unwrap().is_empty(), "the VIP was left behind");
-    assert!(
-        !lab.bpffs(0).join("xlb").join("eth0").exists(),
-        "pins left behind"
-    );
+    assert!(!lab.pin_dir(0).exists(), "pins left behind");
 }
 
 /// After kill -9 of the MASTER its data plane keeps forwarding on the claim's lease, which is

@@ -1,18 +1,19 @@
 //! `xlb stats`: the data plane's counters, read from the pinned maps of a running xlb.
 
-use std::path::Path;
-
 use anyhow::Result;
 use lb_common::is_v4_mapped;
 
-use crate::dataplane::{self, Stats};
+use crate::{
+    dataplane::{self, Stats},
+    instance::InstancePaths,
+};
 
-pub fn print(bpffs: &Path, interface: &str, pidfile: &Path) -> Result<()> {
+pub fn print(paths: &InstancePaths) -> Result<()> {
     use std::io::Write as _;
-    let stats = dataplane::read_pinned_stats(&dataplane::pin_dir(bpffs, interface))?;
+    let stats = dataplane::read_pinned_stats(&paths.pin_dir)?;
     let mut text = render(&stats);
     // Written by the VRRP thread of a running xlb that has vrrp_instance blocks.
-    if let Ok(vrrp) = std::fs::read_to_string(pidfile.with_extension("vrrp")) {
+    if let Ok(vrrp) = std::fs::read_to_string(paths.pidfile.with_extension("vrrp")) {
         text += "VRRP:\n";
         for line in vrrp.lines() {
             text += &format!("  {line}\n");

@@ -3,6 +3,7 @@
 //! Nothing but the reconciler writes to these maps; the status path only reads the counters.
 
 mod clock;
+pub mod pins;
 mod stats;
 
 use std::{
@@ -25,6 +26,7 @@ use lb_common::{
     Addr, Backend, CLAIM_STATIC, Claim, Control, Counters, DEFAULT_FLOW_TABLE_SIZE, FlowKey,
     FlowValue, MaglevTable, VipAddrValue, VipSlot, names,
 };
+use pins::{LINK_PIN, MAP_NAMES, PROGRAM_PIN};
 pub use stats::{BackendStats, Stats, VipStats};
 
 use crate::reconcile::CounterKind;
@@ -34,11 +36,6 @@ pub static XLB_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR
 /// The benchmark floor program (swap MACs, XDP_TX).
 pub static FLOOR_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-floor"));
-
-/// Where an interface's program and maps are pinned.
-pub fn pin_dir(bpffs: &Path, interface: &str) -> PathBuf {
-    bpffs.join("xlb").join(interface)
-}
 
 /// The loaded program and handles on each of its maps.
 pub struct Dataplane {
@@ -85,21 +82,6 @@ where
         .ok_or_else(|| anyhow!("the XDP object has no map {name}"))?;
     T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
 }
-
-const MAP_NAMES: [&str; 12] = [
-    names::VIPS,
-    names::VIP_ADDRS,
-    names::TABLES,
-    names::BACKENDS,
-    names::TX_PORTS,
-    names::CONTROL,
-    names::CLAIMS,
-    names::VIP_STATS,
-    names::BACKEND_STATS,
-    names::OUTCOMES,
-    names::FLOWS,
-    names::FLOW_EVENTS,
-];
 
 /// Key and value sizes each map must have; a pin left by an xlb with other layouts is replaced.
 fn expected_sizes(name: &str) -> Option<(usize, usize)> {
@@ -170,7 +152,7 @@ impl Dataplane {
             .load()
             .context("the kernel refused the XDP program")?;
         if let Some(dir) = pin_dir {
-            let prog_pin = dir.join("prog");
+            let prog_pin = dir.join(PROGRAM_PIN);
             // A pin left by a crashed xlb is replaced by this program.
             let _ = fs::remove_file(&prog_pin);
             program
@@ -263,7 +245,7 @@ impl Dataplane {
     pub fn attach(&mut self, interface: &str, mode: XdpMode) -> Result<()> {
         let pin_dir = self.pin_dir.clone();
         let program = self.program()?;
-        if let Some(path) = pin_dir.as_ref().map(|d| d.join("link"))
+        if let Some(path) = pin_dir.as_ref().map(|d| d.join(LINK_PIN))
             && path.exists()
         {
             match PinnedLink::from_pin(&path) {
@@ -292,7 +274,7 @@ impl Dataplane {
             let link = program.take_link(link_id)?;
             let link = FdLink::try_from(link)
                 .context("this kernel attaches XDP without bpf_link; it cannot be pinned")?;
-            let path = dir.join("link");
+            let path = dir.join(LINK_PIN);
             let _ = fs::remove_file(&path);
             link.pin(&path)
                 .with_context(|| format!("pinning the XDP link at {}", path.display()))?;
@@ -302,23 +284,11 @@ impl Dataplane {
     }
 
     /// Detaches the program and removes every pin: what a clean stop leaves behind is nothing.
+    /// The caller holds the instance lock, so every pin here is its own.
     pub fn shutdown(self) -> Result<()> {
         if let Some(dir) = &self.pin_dir {
             // The pinned link holds the attachment; removing the last reference detaches.
-            for entry in ["link", "prog"].into_iter().chain(MAP_NAMES) {
-                let path = dir.join(entry);
-                match fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        return Err(e).with_context(|| format!("unpinning {}", path.display()));
-                    }
-                }
-            }
-            let _ = fs::remove_dir(dir);
-            if let Some(parent) = dir.parent() {
-                let _ = fs::remove_dir(parent);
-            }
+            pins::remove_pin_set(dir)?;
         }
         drop(self);
         Ok(())
@@ -522,37 +492,4 @@ pub fn read_pinned_stats(dir: &Path) -> Result<Stats> {
         outcomes: &outcomes,
         flow_events: &flow_events,
     })
-}
-
-/// Pins need a BPF filesystem; mount one where there is none (as `bpftool` does).
-pub fn ensure_bpffs(path: &Path) -> Result<()> {
-    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-    std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-        .context("bpffs path contains a NUL byte")?;
-    // SAFETY: statfs writes into a zeroed struct of the right type.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c_path.as_ptr(), &mut st) } == 0 && st.f_type as i64 == BPF_FS_MAGIC {
-        return Ok(());
-    }
-    let fstype = c"bpf";
-    // SAFETY: valid NUL-terminated strings; no data argument.
-    let rc = unsafe {
-        libc::mount(
-            fstype.as_ptr(),
-            c_path.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        bail!(
-            "{} is not a BPF filesystem and mounting one failed: {}",
-            path.display(),
-            std::io::Error::last_os_error()
-        );
-    }
-    log::info!("mounted a BPF filesystem at {}", path.display());
-    Ok(())
 }

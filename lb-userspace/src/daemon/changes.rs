@@ -1,0 +1,157 @@
+//! What a reload changes, in the operator's words (one line per change), for the log and for
+//! `xlb reload`'s answer.
+
+use std::{collections::BTreeMap, net::SocketAddr};
+
+use lb_config::{Config, RealServer, VirtualServer, VrrpInstance};
+
+/// How a virtual service is named: `TCP 10.0.0.100:80`, as ipvsadm lists it.
+pub fn service_name(vs: &VirtualServer) -> String {
+    format!(
+        "{} {}",
+        vs.protocol.name(),
+        SocketAddr::new(vs.address, vs.port)
+    )
+}
+
+fn real_server_name(rs: &RealServer) -> String {
+    SocketAddr::new(rs.address, rs.port).to_string()
+}
+
+/// Every difference between the running config and a reloaded one that changes what xlb does.
+pub fn describe(old: &Config, new: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let services = |c: &Config| -> BTreeMap<String, VirtualServer> {
+        c.virtual_servers
+            .iter()
+            .map(|vs| (service_name(vs), vs.clone()))
+            .collect()
+    };
+    let (before, after) = (services(old), services(new));
+    for (name, vs) in &after {
+        let Some(was) = before.get(name) else {
+            out.push(format!(
+                "virtual service {name} added with {} real server(s)",
+                vs.real_servers.len()
+            ));
+            continue;
+        };
+        describe_service(name, was, vs, &mut out);
+    }
+    for name in before.keys().filter(|n| !after.contains_key(*n)) {
+        out.push(format!("virtual service {name} removed"));
+    }
+
+    let instances = |c: &Config| -> BTreeMap<String, VrrpInstance> {
+        c.vrrp_instances
+            .iter()
+            .map(|vi| (vi.name.clone(), vi.clone()))
+            .collect()
+    };
+    let (before, after) = (instances(old), instances(new));
+    for (name, vi) in &after {
+        match before.get(name) {
+            None => out.push(format!("VRRP instance {name} added")),
+            Some(was) if was.priority != vi.priority => out.push(format!(
+                "priority of VRRP instance {name} {} -> {}",
+                was.priority, vi.priority
+            )),
+            Some(was) if was != vi => out.push(format!("settings of VRRP instance {name} changed")),
+            Some(_) => {}
+        }
+    }
+    for name in before.keys().filter(|n| !after.contains_key(*n)) {
+        out.push(format!("VRRP instance {name} removed"));
+    }
+    if old.vrrp_sync_groups != new.vrrp_sync_groups {
+        out.push("VRRP sync groups changed".into());
+    }
+    if old.vrrp_scripts != new.vrrp_scripts {
+        out.push("VRRP scripts changed".into());
+    }
+    if old.global_defs != new.global_defs {
+        out.push("global_defs changed".into());
+    }
+    out
+}
+
+fn describe_service(name: &str, was: &VirtualServer, vs: &VirtualServer, out: &mut Vec<String>) {
+    let reals = |v: &VirtualServer| -> BTreeMap<String, RealServer> {
+        v.real_servers
+            .iter()
+            .map(|rs| (real_server_name(rs), rs.clone()))
+            .collect()
+    };
+    let (before, after) = (reals(was), reals(vs));
+    for (rs_name, rs) in &after {
+        match before.get(rs_name) {
+            None => out.push(format!(
+                "real server {rs_name} added to {name} with weight {}",
+                rs.weight
+            )),
+            Some(old) => {
+                if old.weight != rs.weight {
+                    out.push(format!(
+                        "weight of {rs_name} in {name} {} -> {}",
+                        old.weight, rs.weight
+                    ));
+                }
+                let same_but_weight = RealServer {
+                    weight: rs.weight,
+                    ..old.clone()
+                };
+                if same_but_weight != *rs {
+                    out.push(format!(
+                        "settings of real server {rs_name} in {name} changed"
+                    ));
+                }
+            }
+        }
+    }
+    for rs_name in before.keys().filter(|n| !after.contains_key(*n)) {
+        out.push(format!("real server {rs_name} removed from {name}"));
+    }
+    let settings = |v: &VirtualServer| VirtualServer {
+        real_servers: Vec::new(),
+        ..v.clone()
+    };
+    if settings(was) != settings(vs) {
+        out.push(format!("settings of virtual service {name} changed"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        lb_config::parse_str(text, "k.conf").expect("valid").config
+    }
+
+    #[test]
+    fn changes_are_named_as_an_operator_would() {
+        let old = config(
+            "virtual_server 10.0.0.100 80 {\n lb_kind DR\n\
+             real_server 10.0.0.11 80 {\n weight 100\n}\n\
+             real_server 10.0.0.12 80 {\n}\n}\n\
+             virtual_server 10.0.0.101 80 {\n lb_kind DR\n}\n",
+        );
+        let new = config(
+            "virtual_server 10.0.0.100 80 {\n lb_kind DR\n\
+             real_server 10.0.0.11 80 {\n weight 0\n}\n\
+             real_server 10.0.0.13 80 {\n}\n}\n\
+             virtual_server 10.0.0.102 53 {\n lb_kind DR\n protocol UDP\n}\n",
+        );
+        assert_eq!(
+            describe(&old, &new),
+            vec![
+                "weight of 10.0.0.11:80 in TCP 10.0.0.100:80 100 -> 0",
+                "real server 10.0.0.13:80 added to TCP 10.0.0.100:80 with weight 1",
+                "real server 10.0.0.12:80 removed from TCP 10.0.0.100:80",
+                "virtual service UDP 10.0.0.102:53 added with 0 real server(s)",
+                "virtual service TCP 10.0.0.101:80 removed",
+            ]
+        );
+        assert!(describe(&new, &new).is_empty());
+    }
+}

@@ -1,0 +1,512 @@
+//! The running xlb: it owns the data plane of one interface and keeps its maps equal to the
+//! config, the health verdicts and the VRRP roles; it answers signals and the control socket.
+//!
+//! Start-up checks everything it can before touching anything: the config, the interface, the
+//! BPF filesystem, then the instance lock. Only the lock holder adopts, replaces or removes pins.
+
+mod changes;
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    net::IpAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail};
+use aya::programs::XdpMode;
+use lb_config::Config;
+use lb_health::{HealthEvent, HealthSupervisor};
+use log::{error, info, warn};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::{mpsc, oneshot},
+    task::JoinHandle,
+};
+
+pub use changes::{describe as describe_changes, service_name};
+
+use crate::{
+    control::{ControlSocket, Incoming, Request, Response},
+    dataplane::{
+        Dataplane, LoadOptions,
+        pins::{self, Bpffs},
+    },
+    instance::{InstanceLock, InstancePaths},
+    netlink::{Interface, Netlink},
+    reconcile::{FlowTimeouts, Reconciler},
+    service::{BackendPath, desired},
+    vrrp,
+};
+
+/// Default flow-hash seed. Directors that share VIPs must agree on it, so it is a constant.
+pub const DEFAULT_HASH_SEED: u32 = 0x786c_6221;
+/// How often backends' routes and MACs are looked up again (a MAC can change; a missing one is
+/// probed until the kernel learns it).
+const RESOLVE_INTERVAL: Duration = Duration::from_secs(1);
+/// A reload whose config takes longer than this to read is refused (the running config stays).
+/// Reading is bounded by lb-config's limits; this is the backstop.
+const RELOAD_DEADLINE: Duration = Duration::from_secs(10);
+/// Diagnostics a refused reload sends back to `xlb reload` (all of them go to the log).
+const MAX_REPORTED_ERRORS: usize = 50;
+
+pub struct DaemonOptions {
+    pub config: PathBuf,
+    pub paths: InstancePaths,
+    pub mode: XdpMode,
+    pub hash_seed: u32,
+    pub flow_table_size: u32,
+    pub tcp_idle: Duration,
+    pub udp_idle: Duration,
+}
+
+/// `xlb run`: validates, claims the interface, serves until SIGTERM or SIGINT.
+pub async fn run(opts: DaemonOptions) -> Result<()> {
+    let loaded = crate::cli::load_config(&opts.config)?;
+    let ifindex = interface_index(opts.paths.interface.as_str())?;
+    let bpffs = Bpffs::ensure(&opts.paths.bpffs)?;
+    let result = run_on_bpffs(&opts, loaded.config, ifindex).await;
+    bpffs.release();
+    result
+}
+
+async fn run_on_bpffs(opts: &DaemonOptions, config: Config, ifindex: u32) -> Result<()> {
+    let lock = InstanceLock::acquire(&opts.paths.pin_dir)?;
+    let result = match write_pidfile(&opts.paths.pidfile) {
+        Ok(()) => {
+            let result = run_locked(opts, config, ifindex).await;
+            remove_pidfile(&opts.paths.pidfile);
+            result
+        }
+        Err(e) => Err(e),
+    };
+    pins::remove_empty_parents(lock.path(), &opts.paths.bpffs);
+    drop(lock);
+    result
+}
+
+async fn run_locked(opts: &DaemonOptions, config: Config, ifindex: u32) -> Result<()> {
+    let pin_dir = &opts.paths.pin_dir;
+    if let Some(why) = pins::foreign_pin_set(pin_dir, ifindex) {
+        warn!(
+            "not adopting the pins in {}: {why}; starting clean",
+            pin_dir.display()
+        );
+        pins::remove_pin_set(pin_dir)?;
+    }
+    let mut dp = Dataplane::load(
+        Some(pin_dir),
+        LoadOptions {
+            flow_table_size: opts.flow_table_size,
+        },
+    )?;
+    let (events_tx, events) = mpsc::channel(1024);
+    let mut health = HealthSupervisor::new(events_tx);
+    let (requests_tx, requests) = mpsc::channel(16);
+    let result = match ControlSocket::serve(&opts.paths.socket, requests_tx) {
+        Ok(socket) => {
+            let result = serve(opts, &mut dp, config, &mut health, events, requests).await;
+            drop(socket);
+            result
+        }
+        Err(e) => Err(e),
+    };
+    info!(
+        "stopping: detaching from {} and removing {}",
+        opts.paths.interface,
+        pin_dir.display()
+    );
+    // keepalived's omega: notify_down and quorum_down scripts of what was up.
+    health.shutdown().await;
+    let cleanup = dp.shutdown();
+    result.and(cleanup)
+}
+
+fn interface_index(name: &str) -> Result<u32> {
+    let c_name = std::ffi::CString::new(name).context("interface name contains a NUL byte")?;
+    // SAFETY: a valid NUL-terminated string.
+    let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
+    if index == 0 {
+        bail!("there is no interface {name} in this network namespace");
+    }
+    Ok(index)
+}
+
+/// Records this process's pid for operators and service managers. Another live xlb with the
+/// same pidfile refuses the start; a stale file is replaced.
+fn write_pidfile(path: &Path) -> Result<()> {
+    if let Some(pid) = running_xlb(path) {
+        bail!(
+            "xlb (pid {pid}) is already running with pidfile {}; stop it first",
+            path.display()
+        );
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(path, format!("{}\n", std::process::id()))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The pid in a pidfile, if that process is alive and is an xlb.
+fn running_xlb(path: &Path) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(path).ok()?.trim().parse().ok()?;
+    if pid <= 1 || pid == std::process::id() as i32 {
+        return None;
+    }
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (comm.trim() == "xlb").then_some(pid)
+}
+
+/// Removes the pidfile if it is still ours.
+fn remove_pidfile(path: &Path) {
+    let ours = std::fs::read_to_string(path)
+        .is_ok_and(|text| text.trim() == std::process::id().to_string());
+    if ours {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// A reload being read off the main loop, and who waits for its answer.
+struct PendingReload {
+    task: JoinHandle<Result<Config, Vec<String>>>,
+    waiters: Vec<oneshot::Sender<Response>>,
+}
+
+/// Reads the config on a blocking thread, within [`RELOAD_DEADLINE`].
+fn start_reload(path: &Path) -> JoinHandle<Result<Config, Vec<String>>> {
+    let path = path.to_path_buf();
+    tokio::spawn(async move {
+        let read = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || lb_config::load(&path)
+        });
+        match tokio::time::timeout(RELOAD_DEADLINE, read).await {
+            Err(_) => Err(vec![format!(
+                "{}: not read within {RELOAD_DEADLINE:?}",
+                path.display()
+            )]),
+            Ok(Err(e)) => Err(vec![format!("{}: reading failed: {e}", path.display())]),
+            Ok(Ok(Err(errors))) => Err(errors
+                .diagnostics
+                .iter()
+                .filter(|d| d.is_error())
+                .map(|d| d.to_string())
+                .collect()),
+            Ok(Ok(Ok(loaded))) => {
+                for w in &loaded.warnings {
+                    warn!("{w}");
+                }
+                Ok(loaded.config)
+            }
+        }
+    })
+}
+
+async fn serve(
+    opts: &DaemonOptions,
+    dp: &mut Dataplane,
+    mut config: Config,
+    health: &mut HealthSupervisor,
+    mut events: mpsc::Receiver<HealthEvent>,
+    mut requests: mpsc::Receiver<Incoming>,
+) -> Result<()> {
+    let netlink = Netlink::connect()?;
+    let iface = netlink.interface(opts.paths.interface.as_str()).await?;
+    dp.attach(opts.paths.interface.as_str(), opts.mode)?;
+    info!(
+        "XDP attached to {} (ifindex {}), {} virtual server(s)",
+        iface.name,
+        iface.index,
+        config.virtual_servers.len()
+    );
+    let clock = dp.clock();
+    let timeouts = FlowTimeouts {
+        tcp_idle: clock.ticks(opts.tcp_idle),
+        udp_idle: clock.ticks(opts.udp_idle),
+    };
+    // A real server taken out of the config keeps the connections it has for as long as an idle
+    // one would be remembered.
+    let mut reconciler =
+        Reconciler::new(opts.hash_seed, timeouts).with_drain(opts.tcp_idle.max(opts.udp_idle));
+    let pinned = dp.pinned_state()?;
+    let live = (pinned.control.vip_half & 1) as usize * lb_common::VIP_SLOTS as usize;
+    let adopted = pinned
+        .vip_slots
+        .iter()
+        .skip(live)
+        .take(lb_common::VIP_SLOTS as usize)
+        .filter(|s| s.key.proto != 0)
+        .count();
+    if adopted > 0 {
+        info!("adopting {adopted} VIP(s) from the pinned maps of a previous xlb");
+    }
+    // Always: generations handed out before must not be handed out again.
+    reconciler.adopt(pinned);
+
+    health.apply(&config);
+    let mut paths: HashMap<IpAddr, BackendPath> = HashMap::new();
+    // VRRP starts once the tables are warm, so that becoming MASTER costs only the claim.
+    let mut vrrp_config = config.clone();
+    let mut claims_of = vrrp::assign_claims(&vrrp_config, &BTreeMap::new());
+    let mut claims = vrrp::claims_by_address(&vrrp_config, &claims_of);
+    let mut vrrp_handle: Option<vrrp::VrrpHandle> = None;
+    // The VRRP configuration to go back to if a reloaded one cannot start.
+    let mut vrrp_fallback: Option<(Config, BTreeMap<String, u32>)> = None;
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut ticker = tokio::time::interval(RESOLVE_INTERVAL);
+    let mut resolve = true;
+    let mut reload: Option<PendingReload> = None;
+    loop {
+        let services = crate::health::services(&config, health);
+        if resolve {
+            refresh_paths(&netlink, &iface, &backend_ips(&config), &mut paths).await;
+            resolve = false;
+        }
+        match reconciler.apply(dp, &desired(&services, &paths, true).with_claims(&claims)) {
+            Ok(changes) if !changes.is_empty() => info!("data plane updated: {changes:?}"),
+            Ok(_) => {}
+            Err(e) => error!("updating the data plane: {e:#}"),
+        }
+        if vrrp_handle.is_none() && !vrrp_config.vrrp_instances.is_empty() {
+            let started = vrrp::spawn(vrrp::VrrpOptions {
+                config: vrrp_config.clone(),
+                claims_of: claims_of.clone(),
+                claims: dp.claims_handle()?,
+                clock: dp.jiffies_clock()?,
+                scripts: health.scripts(),
+                status_file: Some(opts.paths.pidfile.with_extension("vrrp")),
+            });
+            match (started, vrrp_fallback.take()) {
+                (Ok(handle), _) => vrrp_handle = Some(handle),
+                (Err(e), Some((old, old_claims))) => {
+                    error!(
+                        "the reloaded VRRP configuration does not start, keeping the running one: {e:#}"
+                    );
+                    vrrp_config = old;
+                    claims_of = old_claims;
+                    claims = vrrp::claims_by_address(&vrrp_config, &claims_of);
+                    continue;
+                }
+                (Err(e), None) => return Err(e),
+            }
+        }
+        tokio::select! {
+            _ = ticker.tick() => resolve = true,
+            Some(_) = events.recv() => {
+                // One recomputation for a burst of state changes.
+                while events.try_recv().is_ok() {}
+            }
+            _ = sighup.recv() => {
+                match &reload {
+                    Some(_) => info!("SIGHUP: a reload is already being read"),
+                    None => {
+                        info!("SIGHUP: reloading {}", opts.config.display());
+                        reload = Some(PendingReload {
+                            task: start_reload(&opts.config),
+                            waiters: Vec::new(),
+                        });
+                    }
+                }
+            }
+            Some(incoming) = requests.recv() => match incoming.request {
+                Request::Reload => match reload.as_mut() {
+                    Some(pending) => pending.waiters.push(incoming.reply),
+                    None => {
+                        info!("reload asked on the control socket");
+                        reload = Some(PendingReload {
+                            task: start_reload(&opts.config),
+                            waiters: vec![incoming.reply],
+                        });
+                    }
+                },
+            },
+            read = async { (&mut reload.as_mut().expect("guarded").task).await },
+                if reload.is_some() =>
+            {
+                let waiters = reload.take().map(|p| p.waiters).unwrap_or_default();
+                let read = read.unwrap_or_else(|e| Err(vec![format!("reading the config: {e}")]));
+                let response = match read {
+                    Err(errors) => {
+                        for e in &errors {
+                            error!("{e}");
+                        }
+                        error!(
+                            "reload refused, the running config stays in force: {} error(s)",
+                            errors.len()
+                        );
+                        Response::Refused {
+                            errors: errors.into_iter().take(MAX_REPORTED_ERRORS).collect(),
+                        }
+                    }
+                    Ok(new) => {
+                        let changes = describe_changes(&config, &new);
+                        info!(
+                            "reloaded {}: {} virtual server(s), {} change(s)",
+                            opts.config.display(),
+                            new.virtual_servers.len(),
+                            changes.len()
+                        );
+                        for c in &changes {
+                            info!("  {c}");
+                        }
+                        if vrrp_parts(&new) != vrrp_parts(&vrrp_config) {
+                            // The running thread steps aside leaving claims and addresses in
+                            // place; its successor resumes every instance whose claim is live,
+                            // with the new settings. Instances gone from the config withdraw.
+                            info!("VRRP configuration changed: restarting VRRP in place");
+                            if let Some(handle) = vrrp_handle.take() {
+                                handle.detach().await;
+                            }
+                            let new_claims = vrrp::assign_claims(&new, &claims_of);
+                            for vi in &vrrp_config.vrrp_instances {
+                                if !new_claims.contains_key(&vi.name) {
+                                    withdraw_instance(dp, &netlink, vi, claims_of[&vi.name]).await;
+                                }
+                            }
+                            vrrp_fallback = (!new.vrrp_instances.is_empty())
+                                .then_some((vrrp_config, claims_of));
+                            vrrp_config = new.clone();
+                            claims_of = new_claims;
+                            claims = vrrp::claims_by_address(&vrrp_config, &claims_of);
+                        }
+                        config = new;
+                        health.apply(&config);
+                        resolve = true;
+                        Response::Reloaded { changes }
+                    }
+                };
+                for waiter in waiters {
+                    let _ = waiter.send(response.clone());
+                }
+            }
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        }
+    }
+    if let Some(handle) = vrrp_handle {
+        info!("stopping VRRP: handing over to a backup first");
+        handle.shutdown().await;
+    }
+    Ok(())
+}
+
+/// An instance removed by a reload: its claim dropped, its addresses removed.
+async fn withdraw_instance(
+    dp: &mut Dataplane,
+    netlink: &Netlink,
+    vi: &lb_config::VrrpInstance,
+    claim: u32,
+) {
+    info!("({}) removed from the config: withdrawing", vi.name);
+    if let Err(e) = dp.set_claim(claim, lb_common::Claim::default()) {
+        error!("({}) dropping its claim: {e:#}", vi.name);
+    }
+    for vip in vi
+        .virtual_ipaddress
+        .iter()
+        .chain(&vi.virtual_ipaddress_excluded)
+    {
+        let removed = match netlink.interface(&vip.dev).await {
+            Ok(dev) => {
+                netlink
+                    .remove_address(dev.index, vip.address, vip.prefix_len)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = removed {
+            error!("({}) {e:#}", vi.name);
+        }
+    }
+}
+
+/// What of a config VRRP runs on.
+fn vrrp_parts(
+    c: &Config,
+) -> (
+    &[lb_config::VrrpInstance],
+    &[lb_config::VrrpSyncGroup],
+    &[lb_config::VrrpScript],
+) {
+    (&c.vrrp_instances, &c.vrrp_sync_groups, &c.vrrp_scripts)
+}
+
+/// Every address frames may have to reach: real servers and sorry servers, so that a sorry
+/// server is ready before the quorum is lost.
+fn backend_ips(config: &Config) -> BTreeSet<IpAddr> {
+    config
+        .virtual_servers
+        .iter()
+        .flat_map(|vs| {
+            vs.real_servers
+                .iter()
+                .map(|rs| rs.address)
+                .chain(vs.sorry_server.as_ref().map(|s| s.address))
+        })
+        .collect()
+}
+
+async fn refresh_paths(
+    netlink: &Netlink,
+    iface: &Interface,
+    ips: &BTreeSet<IpAddr>,
+    paths: &mut HashMap<IpAddr, BackendPath>,
+) {
+    paths.retain(|ip, _| ips.contains(ip));
+    for &ip in ips {
+        let path = match netlink.resolve(ip).await {
+            Ok(Some(n)) => {
+                let src_mac = if n.ifindex == iface.index {
+                    Ok(iface.mac)
+                } else {
+                    netlink.interface_by_index(n.ifindex).await.map(|i| i.mac)
+                };
+                src_mac.map(|src_mac| {
+                    Some(BackendPath {
+                        ifindex: n.ifindex,
+                        mac: n.mac,
+                        src_mac,
+                    })
+                })
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        };
+        match (path, paths.get(&ip).copied()) {
+            (Ok(Some(new)), old) if old != Some(new) => {
+                info!(
+                    "backend {ip} is at {} on ifindex {}",
+                    fmt_mac(&new.mac),
+                    new.ifindex
+                );
+                paths.insert(ip, new);
+            }
+            (Ok(Some(_)), _) => {}
+            (Ok(None), old) => {
+                if old.is_some() || !paths.contains_key(&ip) {
+                    warn!(
+                        "backend {ip}: no neighbour entry yet, probing; it gets no traffic until resolved"
+                    );
+                }
+                paths.remove(&ip);
+            }
+            (Err(e), _) => {
+                if paths.remove(&ip).is_some() {
+                    warn!("backend {ip} is unreachable, removing it: {e:#}");
+                } else {
+                    warn!("backend {ip} is unreachable: {e:#}");
+                }
+            }
+        }
+    }
+}
+
+fn fmt_mac(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
