@@ -291,7 +291,8 @@ pub enum Outcome {
     PassNotVip = 1,
     /// A VIP packet while this director is not MASTER.
     PassInactive = 2,
-    /// Truncated or inconsistent headers: left to the kernel, which drops them.
+    /// Truncated or inconsistent headers (or an ICMP error that does not fit in its IP packet):
+    /// left to the kernel, which drops them.
     PassMalformed = 3,
     /// Forwarded back out of the receiving interface.
     Tx = 4,
@@ -311,10 +312,13 @@ pub enum Outcome {
     /// own the VIP now. Neither forwarded nor passed to a stack that would answer (this covers
     /// ARP requests and neighbour solicitations for the VIP addresses too).
     DropLeaseExpired = 11,
+    /// An ICMP "fragmentation needed" / ICMPv6 "packet too big" quoting a VIP flow but not
+    /// addressed to that VIP (to the director itself, or forged): the kernel's, not a backend's.
+    PassIcmpNotToVip = 12,
 }
 
 impl Outcome {
-    pub const COUNT: u32 = 12;
+    pub const COUNT: u32 = 13;
     pub const ALL: [Outcome; Self::COUNT as usize] = [
         Outcome::PassNotIp,
         Outcome::PassNotVip,
@@ -328,6 +332,7 @@ impl Outcome {
         Outcome::DropIpv6Ext,
         Outcome::DropNoTable,
         Outcome::DropLeaseExpired,
+        Outcome::PassIcmpNotToVip,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -344,6 +349,7 @@ impl Outcome {
             Outcome::DropIpv6Ext => "drop_ipv6_ext",
             Outcome::DropNoTable => "drop_no_table",
             Outcome::DropLeaseExpired => "drop_lease_expired",
+            Outcome::PassIcmpNotToVip => "pass_icmp_not_to_vip",
         }
     }
 }

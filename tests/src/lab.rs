@@ -150,6 +150,32 @@ pub fn run(c: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Runs a command to its end, or kills it (by pid) after `limit`: an error then, so that a
+/// command that hangs fails the test instead of hanging it.
+pub fn output_within(c: &mut Command, limit: Duration) -> Result<std::process::Output> {
+    let child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {c:?}"))?;
+    let pid = child.id() as i32;
+    let waiter = thread::spawn(move || child.wait_with_output());
+    let deadline = Instant::now() + limit;
+    while !waiter.is_finished() {
+        if Instant::now() > deadline {
+            // SAFETY: our own child, by its pid; wait_with_output reaps it.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = waiter.join();
+            bail!("{c:?} did not finish within {limit:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    waiter
+        .join()
+        .map_err(|_| anyhow::anyhow!("waiting for {c:?} panicked"))?
+        .with_context(|| format!("waiting for {c:?}"))
+}
+
 /// A child process stopped by pid (SIGTERM, then SIGKILL) when dropped.
 pub struct Process {
     pub child: Child,
@@ -226,7 +252,7 @@ pub struct DrLab {
     http: Vec<Option<Process>>,
     /// Each backend's echo server.
     echo: Vec<Option<Process>>,
-    _peer_xdp: aya::Ebpf,
+    peer_xdp: aya::Ebpf,
     switch: Netns,
 }
 
@@ -291,7 +317,7 @@ impl DrLab {
             processes: Vec::new(),
             http: Vec::new(),
             echo: Vec::new(),
-            _peer_xdp: peer_xdp,
+            peer_xdp: peer_xdp,
             switch,
         };
         fs::write(lab.workdir.join("echo.py"), ECHO_SERVER)?;
@@ -375,6 +401,23 @@ impl DrLab {
     /// A pin directory on the BPF filesystem of this lab's own.
     pub fn bpffs(&self) -> PathBuf {
         Path::new("/sys/fs/bpf").join(self.director.name.as_str())
+    }
+
+    /// Deletes the director's eth0 and plugs in a new one (same name, MAC and addresses; a new
+    /// ifindex), as a re-created veth or a re-plugged NIC would be.
+    pub fn replug_director(&mut self) -> Result<()> {
+        self.director.run(&["ip", "link", "del", "eth0"])?;
+        plug_host(&self.switch, &self.director, "dir", 2)?;
+        self.director.run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/32", self.vip),
+            "dev",
+            "eth0",
+        ])?;
+        self.peer_xdp = attach_xdp_pass(&self.switch, &["pdir"])?;
+        Ok(())
     }
 
     /// Where the director's xlb pins its program, link and maps.
@@ -796,6 +839,12 @@ pub fn attach_xdp_pass(switch: &Netns, ports: &[&str]) -> Result<aya::Ebpf> {
 /// whose peer `p{role}` is a port of the switch's br0.
 pub fn add_host(switch: &Netns, base: &str, role: &str, octet: u8) -> Result<Netns> {
     let ns = Netns::new(format!("{base}-{role}"))?;
+    plug_host(switch, &ns, role, octet)?;
+    Ok(ns)
+}
+
+/// Gives host `ns` its eth0 on the switch, as [`add_host`] describes.
+pub fn plug_host(switch: &Netns, ns: &Netns, role: &str, octet: u8) -> Result<()> {
     let port = format!("p{role}");
     switch.run(&[
         "ip", "link", "add", &port, "type", "veth", "peer", "name", "tmp0",
@@ -822,7 +871,7 @@ pub fn add_host(switch: &Netns, base: &str, role: &str, octet: u8) -> Result<Net
     ns.run(&["ip", "link", "set", "eth0", "up"])?;
     // Local TCP/UDP on veth leaves checksums partial; offload off makes them real.
     ns.run(&["ethtool", "-K", "eth0", "tx", "off"])?;
-    Ok(ns)
+    Ok(())
 }
 
 impl Drop for DrLab {

@@ -218,7 +218,21 @@ pub fn frag_needed(
     client_port: u16,
     l4: L4,
 ) -> Vec<u8> {
+    frag_needed_to(router, vip, vip, client, vip_port, client_port, l4)
+}
+
+/// As [`frag_needed`], addressed to `to` rather than to the VIP that sent the quoted packet.
+pub fn frag_needed_to(
+    router: &str,
+    to: &str,
+    vip: &str,
+    client: &str,
+    vip_port: u16,
+    client_port: u16,
+    l4: L4,
+) -> Vec<u8> {
     let router: IpAddr = router.parse().expect("test address");
+    let to: IpAddr = to.parse().expect("test address");
     let vip: IpAddr = vip.parse().expect("test address");
     let client: IpAddr = client.parse().expect("test address");
     let quoted_l4 = l4_segment(vip, client, vip_port, client_port, l4, TCP_ACK, b"");
@@ -229,12 +243,38 @@ pub fn frag_needed(
         icmp.extend_from_slice(&quoted[..28]);
         let c = checksum(&[&icmp]);
         icmp[2..4].copy_from_slice(&c.to_be_bytes());
-        ethernet(None, 0x0800, &ip_packet(router, vip, 1, &icmp))
+        ethernet(None, 0x0800, &ip_packet(router, to, 1, &icmp))
     } else {
         icmp.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0x05, 0x00]);
         icmp.extend_from_slice(&quoted[..48]);
-        let c = checksum(&[&pseudo_header(router, vip, 58, icmp.len()), &icmp]);
+        let c = checksum(&[&pseudo_header(router, to, 58, icmp.len()), &icmp]);
         icmp[2..4].copy_from_slice(&c.to_be_bytes());
-        ethernet(None, 0x86dd, &ip_packet(router, vip, 58, &icmp))
+        ethernet(None, 0x86dd, &ip_packet(router, to, 58, &icmp))
     }
+}
+
+/// Sets the IP packet's own length (IPv4 total length, IPv6 payload length) of an untagged
+/// frame, leaving its bytes where they are: what lies past the new length is Ethernet padding.
+pub fn with_ip_length(mut frame: Vec<u8>, len: u16) -> Vec<u8> {
+    match frame[14] >> 4 {
+        4 => {
+            frame[16..18].copy_from_slice(&len.to_be_bytes());
+            frame[24..26].copy_from_slice(&[0, 0]);
+            let c = checksum(&[&frame[14..34]]);
+            frame[24..26].copy_from_slice(&c.to_be_bytes());
+        }
+        _ => frame[18..20].copy_from_slice(&len.to_be_bytes()),
+    }
+    frame
+}
+
+/// An untagged frame given VLAN tags, outermost first, as (TPID, VLAN id).
+pub fn with_tags(frame: &[u8], tags: &[(u16, u16)]) -> Vec<u8> {
+    let mut f = frame[..12].to_vec();
+    for (tpid, id) in tags {
+        f.extend_from_slice(&tpid.to_be_bytes());
+        f.extend_from_slice(&id.to_be_bytes());
+    }
+    f.extend_from_slice(&frame[12..]);
+    f
 }

@@ -394,6 +394,133 @@ fn icmp_too_big_reaches_the_backend_of_the_quoted_flow() {
     assert_eq!(h.run(&frame), (XDP_PASS, frame.clone()));
 }
 
+/// ICMP errors are read within their IP packet and steered only when addressed to the VIP
+/// that sent the quoted packet; VLAN tags (one 802.1Q, or 802.1ad around 802.1Q) are walked.
+#[test]
+fn icmp_errors_and_tags_are_taken_for_what_they_are() {
+    let mut h = Harness::new();
+    let v4 = packet::frag_needed(
+        "198.51.100.1",
+        "10.0.0.100",
+        "192.0.2.7",
+        80,
+        45678,
+        L4::Tcp,
+    );
+    let v6 = packet::frag_needed(
+        "2001:db8:ee::1",
+        "2001:db8::100",
+        "2001:db8:ff::7",
+        80,
+        45678,
+        L4::Tcp,
+    );
+    let tcp = PacketSpec::new("192.0.2.7", "10.0.0.100", 40000, 80, L4::Tcp).build();
+    let cases: Vec<(&str, Vec<u8>, u32, Outcome)> = vec![
+        (
+            "IPv4 frag-needed hidden in padding (total length 20)",
+            packet::with_ip_length(v4.clone(), 20),
+            XDP_PASS,
+            Outcome::PassMalformed,
+        ),
+        (
+            "IPv4 frag-needed whose quote ends past the IP packet",
+            packet::with_ip_length(v4.clone(), 20 + 8 + 20),
+            XDP_PASS,
+            Outcome::PassMalformed,
+        ),
+        (
+            "ICMPv6 packet-too-big hidden in padding (payload length 0)",
+            packet::with_ip_length(v6.clone(), 0),
+            XDP_PASS,
+            Outcome::PassMalformed,
+        ),
+        (
+            "ICMPv6 packet-too-big whose quote ends past the payload",
+            packet::with_ip_length(v6.clone(), 8 + 40),
+            XDP_PASS,
+            Outcome::PassMalformed,
+        ),
+        (
+            "IPv4 frag-needed about a VIP flow, addressed to the director",
+            packet::frag_needed_to(
+                "198.51.100.1",
+                "10.0.0.2",
+                "10.0.0.100",
+                "192.0.2.7",
+                80,
+                45678,
+                L4::Tcp,
+            ),
+            XDP_PASS,
+            Outcome::PassIcmpNotToVip,
+        ),
+        (
+            "IPv4 frag-needed about a VIP flow, addressed to another VIP",
+            packet::frag_needed_to(
+                "198.51.100.1",
+                "10.0.0.101",
+                "10.0.0.100",
+                "192.0.2.7",
+                80,
+                45678,
+                L4::Tcp,
+            ),
+            XDP_PASS,
+            Outcome::PassIcmpNotToVip,
+        ),
+        (
+            "ICMPv6 packet-too-big about a VIP flow, addressed elsewhere",
+            packet::frag_needed_to(
+                "2001:db8:ee::1",
+                "2001:db8::2",
+                "2001:db8::100",
+                "2001:db8:ff::7",
+                80,
+                45678,
+                L4::Tcp,
+            ),
+            XDP_PASS,
+            Outcome::PassIcmpNotToVip,
+        ),
+        ("IPv4 frag-needed to the VIP", v4, XDP_TX, Outcome::Tx),
+        ("ICMPv6 packet-too-big to the VIP", v6, XDP_TX, Outcome::Tx),
+        (
+            "802.1ad service tag around an 802.1Q tag",
+            packet::with_tags(&tcp, &[(0x88a8, 100), (0x8100, 7)]),
+            XDP_TX,
+            Outcome::Tx,
+        ),
+        (
+            "802.1ad service tag alone",
+            packet::with_tags(&tcp, &[(0x88a8, 100)]),
+            XDP_TX,
+            Outcome::Tx,
+        ),
+        (
+            "802.1ad tag cut short",
+            packet::with_tags(&tcp, &[(0x88a8, 100), (0x8100, 7)])[..20].to_vec(),
+            XDP_PASS,
+            Outcome::PassMalformed,
+        ),
+    ];
+    for (what, frame, action, outcome) in cases {
+        let before = h.outcome(outcome);
+        let (got, out) = h.run(&frame);
+        assert_eq!(got, action, "{what}");
+        assert_eq!(
+            h.outcome(outcome),
+            before + 1,
+            "{what}: counted as {outcome:?}"
+        );
+        if action == XDP_PASS {
+            assert_eq!(out, frame, "{what}: passed untouched");
+        } else {
+            assert_eq!(out[12..], frame[12..], "{what}: only the MACs change");
+        }
+    }
+}
+
 #[test]
 fn kernel_and_userspace_agree_on_10000_flows() {
     let mut h = Harness::new();

@@ -23,8 +23,8 @@ use aya::{
 };
 pub use clock::{Clock, JiffiesClock};
 use lb_common::{
-    Addr, Backend, CLAIM_STATIC, Claim, Control, Counters, DEFAULT_FLOW_TABLE_SIZE, FlowKey,
-    FlowValue, MaglevTable, VipAddrValue, VipSlot, names,
+    Addr, Backend, CLAIM_STATIC, Claim, Control, Counters, DEFAULT_FLOW_TABLE_SIZE, MaglevTable,
+    VipAddrValue, VipSlot, names,
 };
 use pins::{LINK_PIN, MAP_NAMES, PROGRAM_PIN};
 pub use stats::{BackendStats, Stats, VipStats};
@@ -83,37 +83,28 @@ where
     T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
 }
 
-/// Key and value sizes each map must have; a pin left by an xlb with other layouts is replaced.
-fn expected_sizes(name: &str) -> Option<(usize, usize)> {
-    use core::mem::size_of;
-    Some(match name {
-        names::VIPS => (size_of::<u32>(), size_of::<VipSlot>()),
-        names::VIP_ADDRS => (size_of::<Addr>(), size_of::<u32>()),
-        names::TABLES => (size_of::<u32>(), size_of::<MaglevTable>()),
-        names::BACKENDS => (size_of::<u32>(), size_of::<Backend>()),
-        names::CONTROL => (size_of::<u32>(), size_of::<Control>()),
-        names::CLAIMS => (size_of::<u32>(), size_of::<Claim>()),
-        names::VIP_STATS | names::BACKEND_STATS => (size_of::<u32>(), size_of::<Counters>()),
-        names::OUTCOMES | names::FLOW_EVENTS => (size_of::<u32>(), size_of::<u64>()),
-        names::FLOWS => (size_of::<FlowKey>(), size_of::<FlowValue>()),
-        _ => return None,
-    })
-}
-
-/// Removes pins whose layout this xlb cannot use (left by another version): their contents are
-/// lost, which costs a restart its hitlessness, never its correctness.
-fn drop_incompatible_pins(dir: &Path) {
+/// Removes pins whose layout differs from what this program declares (left by another
+/// version): key, value or entry count. Their contents are lost, which costs a restart its
+/// hitlessness, never its correctness. The flow table's size is the operator's (a pinned one
+/// keeps it), so only its key and value are compared.
+fn drop_incompatible_pins(dir: &Path) -> Result<()> {
+    let object = aya_obj::Object::parse(XLB_OBJECT).context("parsing the XDP object")?;
     for name in MAP_NAMES {
         let path = dir.join(name);
         if !path.exists() {
             continue;
         }
-        let fits = match (aya::maps::MapInfo::from_pin(&path), expected_sizes(name)) {
-            (Ok(info), Some((key, value))) => {
-                info.key_size() as usize == key && info.value_size() as usize == value
+        let declared = object
+            .maps
+            .get(name)
+            .ok_or_else(|| anyhow!("the XDP object has no map {name}"))?;
+        let fits = match aya::maps::MapInfo::from_pin(&path) {
+            Ok(pinned) => {
+                pinned.key_size() == declared.key_size()
+                    && pinned.value_size() == declared.value_size()
+                    && (name == names::FLOWS || pinned.max_entries() == declared.max_entries())
             }
-            (Ok(_), None) => true,
-            (Err(_), _) => false,
+            Err(_) => false,
         };
         if !fits {
             log::warn!(
@@ -123,7 +114,9 @@ fn drop_incompatible_pins(dir: &Path) {
             let _ = fs::remove_file(&path);
         }
     }
+    Ok(())
 }
+
 impl Dataplane {
     /// Loads the program. With `pin_dir`, every map lives pinned there: maps already pinned
     /// (by a previous xlb) are reused with their contents, the others are created and pinned.
@@ -135,7 +128,7 @@ impl Dataplane {
             Some(dir) => {
                 fs::create_dir_all(dir)
                     .with_context(|| format!("creating pin directory {}", dir.display()))?;
-                drop_incompatible_pins(dir);
+                drop_incompatible_pins(dir)?;
                 MAP_NAMES.iter().map(|n| (*n, dir.join(n))).collect()
             }
             None => Vec::new(),

@@ -222,7 +222,11 @@ impl Bpffs {
         };
         let xlb = self.path.join("xlb");
         let _ = remove_empty_dirs(&xlb);
-        let empty = fs::read_dir(&self.path).is_ok_and(|mut d| d.next().is_none());
+        // The kernel's own entries (bpf_preload's iterators) are there on every new mount.
+        let empty = fs::read_dir(&self.path).is_ok_and(|d| {
+            d.filter_map(Result::ok)
+                .all(|e| matches!(e.file_name().to_str(), Some("maps.debug" | "progs.debug")))
+        });
         if !empty {
             return;
         }
