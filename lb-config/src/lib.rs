@@ -68,6 +68,7 @@
 
 mod diagnostic;
 mod interpret;
+pub mod limits;
 pub mod model;
 mod print;
 mod syntax;
@@ -114,8 +115,10 @@ fn finish(stmts: &[Statement], files: Vec<PathBuf>, mut diags: Diags) -> Result<
     let (config, declared) = interpret::interpret(stmts, &mut diags);
     validate::validate(&config, &declared, &mut diags);
     if diags.has_errors() {
+        let errors_not_shown = diags.errors_not_shown();
         Err(Errors {
             diagnostics: diags.into_sorted(),
+            errors_not_shown,
         })
     } else {
         Ok(Loaded {

@@ -9,13 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::diagnostic::{Diags, Span};
+use crate::limits::MAX_INCLUDE_DEPTH;
 
 use super::glob;
 use super::lexer::lex;
 use super::parser::{Statement, parse};
-
-/// More nested includes than this is surely a mistake, cycle or not.
-const MAX_INCLUDE_DEPTH: usize = 16;
 
 pub(crate) struct Loader<'d> {
     diags: &'d mut Diags,
@@ -68,8 +66,8 @@ impl<'d> Loader<'d> {
     }
 
     fn parse_text(&mut self, text: &str, name: &str, dir: &Path, depth: usize) -> Vec<Statement> {
-        self.diags.reading(name);
         let file: Arc<str> = Arc::from(name);
+        self.diags.reading(&file);
         let lines = lex(text, &file, self.diags);
         let root = Span {
             file,

@@ -6,13 +6,9 @@
 //! line (`}}`, `} real_server ... {`), which keepalived tolerates too.
 
 use crate::diagnostic::{Diags, Span};
+use crate::limits::MAX_BLOCK_DEPTH;
 
 use super::lexer::{Token, TokenKind};
-
-/// Blocks nested deeper than any keepalived block (virtual_server > real_server >
-/// HTTP_GET > url is four) are skipped, which keeps every later walk of the tree
-/// shallow whatever the input.
-pub const MAX_DEPTH: usize = 12;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Arg {
@@ -61,7 +57,7 @@ pub fn parse(lines: Vec<Vec<Token>>, root: Span, diags: &mut Diags) -> Vec<State
             statements: Vec::new(),
         },
     }];
-    // Blocks opened beyond MAX_DEPTH: counted, not kept, so braces still balance.
+    // Blocks opened beyond MAX_BLOCK_DEPTH: counted, not kept, so braces still balance.
     let mut skipped = 0usize;
     // A statement that ended its line; its block may open on the next line.
     let mut pending: Option<Statement> = None;
@@ -169,11 +165,13 @@ fn open_block(
     open: Span,
     diags: &mut Diags,
 ) {
-    if *skipped > 0 || stack.len() > MAX_DEPTH {
+    if *skipped > 0 || stack.len() > MAX_BLOCK_DEPTH {
         if *skipped == 0 {
             diags.error(
                 &open,
-                format!("found a block nested more than {MAX_DEPTH} deep, expected fewer levels"),
+                format!(
+                    "found a block nested more than {MAX_BLOCK_DEPTH} deep, expected fewer levels"
+                ),
             );
         }
         *skipped += 1;
