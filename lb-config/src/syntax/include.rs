@@ -12,7 +12,7 @@ use crate::diagnostic::{Diags, Span};
 use crate::limits::MAX_INCLUDE_DEPTH;
 
 use super::glob;
-use super::lexer::lex;
+use super::lexer::Lines;
 use super::parser::{Statement, parse};
 
 pub(crate) struct Loader<'d> {
@@ -68,7 +68,7 @@ impl<'d> Loader<'d> {
     fn parse_text(&mut self, text: &str, name: &str, dir: &Path, depth: usize) -> Vec<Statement> {
         let file: Arc<str> = Arc::from(name);
         self.diags.reading(&file);
-        let lines = lex(text, &file, self.diags);
+        let lines = Lines::new(text, &file);
         let root = Span {
             file,
             line: 1,

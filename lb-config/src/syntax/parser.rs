@@ -8,7 +8,7 @@
 use crate::diagnostic::{Diags, Span};
 use crate::limits::MAX_BLOCK_DEPTH;
 
-use super::lexer::{Token, TokenKind};
+use super::lexer::{Lines, TokenKind};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Arg {
@@ -49,7 +49,7 @@ struct Frame {
     block: Block,
 }
 
-pub fn parse(lines: Vec<Vec<Token>>, root: Span, diags: &mut Diags) -> Vec<Statement> {
+pub fn parse(mut lines: Lines<'_>, root: Span, diags: &mut Diags) -> Vec<Statement> {
     let mut stack = vec![Frame {
         owner: None,
         block: Block {
@@ -62,7 +62,7 @@ pub fn parse(lines: Vec<Vec<Token>>, root: Span, diags: &mut Diags) -> Vec<State
     // A statement that ended its line; its block may open on the next line.
     let mut pending: Option<Statement> = None;
 
-    for line in lines {
+    while let Some(line) = lines.next_line(diags) {
         let mut tokens = line.into_iter().peekable();
         if let Some(stmt) = pending.take() {
             if matches!(tokens.peek().map(|t| &t.kind), Some(TokenKind::Open)) {
@@ -214,7 +214,7 @@ fn finish_frame(stack: &mut [Frame], frame: Frame) {
 mod tests {
     use std::sync::Arc;
 
-    use super::super::lexer::lex;
+    use super::super::lexer::Lines;
     use super::*;
 
     fn tree(text: &str) -> (Vec<Statement>, Vec<crate::Diagnostic>) {
@@ -225,8 +225,7 @@ mod tests {
             line: 1,
             col: 1,
         };
-        let lines = lex(text, &file, &mut diags);
-        let stmts = parse(lines, root, &mut diags);
+        let stmts = parse(Lines::new(text, &file), root, &mut diags);
         (stmts, diags.into_sorted())
     }
 
