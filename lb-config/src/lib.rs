@@ -65,6 +65,11 @@
 //! consistent hashing (Maglev), on the client address only when
 //! [`VirtualServer::hash_on_source_only`]. Unknown keywords inside a known
 //! block are warnings, as in keepalived; unknown blocks are errors.
+//!
+//! Reading is bounded ([`limits`]): only regular files are read (never a FIFO,
+//! a device or a file on procfs/sysfs), and the bytes and files of one load,
+//! the matches of one glob, the length of a line and the number of diagnostics
+//! kept all have a ceiling, so no input hangs `xlb check` or a reload.
 
 mod diagnostic;
 mod interpret;
