@@ -8,17 +8,17 @@
 //! A file may be included more than once (one snippet in many blocks), so
 //! files that include each other by glob can still expand to factorially many
 //! paths; what ends that, and any other runaway, are the per-load limits of
-//! [`crate::limits`]: once the files opened or the bytes read reach theirs,
-//! the include that crossed it is reported and no further include is
-//! followed.
+//! [`crate::limits`]: once the files opened, the bytes read or the paths
+//! looked at by globs reach theirs, the include that crossed it is reported
+//! and no further include is followed.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::diagnostic::{Diags, Span};
-use crate::limits::{MAX_FILES, MAX_INCLUDE_DEPTH, MAX_TOTAL_BYTES};
+use crate::limits::{MAX_FILES, MAX_GLOB_ENTRIES, MAX_INCLUDE_DEPTH, MAX_TOTAL_BYTES};
 
-use super::glob;
+use super::glob::{self, GlobError};
 use super::lexer::Lines;
 use super::parser::{Statement, parse};
 use super::source::{ReadError, read_config};
@@ -33,6 +33,8 @@ pub(crate) struct Loader<'d> {
     opened: usize,
     /// Bytes that may still be read in this load.
     bytes_left: u64,
+    /// Paths the include globs of this load may still look at.
+    glob_budget: u64,
     /// Set once a hard limit is reached: no further include is followed, so
     /// the one error at the include that crossed it is the only one.
     stopped: bool,
@@ -46,6 +48,7 @@ impl<'d> Loader<'d> {
             files: Vec::new(),
             opened: 0,
             bytes_left: MAX_TOTAL_BYTES,
+            glob_budget: MAX_GLOB_ENTRIES,
             stopped: false,
         }
     }
@@ -180,24 +183,41 @@ impl<'d> Loader<'d> {
             );
             return Vec::new();
         }
-        let paths = glob::expand(&pattern.text, dir);
-        if paths.is_empty() {
+        let expansion = match glob::expand(&pattern.text, dir, &mut self.glob_budget) {
+            Ok(expansion) => expansion,
+            Err(e) => {
+                self.stopped = e == GlobError::BudgetSpent;
+                self.diags.error(&pattern.span, e);
+                return Vec::new();
+            }
+        };
+        if expansion.paths.is_empty() {
+            let looked_in = if Path::new(&pattern.text).is_absolute() {
+                "/".to_string()
+            } else {
+                display_dir(dir)
+            };
+            let not_inside = expansion
+                .skipped
+                .map(|(skipped, fs)| {
+                    format!(
+                        ", not inside {}: {fs} holds kernel state, not configuration",
+                        skipped.display()
+                    )
+                })
+                .unwrap_or_default();
             self.diags.error(
                 &pattern.span,
                 format!(
-                    "found no file matching `{}` (looked in {}), expected at least one file to include",
+                    "found no file matching `{}` (looked in {looked_in}{not_inside}), \
+                     expected at least one file to include",
                     pattern.text,
-                    if Path::new(&pattern.text).is_absolute() {
-                        "/".to_string()
-                    } else {
-                        display_dir(dir)
-                    }
                 ),
             );
             return Vec::new();
         }
         let mut out = Vec::new();
-        for path in paths {
+        for path in expansion.paths {
             // A limit reached deeper down ends this include too.
             if self.stopped {
                 break;

@@ -98,6 +98,28 @@ fn kernel_filesystem_of(file: &File) -> io::Result<Option<&'static str>> {
     }
 }
 
+/// The kernel filesystem at `dir`, if any: the glob walker does not look
+/// inside these at all.
+pub(crate) fn kernel_filesystem_at(dir: &Path) -> Option<&'static str> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+        // SAFETY: statfs reads the NUL-terminated path and only writes into
+        // the zeroed struct we own.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statfs(path.as_ptr(), &mut st) } != 0 {
+            return None;
+        }
+        kernel_filesystem(st.f_type)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = dir;
+        None
+    }
+}
+
 /// Filesystems whose files describe or steer the running kernel, by the
 /// magic number statfs(2) reports (linux/magic.h). procfs and sysfs are the
 /// ones `include /*/*` would reach; the others are mounted below /sys.
