@@ -324,6 +324,14 @@ fn devices_are_refused_not_read() {
         only_error(&e).message,
         "found a directory, expected a regular file"
     );
+
+    let socket = dir.0.join("keepalived.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
+    let e = expect_err("a socket", load_within("a socket", &socket));
+    assert_eq!(
+        only_error(&e).message,
+        "found a socket, expected a regular file"
+    );
 }
 
 #[test]

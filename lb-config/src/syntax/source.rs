@@ -5,12 +5,12 @@
 //! appears), a device (`/dev/zero` never ends), a socket or a directory, and
 //! files on the kernel's own filesystems (procfs, sysfs and friends), which
 //! describe the running kernel and are never configurations. The file is
+//! checked by path before it is opened (opening a device can act on it), then
 //! opened with `O_NONBLOCK`, so that even opening a FIFO, which otherwise
-//! waits for a writer, returns at once, and the checks are made on the open
-//! descriptor, so a file swapped between a check and the read cannot slip
-//! through.
+//! waits for a writer, returns at once, and checked again on the open
+//! descriptor, so a file swapped in between cannot slip through.
 
-use std::fs::File;
+use std::fs::{File, FileType};
 use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
@@ -34,31 +34,17 @@ pub(crate) enum ReadError {
 /// holds at most `limit` bytes. At most `limit + 1` bytes are ever read, so a
 /// file whose size lies (or grows while read) cannot run away.
 pub(crate) fn read_config(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
+    // Checked before opening too: opening a device can act on it (a tape
+    // rewinds, a watchdog arms), so one is never opened if it can be told
+    // from its path.
+    refuse_special(std::fs::metadata(path)?.file_type())?;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)?;
+    // And on the open descriptor, against a file swapped in meanwhile.
     let meta = file.metadata()?;
-    let kind = meta.file_type();
-    if !kind.is_file() {
-        let what = if kind.is_fifo() {
-            "a FIFO (named pipe)"
-        } else if kind.is_char_device() {
-            "a character device"
-        } else if kind.is_block_device() {
-            "a block device"
-        } else if kind.is_socket() {
-            "a socket"
-        } else if kind.is_dir() {
-            "a directory"
-        } else {
-            "a special file"
-        };
-        return Err(ReadError::Refused {
-            what: what.to_string(),
-            expected: "a regular file".to_string(),
-        });
-    }
+    refuse_special(meta.file_type())?;
     if let Some(fs) = kernel_filesystem_of(&file)? {
         return Err(ReadError::Refused {
             what: format!("a file on {fs}"),
@@ -76,6 +62,30 @@ pub(crate) fn read_config(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError>
         return Err(ReadError::TooLarge(limit));
     }
     Ok(bytes)
+}
+
+/// Refuses anything but a regular file, naming what it is.
+fn refuse_special(kind: FileType) -> Result<(), ReadError> {
+    if kind.is_file() {
+        return Ok(());
+    }
+    let what = if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_dir() {
+        "a directory"
+    } else {
+        "a special file"
+    };
+    Err(ReadError::Refused {
+        what: what.to_string(),
+        expected: "a regular file".to_string(),
+    })
 }
 
 /// The kernel filesystem `file` is on, if any.
