@@ -1,9 +1,12 @@
 //! Diagnostics: where something is wrong in the configuration and why.
 
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
 use serde::Serialize;
+
+use crate::limits::{MAX_ERRORS, MAX_WARNINGS};
 
 /// A position in a configuration file (1-based line and column, columns count characters).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -69,10 +72,17 @@ impl fmt::Display for Diagnostic {
 }
 
 /// Every error found in one run, together with the warnings, in file order.
+///
+/// At most [`MAX_ERRORS`] errors and [`MAX_WARNINGS`] warnings are kept, the
+/// earliest in the files; when more were found, the last diagnostic of each
+/// severity says how many were left out (`... N more error(s) not shown`) and
+/// [`Errors::errors_not_shown`] counts them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
-#[error("{}", render(diagnostics))]
+#[error("{}", render(self))]
 pub struct Errors {
     pub diagnostics: Vec<Diagnostic>,
+    /// Errors found but not kept in `diagnostics` (beyond [`MAX_ERRORS`]).
+    pub errors_not_shown: usize,
 }
 
 impl Errors {
@@ -83,81 +93,278 @@ impl Errors {
     pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
         self.diagnostics.iter().filter(|d| !d.is_error())
     }
+
+    /// How many errors were found, shown or not.
+    pub fn error_count(&self) -> usize {
+        let summary = usize::from(self.errors_not_shown > 0);
+        self.errors().count() - summary + self.errors_not_shown
+    }
 }
 
-fn render(diagnostics: &[Diagnostic]) -> String {
-    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+fn render(errors: &Errors) -> String {
+    let count = errors.error_count();
     let mut out = String::new();
-    for d in diagnostics {
+    for d in &errors.diagnostics {
         out.push_str(&d.to_string());
         out.push('\n');
     }
     out.push_str(&format!(
-        "{errors} error{} found",
-        if errors == 1 { "" } else { "s" }
+        "{count} error{} found",
+        if count == 1 { "" } else { "s" }
     ));
     out
 }
 
+/// Where a diagnostic sorts: files in reading order, then line and column,
+/// then the order found, so two problems at one place keep that order.
+#[derive(Clone, Debug)]
+struct Place {
+    file_rank: usize,
+    file: Arc<str>,
+    line: u32,
+    col: u32,
+    seq: u64,
+}
+
+impl Place {
+    fn key(&self) -> (usize, u32, u32, u64) {
+        (self.file_rank, self.line, self.col, self.seq)
+    }
+}
+
+impl PartialEq for Place {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+
+impl Eq for Place {}
+
+impl PartialOrd for Place {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Place {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // Files of one rank are one file, except those never read (rank
+        // usize::MAX), which sort by name. The names are compared only then:
+        // this runs for every diagnostic of a flood.
+        let by_name = || {
+            if Arc::ptr_eq(&self.file, &other.file) {
+                std::cmp::Ordering::Equal
+            } else {
+                self.file.cmp(&other.file)
+            }
+        };
+        self.file_rank
+            .cmp(&other.file_rank)
+            .then_with(|| {
+                if self.file_rank == usize::MAX {
+                    by_name()
+                } else {
+                    std::cmp::Ordering::Equal
+                }
+            })
+            .then_with(|| self.key().cmp(&other.key()))
+    }
+}
+
+#[derive(Debug)]
+struct Kept {
+    place: Place,
+    diagnostic: Diagnostic,
+}
+
+impl PartialEq for Kept {
+    fn eq(&self, other: &Self) -> bool {
+        self.place == other.place
+    }
+}
+
+impl Eq for Kept {}
+
+impl PartialOrd for Kept {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Kept {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.place.cmp(&other.place)
+    }
+}
+
+/// The diagnostics of one severity: the `cap` earliest in the files, and a
+/// count of the others. A max-heap, so the latest kept one is the one a new,
+/// earlier diagnostic displaces; the message of a diagnostic that will not be
+/// kept is never formatted, so a flood of them costs a comparison each.
+#[derive(Debug)]
+struct Bounded {
+    cap: usize,
+    kept: BinaryHeap<Kept>,
+    dropped: usize,
+}
+
+impl Bounded {
+    fn new(cap: usize) -> Self {
+        Bounded {
+            cap,
+            kept: BinaryHeap::new(),
+            dropped: 0,
+        }
+    }
+
+    fn push(&mut self, place: Place, make: impl FnOnce() -> Diagnostic) {
+        let full = self.kept.len() >= self.cap;
+        if full && self.kept.peek().is_none_or(|latest| place >= latest.place) {
+            self.dropped += 1;
+            return;
+        }
+        let diagnostic = make();
+        // The same problem twice (one snippet included in several blocks) is
+        // shown once.
+        let same = |k: &Kept| {
+            let d = &k.diagnostic;
+            (d.line, d.col) == (diagnostic.line, diagnostic.col) && *d == diagnostic
+        };
+        if self.kept.iter().any(same) {
+            return;
+        }
+        self.kept.push(Kept { place, diagnostic });
+        if self.kept.len() > self.cap {
+            self.kept.pop();
+            self.dropped += 1;
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.kept.len() + self.dropped
+    }
+}
+
 /// Collects diagnostics while a configuration is read.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Diags {
-    list: Vec<Diagnostic>,
-    /// Files in the order they were read, so diagnostics follow reading order.
-    files: Vec<String>,
+    errors: Bounded,
+    warnings: Bounded,
+    /// Files in the order they were first read, so diagnostics follow reading order.
+    files: HashMap<Arc<str>, usize>,
+    /// The main file, named in the `... more not shown` summary.
+    first_file: Option<Arc<str>>,
+    /// The file of the last diagnostic and its rank: floods come from one
+    /// file, whose spans share one `Arc`, so this spares hashing its name.
+    last_rank: Option<(Arc<str>, usize)>,
+    seq: u64,
+}
+
+impl Default for Diags {
+    fn default() -> Self {
+        Diags {
+            errors: Bounded::new(MAX_ERRORS),
+            warnings: Bounded::new(MAX_WARNINGS),
+            files: HashMap::new(),
+            first_file: None,
+            last_rank: None,
+            seq: 0,
+        }
+    }
 }
 
 impl Diags {
     /// Notes that `file` is being read; its diagnostics sort after earlier files'.
-    pub fn reading(&mut self, file: &str) {
-        if !self.files.iter().any(|f| f == file) {
-            self.files.push(file.to_string());
-        }
+    pub fn reading(&mut self, file: &Arc<str>) {
+        let next = self.files.len();
+        self.files.entry(file.clone()).or_insert(next);
+        self.first_file.get_or_insert_with(|| file.clone());
+        // The cached rank may be that of this file before it was read.
+        self.last_rank = None;
     }
 
     pub fn error(&mut self, at: &Span, message: impl fmt::Display) {
-        self.push(at, Severity::Error, message);
+        self.push(&at.file, at.line, at.col, Severity::Error, message);
     }
 
     pub fn warn(&mut self, at: &Span, message: impl fmt::Display) {
-        self.push(at, Severity::Warning, message);
+        self.push(&at.file, at.line, at.col, Severity::Warning, message);
     }
 
     /// A problem about a whole file rather than a place in it.
     pub fn file_error(&mut self, file: &str, message: impl fmt::Display) {
-        self.list.push(Diagnostic {
-            file: file.to_string(),
-            line: 0,
-            col: 0,
-            severity: Severity::Error,
-            message: message.to_string(),
-        });
+        self.push(&Arc::from(file), 0, 0, Severity::Error, message);
     }
 
-    fn push(&mut self, at: &Span, severity: Severity, message: impl fmt::Display) {
-        self.list.push(Diagnostic {
-            file: at.file.to_string(),
-            line: at.line,
-            col: at.col,
+    fn push(
+        &mut self,
+        file: &Arc<str>,
+        line: u32,
+        col: u32,
+        severity: Severity,
+        message: impl fmt::Display,
+    ) {
+        let file_rank = match &self.last_rank {
+            Some((last, rank)) if Arc::ptr_eq(last, file) => *rank,
+            _ => {
+                // A file not (yet) read, such as a main file that cannot be
+                // opened, sorts last.
+                let rank = self.files.get(file).copied().unwrap_or(usize::MAX);
+                self.last_rank = Some((file.clone(), rank));
+                rank
+            }
+        };
+        self.seq += 1;
+        let place = Place {
+            file_rank,
+            file: file.clone(),
+            line,
+            col,
+            seq: self.seq,
+        };
+        let make = || Diagnostic {
+            file: file.to_string(),
+            line,
+            col,
             severity,
             message: message.to_string(),
-        });
+        };
+        match severity {
+            Severity::Error => self.errors.push(place, make),
+            Severity::Warning => self.warnings.push(place, make),
+        }
     }
 
     pub fn has_errors(&self) -> bool {
-        self.list.iter().any(Diagnostic::is_error)
+        self.errors.len() > 0
+    }
+
+    pub fn errors_not_shown(&self) -> usize {
+        self.errors.dropped
     }
 
     /// Sorted by place (files in reading order) so that output reads top to
-    /// bottom; the sort is stable, so two problems at one place keep the order
-    /// they were found in.
-    pub fn into_sorted(mut self) -> Vec<Diagnostic> {
-        let files = std::mem::take(&mut self.files);
-        let rank = |file: &str| files.iter().position(|f| f == file).unwrap_or(usize::MAX);
-        self.list.sort_by(|a, b| {
-            (rank(&a.file), &a.file, a.line, a.col).cmp(&(rank(&b.file), &b.file, b.line, b.col))
-        });
-        self.list.dedup();
-        self.list
+    /// bottom, each severity's `... N more not shown` last.
+    pub fn into_sorted(self) -> Vec<Diagnostic> {
+        let mut kept: Vec<Kept> = self.errors.kept.into_iter().collect();
+        kept.extend(self.warnings.kept);
+        kept.sort();
+        let mut list: Vec<Diagnostic> = kept.into_iter().map(|k| k.diagnostic).collect();
+        let file = self.first_file.as_deref().unwrap_or_default();
+        for (severity, dropped) in [
+            (Severity::Error, self.errors.dropped),
+            (Severity::Warning, self.warnings.dropped),
+        ] {
+            if dropped > 0 {
+                list.push(Diagnostic {
+                    file: file.to_string(),
+                    line: 0,
+                    col: 0,
+                    severity,
+                    message: format!("... {dropped} more {severity}(s) not shown"),
+                });
+            }
+        }
+        list
     }
 }

@@ -65,9 +65,15 @@
 //! consistent hashing (Maglev), on the client address only when
 //! [`VirtualServer::hash_on_source_only`]. Unknown keywords inside a known
 //! block are warnings, as in keepalived; unknown blocks are errors.
+//!
+//! Reading is bounded ([`limits`]): only regular files are read (never a FIFO,
+//! a device or a file on procfs/sysfs), and the bytes and files of one load,
+//! the matches of one glob, the length of a line and the number of diagnostics
+//! kept all have a ceiling, so no input hangs `xlb check` or a reload.
 
 mod diagnostic;
 mod interpret;
+pub mod limits;
 pub mod model;
 mod print;
 mod syntax;
@@ -114,8 +120,10 @@ fn finish(stmts: &[Statement], files: Vec<PathBuf>, mut diags: Diags) -> Result<
     let (config, declared) = interpret::interpret(stmts, &mut diags);
     validate::validate(&config, &declared, &mut diags);
     if diags.has_errors() {
+        let errors_not_shown = diags.errors_not_shown();
         Err(Errors {
             diagnostics: diags.into_sorted(),
+            errors_not_shown,
         })
     } else {
         Ok(Loaded {

@@ -9,10 +9,10 @@ mod lvs;
 mod values;
 mod vrrp;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::diagnostic::Diags;
-use crate::model::Config;
+use crate::model::{Config, VrrpScript};
 use crate::syntax::Statement;
 
 pub(crate) use values::Reader;
@@ -69,6 +69,10 @@ pub(crate) fn interpret(stmts: &[Statement], diags: &mut Diags) -> (Config, Decl
             }
         }
     }
+    let mut scripts: HashMap<&str, &VrrpScript> = HashMap::new();
+    for script in &config.vrrp_scripts {
+        scripts.entry(script.name.as_str()).or_insert(script);
+    }
     for st in &stmts {
         match st.keyword.as_str() {
             "global_defs" | "vrrp_script" => {}
@@ -81,7 +85,7 @@ pub(crate) fn interpret(stmts: &[Statement], diags: &mut Diags) -> (Config, Decl
                 if let Some(name) = st.args.first() {
                     declared.vrrp_instances.insert(name.text.clone());
                 }
-                if let Some(i) = vrrp::vrrp_instance(&mut r, st, &config) {
+                if let Some(i) = vrrp::vrrp_instance(&mut r, st, &config.global_defs, &scripts) {
                     config.vrrp_instances.push(i);
                 }
             }

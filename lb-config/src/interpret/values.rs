@@ -1,6 +1,7 @@
 //! Reading one statement's arguments as typed values, with a diagnostic for
 //! anything missing, extra or malformed.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use crate::diagnostic::Diags;
@@ -333,11 +334,13 @@ impl Reader<'_> {
     /// Separates a block keyword written at the end of another statement's line
     /// (`protocol TCP real_server 10.0.0.102 {`, seen when a blog loses line
     /// breaks): reports it, then reads both as keepalived's author meant them.
-    pub fn split_run_together(
+    /// Statements that need no split are borrowed, not copied: this runs at
+    /// every level of the tree, and a copy would duplicate each subtree there.
+    pub fn split_run_together<'s>(
         &mut self,
-        stmts: &[Statement],
+        stmts: &'s [Statement],
         block_keywords: &[&str],
-    ) -> Vec<Statement> {
+    ) -> Vec<Cow<'s, Statement>> {
         let mut out = Vec::with_capacity(stmts.len());
         for st in stmts {
             let split_at = if st.block.is_some() && !block_keywords.contains(&st.keyword.as_str()) {
@@ -348,7 +351,7 @@ impl Reader<'_> {
                 None
             };
             let Some(k) = split_at else {
-                out.push(st.clone());
+                out.push(Cow::Borrowed(st));
                 continue;
             };
             let head = Statement {
@@ -367,13 +370,13 @@ impl Reader<'_> {
                     inner.text
                 ),
             );
-            out.push(head);
-            out.push(Statement {
+            out.push(Cow::Owned(head));
+            out.push(Cow::Owned(Statement {
                 keyword: inner.text.clone(),
                 span: inner.span.clone(),
                 args: st.args[k + 1..].to_vec(),
                 block: st.block.clone(),
-            });
+            }));
         }
         out
     }

@@ -1,10 +1,11 @@
 //! `vrrp_script`, `vrrp_sync_group` and `vrrp_instance`.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use crate::diagnostic::Span;
 use crate::model::{
-    AddressFamily, AuthType, Authentication, Config, NotifyScript, Origin, SyncGroupMember,
+    AddressFamily, AuthType, Authentication, GlobalDefs, NotifyScript, Origin, SyncGroupMember,
     TrackInterface, TrackScript, VirtualIpAddress, VrrpInstance, VrrpScript, VrrpState,
     VrrpSyncGroup,
 };
@@ -388,17 +389,21 @@ fn tracked(r: &mut Reader<'_>, st: &Statement) -> (Option<i32>, bool) {
     (weight, reverse)
 }
 
+/// `scripts` are the vrrp_scripts by name (the first of a name, as
+/// [`crate::Config::vrrp_script`] finds it), so that many instances tracking many
+/// scripts take time in proportion to what is written.
 pub(super) fn vrrp_instance(
     r: &mut Reader<'_>,
     st: &Statement,
-    config: &Config,
+    global_defs: &GlobalDefs,
+    scripts: &HashMap<&str, &VrrpScript>,
 ) -> Option<VrrpInstance> {
     if r.needs_block(st) {
         return None;
     }
     let name = name_of(r, st, "vrrp_instance");
     let context = format!("vrrp_instance {}", name.as_deref().unwrap_or(""));
-    let g = &config.global_defs;
+    let g = global_defs;
     let mut state = VrrpState::Backup;
     let mut interface = None;
     let mut vrid: Option<(u8, Span)> = None;
@@ -529,11 +534,11 @@ pub(super) fn vrrp_instance(
                     // The script's own weight applies unless this line overrides it;
                     // an unknown name is reported by validate.
                     let weight = weight
-                        .or_else(|| config.vrrp_script(&entry.keyword).map(|s| s.weight))
+                        .or_else(|| scripts.get(entry.keyword.as_str()).map(|s| s.weight))
                         .unwrap_or(0);
                     let reverse = reverse
-                        || config
-                            .vrrp_script(&entry.keyword)
+                        || scripts
+                            .get(entry.keyword.as_str())
                             .is_some_and(|s| s.weight_reverse && entry.args.is_empty());
                     track_script.push(TrackScript {
                         name: entry.keyword.clone(),

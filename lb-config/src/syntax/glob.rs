@@ -3,12 +3,57 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use crate::limits::{MAX_GLOB_ENTRIES, MAX_GLOB_MATCHES};
+
+use super::source::kernel_filesystem_at;
+
 fn has_magic(component: &str) -> bool {
     component.contains(['*', '?', '['])
 }
 
+/// What a pattern matched.
+#[derive(Debug, Default)]
+pub struct Expansion {
+    /// Matching paths in name order: everything but directories, which
+    /// keepalived skips too. Whether each is a regular file is for the reader
+    /// to check, so that a FIFO or a device is reported by kind rather than
+    /// quietly not matched.
+    pub paths: Vec<PathBuf>,
+    /// The first directory on a kernel filesystem that a wildcard would have
+    /// listed, and which filesystem it is: such directories are not searched.
+    pub skipped: Option<(PathBuf, &'static str)>,
+}
+
+/// Why a pattern was not expanded.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GlobError {
+    /// More than [`MAX_GLOB_MATCHES`] paths matched, at the end or on the way.
+    #[error(
+        "found more than {MAX_GLOB_MATCHES} paths matching `{0}` (limit), expected fewer: \
+         a pattern this broad is surely a mistake"
+    )]
+    TooManyMatches(String),
+    /// The paths looked at by all globs of one load reached the budget.
+    #[error(
+        "found more than {MAX_GLOB_ENTRIES} paths looked at by the includes of this load \
+         (limit), expected fewer: too many or too broad include patterns"
+    )]
+    BudgetSpent,
+}
+
 /// Files matching `pattern`; a relative pattern is taken from `base`.
-pub fn expand(pattern: &str, base: &Path) -> Vec<PathBuf> {
+///
+/// `budget` is how many paths (directory entries listed, files checked) the
+/// caller lets this walk look at; it is decreased by what was looked at. The
+/// walk stops as soon as more than [`MAX_GLOB_MATCHES`] paths match at any
+/// level, and never lists a directory on a kernel filesystem (procfs, sysfs
+/// and the like): `include /*/*/*` must not read the state of every process.
+pub fn expand(pattern: &str, base: &Path, budget: &mut u64) -> Result<Expansion, GlobError> {
+    let too_many = || GlobError::TooManyMatches(pattern.to_string());
+    let mut spend = |n: u64| -> Result<(), GlobError> {
+        *budget = budget.checked_sub(n).ok_or(GlobError::BudgetSpent)?;
+        Ok(())
+    };
     let pattern_path = Path::new(pattern);
     let mut current: Vec<PathBuf> = vec![if pattern_path.is_absolute() {
         PathBuf::from("/")
@@ -17,6 +62,7 @@ pub fn expand(pattern: &str, base: &Path) -> Vec<PathBuf> {
     } else {
         base.to_path_buf()
     }];
+    let mut skipped = None;
     for component in pattern_path.components() {
         let name = match component {
             Component::Normal(name) => name.to_string_lossy().into_owned(),
@@ -29,21 +75,36 @@ pub fn expand(pattern: &str, base: &Path) -> Vec<PathBuf> {
                 next.push(dir.join(&name));
                 continue;
             }
+            if let Some(fs) = kernel_filesystem_at(dir) {
+                skipped.get_or_insert_with(|| (dir.clone(), fs));
+                continue;
+            }
             let Ok(entries) = std::fs::read_dir(dir) else {
                 continue;
             };
-            let mut found: Vec<String> = entries
-                .filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| (!n.starts_with('.') || name.starts_with('.')) && matches(&name, n))
-                .collect();
+            let mut found: Vec<String> = Vec::new();
+            for entry in entries {
+                spend(1)?;
+                let Ok(entry) = entry else { continue };
+                let n = entry.file_name().to_string_lossy().into_owned();
+                if (!n.starts_with('.') || name.starts_with('.')) && matches(&name, &n) {
+                    found.push(n);
+                    if next.len() + found.len() > MAX_GLOB_MATCHES {
+                        return Err(too_many());
+                    }
+                }
+            }
             found.sort();
             next.extend(found.into_iter().map(|n| dir.join(n)));
         }
         current = next;
     }
-    current.retain(|p| p.is_file());
-    current
+    spend(u64::try_from(current.len()).unwrap_or(u64::MAX))?;
+    current.retain(|p| std::fs::metadata(p).is_ok_and(|m| !m.is_dir()));
+    Ok(Expansion {
+        paths: current,
+        skipped,
+    })
 }
 
 /// Wildcard match with single-star backtracking: linear in practice and never

@@ -4,18 +4,24 @@
 //! glob taken relative to the directory of the file that includes it, and the
 //! matching files are read in name order. A file that includes itself, directly
 //! or through others, is reported instead of being read again.
+//!
+//! A file may be included more than once (one snippet in many blocks), so
+//! files that include each other by glob can still expand to factorially many
+//! paths; what ends that, and any other runaway, are the per-load limits of
+//! [`crate::limits`]: once the files opened, the bytes read or the paths
+//! looked at by globs reach theirs, the include that crossed it is reported
+//! and no further include is followed.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::diagnostic::{Diags, Span};
+use crate::limits::{MAX_FILES, MAX_GLOB_ENTRIES, MAX_INCLUDE_DEPTH, MAX_TOTAL_BYTES};
 
-use super::glob;
-use super::lexer::lex;
+use super::glob::{self, GlobError};
+use super::lexer::Lines;
 use super::parser::{Statement, parse};
-
-/// More nested includes than this is surely a mistake, cycle or not.
-const MAX_INCLUDE_DEPTH: usize = 16;
+use super::source::{ReadError, read_config};
 
 pub(crate) struct Loader<'d> {
     diags: &'d mut Diags,
@@ -23,6 +29,15 @@ pub(crate) struct Loader<'d> {
     stack: Vec<PathBuf>,
     /// Every file read, in order.
     pub files: Vec<PathBuf>,
+    /// Files opened so far, read or refused, repeats included.
+    opened: usize,
+    /// Bytes that may still be read in this load.
+    bytes_left: u64,
+    /// Paths the include globs of this load may still look at.
+    glob_budget: u64,
+    /// Set once a hard limit is reached: no further include is followed, so
+    /// the one error at the include that crossed it is the only one.
+    stopped: bool,
 }
 
 impl<'d> Loader<'d> {
@@ -31,34 +46,73 @@ impl<'d> Loader<'d> {
             diags,
             stack: Vec::new(),
             files: Vec::new(),
+            opened: 0,
+            bytes_left: MAX_TOTAL_BYTES,
+            glob_budget: MAX_GLOB_ENTRIES,
+            stopped: false,
         }
     }
 
     pub fn load_file(&mut self, path: &Path) -> Vec<Statement> {
         let name = path.display().to_string();
-        match std::fs::read(path) {
+        self.opened += 1;
+        match read_config(path, self.bytes_left) {
             Ok(bytes) => {
+                self.spend_bytes(bytes.len());
                 let text = String::from_utf8_lossy(&bytes);
                 self.enter(path);
                 let stmts = self.parse_text(&text, &name, parent(path), 0);
                 self.stack.pop();
                 stmts
             }
-            Err(e) => {
+            Err(ReadError::Io(e)) => {
                 self.diags
                     .file_error(&name, format!("cannot read file: {e}"));
+                Vec::new()
+            }
+            Err(e @ ReadError::Refused { .. }) => {
+                self.diags.file_error(&name, e);
+                Vec::new()
+            }
+            Err(ReadError::TooLarge(_)) => {
+                self.diags.file_error(
+                    &name,
+                    format!(
+                        "found more than {MAX_TOTAL_BYTES} bytes (limit), expected a smaller \
+                         file: a huge or endless file?"
+                    ),
+                );
                 Vec::new()
             }
         }
     }
 
     /// Text not read from disk; its includes are taken relative to `name`'s directory.
+    /// It counts against the bytes of the load as a file would, so that text
+    /// and file give the same answer.
     pub fn load_text(&mut self, text: &str, name: &str) -> Vec<Statement> {
+        if u64::try_from(text.len()).map_or(true, |n| n > self.bytes_left) {
+            self.diags.file_error(
+                name,
+                format!(
+                    "found {} bytes, expected at most {MAX_TOTAL_BYTES} (limit)",
+                    text.len()
+                ),
+            );
+            return Vec::new();
+        }
+        self.spend_bytes(text.len());
+        self.opened += 1;
         let path = Path::new(name);
         self.enter(path);
         let stmts = self.parse_text(text, name, parent(path), 0);
         self.stack.pop();
         stmts
+    }
+
+    fn spend_bytes(&mut self, n: usize) {
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        self.bytes_left = self.bytes_left.saturating_sub(n);
     }
 
     fn enter(&mut self, path: &Path) {
@@ -68,9 +122,9 @@ impl<'d> Loader<'d> {
     }
 
     fn parse_text(&mut self, text: &str, name: &str, dir: &Path, depth: usize) -> Vec<Statement> {
-        self.diags.reading(name);
         let file: Arc<str> = Arc::from(name);
-        let lines = lex(text, &file, self.diags);
+        self.diags.reading(&file);
+        let lines = Lines::new(text, &file);
         let root = Span {
             file,
             line: 1,
@@ -119,6 +173,9 @@ impl<'d> Loader<'d> {
                 "found `{`, expected end of line (`include` takes no block)",
             );
         }
+        if self.stopped {
+            return Vec::new();
+        }
         if depth >= MAX_INCLUDE_DEPTH {
             self.diags.error(
                 &pattern.span,
@@ -126,24 +183,45 @@ impl<'d> Loader<'d> {
             );
             return Vec::new();
         }
-        let paths = glob::expand(&pattern.text, dir);
-        if paths.is_empty() {
+        let expansion = match glob::expand(&pattern.text, dir, &mut self.glob_budget) {
+            Ok(expansion) => expansion,
+            Err(e) => {
+                self.stopped = e == GlobError::BudgetSpent;
+                self.diags.error(&pattern.span, e);
+                return Vec::new();
+            }
+        };
+        if expansion.paths.is_empty() {
+            let looked_in = if Path::new(&pattern.text).is_absolute() {
+                "/".to_string()
+            } else {
+                display_dir(dir)
+            };
+            let not_inside = expansion
+                .skipped
+                .map(|(skipped, fs)| {
+                    format!(
+                        ", not inside {}: {fs} holds kernel state, not configuration",
+                        skipped.display()
+                    )
+                })
+                .unwrap_or_default();
             self.diags.error(
                 &pattern.span,
                 format!(
-                    "found no file matching `{}` (looked in {}), expected at least one file to include",
+                    "found no file matching `{}` (looked in {looked_in}{not_inside}), \
+                     expected at least one file to include",
                     pattern.text,
-                    if Path::new(&pattern.text).is_absolute() {
-                        "/".to_string()
-                    } else {
-                        display_dir(dir)
-                    }
                 ),
             );
             return Vec::new();
         }
         let mut out = Vec::new();
-        for path in paths {
+        for path in expansion.paths {
+            // A limit reached deeper down ends this include too.
+            if self.stopped {
+                break;
+            }
             let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
             if self.stack.contains(&canonical) {
                 self.diags.error(
@@ -156,16 +234,48 @@ impl<'d> Loader<'d> {
                 );
                 continue;
             }
-            let bytes = match std::fs::read(&path) {
+            if self.opened >= MAX_FILES {
+                self.diags.error(
+                    &pattern.span,
+                    format!(
+                        "found more than {MAX_FILES} files to read, repeats counted (limit), \
+                         expected fewer: an include mesh?"
+                    ),
+                );
+                self.stopped = true;
+                break;
+            }
+            self.opened += 1;
+            let bytes = match read_config(&path, self.bytes_left) {
                 Ok(bytes) => bytes,
-                Err(e) => {
+                Err(ReadError::Io(e)) => {
                     self.diags.error(
                         &pattern.span,
                         format!("cannot read included file `{}`: {e}", path.display()),
                     );
                     continue;
                 }
+                Err(ReadError::Refused { what, expected }) => {
+                    self.diags.error(
+                        &pattern.span,
+                        format!("found `{}`, {what}, expected {expected}", path.display()),
+                    );
+                    continue;
+                }
+                Err(ReadError::TooLarge(_)) => {
+                    self.diags.error(
+                        &pattern.span,
+                        format!(
+                            "found more than {MAX_TOTAL_BYTES} bytes to read with `{}` \
+                             (limit), expected fewer: a huge or endless file?",
+                            path.display()
+                        ),
+                    );
+                    self.stopped = true;
+                    break;
+                }
             };
+            self.spend_bytes(bytes.len());
             let text = String::from_utf8_lossy(&bytes);
             let name = path.display().to_string();
             self.files.push(path.clone());

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use crate::diagnostic::{Diags, Span};
+use crate::limits::MAX_LINE_BYTES;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TokenKind {
@@ -32,18 +33,63 @@ fn ends_word(c: char) -> bool {
     is_space(c) || matches!(c, '"' | '{' | '}')
 }
 
-/// Lexes `text`; returns the non-empty lines, each a list of tokens.
-pub fn lex(text: &str, file: &Arc<str>, diags: &mut Diags) -> Vec<Vec<Token>> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut lines = Vec::new();
-    for (index, line) in text.split('\n').enumerate() {
-        let line_no = u32::try_from(index + 1).unwrap_or(u32::MAX);
-        let tokens = lex_line(line, line_no, file, diags);
-        if !tokens.is_empty() {
-            lines.push(tokens);
+/// The lines of one text, lexed one at a time as the parser asks for them,
+/// so that the tokens of a whole file (a hundred bytes or more for each line)
+/// are never in memory at once.
+pub struct Lines<'t> {
+    lines: std::iter::Enumerate<std::str::Split<'t, char>>,
+    file: Arc<str>,
+}
+
+impl<'t> Lines<'t> {
+    pub fn new(text: &'t str, file: &Arc<str>) -> Self {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        Lines {
+            lines: text.split('\n').enumerate(),
+            file: file.clone(),
         }
     }
-    lines
+
+    /// The tokens of the next line that has any.
+    ///
+    /// A line longer than [`MAX_LINE_BYTES`] is reported once and skipped, not
+    /// lexed: it is no configuration line (keepalived would cut it), and its
+    /// content, say a megabyte of braces, would only bury the report in noise.
+    pub fn next_line(&mut self, diags: &mut Diags) -> Option<Vec<Token>> {
+        for (index, line) in self.lines.by_ref() {
+            let line_no = u32::try_from(index + 1).unwrap_or(u32::MAX);
+            if line.len() > MAX_LINE_BYTES {
+                diags.error(
+                    &Span {
+                        file: self.file.clone(),
+                        line: line_no,
+                        col: 1,
+                    },
+                    format!(
+                        "found a line of {} bytes, expected at most {MAX_LINE_BYTES}",
+                        line.len()
+                    ),
+                );
+                continue;
+            }
+            let tokens = lex_line(line, line_no, &self.file, diags);
+            if !tokens.is_empty() {
+                return Some(tokens);
+            }
+        }
+        None
+    }
+}
+
+/// Lexes `text`; returns the non-empty lines, each a list of tokens.
+#[cfg(test)]
+pub fn lex(text: &str, file: &Arc<str>, diags: &mut Diags) -> Vec<Vec<Token>> {
+    let mut lines = Lines::new(text, file);
+    let mut out = Vec::new();
+    while let Some(tokens) = lines.next_line(diags) {
+        out.push(tokens);
+    }
+    out
 }
 
 fn lex_line(line: &str, line_no: u32, file: &Arc<str>, diags: &mut Diags) -> Vec<Token> {

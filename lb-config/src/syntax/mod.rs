@@ -4,5 +4,6 @@ pub mod glob;
 pub(crate) mod include;
 pub mod lexer;
 pub mod parser;
+mod source;
 
 pub use parser::{Arg, Statement};

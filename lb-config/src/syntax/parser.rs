@@ -6,13 +6,9 @@
 //! line (`}}`, `} real_server ... {`), which keepalived tolerates too.
 
 use crate::diagnostic::{Diags, Span};
+use crate::limits::MAX_BLOCK_DEPTH;
 
-use super::lexer::{Token, TokenKind};
-
-/// Blocks nested deeper than any keepalived block (virtual_server > real_server >
-/// HTTP_GET > url is four) are skipped, which keeps every later walk of the tree
-/// shallow whatever the input.
-pub const MAX_DEPTH: usize = 12;
+use super::lexer::{Lines, TokenKind};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Arg {
@@ -53,7 +49,7 @@ struct Frame {
     block: Block,
 }
 
-pub fn parse(lines: Vec<Vec<Token>>, root: Span, diags: &mut Diags) -> Vec<Statement> {
+pub fn parse(mut lines: Lines<'_>, root: Span, diags: &mut Diags) -> Vec<Statement> {
     let mut stack = vec![Frame {
         owner: None,
         block: Block {
@@ -61,12 +57,12 @@ pub fn parse(lines: Vec<Vec<Token>>, root: Span, diags: &mut Diags) -> Vec<State
             statements: Vec::new(),
         },
     }];
-    // Blocks opened beyond MAX_DEPTH: counted, not kept, so braces still balance.
+    // Blocks opened beyond MAX_BLOCK_DEPTH: counted, not kept, so braces still balance.
     let mut skipped = 0usize;
     // A statement that ended its line; its block may open on the next line.
     let mut pending: Option<Statement> = None;
 
-    for line in lines {
+    while let Some(line) = lines.next_line(diags) {
         let mut tokens = line.into_iter().peekable();
         if let Some(stmt) = pending.take() {
             if matches!(tokens.peek().map(|t| &t.kind), Some(TokenKind::Open)) {
@@ -169,11 +165,13 @@ fn open_block(
     open: Span,
     diags: &mut Diags,
 ) {
-    if *skipped > 0 || stack.len() > MAX_DEPTH {
+    if *skipped > 0 || stack.len() > MAX_BLOCK_DEPTH {
         if *skipped == 0 {
             diags.error(
                 &open,
-                format!("found a block nested more than {MAX_DEPTH} deep, expected fewer levels"),
+                format!(
+                    "found a block nested more than {MAX_BLOCK_DEPTH} deep, expected fewer levels"
+                ),
             );
         }
         *skipped += 1;
@@ -216,7 +214,7 @@ fn finish_frame(stack: &mut [Frame], frame: Frame) {
 mod tests {
     use std::sync::Arc;
 
-    use super::super::lexer::lex;
+    use super::super::lexer::Lines;
     use super::*;
 
     fn tree(text: &str) -> (Vec<Statement>, Vec<crate::Diagnostic>) {
@@ -227,8 +225,7 @@ mod tests {
             line: 1,
             col: 1,
         };
-        let lines = lex(text, &file, &mut diags);
-        let stmts = parse(lines, root, &mut diags);
+        let stmts = parse(Lines::new(text, &file), root, &mut diags);
         (stmts, diags.into_sorted())
     }
 
