@@ -317,7 +317,7 @@ impl DrLab {
             processes: Vec::new(),
             http: Vec::new(),
             echo: Vec::new(),
-            peer_xdp: peer_xdp,
+            peer_xdp,
             switch,
         };
         fs::write(lab.workdir.join("echo.py"), ECHO_SERVER)?;

@@ -219,3 +219,80 @@ fn a_restart_after_the_interface_was_recreated_starts_clean() {
     );
     assert_forwarding(&lab, "after the restart on the new interface");
 }
+
+/// Configs that used to hang or flood `xlb check` and a reload: an include mesh (9! paths),
+/// a 1 MB line of braces, a FIFO, /dev/zero. Each is answered within seconds by `xlb check`
+/// and by `xlb reload`, with a clear error, and the running config keeps forwarding.
+#[test]
+fn hostile_configs_are_refused_quickly_and_the_running_config_stays() {
+    let (lab, config) = started_lab("hostile");
+    let mesh = lab.workdir.join("mesh");
+    fs::create_dir_all(&mesh).unwrap();
+    for i in 1..=10 {
+        fs::write(mesh.join(format!("m{i}.conf")), "include m*.conf\n").unwrap();
+    }
+    let good = fs::read_to_string(&config).unwrap();
+    let fifo = |path: &Path| {
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    };
+    type Make = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, Make, &str)> = vec![
+        (
+            "include mesh",
+            Box::new(move |p: &Path| {
+                fs::write(p, format!("include {}/m*.conf\n", mesh.display())).unwrap()
+            }),
+            "an include mesh?",
+        ),
+        (
+            "1 MB line of braces",
+            Box::new(|p: &Path| fs::write(p, "{".repeat(1 << 20)).unwrap()),
+            "expected at most 65536",
+        ),
+        ("FIFO", Box::new(fifo), "FIFO"),
+        (
+            "/dev/zero",
+            Box::new(|p: &Path| std::os::unix::fs::symlink("/dev/zero", p).unwrap()),
+            "device",
+        ),
+    ];
+    for (what, make, says) in cases {
+        let path = lab.workdir.join("case.conf");
+        let _ = fs::remove_file(&path);
+        make(&path);
+        let out = output_within(
+            Command::new(xlb_binary()).args(["check", "-f"]).arg(&path),
+            LIMIT,
+        )
+        .unwrap_or_else(|e| panic!("{what}: xlb check: {e:#}"));
+        let log = text(&out);
+        assert!(!out.status.success(), "{what}: {log}");
+        assert!(log.contains(says), "{what}: xlb check says {says:?}: {log}");
+        assert!(
+            log.lines().count() < 120,
+            "{what}: diagnostics are capped: {log}"
+        );
+
+        // The running xlb's own file becomes the hostile one.
+        let _ = fs::remove_file(&config);
+        make(&config);
+        let mut reload = Command::new(xlb_binary());
+        reload
+            .args(["reload", "-i", "eth0", "--pidfile"])
+            .arg(lab.pidfile());
+        let out = output_within(&mut reload, LIMIT)
+            .unwrap_or_else(|e| panic!("{what}: xlb reload: {e:#}"));
+        let log = text(&out);
+        assert!(!out.status.success(), "{what}: {log}");
+        assert!(log.contains("reload refused"), "{what}: {log}");
+        assert!(
+            log.contains(says),
+            "{what}: the reason reaches the operator: {log}"
+        );
+        assert_forwarding(&lab, what);
+        let _ = fs::remove_file(&config);
+        fs::write(&config, &good).unwrap();
+    }
+}

@@ -22,12 +22,7 @@ pub fn load_config(path: &Path) -> Result<lb_config::Loaded> {
             for d in &errors.diagnostics {
                 eprintln!("{d}");
             }
-            let n = errors
-                .diagnostics
-                .iter()
-                .filter(|d| d.severity == lb_config::Severity::Error)
-                .count();
-            bail!("{}: {n} error(s)", path.display())
+            bail!("{}: {} error(s)", path.display(), errors.error_count())
         }
     }
 }

@@ -47,8 +47,6 @@ const RESOLVE_INTERVAL: Duration = Duration::from_secs(1);
 /// A reload whose config takes longer than this to read is refused (the running config stays).
 /// Reading is bounded by lb-config's limits; this is the backstop.
 const RELOAD_DEADLINE: Duration = Duration::from_secs(10);
-/// Diagnostics a refused reload sends back to `xlb reload` (all of them go to the log).
-const MAX_REPORTED_ERRORS: usize = 50;
 
 pub struct DaemonOptions {
     pub config: PathBuf,
@@ -187,12 +185,8 @@ fn start_reload(path: &Path) -> JoinHandle<Result<Config, Vec<String>>> {
                 path.display()
             )]),
             Ok(Err(e)) => Err(vec![format!("{}: reading failed: {e}", path.display())]),
-            Ok(Ok(Err(errors))) => Err(errors
-                .diagnostics
-                .iter()
-                .filter(|d| d.is_error())
-                .map(|d| d.to_string())
-                .collect()),
+            // Already capped by lb-config, with a last line that counts the rest.
+            Ok(Ok(Err(errors))) => Err(errors.errors().map(|d| d.to_string()).collect()),
             Ok(Ok(Ok(loaded))) => {
                 for w in &loaded.warnings {
                     warn!("{w}");
@@ -337,9 +331,8 @@ async fn serve(
                             "reload refused, the running config stays in force: {} error(s)",
                             errors.len()
                         );
-                        Response::Refused {
-                            errors: errors.into_iter().take(MAX_REPORTED_ERRORS).collect(),
-                        }
+                        // lb-config keeps at most its first 100 errors, then counts.
+                        Response::Refused { errors }
                     }
                     Ok(new) => {
                         let changes = describe_changes(&config, &new);
