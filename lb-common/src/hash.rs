@@ -12,7 +12,7 @@ const C1: u32 = 0xcc9e_2d51;
 const C2: u32 = 0x1b87_3593;
 
 #[inline(always)]
-const fn mix(h: u32, k: u32) -> u32 {
+pub(crate) const fn mix(h: u32, k: u32) -> u32 {
     let k = k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
     (h ^ k)
         .rotate_left(13)
@@ -21,7 +21,7 @@ const fn mix(h: u32, k: u32) -> u32 {
 }
 
 #[inline(always)]
-const fn finish(mut h: u32, words: u32) -> u32 {
+pub(crate) const fn finish(mut h: u32, words: u32) -> u32 {
     h ^= words * 4;
     h ^= h >> 16;
     h = h.wrapping_mul(0x85eb_ca6b);
