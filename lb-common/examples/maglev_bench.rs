@@ -7,8 +7,8 @@
 use std::time::Instant;
 
 use lb_common::{
-    NO_BACKEND,
-    hash::flow_hash_v4,
+    MAGLEV_TABLE_SIZE, NO_BACKEND,
+    hash::{flow_hash_v4, slot_in},
     maglev::{self, MaglevBackend, MaglevScratch},
     maps::v4_mapped,
 };
@@ -79,6 +79,30 @@ fn build_before(
     }
 }
 
+/// Nanoseconds per slot for `slot` over `hashes`, best of 21 rounds: independent slots
+/// (throughput), and slots that each wait on the one before (latency).
+fn time_slots(hashes: &[u32], slot: impl Fn(u32) -> u32) -> (f64, f64) {
+    fn best(hashes: &[u32], f: impl Fn() -> u32) -> f64 {
+        (0..21)
+            .map(|_| {
+                let t = Instant::now();
+                std::hint::black_box(f());
+                t.elapsed().as_secs_f64() * 1e9 / hashes.len() as f64
+            })
+            .fold(f64::MAX, f64::min)
+    }
+    let hashes = std::hint::black_box(hashes);
+    let throughput = best(hashes, || {
+        hashes
+            .iter()
+            .fold(0u32, |sum, &h| sum.wrapping_add(slot(h)))
+    });
+    let latency = best(hashes, || {
+        hashes.iter().fold(0u32, |prev, &h| slot(h ^ prev))
+    });
+    (throughput, latency)
+}
+
 /// (min, median)
 fn summary(mut times: Vec<f64>) -> (f64, f64) {
     times.sort_by(f64::total_cmp);
@@ -140,5 +164,32 @@ fn main() {
             "{m:<8} {n:>8} {weights:>8} {b_min:>9.3} {b_med:>9.3} {a_min:>9.3} {a_med:>9.3}   after/before {:.2}",
             a_med / b_med
         );
+    }
+
+    // Hash to table entry: `%` against the multiply-shift of `hash::slot_in`.
+    println!();
+    println!("hash to entry, ns per hash: throughput, latency");
+    let hashes: Vec<u32> = (0..1u32 << 20)
+        .map(|i| flow_hash_v4(7, 0x0100_000a, 0x6400_000a, i, 6))
+        .collect();
+    let m = MAGLEV_TABLE_SIZE as u32;
+    let runtime_m = std::hint::black_box(m);
+    let rows = [
+        ("hash % 65537 (constant)", time_slots(&hashes, |h| h % m)),
+        (
+            "hash % m (m at run time)",
+            time_slots(&hashes, |h| h % runtime_m),
+        ),
+        (
+            "slot_in(hash, 65537)",
+            time_slots(&hashes, |h| slot_in(h, m)),
+        ),
+        (
+            "slot_in(hash, m)",
+            time_slots(&hashes, |h| slot_in(h, runtime_m)),
+        ),
+    ];
+    for (name, (throughput, latency)) in rows {
+        println!("{name:<26} {throughput:>6.2} {latency:>6.2}");
     }
 }
