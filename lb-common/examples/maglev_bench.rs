@@ -122,11 +122,13 @@ fn main() {
     );
     let equal: fn(usize) -> u32 = |_| 1;
     let mixed: fn(usize) -> u32 = |i| 1 + i as u32 % 4;
+    let skewed: fn(usize) -> u32 = |i| if i == 0 { 100 } else { 1 };
     let cases = [
         (65537, 10, "1", equal),
         (65537, 100, "1", equal),
         (65537, 1000, "1", equal),
         (65537, 1000, "1-4", mixed),
+        (65537, 100, "1, 100", skewed),
         (16381, 1000, "1", equal),
         (65521, 1000, "1", equal),
         (131071, 1000, "1", equal),

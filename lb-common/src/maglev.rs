@@ -225,9 +225,23 @@ pub fn build(
             claim(c, m, occupied, table);
         }
         turns.at = walked % active;
-    } else {
-        for _ in 0..walked {
-            claim(&mut cursors[turns.next(cursors)], m, occupied, table);
+    } else if walked > 0 {
+        let mut left = walked;
+        'walk: loop {
+            for (i, c) in cursors.iter_mut().enumerate() {
+                let credit = u64::from(c.credit) + u64::from(c.weight);
+                if credit < u64::from(max_weight) {
+                    c.credit = credit as u32;
+                    continue;
+                }
+                c.credit = (credit - u64::from(max_weight)) as u32;
+                claim(c, m, occupied, table);
+                left -= 1;
+                if left == 0 {
+                    turns.at = if i + 1 == active { 0 } else { i + 1 };
+                    break 'walk;
+                }
+            }
         }
     }
 
