@@ -57,7 +57,7 @@ struct Cursor {
 }
 
 /// Working memory of [`build`], sized for the largest input it accepts ([`MAX_BACKENDS`]
-/// backends, [`MAX_MAGLEV_TABLE_SIZE`] entries; about 100 KiB), so that building allocates
+/// backends, [`MAX_MAGLEV_TABLE_SIZE`] entries; about 113 KiB), so that building allocates
 /// nothing. Keep one and reuse it; what it holds between builds does not matter.
 #[derive(Clone)]
 pub struct MaglevScratch {
@@ -501,13 +501,22 @@ mod tests {
 
     #[test]
     fn equal_weights_share_evenly() {
-        let table = table_of(backends(&[1; 100]));
-        let fair = M as f64 / 100.0;
-        for (i, c) in shares(&table, 100).into_iter().enumerate() {
-            assert!(
-                c as f64 <= fair * 1.015,
-                "backend {i} owns {c}, fair {fair}"
-            );
+        for (size, n) in [
+            (M, 100),
+            (251, 2),
+            (4093, 40),
+            (16381, 100),
+            (65521, 655),
+            (131071, 1000),
+        ] {
+            let table = sized_table_of(backends(&vec![1; n]), size);
+            let fair = size as f64 / n as f64;
+            for (i, c) in shares(&table, n).into_iter().enumerate() {
+                assert!(
+                    c as f64 <= fair * 1.015,
+                    "M = {size}: backend {i} owns {c}, fair {fair}"
+                );
+            }
         }
     }
 
@@ -545,18 +554,26 @@ mod tests {
 
     #[test]
     fn removing_a_backend_moves_little_and_adding_it_back_restores() {
-        let all = backends(&[1; 100]);
-        let before = table_of(all.clone());
-        let mut without = all.clone();
-        let removed = without.remove(37);
-        let after = table_of(without);
-        let changed = before.iter().zip(&after).filter(|(a, b)| a != b).count();
-        let owned = before.iter().filter(|&&id| id == removed.id).count();
-        assert!(
-            changed <= 3 * owned,
-            "{changed} entries changed, the removed backend owned {owned}"
-        );
-        assert_eq!(table_of(all), before);
+        for (size, n) in [
+            (M, 100),
+            (16381, 100),
+            (4093, 20),
+            (65521, 100),
+            (131071, 300),
+        ] {
+            let all = backends(&vec![1; n]);
+            let before = sized_table_of(all.clone(), size);
+            let mut without = all.clone();
+            let removed = without.remove(n * 3 / 8);
+            let after = sized_table_of(without, size);
+            let changed = before.iter().zip(&after).filter(|(a, b)| a != b).count();
+            let owned = before.iter().filter(|&&id| id == removed.id).count();
+            assert!(
+                changed <= 3 * owned,
+                "M = {size}: {changed} entries changed, the removed backend owned {owned}"
+            );
+            assert_eq!(sized_table_of(all, size), before);
+        }
     }
 
     #[test]
