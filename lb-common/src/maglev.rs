@@ -269,9 +269,9 @@ pub fn build(
         if inverses[i] == 0 {
             inverses[i] = inverse(cur.skip, m);
         }
-        // The entry `s` is `(s + m - next) * inverse mod m` steps ahead, a remainder of less than
-        // 2 m^2 < 2^35 that grows with `FastMod::low`, which is linear in `s`: one multiply and
-        // one add per free entry.
+        // The entry `s` is `(s + m - next) * inverse mod m` steps ahead. The product is below
+        // 2 m^2 < 2^35, so `FastMod::low` of it orders entries by that remainder, and it is
+        // linear in `s`: one multiply and one add per free entry.
         let per_entry = modulo.low(inverses[i].into());
         let base = per_entry.wrapping_mul((m - cur.next).into());
         let (mut best, mut nearest) = (0, u64::MAX);
