@@ -12,7 +12,7 @@ const C1: u32 = 0xcc9e_2d51;
 const C2: u32 = 0x1b87_3593;
 
 #[inline(always)]
-const fn mix(h: u32, k: u32) -> u32 {
+pub(crate) const fn mix(h: u32, k: u32) -> u32 {
     let k = k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
     (h ^ k)
         .rotate_left(13)
@@ -21,7 +21,7 @@ const fn mix(h: u32, k: u32) -> u32 {
 }
 
 #[inline(always)]
-const fn finish(mut h: u32, words: u32) -> u32 {
+pub(crate) const fn finish(mut h: u32, words: u32) -> u32 {
     h ^= words * 4;
     h ^= h >> 16;
     h = h.wrapping_mul(0x85eb_ca6b);
@@ -109,15 +109,28 @@ impl Flow {
     }
 }
 
-/// The hash as an index into a Maglev table.
+/// The hash as an index into a Maglev table of `size` entries: the high word of `hash * size`
+/// (Lemire's multiply-shift range reduction), which maps `2^32 / size` or one more hashes to each
+/// entry, as `hash % size` does, from the hash's high bits rather than its low ones. It needs no
+/// division, and the result is below `size` by construction: the eBPF verifier follows the bound
+/// through the multiply and the shift, where it cannot follow the multiply-and-shift LLVM turns
+/// `% size` into. The XDP program and userspace both index tables through this function.
+#[inline(always)]
+pub const fn slot_in(hash: u32, size: u32) -> u32 {
+    ((hash as u64 * size as u64) >> 32) as u32
+}
+
+/// The hash as an index into a table of [`MAGLEV_TABLE_SIZE`](crate::maps::MAGLEV_TABLE_SIZE)
+/// entries.
 #[inline(always)]
 pub const fn table_slot(hash: u32) -> u32 {
-    hash % crate::maps::MAGLEV_TABLE_SIZE as u32
+    slot_in(hash, crate::maps::MAGLEV_TABLE_SIZE as u32)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::maps::{MAGLEV_TABLE_SIZE, MAGLEV_TABLE_SIZES};
 
     #[test]
     fn murmur3_finaliser_matches_reference() {
@@ -154,14 +167,62 @@ mod tests {
         );
     }
 
-    /// 200k hashes over the table in 16 bands: none starved or flooded.
-    fn assert_spread(hashes: impl Iterator<Item = u32>) {
-        let mut bands = [0u32; 16];
-        for h in hashes {
-            bands[(table_slot(h) as usize * 16) / crate::maps::MAGLEV_TABLE_SIZE] += 1;
+    /// 200k hashes over tables of every supported size, in 16 bands of entries and in 16
+    /// classes of entry mod 16: none starved or flooded.
+    fn assert_spread(hashes: impl Iterator<Item = u32> + Clone) {
+        let sizes = MAGLEV_TABLE_SIZES.map(|s| s as usize);
+        for size in sizes.into_iter().chain([MAGLEV_TABLE_SIZE]) {
+            let (mut bands, mut classes) = ([0u32; 16], [0u32; 16]);
+            for h in hashes.clone() {
+                let slot = slot_in(h, size as u32) as usize;
+                assert!(slot < size);
+                bands[slot * 16 / size] += 1;
+                classes[slot % 16] += 1;
+            }
+            for b in bands.iter().chain(&classes) {
+                assert!(
+                    (11_500..13_500).contains(b),
+                    "size {size}: {bands:?} {classes:?}"
+                );
+            }
         }
-        for b in bands {
-            assert!((11_500..13_500).contains(&b), "{bands:?}");
+    }
+
+    #[test]
+    fn slots_stay_in_range() {
+        let sizes = MAGLEV_TABLE_SIZES.map(|s| s as usize);
+        for size in sizes.into_iter().chain([1, 2, MAGLEV_TABLE_SIZE]) {
+            let size = size as u32;
+            for h in [0, 1, 0x7fff_ffff, 0x8000_0000, u32::MAX - 1, u32::MAX] {
+                assert!(slot_in(h, size) < size, "{h} in {size}");
+            }
+            assert_eq!(slot_in(0, size), 0);
+            assert_eq!(slot_in(u32::MAX, size), size - 1);
+        }
+        for h in [0, 12345, u32::MAX] {
+            assert_eq!(table_slot(h), slot_in(h, MAGLEV_TABLE_SIZE as u32));
+        }
+    }
+
+    #[test]
+    fn every_slot_gets_its_share_of_hashes() {
+        // Each entry of a small table covers 2^32 / size hashes, give or take one.
+        for size in [251u32, 509, 1021] {
+            let mut firsts = (0..size).map(|slot| {
+                // The smallest hash that lands in `slot`.
+                (u64::from(slot) << 32).div_ceil(u64::from(size))
+            });
+            let mut prev = firsts.next().unwrap();
+            assert_eq!(prev, 0);
+            for first in firsts.chain([1 << 32]) {
+                let span = first - prev;
+                assert!(span.abs_diff((1 << 32) / u64::from(size)) <= 1, "{size}");
+                assert_eq!(
+                    slot_in((first - 1) as u32, size),
+                    slot_in(prev as u32, size)
+                );
+                prev = first;
+            }
         }
     }
 

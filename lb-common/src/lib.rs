@@ -6,6 +6,10 @@
 #![no_std]
 
 pub mod hash;
+// Only userspace builds tables. The builder's 128-bit products and signed division have no eBPF
+// instructions; bpf-linker drops unused code before generating eBPF, but keeping the builder out
+// of the eBPF build does not depend on that.
+#[cfg(not(target_arch = "bpf"))]
 pub mod maglev;
 pub mod maps;
 

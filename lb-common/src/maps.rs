@@ -11,7 +11,64 @@ pub const MAX_CLAIMS: u32 = 256;
 pub const CLAIM_STATIC: u32 = 0;
 
 /// Entries in one Maglev table. A prime, as Maglev requires for its permutations to cover it.
+///
+/// The size the XDP program's table map is declared with today; [`MAGLEV_TABLE_SIZES`] lists the
+/// sizes a configuration may choose from.
 pub const MAGLEV_TABLE_SIZE: usize = 65537;
+
+/// The Maglev table sizes (M) a configuration may choose: the largest prime below each power of
+/// two from 2^8 to 2^17, the list Cilium's `--bpf-lb-maglev-table-size` accepts.
+///
+/// Maglev balances to within about 1 % when M > 100 N for N backends (Eisenbud et al., section
+/// 3.4), and a larger M moves fewer flows when backends come and go. Each entry is a `u32`, so a
+/// table takes 4 M bytes, and a director holds two per VIP (the live one and the one being
+/// rewritten):
+///
+/// | M       | N for M > 100 N | one table | 4,096 tables |
+/// |---------|-----------------|-----------|--------------|
+/// | 251     | 2               | 1004 B    | 3.9 MiB      |
+/// | 509     | 5               | 2.0 KiB   | 8.0 MiB      |
+/// | 1021    | 10              | 4.0 KiB   | 16 MiB       |
+/// | 2039    | 20              | 8.0 KiB   | 32 MiB       |
+/// | 4093    | 40              | 16 KiB    | 64 MiB       |
+/// | 8191    | 81              | 32 KiB    | 128 MiB      |
+/// | 16381   | 163             | 64 KiB    | 256 MiB      |
+/// | 32749   | 327             | 128 KiB   | 512 MiB      |
+/// | 65521   | 655             | 256 KiB   | 1.0 GiB      |
+/// | 131071  | 1310            | 512 KiB   | 2.0 GiB      |
+///
+/// Changing M moves almost every flow to another backend (only flows the flow table remembers
+/// stay), so M is a deployment choice made once, the same on every director, not something to
+/// adjust as backends come and go.
+pub const MAGLEV_TABLE_SIZES: [u32; 10] = [
+    251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071,
+];
+/// The Maglev table size unless configured otherwise, as in Cilium: the smallest listed size with
+/// M > 100 N for a service of 100 real servers (it balances up to 163 to within 1 %), at 64 KiB
+/// per table, a quarter of today's [`MAGLEV_TABLE_SIZE`].
+///
+/// The table map is preallocated, 4 M bytes per table: the 128 tables of [`MAX_VIPS`] VIPs take
+/// 8 MiB (32 MiB at 65537), 1,024 tables 64 MiB, and 4,096 tables 256 MiB, the whole of a
+/// 256 MiB budget. A director with thousands of tables should share one table among services
+/// with the same real servers and weights, or choose 8191 (128 MiB for 4,096 tables, balanced to
+/// 1 % up to 81 real servers).
+pub const DEFAULT_MAGLEV_TABLE_SIZE: u32 = 16381;
+/// The largest table [`crate::maglev::build`] fills (and [`MAGLEV_TABLE_SIZES`]'s largest).
+pub const MAX_MAGLEV_TABLE_SIZE: u32 = 131071;
+
+/// The smallest supported table size that balances `real_servers` backends to within 1 %
+/// (M > 100 N), or the largest size when none does. A hint for validating a configuration: a
+/// service above it is balanced less evenly, not wrongly.
+pub const fn table_size_for(real_servers: usize) -> u32 {
+    let mut i = 0;
+    while i < MAGLEV_TABLE_SIZES.len() {
+        if MAGLEV_TABLE_SIZES[i] as usize > real_servers.saturating_mul(100) {
+            return MAGLEV_TABLE_SIZES[i];
+        }
+        i += 1;
+    }
+    MAX_MAGLEV_TABLE_SIZE
+}
 /// VIPs (address, port, protocol) the data plane can serve at once.
 pub const MAX_VIPS: u32 = 64;
 /// Slots of one half of the VIP table: an open-addressed hash table the program probes with
@@ -388,6 +445,50 @@ mod tests {
         assert_eq!(size_of::<FlowValue>(), 16);
         assert_eq!(size_of::<Counters>(), 16);
         assert_eq!(size_of::<MaglevTable>(), 4 * MAGLEV_TABLE_SIZE);
+    }
+
+    #[test]
+    fn maglev_table_sizes_are_the_largest_primes_below_powers_of_two() {
+        use crate::maglev::is_prime;
+        for (i, &size) in MAGLEV_TABLE_SIZES.iter().enumerate() {
+            let power = 1usize << (8 + i);
+            assert!(is_prime(size as usize), "{size}");
+            assert!((size as usize) < power, "{size}");
+            assert!(!(size as usize + 1..power).any(is_prime), "{size}");
+        }
+        assert!(MAGLEV_TABLE_SIZES.contains(&DEFAULT_MAGLEV_TABLE_SIZE));
+        assert_eq!(
+            Some(&MAX_MAGLEV_TABLE_SIZE),
+            MAGLEV_TABLE_SIZES.iter().max()
+        );
+        assert!(is_prime(MAGLEV_TABLE_SIZE));
+        assert!(MAGLEV_TABLE_SIZE <= MAX_MAGLEV_TABLE_SIZE as usize);
+    }
+
+    #[test]
+    fn table_size_for_gives_100_entries_per_real_server() {
+        for (real_servers, size) in [
+            (0, 251),
+            (1, 251),
+            (2, 251),
+            (3, 509),
+            (10, 1021),
+            (11, 2039),
+            (81, 8191),
+            (82, 16381),
+            (100, 16381),
+            (163, 16381),
+            (164, 32749),
+            (1310, 131071),
+            (1311, 131071),
+            (usize::MAX, 131071),
+        ] {
+            assert_eq!(
+                table_size_for(real_servers),
+                size,
+                "{real_servers} real servers"
+            );
+        }
     }
 
     #[test]

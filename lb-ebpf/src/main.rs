@@ -569,9 +569,9 @@ fn place(flow: &Flow, vip: &VipValue, seed: u32) -> Result<(u32, &'static Backen
     let table = XLB_TABLES
         .get(vip.table_index())
         .ok_or(Outcome::DropNoTable)?;
-    // LLVM turns `% M` into a multiply and shift, proves the slot in range and drops the
-    // check; the verifier cannot follow that arithmetic. Reading the slot back through a
-    // volatile load keeps the comparison, and with it a bound the verifier sees.
+    // `table_slot` is below M by construction (the high word of `hash * M`), so LLVM may drop
+    // the range check; reading the slot back through a volatile load keeps the comparison, and
+    // with it a bound the verifier sees however the arithmetic is lowered.
     let slot = hash::table_slot(hash) as usize;
     let slot = unsafe { core::ptr::read_volatile(&slot) };
     let &backend_id = table.entries.get(slot).ok_or(Outcome::DropNoTable)?;

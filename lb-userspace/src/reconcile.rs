@@ -17,7 +17,7 @@ use anyhow::{Context as _, Result, anyhow};
 use lb_common::{
     Addr, Backend, CLAIM_STATIC, Claim, Control, MAX_BACKENDS, MAX_VIPS, MaglevTable, VIP_PROBES,
     VIP_SLOTS, VipAddrValue, VipKey, VipSlot, VipValue,
-    maglev::{self, MaglevBackend, MaglevCursor},
+    maglev::{self, MaglevBackend, MaglevScratch},
 };
 
 use crate::service::{BackendKey, DesiredState, addr_words, words_addr};
@@ -138,6 +138,7 @@ pub struct Reconciler {
     /// reused nor cleared until every adopted table has been rewritten.
     reserved_backend_ids: BTreeSet<u32>,
     table: Box<MaglevTable>,
+    maglev_scratch: Box<MaglevScratch>,
 }
 
 /// An emptied backend entry. It keeps its generation so that a restarted xlb, adopting these
@@ -186,6 +187,7 @@ impl Reconciler {
             control: None,
             reserved_backend_ids: BTreeSet::new(),
             table,
+            maglev_scratch: Box::new(MaglevScratch::new()),
         }
     }
 
@@ -558,9 +560,12 @@ impl Reconciler {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut cursors = vec![MaglevCursor::default(); backends.len()];
-        maglev::build(&mut backends, &mut cursors, &mut self.table.entries)
-            .map_err(|e| anyhow!("building a Maglev table: {e}"))
+        maglev::build(
+            &mut backends,
+            &mut self.maglev_scratch,
+            &mut self.table.entries,
+        )
+        .map_err(|e| anyhow!("building a Maglev table: {e}"))
     }
 }
 

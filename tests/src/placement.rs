@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use lb_common::{
     MAGLEV_TABLE_SIZE, PROTO_TCP,
     hash::{Flow, table_slot},
-    maglev::{self, MaglevBackend, MaglevCursor},
+    maglev::{self, MaglevBackend, MaglevScratch},
 };
 use lb_userspace::{cli::run::DEFAULT_HASH_SEED, service::addr_words};
 
@@ -32,9 +32,9 @@ impl Placement {
                 id: i as u32,
             })
             .collect();
-        let mut cursors = vec![MaglevCursor::default(); backends.len()];
+        let mut scratch = Box::new(MaglevScratch::new());
         let mut table = vec![0; MAGLEV_TABLE_SIZE];
-        maglev::build(&mut backends, &mut cursors, &mut table).expect("a valid Maglev input");
+        maglev::build(&mut backends, &mut scratch, &mut table).expect("a valid Maglev input");
         Self {
             vip,
             vip_port,

@@ -7,7 +7,7 @@ use aya::programs::{TestRun as _, TestRunOptions};
 use lb_common::{
     Claim, FlowEvent, MAGLEV_TABLE_SIZE, Outcome,
     hash::Flow,
-    maglev::{self, MaglevBackend, MaglevCursor},
+    maglev::{self, MaglevBackend, MaglevScratch},
 };
 use lb_userspace::{
     dataplane::{Dataplane, LoadOptions},
@@ -172,9 +172,9 @@ impl Harness {
                 id: self.reconciler.backend_id(&service.key(), rs.addr).unwrap(),
             })
             .collect();
-        let mut cursors = vec![MaglevCursor::default(); backends.len()];
+        let mut scratch = Box::new(MaglevScratch::new());
         let mut table = vec![0; MAGLEV_TABLE_SIZE];
-        maglev::build(&mut backends, &mut cursors, &mut table).unwrap();
+        maglev::build(&mut backends, &mut scratch, &mut table).unwrap();
         table
     }
 

@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result};
 use aya::programs::{TestRun as _, TestRunOptions, Xdp};
 use lb_common::{
     MAGLEV_TABLE_SIZE,
-    maglev::{self, MaglevBackend, MaglevCursor},
+    maglev::{self, MaglevBackend, MaglevScratch},
     v4_mapped,
 };
 use lb_userspace::{
@@ -175,12 +175,12 @@ fn main() -> Result<()> {
                 id: i as u32,
             })
             .collect();
-        let mut cursors = vec![MaglevCursor::default(); n];
+        let mut scratch = Box::new(MaglevScratch::new());
         let mut times = Vec::new();
         for _ in 0..ROUNDS {
             let mut b = backends.clone();
             let t = Instant::now();
-            maglev::build(&mut b, &mut cursors, &mut table).map_err(|e| anyhow::anyhow!("{e}"))?;
+            maglev::build(&mut b, &mut scratch, &mut table).map_err(|e| anyhow::anyhow!("{e}"))?;
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }
         let (min, med, max) = summary(times);
