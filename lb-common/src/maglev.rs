@@ -20,7 +20,7 @@
 //! inverse of its stride, so the nearest free entry, the one the walk would find, costs one
 //! multiply per free entry rather than about M / free probes.
 
-use crate::maps::{Addr, MAX_BACKENDS, MAX_MAGLEV_TABLE_SIZE, NO_BACKEND};
+use crate::maps::{Addr, MAX_MAGLEV_TABLE_SIZE, MAX_MEMBERS, NO_BACKEND};
 
 /// A backend as the table builder sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,15 +56,15 @@ struct Cursor {
     credit: u32,
 }
 
-/// Working memory of [`build`], sized for the largest input it accepts ([`MAX_BACKENDS`]
+/// Working memory of [`build`], sized for the largest input it accepts ([`MAX_MEMBERS`]
 /// backends, [`MAX_MAGLEV_TABLE_SIZE`] entries; about 113 KiB), so that building allocates
 /// nothing. Keep one and reuse it; what it holds between builds does not matter.
 #[derive(Clone)]
 pub struct MaglevScratch {
-    cursors: [Cursor; MAX_BACKENDS as usize],
+    cursors: [Cursor; MAX_MEMBERS as usize],
     /// Each backend's `skip` inverted modulo the table size, computed in the endgame (0: not
     /// yet).
-    inverses: [u32; MAX_BACKENDS as usize],
+    inverses: [u32; MAX_MEMBERS as usize],
     /// Which table entries are taken: 16 KiB that stay in the L1 cache, where probing the table
     /// itself would read up to 512 KiB.
     occupied: [u64; OCCUPIED_WORDS],
@@ -81,8 +81,8 @@ impl MaglevScratch {
                 id: 0,
                 weight: 0,
                 credit: 0,
-            }; MAX_BACKENDS as usize],
-            inverses: [0; MAX_BACKENDS as usize],
+            }; MAX_MEMBERS as usize],
+            inverses: [0; MAX_MEMBERS as usize],
             occupied: [0; OCCUPIED_WORDS],
             free: [0; MAX_TAIL],
         }
@@ -101,7 +101,7 @@ pub enum MaglevError {
     SizeNotPrime(usize),
     /// The table is longer than [`MAX_MAGLEV_TABLE_SIZE`].
     SizeTooLarge(usize),
-    /// More backends than [`MAX_BACKENDS`].
+    /// More backends than [`MAX_MEMBERS`].
     TooManyBackends(usize),
     /// Two backends with the same address and port would walk the same permutation.
     DuplicateBackend { addr: Addr, port: u16 },
@@ -116,7 +116,7 @@ impl core::fmt::Display for MaglevError {
                 "Maglev table size {n} is larger than {MAX_MAGLEV_TABLE_SIZE}"
             ),
             MaglevError::TooManyBackends(n) => {
-                write!(f, "{n} backends, at most {MAX_BACKENDS} supported")
+                write!(f, "{n} backends, at most {MAX_MEMBERS} supported")
             }
             MaglevError::DuplicateBackend { port, .. } => {
                 write!(f, "backend listed twice (port {port})")
@@ -173,7 +173,7 @@ pub fn build(
     if !is_prime(size) {
         return Err(MaglevError::SizeNotPrime(size));
     }
-    if backends.len() > MAX_BACKENDS as usize {
+    if backends.len() > MAX_MEMBERS as usize {
         return Err(MaglevError::TooManyBackends(backends.len()));
     }
     backends.sort_unstable_by_key(order);
@@ -418,9 +418,9 @@ mod tests {
     use rand::{Rng, SeedableRng, seq::SliceRandom};
 
     use super::*;
-    use crate::maps::{MAGLEV_TABLE_SIZE, MAGLEV_TABLE_SIZES, v4_mapped};
+    use crate::maps::{MAGLEV_TABLE_SIZES, v4_mapped};
 
-    const M: usize = MAGLEV_TABLE_SIZE;
+    const M: usize = 65537;
 
     fn backends(weights: &[u32]) -> Vec<MaglevBackend> {
         weights
@@ -673,10 +673,10 @@ mod tests {
             assert_eq!(build(&mut bs, &mut scratch, &mut table), Err(err));
         }
         let mut table = vec![0; 13];
-        let mut many = backends(&[1; MAX_BACKENDS as usize + 1]);
+        let mut many = backends(&[1; MAX_MEMBERS as usize + 1]);
         assert_eq!(
             build(&mut many, &mut scratch, &mut table),
-            Err(MaglevError::TooManyBackends(MAX_BACKENDS as usize + 1))
+            Err(MaglevError::TooManyBackends(MAX_MEMBERS as usize + 1))
         );
         bs[1].addr = bs[0].addr;
         assert!(matches!(

@@ -10,55 +10,71 @@ pub const MAX_CLAIMS: u32 = 256;
 /// The claim of VIPs that no VRRP instance holds.
 pub const CLAIM_STATIC: u32 = 0;
 
-/// Entries in one Maglev table. A prime, as Maglev requires for its permutations to cover it.
+/// Virtual services (address, port, protocol) one director serves. Katran's default is 512;
+/// edge configs with thousands exist. Also the most Maglev tables the data plane holds live
+/// (one per service at most, when no two share one).
+pub const MAX_SERVICES: u32 = 4096;
+/// Slots of one half of the VIP table: an open-addressed hash table the program probes with
+/// plain array reads (inlined by the verifier), where a BPF hash map costs a helper call. Four
+/// times [`MAX_SERVICES`] keeps probe runs short.
+pub const VIP_SLOTS: u32 = 4 * MAX_SERVICES;
+/// A service sits at most this many slots past its home slot; the control plane places it so,
+/// and `xlb check` refuses a config it cannot place.
+pub const VIP_PROBES: u32 = 8;
+/// Real-server entries over all services: one per (service, real server), each with its own
+/// liveness and counters, as IPVS keeps them.
+pub const MAX_BACKENDS: u32 = 65536;
+/// Real servers of one virtual service: the members of one Maglev table.
+pub const MAX_MEMBERS: u32 = 4096;
+/// Entries of the member map: each service's live block (table position to backend id), and
+/// the block a rewrite builds beside it.
+pub const MEMBER_SLOTS: u32 = 2 * MAX_BACKENDS;
+/// A Maglev table entry that names no member (every real server of the table is drained).
+pub const NO_MEMBER: u16 = u16::MAX;
+/// Tables beyond one per service: a rewrite builds into a spare and the table it replaces
+/// becomes a spare once no packet can be reading it, so double buffering costs this many
+/// tables, not twice the lot.
+pub const SPARE_TABLES: u32 = 256;
+/// Kernel memory for Maglev tables: [`MAX_SERVICES`] tables plus the spares at the default
+/// size, 136 MiB. Larger tables mean fewer of them (see [`table_slots`]).
+pub const RING_BUDGET_BYTES: u64 =
+    (MAX_SERVICES + SPARE_TABLES) as u64 * DEFAULT_MAGLEV_TABLE_SIZE as u64 * 2;
+/// The Maglev table sizes (M) a config may choose (`global_defs { xlb_maglev_table_size M }`):
+/// the largest prime below each power of two from 2^8 to 2^17, the list Cilium's
+/// `--bpf-lb-maglev-table-size` accepts.
 ///
-/// The size the XDP program's table map is declared with today; [`MAGLEV_TABLE_SIZES`] lists the
-/// sizes a configuration may choose from.
-pub const MAGLEV_TABLE_SIZE: usize = 65537;
-
-/// The Maglev table sizes (M) a configuration may choose: the largest prime below each power of
-/// two from 2^8 to 2^17, the list Cilium's `--bpf-lb-maglev-table-size` accepts.
+/// Maglev balances to within about 1 % when M > 100 N for N real servers (Eisenbud et al.,
+/// section 3.4), and a larger M moves fewer flows when real servers come and go. An entry takes
+/// two bytes; the ring map holds [`table_slots`] tables, so larger tables mean fewer services:
 ///
-/// Maglev balances to within about 1 % when M > 100 N for N backends (Eisenbud et al., section
-/// 3.4), and a larger M moves fewer flows when backends come and go. Each entry is a `u32`, so a
-/// table takes 4 M bytes, and a director holds two per VIP (the live one and the one being
-/// rewritten):
-///
-/// | M       | N for M > 100 N | one table | 4,096 tables |
-/// |---------|-----------------|-----------|--------------|
-/// | 251     | 2               | 1004 B    | 3.9 MiB      |
-/// | 509     | 5               | 2.0 KiB   | 8.0 MiB      |
-/// | 1021    | 10              | 4.0 KiB   | 16 MiB       |
-/// | 2039    | 20              | 8.0 KiB   | 32 MiB       |
-/// | 4093    | 40              | 16 KiB    | 64 MiB       |
-/// | 8191    | 81              | 32 KiB    | 128 MiB      |
-/// | 16381   | 163             | 64 KiB    | 256 MiB      |
-/// | 32749   | 327             | 128 KiB   | 512 MiB      |
-/// | 65521   | 655             | 256 KiB   | 1.0 GiB      |
-/// | 131071  | 1310            | 512 KiB   | 2.0 GiB      |
+/// | M       | N for M > 100 N | one table | table slots | services |
+/// |---------|-----------------|-----------|-------------|----------|
+/// | 251     | 2               | 502 B     | 4352        | 4096     |
+/// | 509     | 5               | 1018 B    | 4352        | 4096     |
+/// | 1021    | 10              | 2.0 KiB   | 4352        | 4096     |
+/// | 2039    | 20              | 4.0 KiB   | 4352        | 4096     |
+/// | 4093    | 40              | 8.0 KiB   | 4352        | 4096     |
+/// | 8191    | 81              | 16 KiB    | 4352        | 4096     |
+/// | 16381   | 163             | 32 KiB    | 4352        | 4096     |
+/// | 32749   | 327             | 64 KiB    | 2176        | 1920     |
+/// | 65521   | 655             | 128 KiB   | 1088        | 832      |
+/// | 131071  | 1310            | 256 KiB   | 543         | 287      |
 ///
 /// Changing M moves almost every flow to another backend (only flows the flow table remembers
-/// stay), so M is a deployment choice made once, the same on every director, not something to
-/// adjust as backends come and go.
+/// stay), so M is a deployment choice made once, the same on every director.
 pub const MAGLEV_TABLE_SIZES: [u32; 10] = [
     251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071,
 ];
-/// The Maglev table size unless configured otherwise, as in Cilium: the smallest listed size with
-/// M > 100 N for a service of 100 real servers (it balances up to 163 to within 1 %), at 64 KiB
-/// per table, a quarter of today's [`MAGLEV_TABLE_SIZE`].
-///
-/// The table map is preallocated, 4 M bytes per table: the 128 tables of [`MAX_VIPS`] VIPs take
-/// 8 MiB (32 MiB at 65537), 1,024 tables 64 MiB, and 4,096 tables 256 MiB, the whole of a
-/// 256 MiB budget. A director with thousands of tables should share one table among services
-/// with the same real servers and weights, or choose 8191 (128 MiB for 4,096 tables, balanced to
-/// 1 % up to 81 real servers).
+/// The table size unless configured otherwise, as in Cilium: the smallest listed size with
+/// M > 100 N for a service of 100 real servers (it balances up to 163 to within 1 %), 32 KiB
+/// per table, with room for [`MAX_SERVICES`] tables and the spares in [`RING_BUDGET_BYTES`].
 pub const DEFAULT_MAGLEV_TABLE_SIZE: u32 = 16381;
 /// The largest table [`crate::maglev::build`] fills (and [`MAGLEV_TABLE_SIZES`]'s largest).
 pub const MAX_MAGLEV_TABLE_SIZE: u32 = 131071;
 
-/// The smallest supported table size that balances `real_servers` backends to within 1 %
-/// (M > 100 N), or the largest size when none does. A hint for validating a configuration: a
-/// service above it is balanced less evenly, not wrongly.
+/// The smallest supported table size that balances `real_servers` to within 1 % (M > 100 N),
+/// or the largest size when none does: for `xlb check`'s note on a service balanced less
+/// evenly (not wrongly) at the configured size.
 pub const fn table_size_for(real_servers: usize) -> u32 {
     let mut i = 0;
     while i < MAGLEV_TABLE_SIZES.len() {
@@ -69,16 +85,24 @@ pub const fn table_size_for(real_servers: usize) -> u32 {
     }
     MAX_MAGLEV_TABLE_SIZE
 }
-/// VIPs (address, port, protocol) the data plane can serve at once.
-pub const MAX_VIPS: u32 = 64;
-/// Slots of one half of the VIP table: an open-addressed hash table the program probes with
-/// plain array reads (inlined by the verifier), where a BPF hash map costs a helper call.
-pub const VIP_SLOTS: u32 = 256;
-/// A VIP sits at most this many slots past its home slot; the control plane places it so.
-pub const VIP_PROBES: u32 = 4;
-/// Distinct backends over all VIPs.
-pub const MAX_BACKENDS: u32 = 4096;
-/// A table entry that names no backend (every backend of the VIP is drained or down).
+
+/// Table slots of the ring map for tables of `maglev_size` entries: one per service and the
+/// spares, within [`RING_BUDGET_BYTES`].
+pub const fn table_slots(maglev_size: u32) -> u32 {
+    let fit = RING_BUDGET_BYTES / (maglev_size as u64 * 2);
+    let most = (MAX_SERVICES + SPARE_TABLES) as u64;
+    (if fit < most { fit } else { most }) as u32
+}
+
+/// Services one director serves with tables of `maglev_size` entries: [`MAX_SERVICES`], or
+/// fewer when large tables leave fewer slots (each service may need a table of its own).
+pub const fn max_services(maglev_size: u32) -> u32 {
+    table_slots(maglev_size) - SPARE_TABLES
+}
+
+/// Interfaces backends may sit behind (the devmap for redirects).
+pub const MAX_TX_PORTS: u32 = 64;
+/// A backend id that names nothing.
 pub const NO_BACKEND: u32 = u32::MAX;
 /// Connections the flow table remembers unless `xlb run --flow-table-size` says otherwise:
 /// about 180 MiB of kernel memory, enough for two million concurrent flows.
@@ -92,7 +116,8 @@ pub mod names {
     pub const PROGRAM: &str = "xlb";
     pub const VIPS: &str = "XLB_VIPS";
     pub const VIP_ADDRS: &str = "XLB_VIP_ADDRS";
-    pub const TABLES: &str = "XLB_TABLES";
+    pub const RINGS: &str = "XLB_RINGS";
+    pub const MEMBERS: &str = "XLB_MEMBERS";
     pub const BACKENDS: &str = "XLB_BACKENDS";
     pub const TX_PORTS: &str = "XLB_TX_PORTS";
     pub const CONTROL: &str = "XLB_CONTROL";
@@ -136,17 +161,17 @@ pub struct VipKey {
 }
 
 impl VipKey {
-    /// Where probing for this VIP starts in a half of the VIP table.
+    /// Where probing for this service starts in a half of the VIP table. Every field goes
+    /// through a multiply before the next is mixed in: folded with xor alone, port and address
+    /// bits of sequential VIPs cancel and pile services onto a few slots.
     #[inline(always)]
     pub const fn home_slot(&self) -> u32 {
-        let words = self.addr[0]
-            ^ self.addr[1]
-            ^ self.addr[2]
-            ^ self.addr[3]
-            ^ ((self.port as u32) << 8)
-            ^ self.proto as u32;
+        let mut h = self.addr[0] ^ self.addr[1].rotate_left(11) ^ self.addr[2].rotate_left(22);
+        h = (h ^ self.addr[3]).wrapping_mul(0x85eb_ca6b);
+        h = (h ^ ((self.port as u32) << 8) ^ self.proto as u32).wrapping_mul(0xc2b2_ae35);
+        h ^= h >> 16;
         // Fibonacci hashing: the top bits of a multiply by 2^32 / golden ratio.
-        words.wrapping_mul(0x9e37_79b9) >> (32 - VIP_SLOTS.trailing_zeros())
+        h.wrapping_mul(0x9e37_79b9) >> (32 - VIP_SLOTS.trailing_zeros())
     }
 }
 
@@ -161,32 +186,43 @@ pub struct VipSlot {
 /// Hash on the client address only (IPVS `sh`, or `persistence_timeout`), not the 5-tuple.
 pub const VIP_F_SOURCE_HASH: u32 = 1 << 0;
 
-/// What the data plane knows of a VIP.
+/// What the data plane knows of a virtual service.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VipValue {
-    /// Index of this VIP's counters and of its two tables (`2 * id` and `2 * id + 1`).
+    /// The service's id: its counters, and its part of every flow key.
     pub id: u32,
     pub flags: u32,
-    /// Which of the two tables is live (0 or 1). The control plane writes the other one whole,
-    /// then replaces this value: a packet sees the old table or the new one, never a mix.
-    pub live_table: u32,
+    /// Where the service's Maglev table starts in the ring map (table slot x table size).
+    /// Services with the same real servers and weights share a table.
+    pub ring: u32,
+    /// Where the service's member block starts in the member map: a table entry `p` names the
+    /// backend `members[p]`, this service's own entry for that real server.
+    pub members: u32,
     /// Index of the [`Claim`] that says whether this director serves the VIP now.
     pub claim: u32,
 }
 
-impl VipValue {
-    #[inline(always)]
-    pub const fn table_index(&self) -> u32 {
-        self.id * 2 + (self.live_table & 1)
-    }
+/// Maglev table entries per value of the ring map. Array map values take a multiple of 8
+/// bytes, so 16-bit entries go four to a value rather than each padded to eight.
+pub const RING_CHUNK: u32 = 4;
+/// Four consecutive Maglev table entries: each the position of a member in its table (a
+/// service's member block says which backend that is), or [`NO_MEMBER`].
+pub type RingChunk = [u16; RING_CHUNK as usize];
+
+/// Ring map values for tables of `maglev_size` entries: [`table_slots`] tables, rounded up to
+/// whole values.
+pub const fn ring_chunks(maglev_size: u32) -> u32 {
+    (table_slots(maglev_size) * maglev_size).div_ceil(RING_CHUNK)
 }
 
-/// One Maglev lookup table: entry `hash % MAGLEV_TABLE_SIZE` holds a backend id.
+/// One entry of the member map: the backend a table position names for one service.
 #[repr(C)]
-#[derive(Clone, Copy)]
-pub struct MaglevTable {
-    pub entries: [u32; MAGLEV_TABLE_SIZE],
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemberSlot {
+    pub backend: u32,
+    /// Array map values take a multiple of 8 bytes; this says so.
+    pub _pad: u32,
 }
 
 /// Value of the backend map, indexed by backend id.
@@ -225,9 +261,12 @@ pub const BACKEND_F_VALID: u32 = 1 << 0;
 pub struct Control {
     /// Seed of the flow hash; directors that share VIPs must use the same one.
     pub hash_seed: u32,
-    /// Which half of the VIP table is live (0 or 1). Like the Maglev tables, the control plane
-    /// rewrites the other half whole and then flips this word.
+    /// Which half of the VIP table is live (0 or 1). The control plane rewrites the other half
+    /// whole and then flips this word.
     pub vip_half: u32,
+    /// Entries of every Maglev table (M, one of [`MAGLEV_TABLE_SIZES`]).
+    pub maglev_size: u32,
+    pub _pad: u32,
     /// A remembered TCP flow idle this long (jiffies) is placed again, like an expired IPVS
     /// connection entry.
     pub tcp_idle: u64,
@@ -309,15 +348,21 @@ pub enum FlowEvent {
     BackendGone = 2,
     /// The flow table refused the entry; the packet was still forwarded.
     InsertFailed = 3,
+    /// A TCP SYN: placed by Maglev and forwarded, but not remembered. The connection is
+    /// remembered at its first packet without SYN, placed the same way; a SYN flood from
+    /// spoofed sources therefore cannot push established connections out of the table. (An
+    /// entry a closed connection left for the same ports is pointed at the SYN's backend.)
+    Syn = 4,
 }
 
 impl FlowEvent {
-    pub const COUNT: u32 = 4;
+    pub const COUNT: u32 = 5;
     pub const ALL: [FlowEvent; Self::COUNT as usize] = [
         FlowEvent::New,
         FlowEvent::Expired,
         FlowEvent::BackendGone,
         FlowEvent::InsertFailed,
+        FlowEvent::Syn,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -326,6 +371,7 @@ impl FlowEvent {
             FlowEvent::Expired => "flow_expired",
             FlowEvent::BackendGone => "flow_backend_gone",
             FlowEvent::InsertFailed => "flow_insert_failed",
+            FlowEvent::Syn => "flow_syn",
         }
     }
 }
@@ -411,6 +457,40 @@ impl Outcome {
     }
 }
 
+// The kernel program and userspace read these structs from the same bytes: their layouts are
+// part of the map ABI (a pin left by another layout is replaced at load).
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(size_of::<VipKey>() == 20);
+    assert!(size_of::<VipValue>() == 20);
+    assert!(size_of::<VipSlot>() == 40);
+    assert!(offset_of!(VipSlot, value) == 20);
+    assert!(size_of::<Backend>() == 64);
+    // The MAC rewrite copies the first 12 bytes of a backend entry over the frame's first 12.
+    assert!(offset_of!(Backend, mac) == 0);
+    assert!(offset_of!(Backend, src_mac) == 6);
+    assert!(offset_of!(Backend, ifindex) == 12);
+    assert!(size_of::<Control>() == 32);
+    assert!(offset_of!(Control, tcp_idle) == 16);
+    assert!(size_of::<Claim>() == 24);
+    assert!(size_of::<FlowKey>() == 20);
+    assert!(size_of::<FlowValue>() == 16);
+    assert!(size_of::<Counters>() == 16);
+    assert!(size_of::<RingChunk>() == 8);
+    assert!(size_of::<MemberSlot>() == 8);
+    assert!(VIP_SLOTS.is_power_of_two());
+    assert!(max_services(MAX_MAGLEV_TABLE_SIZE) > 0);
+    assert!(table_slots(DEFAULT_MAGLEV_TABLE_SIZE) == MAX_SERVICES + SPARE_TABLES);
+    assert!(
+        MAX_SERVICES <= u16::MAX as u32 + 1,
+        "flow keys hold a service id in 16 bits"
+    );
+    assert!(
+        MAX_MEMBERS < NO_MEMBER as u32,
+        "table entries hold a position in 16 bits"
+    );
+};
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: all of these are #[repr(C)], Copy, and every bit pattern is a valid value;
@@ -418,7 +498,7 @@ mod pod {
     unsafe impl aya::Pod for super::VipKey {}
     unsafe impl aya::Pod for super::VipValue {}
     unsafe impl aya::Pod for super::VipSlot {}
-    unsafe impl aya::Pod for super::MaglevTable {}
+    unsafe impl aya::Pod for super::MemberSlot {}
     unsafe impl aya::Pod for super::Backend {}
     unsafe impl aya::Pod for super::Control {}
     unsafe impl aya::Pod for super::Claim {}
@@ -429,81 +509,32 @@ mod pod {
 
 #[cfg(test)]
 mod tests {
-    use core::mem::size_of;
-
     use super::*;
 
     #[test]
-    fn layouts_have_no_hidden_padding() {
-        assert_eq!(size_of::<VipKey>(), 20);
-        assert_eq!(size_of::<VipValue>(), 16);
-        assert_eq!(size_of::<Backend>(), 64);
-        assert_eq!(size_of::<Control>(), 24);
-        assert_eq!(size_of::<Claim>(), 24);
-        assert_eq!(size_of::<VipSlot>(), 36);
-        assert_eq!(size_of::<FlowKey>(), 20);
-        assert_eq!(size_of::<FlowValue>(), 16);
-        assert_eq!(size_of::<Counters>(), 16);
-        assert_eq!(size_of::<MaglevTable>(), 4 * MAGLEV_TABLE_SIZE);
-    }
-
-    #[test]
-    fn maglev_table_sizes_are_the_largest_primes_below_powers_of_two() {
-        use crate::maglev::is_prime;
-        for (i, &size) in MAGLEV_TABLE_SIZES.iter().enumerate() {
-            let power = 1usize << (8 + i);
-            assert!(is_prime(size as usize), "{size}");
-            assert!((size as usize) < power, "{size}");
-            assert!(!(size as usize + 1..power).any(is_prime), "{size}");
-        }
-        assert!(MAGLEV_TABLE_SIZES.contains(&DEFAULT_MAGLEV_TABLE_SIZE));
-        assert_eq!(
-            Some(&MAX_MAGLEV_TABLE_SIZE),
-            MAGLEV_TABLE_SIZES.iter().max()
-        );
-        assert!(is_prime(MAGLEV_TABLE_SIZE));
-        assert!(MAGLEV_TABLE_SIZE <= MAX_MAGLEV_TABLE_SIZE as usize);
-    }
-
-    #[test]
-    fn table_size_for_gives_100_entries_per_real_server() {
-        for (real_servers, size) in [
-            (0, 251),
-            (1, 251),
-            (2, 251),
-            (3, 509),
-            (10, 1021),
-            (11, 2039),
-            (81, 8191),
-            (82, 16381),
-            (100, 16381),
-            (163, 16381),
-            (164, 32749),
-            (1310, 131071),
-            (1311, 131071),
-            (usize::MAX, 131071),
-        ] {
-            assert_eq!(
-                table_size_for(real_servers),
-                size,
-                "{real_servers} real servers"
-            );
-        }
-    }
-
-    #[test]
     fn home_slots_spread_and_stay_in_range() {
+        // 1,024 sequential VIPs on four ports each: the edge config xlb is sized for.
         let mut used = [0u32; VIP_SLOTS as usize];
-        for i in 0..64u32 {
-            let key = VipKey {
-                addr: v4_mapped(u32::from_be_bytes([10, 0, 0, 100 + i as u8])),
-                port: 80u16.to_be(),
-                proto: PROTO_TCP,
-                _pad: 0,
-            };
-            used[key.home_slot() as usize] += 1;
+        for i in 0..1024u32 {
+            for (port, proto) in [
+                (80u16, PROTO_TCP),
+                (443, PROTO_TCP),
+                (8080, PROTO_TCP),
+                (53, PROTO_UDP),
+            ] {
+                let key = VipKey {
+                    addr: v4_mapped(u32::from_be_bytes([10, 1, (i >> 8) as u8, i as u8])),
+                    port: port.to_be(),
+                    proto,
+                    _pad: 0,
+                };
+                used[key.home_slot() as usize] += 1;
+            }
         }
-        assert!(used.iter().all(|n| *n <= 3), "{used:?}");
+        // As random: about 16384 x (1 - e^-0.25) = 3624 slots taken, none by many.
+        let taken = used.iter().filter(|n| **n > 0).count();
+        assert!(taken > 3450, "{taken} home slots for 4096 services");
+        assert!(used.iter().all(|n| *n <= 5), "{:?}", used.iter().max());
     }
 
     #[test]

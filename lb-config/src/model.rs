@@ -132,6 +132,11 @@ pub struct GlobalDefs {
     pub vrrp_garp_master_repeat: u32,
     pub vrrp_garp_master_refresh: u32,
     pub vrrp_garp_master_refresh_repeat: u32,
+    /// xlb's own: entries of every Maglev table (`xlb_maglev_table_size`). Directors that
+    /// share VIPs must agree on it, so it lives in the config they share.
+    pub xlb_maglev_table_size: u32,
+    #[serde(skip)]
+    pub xlb_maglev_table_size_origin: Origin,
 }
 
 impl Default for GlobalDefs {
@@ -150,6 +155,8 @@ impl Default for GlobalDefs {
             vrrp_garp_master_repeat: 5,
             vrrp_garp_master_refresh: 0,
             vrrp_garp_master_refresh_repeat: 1,
+            xlb_maglev_table_size: lb_common::DEFAULT_MAGLEV_TABLE_SIZE,
+            xlb_maglev_table_size_origin: Origin::default(),
         }
     }
 }

@@ -167,6 +167,7 @@ impl Printer {
             "vrrp_garp_master_refresh_repeat {}",
             g.vrrp_garp_master_refresh_repeat
         ));
+        self.line(format!("xlb_maglev_table_size {}", g.xlb_maglev_table_size));
         self.close();
     }
 

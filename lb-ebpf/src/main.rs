@@ -13,7 +13,7 @@ mod headers;
 
 use aya_ebpf::{
     bindings::{
-        BPF_F_NO_COMMON_LRU,
+        BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU,
         xdp_action::{XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX},
     },
     helpers::bpf_jiffies64,
@@ -23,32 +23,42 @@ use aya_ebpf::{
 };
 use headers::*;
 use lb_common::{
-    Addr, BACKEND_F_VALID, Backend, Claim, Control, Counters, DEFAULT_FLOW_TABLE_SIZE, FlowEvent,
-    FlowKey, FlowValue, MAX_BACKENDS, MAX_CLAIMS, MAX_VIPS, MaglevTable, NO_BACKEND, Outcome,
-    PROTO_TCP, VIP_ADDR_CLAIM_MASK, VIP_ADDR_F_SERVICES, VIP_F_SOURCE_HASH, VIP_PROBES, VIP_SLOTS,
-    VipAddrValue, VipKey, VipSlot, VipValue, hash, v4_mapped,
+    Addr, BACKEND_F_VALID, Backend, Claim, Control, Counters, DEFAULT_FLOW_TABLE_SIZE,
+    DEFAULT_MAGLEV_TABLE_SIZE, FlowEvent, FlowKey, FlowValue, MAX_BACKENDS, MAX_CLAIMS,
+    MAX_SERVICES, MAX_TX_PORTS, MEMBER_SLOTS, MemberSlot, NO_MEMBER, Outcome, PROTO_TCP,
+    RING_CHUNK, RingChunk, VIP_ADDR_CLAIM_MASK, VIP_ADDR_F_SERVICES, VIP_F_SOURCE_HASH, VIP_PROBES,
+    VIP_SLOTS, VipAddrValue, VipKey, VipSlot, VipValue, hash, ring_chunks, v4_mapped,
 };
 
-/// Two halves of [`VIP_SLOTS`] slots; `Control::vip_half` says which one is live.
+/// Two halves of [`VIP_SLOTS`] slots; `Control::vip_half` says which one is live. Mapped into
+/// the control plane's memory, which writes a whole half at memory speed.
 #[map]
-static XLB_VIPS: Array<VipSlot> = Array::with_max_entries(2 * VIP_SLOTS, 0);
+static XLB_VIPS: Array<VipSlot> = Array::with_max_entries(2 * VIP_SLOTS, BPF_F_MMAPABLE);
 /// Every VIP address, whatever its ports (fragments and extension-header packets carry none),
 /// and every VRRP virtual address: value [`VipAddrValue`], its claim and flags.
 #[map]
-static XLB_VIP_ADDRS: HashMap<Addr, VipAddrValue> = HashMap::with_max_entries(2 * MAX_VIPS, 0);
+static XLB_VIP_ADDRS: HashMap<Addr, VipAddrValue> = HashMap::with_max_entries(2 * MAX_SERVICES, 0);
 #[map]
 static XLB_CLAIMS: Array<Claim> = Array::with_max_entries(MAX_CLAIMS, 0);
-/// Two tables per VIP (`2 * id` and `2 * id + 1`), one live, one being rewritten.
+/// Every Maglev table, end to end: table `t`'s entry `i` is entry `t * M + i` (Katran's
+/// `ch_rings`), packed [`RING_CHUNK`] to a map value. The array lookup checks the index, so a
+/// slot computed from any hash is safe. Sized at load for the configured M; mapped into the
+/// control plane's memory.
 #[map]
-static XLB_TABLES: Array<MaglevTable> = Array::with_max_entries(MAX_VIPS * 2, 0);
+static XLB_RINGS: Array<RingChunk> =
+    Array::with_max_entries(ring_chunks(DEFAULT_MAGLEV_TABLE_SIZE), BPF_F_MMAPABLE);
+/// Each service's member block: the backend id of each position its table names.
 #[map]
-static XLB_BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
+static XLB_MEMBERS: Array<MemberSlot> = Array::with_max_entries(MEMBER_SLOTS, BPF_F_MMAPABLE);
+/// Mapped into the control plane's memory too, which reads every entry at once for stats.
 #[map]
-static XLB_TX_PORTS: DevMapHash = DevMapHash::with_max_entries(64, 0);
+static XLB_BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, BPF_F_MMAPABLE);
+#[map]
+static XLB_TX_PORTS: DevMapHash = DevMapHash::with_max_entries(MAX_TX_PORTS, 0);
 #[map]
 static XLB_CONTROL: Array<Control> = Array::with_max_entries(1, 0);
 #[map]
-static XLB_VIP_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(MAX_VIPS, 0);
+static XLB_VIP_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(MAX_SERVICES, 0);
 #[map]
 static XLB_BACKEND_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
 #[map]
@@ -484,8 +494,13 @@ fn serve(ctx: &XdpContext, flow: &Flow, vip: &VipValue, control: &Control, bytes
     } else {
         control.udp_idle
     };
+    // A SYN is placed by Maglev and not remembered: the connection is remembered at its first
+    // packet without SYN, which Maglev places the same way, so a flood of SYNs from spoofed
+    // sources never pushes a connection out of the table. Clients reuse ports, so a SYN never
+    // follows an old entry either (Katran's rule); an entry a closed connection left for the
+    // same ports is pointed at the SYN's backend in place, for the segments that follow.
     let found = if flow.opens {
-        Err(FlowEvent::New)
+        Err(FlowEvent::Syn)
     } else {
         remembered(&key, now, idle)
     };
@@ -493,20 +508,25 @@ fn serve(ctx: &XdpContext, flow: &Flow, vip: &VipValue, control: &Control, bytes
         Ok(found) => found,
         Err(why) => {
             flow_event(why);
-            match place(flow, vip, control.hash_seed) {
-                Ok((id, backend)) => {
-                    let value = FlowValue {
-                        backend_id: id,
-                        generation: backend.generation,
-                        last_seen: now,
-                    };
-                    if XLB_FLOWS.insert(&key, &value, 0).is_err() {
-                        flow_event(FlowEvent::InsertFailed);
-                    }
-                    (id, backend)
-                }
+            let (id, backend) = match place(flow, vip, control) {
+                Ok(placed) => placed,
                 Err(outcome) => return outcome,
+            };
+            let value = FlowValue {
+                backend_id: id,
+                generation: backend.generation,
+                last_seen: now,
+            };
+            if why == FlowEvent::Syn {
+                if let Some(entry) = XLB_FLOWS.get_ptr_mut(&key) {
+                    // SAFETY: a map value; a racing writer leaves one whole flow's value or
+                    // the other's, and the generation check sorts them out.
+                    unsafe { *entry = value };
+                }
+            } else if XLB_FLOWS.insert(&key, &value, 0).is_err() {
+                flow_event(FlowEvent::InsertFailed);
             }
+            (id, backend)
         }
     };
     count(&XLB_BACKEND_STATS, backend_id, bytes);
@@ -562,27 +582,33 @@ fn remembered(key: &FlowKey, now: u64, idle: u64) -> Result<(u32, &'static Backe
     Ok((backend_id, backend))
 }
 
-/// A new connection: weighted Maglev over the VIP's live table.
+/// A new connection: weighted Maglev over the service's table, then the service's own backend
+/// for the member the table names.
 #[inline(always)]
-fn place(flow: &Flow, vip: &VipValue, seed: u32) -> Result<(u32, &'static Backend), Outcome> {
-    let hash = flow.hash(seed, vip.flags & VIP_F_SOURCE_HASH != 0);
-    let table = XLB_TABLES
-        .get(vip.table_index())
+fn place(
+    flow: &Flow,
+    vip: &VipValue,
+    control: &Control,
+) -> Result<(u32, &'static Backend), Outcome> {
+    let hash = flow.hash(control.hash_seed, vip.flags & VIP_F_SOURCE_HASH != 0);
+    let entry = vip.ring + hash::slot_in(hash, control.maglev_size);
+    let chunk = XLB_RINGS
+        .get(entry / RING_CHUNK)
         .ok_or(Outcome::DropNoTable)?;
-    // `table_slot` is below M by construction (the high word of `hash * M`), so LLVM may drop
-    // the range check; reading the slot back through a volatile load keeps the comparison, and
-    // with it a bound the verifier sees however the arithmetic is lowered.
-    let slot = hash::table_slot(hash) as usize;
-    let slot = unsafe { core::ptr::read_volatile(&slot) };
-    let &backend_id = table.entries.get(slot).ok_or(Outcome::DropNoTable)?;
-    if backend_id == NO_BACKEND {
+    let position = chunk[(entry % RING_CHUNK) as usize];
+    if position == NO_MEMBER {
         return Err(Outcome::DropNoBackend);
     }
-    let backend = XLB_BACKENDS.get(backend_id).ok_or(Outcome::DropNoBackend)?;
+    let member = XLB_MEMBERS
+        .get(vip.members + position as u32)
+        .ok_or(Outcome::DropNoTable)?;
+    let backend = XLB_BACKENDS
+        .get(member.backend)
+        .ok_or(Outcome::DropNoBackend)?;
     if backend.flags & BACKEND_F_VALID == 0 {
         return Err(Outcome::DropNoBackend);
     }
-    Ok((backend_id, backend))
+    Ok((member.backend, backend))
 }
 
 #[inline(always)]

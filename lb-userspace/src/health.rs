@@ -5,7 +5,7 @@
 //! from the config and drain it. While a virtual server is below its quorum, its sorry server
 //! takes the new connections and the live real servers keep the ones they have (weight 0).
 
-use lb_config::{Config, Protocol as ConfigProtocol, VirtualServer};
+use lb_config::{Config, VirtualServer};
 use lb_health::{HealthSupervisor, RealServerHealth, VsKey};
 
 use crate::service::{Protocol, RealServer, Service};
@@ -66,10 +66,7 @@ fn service(
     }
     Service {
         vip: (vs.address, vs.port).into(),
-        protocol: match vs.protocol {
-            ConfigProtocol::Tcp => Protocol::Tcp,
-            ConfigProtocol::Udp => Protocol::Udp,
-        },
+        protocol: Protocol::from(vs.protocol),
         source_hash: vs.hash_on_source_only(),
         real_servers,
     }

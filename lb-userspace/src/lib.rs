@@ -4,6 +4,7 @@
 //! [`service`]); one reconciler ([`reconcile`]) writes the difference into the XDP program's
 //! maps ([`dataplane`]).
 
+pub mod capacity;
 pub mod cli;
 pub mod control;
 pub mod daemon;
@@ -13,4 +14,5 @@ pub mod instance;
 pub mod netlink;
 pub mod reconcile;
 pub mod service;
+pub mod tables;
 pub mod vrrp;

@@ -1,10 +1,14 @@
 //! The one writer of the data plane's maps: compares the desired state with what it applied
 //! before and writes only the difference, in an order that never shows a packet a dangling id.
 //!
-//! Order of writes: backends before the tables that name them; a table before the VIP entry that
-//! points at it; the control word last when activating and first when deactivating. A changed
-//! table goes into the VIP's idle table half; the VIP table's idle half is then written whole
-//! (with the VIP pointing at its new table) and the control word flips the VIP table's halves.
+//! Order of writes: backends before the member blocks that name them; a table and a member
+//! block before the VIP entry that points at them; the control word last when activating and
+//! first when deactivating. A changed table is built into a free table slot (services with the
+//! same real servers and weights share one), a changed member block into free member entries;
+//! the VIP table's idle half is then written (each service pointing at its new table and block)
+//! and the control word flips the halves. What the flip left unused is reused once no packet
+//! can be reading it. A reload that changes more tables than there are free slots applies in
+//! batches, a flip each.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -13,19 +17,25 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result, anyhow, bail};
 use lb_common::{
-    Addr, Backend, CLAIM_STATIC, Claim, Control, MAX_BACKENDS, MAX_VIPS, MaglevTable, VIP_PROBES,
-    VIP_SLOTS, VipAddrValue, VipKey, VipSlot, VipValue,
-    maglev::{self, MaglevBackend, MaglevScratch},
+    Addr, Backend, CLAIM_STATIC, Claim, Control, MAX_BACKENDS, MAX_SERVICES, MEMBER_SLOTS,
+    VIP_PROBES, VIP_SLOTS, VipAddrValue, VipKey, VipSlot, VipValue, maglev::MaglevScratch,
+    table_slots,
 };
 
-use crate::service::{BackendKey, DesiredState, addr_words, words_addr};
+use crate::{
+    service::{BackendKey, DesiredState, words_addr},
+    tables::{Acquired, MemberBlock, MemberPool, TableMembers, TablePool},
+};
 
 /// The writes the reconciler makes; the data plane implements it, tests record it.
 pub trait MapWriter {
     fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<()>;
-    fn write_table(&mut self, index: u32, table: &MaglevTable) -> Result<()>;
+    /// Writes table slot `table` whole: its `entries` (member positions).
+    fn write_table(&mut self, table: u32, entries: &[u16]) -> Result<()>;
+    /// Writes a member block: the backend id of each position, from `base`.
+    fn write_members(&mut self, base: u32, backends: &[u32]) -> Result<()>;
     /// `index` counts over both halves of the VIP table.
     fn write_vip_slot(&mut self, index: u32, slot: &VipSlot) -> Result<()>;
     fn set_vip_addr(&mut self, addr: &Addr, value: VipAddrValue) -> Result<()>;
@@ -46,24 +56,48 @@ pub enum CounterKind {
     Backend,
 }
 
-/// A packet that read a VIP entry just before a flip may still be reading the old half: wait
-/// this long before writing that half again. XDP handles a packet in well under a microsecond.
+/// A packet that read a VIP entry just before a flip may still be reading the old table and
+/// member block: wait this long before writing either again. XDP handles a packet in well
+/// under a microsecond.
 const TABLE_GRACE: Duration = Duration::from_millis(10);
 
-/// One half of the VIP table: each VIP within [`VIP_PROBES`] slots of its home slot, placed in
-/// key order so that the same VIPs always give the same half.
+/// One half of the VIP table, placed by Robin Hood linear probing: a service that has probed
+/// further than the one in a slot takes the slot, and the other moves on. Probe runs stay short
+/// (a handful of slots at a quarter full), every service lies within [`VIP_PROBES`] slots of
+/// its home slot or the placement fails, and the half is the same whatever the services' order.
 pub fn place_vips(vips: &BTreeMap<VipKey, VipValue>) -> Result<Vec<VipSlot>> {
     let mut half = vec![VipSlot::default(); VIP_SLOTS as usize];
+    let mask = VIP_SLOTS - 1;
+    let distance = |slot: u32, key: &VipKey| slot.wrapping_sub(key.home_slot()) & mask;
     for (key, value) in vips {
-        let home = key.home_slot();
-        let free = (0..VIP_PROBES)
-            .map(|i| ((home + i) & (VIP_SLOTS - 1)) as usize)
-            .find(|&i| half[i].key.proto == 0)
-            .ok_or_else(|| anyhow!("no room in the VIP table for VIP {}", words_addr(&key.addr)))?;
-        half[free] = VipSlot {
+        let mut carried = VipSlot {
             key: *key,
             value: *value,
         };
+        let mut slot = key.home_slot();
+        let mut probed = 0u32;
+        loop {
+            if probed >= VIP_PROBES {
+                bail!(
+                    "no room in the VIP table for {} port {}: more than {VIP_PROBES} probes",
+                    words_addr(&carried.key.addr),
+                    u16::from_be(carried.key.port)
+                );
+            }
+            let here = &mut half[slot as usize];
+            if here.key.proto == 0 {
+                *here = carried;
+                break;
+            }
+            let theirs = distance(slot, &here.key);
+            // Ties go to the smaller key, so the half does not depend on the order of insertion.
+            if theirs < probed || (theirs == probed && carried.key < here.key) {
+                std::mem::swap(here, &mut carried);
+                probed = theirs;
+            }
+            slot = (slot + 1) & mask;
+            probed += 1;
+        }
     }
     Ok(half)
 }
@@ -71,9 +105,13 @@ pub fn place_vips(vips: &BTreeMap<VipKey, VipValue>) -> Result<Vec<VipSlot>> {
 struct AppliedVip {
     id: u32,
     value: VipValue,
-    /// `None` for a VIP adopted from pinned maps: its table is rewritten on the next apply.
-    members: Option<Vec<(IpAddr, u16, u32)>>,
-    flipped_at: Instant,
+    /// The table's members; `None` for a service adopted from pinned maps, rewritten on the
+    /// next apply.
+    table: Option<TableMembers>,
+    table_slot: u32,
+    block: MemberBlock,
+    /// The backend id of each table position.
+    member_ids: Vec<u32>,
 }
 
 /// What pinned maps hold when xlb starts: the applied state a previous xlb left.
@@ -89,6 +127,9 @@ pub struct PinnedState {
     /// The highest generation any backend entry holds: remembered flows may name any up to it.
     pub max_generation: u32,
     pub control: Control,
+    /// The length of each live service's member block, by block start (one more than the
+    /// largest position its table names).
+    pub member_blocks: BTreeMap<u32, u32>,
 }
 
 /// How long an idle connection keeps its backend, in the data plane's clock (jiffies).
@@ -103,6 +144,8 @@ pub struct FlowTimeouts {
 pub struct Changes {
     pub backends_written: usize,
     pub tables_written: usize,
+    /// Services whose entry moved to another table shared with a service already using it.
+    pub tables_shared: usize,
     pub vips_added: usize,
     pub vips_removed: usize,
     pub control_written: bool,
@@ -116,12 +159,15 @@ impl Changes {
 
 pub struct Reconciler {
     hash_seed: u32,
+    maglev_size: u32,
     timeouts: FlowTimeouts,
     vips: BTreeMap<VipKey, AppliedVip>,
     /// What each half of the VIP table holds in the kernel.
     vip_halves: [Vec<VipSlot>; 2],
     /// When the VIP table's halves last flipped.
     vip_flipped_at: Instant,
+    tables: TablePool,
+    members: MemberPool,
     backends: BTreeMap<BackendKey, (u32, Backend)>,
     /// Real servers removed from the config while their VIP stays: kept alive (out of every
     /// table) until the deadline, so that connections they have finish, as a drained server's do.
@@ -137,8 +183,9 @@ pub struct Reconciler {
     /// Backend ids a previous xlb left in use: live tables may name them, so they are neither
     /// reused nor cleared until every adopted table has been rewritten.
     reserved_backend_ids: BTreeSet<u32>,
-    table: Box<MaglevTable>,
-    maglev_scratch: Box<MaglevScratch>,
+    scratch: Box<MaglevScratch>,
+    wide: Vec<u32>,
+    entries: Vec<u16>,
 }
 
 /// An emptied backend entry. It keeps its generation so that a restarted xlb, adopting these
@@ -162,12 +209,22 @@ fn lowest_free(used: impl Iterator<Item = u32>, max: u32) -> Option<u32> {
     (0..max).find(|id| !used.contains(id))
 }
 
+/// A service whose entry must change: its new table, and which backend each position names.
+struct Plan {
+    key: VipKey,
+    flags: u32,
+    claim: u32,
+    table: TableMembers,
+    member_ids: Vec<u32>,
+}
+
 impl Reconciler {
-    pub fn new(hash_seed: u32, timeouts: FlowTimeouts) -> Self {
-        // SAFETY: a table of u32s is valid all-zero.
-        let table = unsafe { Box::<MaglevTable>::new_zeroed().assume_init() };
+    /// A reconciler for tables of `maglev_size` entries (one of
+    /// [`lb_common::MAGLEV_TABLE_SIZES`]).
+    pub fn new(hash_seed: u32, maglev_size: u32, timeouts: FlowTimeouts) -> Self {
         Self {
             hash_seed,
+            maglev_size,
             timeouts,
             vips: BTreeMap::new(),
             vip_halves: [
@@ -177,6 +234,8 @@ impl Reconciler {
             vip_flipped_at: Instant::now()
                 .checked_sub(TABLE_GRACE)
                 .unwrap_or_else(Instant::now),
+            tables: TablePool::new(table_slots(maglev_size)),
+            members: MemberPool::new(MEMBER_SLOTS),
             backends: BTreeMap::new(),
             draining: BTreeMap::new(),
             drain: Duration::ZERO,
@@ -186,8 +245,9 @@ impl Reconciler {
             tx_ports: BTreeSet::new(),
             control: None,
             reserved_backend_ids: BTreeSet::new(),
-            table,
-            maglev_scratch: Box::new(MaglevScratch::new()),
+            scratch: Box::new(MaglevScratch::new()),
+            wide: Vec::new(),
+            entries: Vec::new(),
         }
     }
 
@@ -197,23 +257,42 @@ impl Reconciler {
         self
     }
 
+    pub fn maglev_size(&self) -> u32 {
+        self.maglev_size
+    }
+
     /// Takes what pinned maps hold as applied, so that a restarted xlb changes only what
-    /// differs: tables go into idle halves and flip, the control word is not touched when it
-    /// already says the right thing. No packet sees a gap.
+    /// differs: tables go into free slots and flip, the control word is not touched when it
+    /// already says the right thing. No packet sees a gap. The caller has checked that the
+    /// pinned tables have this reconciler's size.
     pub fn adopt(&mut self, pinned: PinnedState) {
         if pinned.vip_slots.len() == 2 * VIP_SLOTS as usize {
             let (a, b) = pinned.vip_slots.split_at(VIP_SLOTS as usize);
             self.vip_halves = [a.to_vec(), b.to_vec()];
         }
         let live = (pinned.control.vip_half & 1) as usize;
+        let m = self.maglev_size.max(1);
         for slot in self.vip_halves[live].iter().filter(|s| s.key.proto != 0) {
+            let table_slot = slot.value.ring / m;
+            let block = MemberBlock {
+                base: slot.value.members,
+                len: pinned
+                    .member_blocks
+                    .get(&slot.value.members)
+                    .copied()
+                    .unwrap_or(0),
+            };
+            self.tables.adopt(table_slot);
+            self.members.adopt(block);
             self.vips.insert(
                 slot.key,
                 AppliedVip {
                     id: slot.value.id,
                     value: slot.value,
-                    members: None,
-                    flipped_at: Instant::now(),
+                    table: None,
+                    table_slot,
+                    block,
+                    member_ids: Vec::new(),
                 },
             );
         }
@@ -265,12 +344,24 @@ impl Reconciler {
         self.backend_of(id).map(|key| key.real_server.ip())
     }
 
+    /// The table slot a service's entry points at, for tests and status.
+    pub fn table_of(&self, vip: &VipKey) -> Option<u32> {
+        self.vips.get(vip).map(|v| v.table_slot)
+    }
+
+    /// Table slots some service uses.
+    pub fn tables_in_use(&self) -> usize {
+        self.tables.in_use()
+    }
+
     pub fn apply(&mut self, w: &mut impl MapWriter, desired: &DesiredState) -> Result<Changes> {
         let mut changes = Changes::default();
         let applied = self.control.unwrap_or_default();
         let mut control = Control {
             hash_seed: self.hash_seed,
             vip_half: applied.vip_half & 1,
+            maglev_size: self.maglev_size,
+            _pad: 0,
             tcp_idle: self.timeouts.tcp_idle,
             udp_idle: self.timeouts.udp_idle,
         };
@@ -284,9 +375,137 @@ impl Reconciler {
             changes.control_written = true;
         }
 
-        // Backends, before any table names them. One going down is marked so only once no
-        // live table names it: until then a new connection hashed to it would be dropped.
-        let mut going_down: Vec<(BackendKey, u32, Backend)> = Vec::new();
+        let going_down = self.write_backends(w, desired, &mut changes)?;
+
+        // VIP addresses, before the VIP entries that use them.
+        for (addr, value) in &desired.vip_addrs {
+            if self.vip_addrs.get(addr) != Some(value) {
+                w.set_vip_addr(addr, *value)?;
+            }
+        }
+
+        // Removed services free their ids for added ones; they leave the VIP table at the
+        // flip, and their tables and member blocks retire with it.
+        let removed: Vec<VipKey> = self
+            .vips
+            .keys()
+            .filter(|key| !desired.vips.contains_key(*key))
+            .copied()
+            .collect();
+        for key in removed {
+            if let Some(vip) = self.vips.remove(&key) {
+                self.tables.release(vip.table_slot);
+                self.members.release(vip.block);
+                changes.vips_removed += 1;
+            }
+        }
+
+        // What each changed service needs; services whose table and members stay only have
+        // their entry's flags and claim brought up to date.
+        let mut plans: Vec<Plan> = Vec::new();
+        for (key, vip) in &desired.vips {
+            let (table, positions) = TableMembers::of(&vip.members);
+            let member_ids = positions
+                .iter()
+                .map(|&i| {
+                    let (ip, port, _) = vip.members[i];
+                    self.backend_id(key, (ip, port).into())
+                        .ok_or_else(|| anyhow!("backend {ip} port {port} has no id"))
+                })
+                .collect::<Result<Vec<u32>>>()?;
+            match self.vips.get_mut(key) {
+                Some(applied)
+                    if applied.table.as_ref() == Some(&table)
+                        && applied.member_ids == member_ids =>
+                {
+                    applied.value.flags = vip.flags;
+                    applied.value.claim = vip.claim;
+                }
+                _ => plans.push(Plan {
+                    key: *key,
+                    flags: vip.flags,
+                    claim: vip.claim,
+                    table,
+                    member_ids,
+                }),
+            }
+        }
+
+        // In batches: as many as there are free table slots and member entries, then a flip,
+        // after which what the batch replaced is free again.
+        let mut plans = plans.into_iter().peekable();
+        loop {
+            let now = Instant::now();
+            self.tables.reclaim(now, TABLE_GRACE);
+            self.members.reclaim(now, TABLE_GRACE);
+            let mut progressed = false;
+            while let Some(plan) = plans.peek() {
+                if !self.start_service(w, plan, &mut changes)? {
+                    break;
+                }
+                progressed = true;
+                plans.next();
+            }
+            self.flip(w, &mut control, &mut changes)?;
+            if plans.peek().is_none() {
+                break;
+            }
+            if !progressed && self.tables.retiring() == 0 && self.members.retiring() == 0 {
+                bail!(
+                    "out of Maglev table slots or member entries ({} tables in use): the config \
+                     is over the data plane's limits",
+                    self.tables.in_use()
+                );
+            }
+            wait_out_grace(self.vip_flipped_at);
+        }
+
+        let gone: Vec<Addr> = self
+            .vip_addrs
+            .keys()
+            .filter(|a| !desired.vip_addrs.contains_key(*a))
+            .copied()
+            .collect();
+        for addr in gone {
+            w.remove_vip_addr(&addr)?;
+        }
+        self.vip_addrs = desired.vip_addrs.clone();
+
+        if !going_down.is_empty() {
+            wait_out_grace(self.vip_flipped_at);
+            for (key, id, backend) in going_down {
+                w.set_backend(id, &backend)
+                    .with_context(|| format!("marking backend {} down", key.real_server))?;
+                self.backends.insert(key, (id, backend));
+                changes.backends_written += 1;
+            }
+        }
+
+        self.retire_backends(w, desired, &mut changes)?;
+
+        if self.control != Some(control) {
+            w.set_control(&control)?;
+            self.control = Some(control);
+            changes.control_written = true;
+        }
+        if desired.active && self.static_claim != Some(static_claim) {
+            w.set_claim(CLAIM_STATIC, &static_claim)?;
+            self.static_claim = Some(static_claim);
+            changes.control_written = true;
+        }
+        Ok(changes)
+    }
+
+    /// Backends, before any member block names them. One going down is marked so only once no
+    /// live table names it (returned, for after the flip): until then a new connection hashed
+    /// to it would be dropped.
+    fn write_backends(
+        &mut self,
+        w: &mut impl MapWriter,
+        desired: &DesiredState,
+        changes: &mut Changes,
+    ) -> Result<Vec<(BackendKey, u32, Backend)>> {
+        let mut going_down = Vec::new();
         for (key, backend) in &desired.backends {
             if let Some((id, applied, _)) = self.draining.remove(key) {
                 self.backends.insert(*key, (id, applied));
@@ -345,134 +564,150 @@ impl Reconciler {
             self.backends.insert(*key, (id, backend));
             changes.backends_written += 1;
         }
+        Ok(going_down)
+    }
 
-        // VIP addresses, before the VIP entries that use them.
-        for (addr, value) in &desired.vip_addrs {
-            if self.vip_addrs.get(addr) != Some(value) {
-                w.set_vip_addr(addr, *value)?;
+    /// Gives a service its new table and member block (written if new), and its entry for the
+    /// next flip. `false` when no table slot or member entries are free now.
+    fn start_service(
+        &mut self,
+        w: &mut impl MapWriter,
+        plan: &Plan,
+        changes: &mut Changes,
+    ) -> Result<bool> {
+        // An adopted service (its table unknown) gets a new table and block whatever they hold.
+        let applied = self.vips.get(&plan.key).filter(|a| a.table.is_some());
+        let same_table = applied.is_some_and(|a| a.table.as_ref() == Some(&plan.table));
+        let same_members = applied.is_some_and(|a| a.member_ids == plan.member_ids);
+        let block = if same_members {
+            applied.map(|a| a.block).unwrap_or_default()
+        } else {
+            match self.members.alloc(plan.member_ids.len() as u32) {
+                Some(block) => block,
+                None => return Ok(false),
             }
-        }
-
-        // Removed VIPs free their ids for added ones; they leave the VIP table at the flip.
-        let before = self.vips.len();
-        self.vips.retain(|key, _| desired.vips.contains_key(key));
-        changes.vips_removed = before - self.vips.len();
-
-        // Changed tables go into their idle halves; the VIPs will point at them after the flip.
-        let mut pending: Vec<(VipKey, AppliedVip)> = Vec::new();
-        for (key, vip) in &desired.vips {
-            let (id, index, live) = match self.vips.get(key) {
-                Some(applied) if applied.members.as_ref() == Some(&vip.members) => {
-                    // Same table; only the VIP entry may change.
-                    let value = VipValue {
-                        flags: vip.flags,
-                        claim: vip.claim,
-                        ..applied.value
-                    };
-                    if value != applied.value {
-                        pending.push((
-                            *key,
-                            AppliedVip {
-                                value,
-                                members: applied.members.clone(),
-                                ..*applied
-                            },
-                        ));
-                    }
-                    continue;
+        };
+        let table_slot = if same_table {
+            applied.map(|a| a.table_slot).unwrap_or_default()
+        } else {
+            match self.tables.acquire(&plan.table) {
+                Some(Acquired::Shared(slot)) => {
+                    changes.tables_shared += 1;
+                    slot
                 }
-                Some(applied) => {
-                    wait_out_grace(applied.flipped_at);
-                    let idle = applied.value.live_table ^ 1;
-                    (applied.id, applied.id * 2 + idle, idle)
+                Some(Acquired::Fresh(slot)) => {
+                    plan.table.build(
+                        self.maglev_size,
+                        &mut self.scratch,
+                        &mut self.wide,
+                        &mut self.entries,
+                    )?;
+                    w.write_table(slot, &self.entries)
+                        .with_context(|| format!("writing Maglev table {slot}"))?;
+                    changes.tables_written += 1;
+                    slot
                 }
                 None => {
-                    let id = lowest_free(
-                        self.vips
-                            .values()
-                            .map(|v| v.id)
-                            .chain(pending.iter().map(|(_, v)| v.id)),
-                        MAX_VIPS,
-                    )
-                    .ok_or_else(|| anyhow!("more than {MAX_VIPS} VIPs"))?;
-                    w.reset_counters(CounterKind::Vip, id)?;
-                    changes.vips_added += 1;
-                    (id, id * 2, 0)
+                    if !same_members {
+                        // Nothing names it yet: straight back to the free entries.
+                        self.members.cancel(block);
+                    }
+                    return Ok(false);
                 }
-            };
-            self.build_table(key, &vip.members)?;
-            w.write_table(index, &self.table)
-                .with_context(|| format!("writing the Maglev table of VIP {id}"))?;
-            changes.tables_written += 1;
-            let value = VipValue {
-                id,
-                flags: vip.flags,
-                live_table: live,
-                claim: vip.claim,
-            };
-            pending.push((
-                *key,
-                AppliedVip {
-                    id,
-                    value,
-                    members: Some(vip.members.clone()),
-                    flipped_at: Instant::now(),
-                },
-            ));
+            }
+        };
+        if !same_members {
+            w.write_members(block.base, &plan.member_ids)
+                .with_context(|| format!("writing the member block at {}", block.base))?;
         }
-        self.vips.extend(pending);
+        let id = match self.vips.get(&plan.key) {
+            Some(applied) => applied.id,
+            None => {
+                let id = lowest_free(self.vips.values().map(|v| v.id), MAX_SERVICES)
+                    .ok_or_else(|| anyhow!("more than {MAX_SERVICES} virtual services"))?;
+                w.reset_counters(CounterKind::Vip, id)?;
+                changes.vips_added += 1;
+                id
+            }
+        };
+        let value = VipValue {
+            id,
+            flags: plan.flags,
+            ring: table_slot * self.maglev_size,
+            members: block.base,
+            claim: plan.claim,
+        };
+        let adopted = self.vips.get(&plan.key).is_some_and(|a| a.table.is_none());
+        if let Some(old) = self.vips.insert(
+            plan.key,
+            AppliedVip {
+                id,
+                value,
+                table: Some(plan.table.clone()),
+                table_slot,
+                block,
+                member_ids: plan.member_ids.clone(),
+            },
+        ) {
+            if !same_table || adopted {
+                self.tables.release(old.table_slot);
+            }
+            if !same_members || adopted {
+                self.members.release(old.block);
+            }
+        }
+        Ok(true)
+    }
 
-        // The VIP table: write the idle half whole, then flip.
+    /// The VIP table: writes the idle half where it differs, then flips the halves.
+    fn flip(
+        &mut self,
+        w: &mut impl MapWriter,
+        control: &mut Control,
+        changes: &mut Changes,
+    ) -> Result<()> {
         let values: BTreeMap<VipKey, VipValue> =
             self.vips.iter().map(|(k, v)| (*k, v.value)).collect();
         let half = place_vips(&values)?;
         let live = (control.vip_half & 1) as usize;
-        if half != self.vip_halves[live] {
-            let idle = live ^ 1;
-            wait_out_grace(self.vip_flipped_at);
-            for (i, slot) in half.iter().enumerate() {
-                if self.vip_halves[idle][i] != *slot {
-                    let index = idle as u32 * VIP_SLOTS + i as u32;
-                    w.write_vip_slot(index, slot)
-                        .with_context(|| format!("writing VIP table slot {index}"))?;
-                    self.vip_halves[idle][i] = *slot;
-                }
-            }
-            control = Control {
-                vip_half: idle as u32,
-                ..control
-            };
-            w.set_control(&control)?;
-            self.control = Some(control);
-            changes.control_written = true;
-            let now = Instant::now();
-            self.vip_flipped_at = now;
-            for vip in self.vips.values_mut() {
-                vip.flipped_at = now;
+        if half == self.vip_halves[live] {
+            return Ok(());
+        }
+        let idle = live ^ 1;
+        wait_out_grace(self.vip_flipped_at);
+        for (i, slot) in half.iter().enumerate() {
+            if self.vip_halves[idle][i] != *slot {
+                let index = idle as u32 * VIP_SLOTS + i as u32;
+                w.write_vip_slot(index, slot)
+                    .with_context(|| format!("writing VIP table slot {index}"))?;
+                self.vip_halves[idle][i] = *slot;
             }
         }
-        let gone: Vec<Addr> = self
-            .vip_addrs
-            .keys()
-            .filter(|a| !desired.vip_addrs.contains_key(*a))
-            .copied()
-            .collect();
-        for addr in gone {
-            w.remove_vip_addr(&addr)?;
-        }
-        self.vip_addrs = desired.vip_addrs.clone();
+        *control = Control {
+            vip_half: idle as u32,
+            ..*control
+        };
+        // Tables and member blocks were written through memory the program reads: make them
+        // visible before the entries that point at them go live.
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        w.set_control(control)?;
+        self.control = Some(*control);
+        changes.control_written = true;
+        let now = Instant::now();
+        self.vip_flipped_at = now;
+        self.tables.flipped(now);
+        self.members.flipped(now);
+        Ok(())
+    }
 
-        if !going_down.is_empty() {
-            wait_out_grace(self.vip_flipped_at);
-            for (key, id, backend) in going_down {
-                w.set_backend(id, &backend)
-                    .with_context(|| format!("marking backend {} down", key.real_server))?;
-                self.backends.insert(key, (id, backend));
-                changes.backends_written += 1;
-            }
-        }
-
-        // Backends no longer configured: drained while their VIP stays, else cleared.
+    /// Backends no longer configured: drained while their VIP stays, else cleared; and the
+    /// ids adopted tables named, once no adopted table is left.
+    fn retire_backends(
+        &mut self,
+        w: &mut impl MapWriter,
+        desired: &DesiredState,
+        changes: &mut Changes,
+    ) -> Result<()> {
         let gone: Vec<BackendKey> = self
             .backends
             .keys()
@@ -505,10 +740,7 @@ impl Reconciler {
                 changes.backends_written += 1;
             }
         }
-
-        // Once no adopted table is left, the backend ids it named are free.
-        if !self.reserved_backend_ids.is_empty() && self.vips.values().all(|v| v.members.is_some())
-        {
+        if !self.reserved_backend_ids.is_empty() && self.vips.values().all(|v| v.table.is_some()) {
             let in_use: BTreeSet<u32> = self
                 .backends
                 .values()
@@ -523,18 +755,7 @@ impl Reconciler {
                 }
             }
         }
-
-        if self.control != Some(control) {
-            w.set_control(&control)?;
-            self.control = Some(control);
-            changes.control_written = true;
-        }
-        if desired.active && self.static_claim != Some(static_claim) {
-            w.set_claim(CLAIM_STATIC, &static_claim)?;
-            self.static_claim = Some(static_claim);
-            changes.control_written = true;
-        }
-        Ok(changes)
+        Ok(())
     }
 
     /// Keeps a VIP's totals whole when one of its backends goes away.
@@ -543,29 +764,6 @@ impl Reconciler {
             Some(vip) => w.fold_counters(id, vip.id),
             None => Ok(()),
         }
-    }
-
-    fn build_table(&mut self, vip: &VipKey, members: &[(IpAddr, u16, u32)]) -> Result<()> {
-        let mut backends = members
-            .iter()
-            .map(|(ip, port, weight)| {
-                let id = self
-                    .backend_id(vip, (*ip, *port).into())
-                    .ok_or_else(|| anyhow!("backend {ip} port {port} has no id"))?;
-                Ok(MaglevBackend {
-                    addr: addr_words(*ip),
-                    port: *port,
-                    weight: *weight,
-                    id,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        maglev::build(
-            &mut backends,
-            &mut self.maglev_scratch,
-            &mut self.table.entries,
-        )
-        .map_err(|e| anyhow!("building a Maglev table: {e}"))
     }
 }
 
@@ -576,11 +774,16 @@ mod tests {
     use super::*;
     use crate::service::{BackendPath, Protocol, RealServer, Service, desired};
 
+    const M: u32 = 251;
+
     #[derive(Debug, PartialEq, Eq)]
     enum Write {
         Backend(u32, bool),
+        /// A table slot written.
         Table(u32),
-        /// A VIP table slot: (half, VIP id and live table, or None for an empty slot).
+        /// A member block written: its start and backend ids.
+        Members(u32, Vec<u32>),
+        /// A VIP table slot: (half, service id and table slot, or None for an empty slot).
         VipSlot(u32, Option<(u32, u32)>),
         AddAddr,
         RemoveAddr,
@@ -599,12 +802,17 @@ mod tests {
             self.0.push(Write::Backend(id, b.flags != 0));
             Ok(())
         }
-        fn write_table(&mut self, index: u32, _: &MaglevTable) -> Result<()> {
-            self.0.push(Write::Table(index));
+        fn write_table(&mut self, table: u32, entries: &[u16]) -> Result<()> {
+            assert_eq!(entries.len(), M as usize);
+            self.0.push(Write::Table(table));
+            Ok(())
+        }
+        fn write_members(&mut self, base: u32, backends: &[u32]) -> Result<()> {
+            self.0.push(Write::Members(base, backends.to_vec()));
             Ok(())
         }
         fn write_vip_slot(&mut self, index: u32, slot: &VipSlot) -> Result<()> {
-            let value = (slot.key.proto != 0).then_some((slot.value.id, slot.value.live_table));
+            let value = (slot.key.proto != 0).then_some((slot.value.id, slot.value.ring / M));
             self.0.push(Write::VipSlot(index / VIP_SLOTS, value));
             Ok(())
         }
@@ -641,21 +849,29 @@ mod tests {
         udp_idle: 300 * 250,
     };
 
-    fn services(weights: &[u32]) -> Vec<Service> {
-        vec![Service {
-            vip: "10.0.0.100:80".parse().unwrap(),
+    fn reconciler() -> Reconciler {
+        Reconciler::new(1, M, TIMEOUTS)
+    }
+
+    fn service(port: u16, weights: &[u32]) -> Service {
+        Service {
+            vip: format!("10.0.0.100:{port}").parse().unwrap(),
             protocol: Protocol::Tcp,
             source_hash: false,
             real_servers: weights
                 .iter()
                 .enumerate()
                 .map(|(i, w)| RealServer {
-                    addr: format!("10.0.0.{}:80", i + 1).parse().unwrap(),
+                    addr: format!("10.0.0.{}:{port}", i + 1).parse().unwrap(),
                     weight: *w,
                     alive: true,
                 })
                 .collect(),
-        }]
+        }
+    }
+
+    fn services(weights: &[u32]) -> Vec<Service> {
+        vec![service(80, weights)]
     }
 
     fn paths(n: u8) -> HashMap<IpAddr, BackendPath> {
@@ -671,9 +887,13 @@ mod tests {
             .collect()
     }
 
+    fn tables_written(w: &Recorder) -> usize {
+        w.0.iter().filter(|w| matches!(w, Write::Table(_))).count()
+    }
+
     #[test]
     fn first_apply_writes_in_dependency_order() {
-        let mut r = Reconciler::new(1, TIMEOUTS);
+        let mut r = reconciler();
         let mut w = Recorder::default();
         r.apply(&mut w, &desired(&services(&[1, 1]), &paths(2), true))
             .unwrap();
@@ -685,6 +905,7 @@ mod tests {
                 Write::Backend(1, true),
                 Write::AddAddr,
                 Write::Table(0),
+                Write::Members(0, vec![0, 1]),
                 Write::VipSlot(1, Some((0, 0))),
                 Write::Control(1),
                 Write::Claim(0, 1),
@@ -694,7 +915,7 @@ mod tests {
 
     #[test]
     fn unchanged_state_writes_nothing() {
-        let mut r = Reconciler::new(1, TIMEOUTS);
+        let mut r = reconciler();
         let d = desired(&services(&[1, 1]), &paths(2), true);
         r.apply(&mut Recorder::default(), &d).unwrap();
         let mut w = Recorder::default();
@@ -704,7 +925,7 @@ mod tests {
 
     #[test]
     fn the_first_flip_after_adopting_writes_the_new_control_word() {
-        let mut r = Reconciler::new(7, TIMEOUTS);
+        let mut r = Reconciler::new(7, M, TIMEOUTS);
         r.adopt(PinnedState::default());
         let mut w = Recorder::default();
         r.apply(&mut w, &desired(&services(&[1, 1]), &paths(2), true))
@@ -714,6 +935,8 @@ mod tests {
             Some(Control {
                 hash_seed: 7,
                 vip_half: 1,
+                maglev_size: M,
+                _pad: 0,
                 tcp_idle: TIMEOUTS.tcp_idle,
                 udp_idle: TIMEOUTS.udp_idle,
             })
@@ -727,7 +950,7 @@ mod tests {
 
     #[test]
     fn resolving_backends_then_nothing_new_writes_nothing() {
-        let mut r = Reconciler::new(1, TIMEOUTS);
+        let mut r = reconciler();
         r.apply(
             &mut Recorder::default(),
             &desired(&services(&[1, 1]), &HashMap::new(), true),
@@ -745,8 +968,8 @@ mod tests {
     }
 
     #[test]
-    fn weight_change_writes_the_idle_half_then_flips() {
-        let mut r = Reconciler::new(1, TIMEOUTS);
+    fn a_weight_change_builds_a_spare_table_then_flips_and_frees_the_old_one() {
+        let mut r = reconciler();
         r.apply(
             &mut Recorder::default(),
             &desired(&services(&[1, 1]), &paths(2), true),
@@ -755,6 +978,7 @@ mod tests {
         let mut w = Recorder::default();
         r.apply(&mut w, &desired(&services(&[1, 3]), &paths(2), true))
             .unwrap();
+        // The same members (ids 0 and 1): their block stays; only the table is new.
         assert_eq!(
             w.0,
             vec![
@@ -763,23 +987,88 @@ mod tests {
                 Write::Control(0)
             ]
         );
+        thread::sleep(TABLE_GRACE);
         let mut w = Recorder::default();
         r.apply(&mut w, &desired(&services(&[2, 3]), &paths(2), true))
             .unwrap();
-        // Half 1 still holds the VIP pointing at table 0, from the first apply.
+        // Table 0 is free again; half 1 still holds slot 0 of the first apply: only the table
+        // and the control word.
         assert_eq!(w.0, vec![Write::Table(0), Write::Control(1)]);
+        assert_eq!(r.tables_in_use(), 1);
+    }
+
+    #[test]
+    fn services_with_the_same_reals_share_a_table_until_one_changes() {
+        let mut r = reconciler();
+        let both = [service(80, &[1, 2, 3]), service(443, &[1, 2, 3])];
+        let mut w = Recorder::default();
+        let changes = r.apply(&mut w, &desired(&both, &paths(3), true)).unwrap();
+        assert_eq!((changes.tables_written, changes.tables_shared), (1, 1));
+        assert_eq!(tables_written(&w), 1);
+        let (http, https) = (both[0].key(), both[1].key());
+        assert_eq!(r.table_of(&http), r.table_of(&https));
+        // Each keeps its own backends: two member blocks.
+        let blocks: Vec<&Write> =
+            w.0.iter()
+                .filter(|w| matches!(w, Write::Members(..)))
+                .collect();
+        assert_eq!(
+            blocks,
+            vec![
+                &Write::Members(0, vec![0, 1, 2]),
+                &Write::Members(3, vec![3, 4, 5])
+            ]
+        );
+
+        let split = [service(80, &[1, 2, 3]), service(443, &[1, 2, 5])];
+        let mut w = Recorder::default();
+        r.apply(&mut w, &desired(&split, &paths(3), true)).unwrap();
+        assert_eq!(tables_written(&w), 1);
+        assert_ne!(r.table_of(&http), r.table_of(&https));
+        assert_eq!(r.tables_in_use(), 2);
+
+        let mut w = Recorder::default();
+        r.apply(&mut w, &desired(&both, &paths(3), true)).unwrap();
+        assert_eq!(tables_written(&w), 0, "back to the shared table");
+        assert_eq!(r.table_of(&http), r.table_of(&https));
+    }
+
+    #[test]
+    fn more_changes_than_spare_tables_apply_in_batches() {
+        let mut r = reconciler();
+        r.tables = TablePool::new(6);
+        let many: Vec<Service> = (0..4)
+            .map(|i| service(1000 + i, &[1, 1 + i as u32]))
+            .collect();
+        r.apply(&mut Recorder::default(), &desired(&many, &paths(2), true))
+            .unwrap();
+        assert_eq!(r.tables_in_use(), 4);
+        // Every table changes; two free slots at a time.
+        let changed: Vec<Service> = (0..4)
+            .map(|i| service(1000 + i, &[2, 1 + i as u32]))
+            .collect();
+        let mut w = Recorder::default();
+        r.apply(&mut w, &desired(&changed, &paths(2), true))
+            .unwrap();
+        assert_eq!(tables_written(&w), 4);
+        let flips =
+            w.0.iter()
+                .filter(|w| matches!(w, Write::Control(_)))
+                .count();
+        assert_eq!(flips, 2, "{:?}", w.0);
+        assert_eq!(r.tables_in_use(), 4);
     }
 
     #[test]
     fn a_restart_adopts_pinned_state_without_a_gap() {
         let d = desired(&services(&[1, 1]), &paths(2), true);
-        let mut first = Reconciler::new(1, TIMEOUTS);
+        let mut first = reconciler();
         first.apply(&mut Recorder::default(), &d).unwrap();
         let vip_slots: Vec<VipSlot> = first.vip_halves.concat();
         let backends: Vec<(u32, Backend)> = first.backends.values().copied().collect();
         let control = first.control.unwrap();
 
-        let mut restarted = Reconciler::new(1, TIMEOUTS);
+        let mut restarted = reconciler();
         restarted.adopt(PinnedState {
             vip_slots,
             vip_addrs: first.vip_addrs.clone().into_iter().collect(),
@@ -787,16 +1076,18 @@ mod tests {
             backends: backends.clone(),
             max_generation: 2,
             control,
+            member_blocks: BTreeMap::from([(0, 2)]),
         });
         let mut w = Recorder::default();
         restarted.apply(&mut w, &d).unwrap();
-        // Backends keep their ids and generations (remembered flows stay valid); the table is
-        // rewritten into the idle half and flipped; the control word and the VIP address are
-        // left alone.
+        // Backends keep their ids and generations (remembered flows stay valid); the table and
+        // the member block go into free space and flip; the control word and the VIP address
+        // are left alone.
         assert_eq!(
             w.0,
             vec![
                 Write::Table(1),
+                Write::Members(2, vec![0, 1]),
                 Write::VipSlot(0, Some((0, 1))),
                 Write::Control(0)
             ]
@@ -813,7 +1104,7 @@ mod tests {
 
     #[test]
     fn a_removed_real_server_drains_then_clears() {
-        let mut r = Reconciler::new(1, TIMEOUTS).with_drain(Duration::from_millis(30));
+        let mut r = reconciler().with_drain(Duration::from_millis(30));
         let mut w = Recorder::default();
         r.apply(&mut w, &desired(&services(&[1, 1]), &paths(2), true))
             .unwrap();
@@ -831,8 +1122,8 @@ mod tests {
     }
 
     #[test]
-    fn a_dead_real_server_is_marked_down_at_once() {
-        let mut r = Reconciler::new(1, TIMEOUTS).with_drain(Duration::from_secs(60));
+    fn a_dead_real_server_is_marked_down_after_the_flip() {
+        let mut r = reconciler().with_drain(Duration::from_secs(60));
         let mut w = Recorder::default();
         r.apply(&mut w, &desired(&services(&[1, 1]), &paths(2), true))
             .unwrap();
@@ -845,6 +1136,7 @@ mod tests {
             w.0,
             vec![
                 Write::Table(1),
+                Write::Members(2, vec![0]),
                 Write::VipSlot(0, Some((0, 1))),
                 Write::Control(0),
                 Write::Backend(1, false)
@@ -854,7 +1146,7 @@ mod tests {
 
     #[test]
     fn a_reused_id_gets_a_new_generation() {
-        let mut r = Reconciler::new(1, TIMEOUTS);
+        let mut r = reconciler();
         let mut w = Recorder::default();
         r.apply(&mut w, &desired(&services(&[1, 1]), &paths(2), true))
             .unwrap();
@@ -883,7 +1175,7 @@ mod tests {
 
     #[test]
     fn deactivation_flips_control_first_and_removal_cleans_up() {
-        let mut r = Reconciler::new(1, TIMEOUTS);
+        let mut r = reconciler();
         r.apply(
             &mut Recorder::default(),
             &desired(&services(&[1, 1]), &paths(2), true),
@@ -902,5 +1194,37 @@ mod tests {
                 Write::Backend(1, false),
             ]
         );
+        assert_eq!(r.tables_in_use(), 0);
+    }
+
+    #[test]
+    fn robin_hood_places_4096_services_the_same_way_whatever_the_order() {
+        use rand::{Rng as _, SeedableRng as _};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        for _ in 0..20 {
+            let vips: BTreeMap<VipKey, VipValue> = (0..MAX_SERVICES)
+                .map(|i| {
+                    let key = VipKey {
+                        addr: lb_common::v4_mapped(rng.r#gen()),
+                        port: rng.r#gen(),
+                        proto: 6,
+                        _pad: 0,
+                    };
+                    (
+                        key,
+                        VipValue {
+                            id: i,
+                            ..VipValue::default()
+                        },
+                    )
+                })
+                .collect();
+            let half = place_vips(&vips).expect("placed within the probe limit");
+            assert_eq!(half.iter().filter(|s| s.key.proto != 0).count(), vips.len());
+            for (i, slot) in half.iter().enumerate().filter(|(_, s)| s.key.proto != 0) {
+                let distance = (i as u32).wrapping_sub(slot.key.home_slot()) & (VIP_SLOTS - 1);
+                assert!(distance < VIP_PROBES);
+            }
+        }
     }
 }

@@ -26,6 +26,15 @@ impl Protocol {
     }
 }
 
+impl From<lb_config::Protocol> for Protocol {
+    fn from(p: lb_config::Protocol) -> Self {
+        match p {
+            lb_config::Protocol::Tcp => Protocol::Tcp,
+            lb_config::Protocol::Udp => Protocol::Udp,
+        }
+    }
+}
+
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

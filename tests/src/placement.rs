@@ -4,42 +4,29 @@
 
 use std::net::Ipv4Addr;
 
-use lb_common::{
-    MAGLEV_TABLE_SIZE, PROTO_TCP,
-    hash::{Flow, table_slot},
-    maglev::{self, MaglevBackend, MaglevScratch},
-};
-use lb_userspace::{cli::run::DEFAULT_HASH_SEED, service::addr_words};
+use lb_common::{DEFAULT_MAGLEV_TABLE_SIZE, PROTO_TCP, hash::Flow};
+use lb_userspace::{cli::run::DEFAULT_HASH_SEED, service::addr_words, tables::ServiceTable};
 
 /// One VIP's Maglev table over a set of real servers.
 pub struct Placement {
     vip: Ipv4Addr,
     vip_port: u16,
     members: Vec<Ipv4Addr>,
-    table: Vec<u32>,
+    table: ServiceTable,
 }
 
 impl Placement {
     /// `members`: (real server address, port, weight), as the config lists them.
     pub fn new(vip: Ipv4Addr, vip_port: u16, members: &[(Ipv4Addr, u16, u32)]) -> Self {
-        let mut backends: Vec<MaglevBackend> = members
+        let live: Vec<_> = members
             .iter()
-            .enumerate()
-            .map(|(i, (ip, port, weight))| MaglevBackend {
-                addr: addr_words((*ip).into()),
-                port: *port,
-                weight: *weight,
-                id: i as u32,
-            })
+            .map(|(ip, port, weight)| ((*ip).into(), *port, *weight))
             .collect();
-        let mut scratch = Box::new(MaglevScratch::new());
-        let mut table = vec![0; MAGLEV_TABLE_SIZE];
-        maglev::build(&mut backends, &mut scratch, &mut table).expect("a valid Maglev input");
         Self {
             vip,
             vip_port,
             members: members.iter().map(|m| m.0).collect(),
-            table,
+            table: ServiceTable::new(&live, DEFAULT_MAGLEV_TABLE_SIZE).expect("a valid table"),
         }
     }
 
@@ -52,7 +39,7 @@ impl Placement {
             dst_port: self.vip_port.to_be(),
             proto: PROTO_TCP,
         };
-        let id = self.table[table_slot(flow.hash(DEFAULT_HASH_SEED, false)) as usize];
-        self.members.get(id as usize).copied()
+        let member = self.table.place(flow.hash(DEFAULT_HASH_SEED, false))?;
+        self.members.get(member).copied()
     }
 }

@@ -4,15 +4,12 @@
 use std::{collections::HashMap, net::IpAddr};
 
 use aya::programs::{TestRun as _, TestRunOptions};
-use lb_common::{
-    Claim, FlowEvent, MAGLEV_TABLE_SIZE, Outcome,
-    hash::Flow,
-    maglev::{self, MaglevBackend, MaglevScratch},
-};
+use lb_common::{Claim, DEFAULT_MAGLEV_TABLE_SIZE, FlowEvent, Outcome, hash::Flow};
 use lb_userspace::{
     dataplane::{Dataplane, LoadOptions},
     reconcile::{FlowTimeouts, Reconciler},
     service::{BackendPath, Protocol, RealServer, Service, addr_words, desired},
+    tables::ServiceTable,
 };
 use rand::{Rng as _, SeedableRng as _};
 use xlb_tests::packet::{self, DIRECTOR_MAC, L4, PacketSpec};
@@ -91,6 +88,7 @@ impl Harness {
             None,
             LoadOptions {
                 flow_table_size: 1 << 16,
+                maglev_size: DEFAULT_MAGLEV_TABLE_SIZE,
             },
         )
         .expect("loading the XDP program (run as root)");
@@ -100,7 +98,7 @@ impl Harness {
         };
         let mut h = Self {
             dp,
-            reconciler: Reconciler::new(SEED, timeouts),
+            reconciler: Reconciler::new(SEED, DEFAULT_MAGLEV_TABLE_SIZE, timeouts),
             services,
             paths,
         };
@@ -153,33 +151,40 @@ impl Harness {
         out[0..6].try_into().unwrap()
     }
 
-    /// The backend lb-common predicts for a flow: same hash, same table, computed in userspace.
+    /// The backend userspace predicts for a flow: same hash, same table, same builder.
     fn predict(&self, flow: &Flow, service: &Service) -> IpAddr {
-        let table = self.table_of(service);
-        let id = table[lb_common::hash::table_slot(flow.hash(SEED, service.source_hash)) as usize];
-        self.reconciler.backend_ip(id).unwrap()
+        self.table_of(service)
+            .place(flow.hash(SEED, service.source_hash))
+            .unwrap()
     }
 
-    /// The Maglev table of a service as lb-common builds it, with the reconciler's backend ids.
-    fn table_of(&self, service: &Service) -> Vec<u32> {
-        let mut backends: Vec<MaglevBackend> = service
-            .real_servers
+    /// The Maglev table of a service as the reconciler builds it.
+    fn table_of(&self, service: &Service) -> Predicted {
+        let live: Vec<&RealServer> = service.real_servers.iter().filter(|rs| rs.alive).collect();
+        let members: Vec<(IpAddr, u16, u32)> = live
             .iter()
-            .map(|rs| MaglevBackend {
-                addr: addr_words(rs.addr.ip()),
-                port: rs.addr.port(),
-                weight: rs.weight,
-                id: self.reconciler.backend_id(&service.key(), rs.addr).unwrap(),
-            })
+            .map(|rs| (rs.addr.ip(), rs.addr.port(), rs.weight))
             .collect();
-        let mut scratch = Box::new(MaglevScratch::new());
-        let mut table = vec![0; MAGLEV_TABLE_SIZE];
-        maglev::build(&mut backends, &mut scratch, &mut table).unwrap();
-        table
+        Predicted {
+            table: ServiceTable::new(&members, DEFAULT_MAGLEV_TABLE_SIZE).unwrap(),
+            ips: live.iter().map(|rs| rs.addr.ip()).collect(),
+        }
     }
 
     fn mac_of(&self, ip: IpAddr) -> [u8; 6] {
         self.paths[&ip].mac
+    }
+}
+
+/// A service's table with the address of each member it may name.
+struct Predicted {
+    table: ServiceTable,
+    ips: Vec<IpAddr>,
+}
+
+impl Predicted {
+    fn place(&self, hash: u32) -> Option<IpAddr> {
+        self.table.place(hash).map(|i| self.ips[i])
     }
 }
 
@@ -557,8 +562,7 @@ fn kernel_and_userspace_agree_on_10000_flows() {
         let table = tables
             .entry(service.key())
             .or_insert_with(|| h.table_of(&service));
-        let slot = lb_common::hash::table_slot(flow_of(&spec).hash(SEED, false));
-        let want = h.reconciler.backend_ip(table[slot as usize]).unwrap();
+        let want = table.place(flow_of(&spec).hash(SEED, false)).unwrap();
         let (action, out) = h.run(&spec.build());
         assert_eq!(action, XDP_TX);
         assert_eq!(&out[0..6], &h.mac_of(want), "flow {i}: {spec:?}");
@@ -688,8 +692,8 @@ fn moved_flows(h: &Harness, old: &Service, new: &Service, n: usize) -> Vec<Packe
     (1024u16..)
         .map(|port| PacketSpec::new("192.0.2.9", "10.0.0.100", port, 80, L4::Tcp).established())
         .filter(|spec| {
-            let slot = lb_common::hash::table_slot(flow_of(spec).hash(SEED, false)) as usize;
-            h.reconciler.backend_ip(old_table[slot]) != h.reconciler.backend_ip(new_table[slot])
+            let hash = flow_of(spec).hash(SEED, false);
+            old_table.place(hash) != new_table.place(hash)
         })
         .take(n)
         .collect()
@@ -721,7 +725,8 @@ fn established_flows_keep_their_backend_when_the_table_changes() {
     let fresh = PacketSpec::new("192.0.2.10", "10.0.0.100", 999, 80, L4::Tcp);
     let want = h.predict(&flow_of(&fresh), &new);
     assert_eq!(h.forwarded_to(&fresh.build()), h.mac_of(want));
-    assert_eq!(h.flow_event(FlowEvent::New), 51);
+    assert_eq!(h.flow_event(FlowEvent::New), 50);
+    assert_eq!(h.flow_event(FlowEvent::Syn), 1);
     assert_eq!(h.flow_event(FlowEvent::BackendGone), 0);
 }
 

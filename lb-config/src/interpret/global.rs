@@ -1,6 +1,6 @@
 //! `global_defs { ... }`.
 
-use crate::model::{GlobalDefs, Timer};
+use crate::model::{GlobalDefs, Origin, Timer};
 use crate::syntax::Statement;
 
 use super::Reader;
@@ -109,6 +109,22 @@ pub(super) fn global_defs(r: &mut Reader<'_>, st: &Statement, g: &mut GlobalDefs
             "vrrp_garp_master_refresh_repeat" => {
                 if let Some(n) = r.u32(st, 1, 10000) {
                     g.vrrp_garp_master_refresh_repeat = n;
+                }
+            }
+            // xlb's own: keepalived logs an unknown keyword and carries on.
+            "xlb_maglev_table_size" => {
+                let sizes = lb_common::MAGLEV_TABLE_SIZES
+                    .map(|n| n.to_string())
+                    .join(", ");
+                let expected = format!("a Maglev table size (a prime: one of {sizes})");
+                if let Some(arg) = r.value(st, &expected) {
+                    match arg.text.parse::<u32>() {
+                        Ok(n) if lb_common::MAGLEV_TABLE_SIZES.contains(&n) => {
+                            g.xlb_maglev_table_size = n;
+                            g.xlb_maglev_table_size_origin = Origin(Some(st.span.clone()));
+                        }
+                        _ => r.bad(st, arg, &expected),
+                    }
                 }
             }
             // Still checked: a missing number here is the same slip as anywhere else.

@@ -4,15 +4,23 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 
-/// Prints the effective config (every default filled in), or its errors.
+/// Prints the effective config (every default filled in), or its errors; on stderr, what it
+/// asks of the data plane and the kernel memory that costs.
 pub fn check(path: &Path, json: bool) -> Result<()> {
-    let loaded = super::load_config(path)?;
+    let checked = super::load_config(path)?;
+    let config = &checked.loaded.config;
     if json {
-        let text =
-            serde_json::to_string_pretty(&loaded.config).context("serializing the config")?;
+        let text = serde_json::to_string_pretty(config).context("serializing the config")?;
         println!("{text}");
     } else {
-        print!("{}", loaded.config);
+        print!("{config}");
     }
+    let cpus = aya::util::nr_cpus().map(|n| n.max(1)).unwrap_or(1);
+    let memory = crate::capacity::memory(
+        checked.usage.maglev_size,
+        cpus,
+        lb_common::DEFAULT_FLOW_TABLE_SIZE,
+    );
+    eprint!("{}", checked.usage.summary(&memory, cpus));
     Ok(())
 }

@@ -9,20 +9,38 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 
-/// Reads and validates a config file; every error is printed, the warnings are logged.
-pub fn load_config(path: &Path) -> Result<lb_config::Loaded> {
-    match lb_config::load(path) {
-        Ok(loaded) => {
-            for w in &loaded.warnings {
-                log::warn!("{w}");
-            }
-            Ok(loaded)
-        }
+/// A config that parsed and fits the data plane.
+pub struct Checked {
+    pub loaded: lb_config::Loaded,
+    pub usage: crate::capacity::Usage,
+}
+
+/// Reads and validates a config file, and checks it against the data plane's limits; every
+/// error is printed, the warnings are logged.
+pub fn load_config(path: &Path) -> Result<Checked> {
+    let loaded = match lb_config::load(path) {
+        Ok(loaded) => loaded,
         Err(errors) => {
             for d in &errors.diagnostics {
                 eprintln!("{d}");
             }
             bail!("{}: {} error(s)", path.display(), errors.error_count())
+        }
+    };
+    for w in &loaded.warnings {
+        log::warn!("{w}");
+    }
+    match crate::capacity::check(&loaded.config) {
+        Ok(usage) => Ok(Checked { loaded, usage }),
+        Err(over) => {
+            for e in &over {
+                eprintln!("{e}");
+            }
+            bail!(
+                "{}: {} error(s): over the data plane's limits",
+                path.display(),
+                over.len()
+            )
         }
     }
 }

@@ -60,10 +60,10 @@ pub struct DaemonOptions {
 
 /// `xlb run`: validates, claims the interface, serves until SIGTERM or SIGINT.
 pub async fn run(opts: DaemonOptions) -> Result<()> {
-    let loaded = crate::cli::load_config(&opts.config)?;
+    let checked = crate::cli::load_config(&opts.config)?;
     let ifindex = interface_index(opts.paths.interface.as_str())?;
     let bpffs = Bpffs::ensure(&opts.paths.bpffs)?;
-    let result = run_on_bpffs(&opts, loaded.config, ifindex).await;
+    let result = run_on_bpffs(&opts, checked.loaded.config, ifindex).await;
     bpffs.release();
     result
 }
@@ -96,6 +96,7 @@ async fn run_locked(opts: &DaemonOptions, config: Config, ifindex: u32) -> Resul
         Some(pin_dir),
         LoadOptions {
             flow_table_size: opts.flow_table_size,
+            maglev_size: config.global_defs.xlb_maglev_table_size,
         },
     )?;
     let (events_tx, events) = mpsc::channel(1024);
@@ -171,13 +172,19 @@ struct PendingReload {
     waiters: Vec<oneshot::Sender<Response>>,
 }
 
-/// Reads the config on a blocking thread, within [`RELOAD_DEADLINE`].
-fn start_reload(path: &Path) -> JoinHandle<Result<Config, Vec<String>>> {
+/// Reads the config on a blocking thread, within [`RELOAD_DEADLINE`], and checks it against
+/// the data plane's limits and the running table size.
+fn start_reload(path: &Path, maglev_size: u32) -> JoinHandle<Result<Config, Vec<String>>> {
     let path = path.to_path_buf();
     tokio::spawn(async move {
         let read = tokio::task::spawn_blocking({
             let path = path.clone();
-            move || lb_config::load(&path)
+            move || {
+                lb_config::load(&path).map(|loaded| {
+                    let fits = crate::capacity::check(&loaded.config);
+                    (loaded, fits)
+                })
+            }
         });
         match tokio::time::timeout(RELOAD_DEADLINE, read).await {
             Err(_) => Err(vec![format!(
@@ -187,7 +194,21 @@ fn start_reload(path: &Path) -> JoinHandle<Result<Config, Vec<String>>> {
             Ok(Err(e)) => Err(vec![format!("{}: reading failed: {e}", path.display())]),
             // Already capped by lb-config, with a last line that counts the rest.
             Ok(Ok(Err(errors))) => Err(errors.errors().map(|d| d.to_string()).collect()),
-            Ok(Ok(Ok(loaded))) => {
+            Ok(Ok(Ok((_, Err(over))))) => Err(over.iter().map(|e| e.to_string()).collect()),
+            Ok(Ok(Ok((loaded, Ok(_))))) => {
+                let wanted = loaded.config.global_defs.xlb_maglev_table_size;
+                if wanted != maglev_size {
+                    let at = loaded
+                        .config
+                        .global_defs
+                        .xlb_maglev_table_size_origin
+                        .span()
+                        .map(|s| format!("{s}: "))
+                        .unwrap_or_default();
+                    return Err(vec![format!(
+                        "{at}error: found xlb_maglev_table_size {wanted}, expected {maglev_size}                          as running: a new table size moves most flows and needs a restart"
+                    )]);
+                }
                 for w in &loaded.warnings {
                     warn!("{w}");
                 }
@@ -221,8 +242,9 @@ async fn serve(
     };
     // A real server taken out of the config keeps the connections it has for as long as an idle
     // one would be remembered.
-    let mut reconciler =
-        Reconciler::new(opts.hash_seed, timeouts).with_drain(opts.tcp_idle.max(opts.udp_idle));
+    let maglev_size = dp.maglev_size();
+    let mut reconciler = Reconciler::new(opts.hash_seed, maglev_size, timeouts)
+        .with_drain(opts.tcp_idle.max(opts.udp_idle));
     let pinned = dp.pinned_state()?;
     let live = (pinned.control.vip_half & 1) as usize * lb_common::VIP_SLOTS as usize;
     let adopted = pinned
@@ -299,7 +321,7 @@ async fn serve(
                     None => {
                         info!("SIGHUP: reloading {}", opts.config.display());
                         reload = Some(PendingReload {
-                            task: start_reload(&opts.config),
+                            task: start_reload(&opts.config, maglev_size),
                             waiters: Vec::new(),
                         });
                     }
@@ -311,7 +333,7 @@ async fn serve(
                     None => {
                         info!("reload asked on the control socket");
                         reload = Some(PendingReload {
-                            task: start_reload(&opts.config),
+                            task: start_reload(&opts.config, maglev_size),
                             waiters: vec![incoming.reply],
                         });
                     }

@@ -3,6 +3,7 @@
 //! Nothing but the reconciler writes to these maps; the status path only reads the counters.
 
 mod clock;
+mod mapped;
 pub mod pins;
 mod stats;
 
@@ -23,9 +24,10 @@ use aya::{
 };
 pub use clock::{Clock, JiffiesClock};
 use lb_common::{
-    Addr, Backend, CLAIM_STATIC, Claim, Control, Counters, DEFAULT_FLOW_TABLE_SIZE, MaglevTable,
-    VipAddrValue, VipSlot, names,
+    Addr, Backend, CLAIM_STATIC, Claim, Control, Counters, DEFAULT_FLOW_TABLE_SIZE,
+    DEFAULT_MAGLEV_TABLE_SIZE, MemberSlot, NO_MEMBER, VipAddrValue, VipSlot, names, ring_chunks,
 };
+pub use mapped::MappedArray;
 use pins::{LINK_PIN, MAP_NAMES, PROGRAM_PIN};
 pub use stats::{BackendStats, Stats, VipStats};
 
@@ -40,13 +42,17 @@ pub static FLOOR_OBJECT: &[u8] =
 /// The loaded program and handles on each of its maps.
 pub struct Dataplane {
     ebpf: Ebpf,
-    vips: Array<MapData, VipSlot>,
+    vips: MappedArray<VipSlot>,
     vip_addrs: HashMap<MapData, Addr, VipAddrValue>,
     claims: Array<MapData, Claim>,
     /// Another descriptor of the claims map, for [`Dataplane::claims_handle`].
     claims_fd: std::os::fd::OwnedFd,
-    tables: Array<MapData, MaglevTable>,
+    /// Every Maglev table's entries, end to end.
+    rings: MappedArray<u16>,
+    members: MappedArray<MemberSlot>,
     backends: Array<MapData, Backend>,
+    /// The same map, for reading every entry at once.
+    backend_entries: MappedArray<Backend>,
     tx_ports: DevMapHash<MapData>,
     control: Array<MapData, Control>,
     vip_stats: PerCpuArray<MapData, Counters>,
@@ -54,6 +60,7 @@ pub struct Dataplane {
     outcomes: PerCpuArray<MapData, u64>,
     flow_events: PerCpuArray<MapData, u64>,
     clock: Clock,
+    maglev_size: u32,
     pin_dir: Option<PathBuf>,
     attached: Option<String>,
 }
@@ -63,14 +70,44 @@ pub struct Dataplane {
 pub struct LoadOptions {
     /// Entries of the flow table (connection tracking). A pinned table keeps its size.
     pub flow_table_size: u32,
+    /// Entries of every Maglev table (one of [`lb_common::MAGLEV_TABLE_SIZES`]).
+    pub maglev_size: u32,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         Self {
             flow_table_size: DEFAULT_FLOW_TABLE_SIZE,
+            maglev_size: DEFAULT_MAGLEV_TABLE_SIZE,
         }
     }
+}
+
+/// An array map of the object, mapped into this process.
+fn take_mapped<T: Copy>(ebpf: &mut Ebpf, name: &str) -> Result<MappedArray<T>> {
+    match ebpf.take_map(name) {
+        Some(aya::maps::Map::Array(data)) => MappedArray::new(data, name),
+        Some(_) => bail!("map {name} is not an array"),
+        None => bail!("the XDP object has no map {name}"),
+    }
+}
+
+/// Another handle on a map of the object (aya hands each map out once).
+fn reopen(ebpf: &Ebpf, name: &str) -> Result<MapData> {
+    use std::os::fd::AsFd as _;
+    let map = ebpf
+        .map(name)
+        .ok_or_else(|| anyhow!("the XDP object has no map {name}"))?;
+    let data = match map {
+        aya::maps::Map::Array(data) => data,
+        _ => bail!("map {name} is not an array"),
+    };
+    let fd = data
+        .fd()
+        .as_fd()
+        .try_clone_to_owned()
+        .with_context(|| format!("duplicating map {name}"))?;
+    MapData::from_fd(fd).with_context(|| format!("opening map {name}"))
 }
 
 fn take<T>(ebpf: &mut Ebpf, name: &str) -> Result<T>
@@ -83,12 +120,11 @@ where
     T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
 }
 
-/// Removes pins whose layout differs from what this program declares (left by another
-/// version): key, value or entry count. Their contents are lost, which costs a restart its
-/// hitlessness, never its correctness. The flow table's size is the operator's (a pinned one
-/// keeps it), so only its key and value are compared.
-fn drop_incompatible_pins(dir: &Path) -> Result<()> {
-    let object = aya_obj::Object::parse(XLB_OBJECT).context("parsing the XDP object")?;
+/// Whether the pins in `dir` were made by a program with these maps: key, value and entry
+/// counts as this object declares them (the ring map as `ring_entries` says; the flow table's
+/// size is the operator's, and a pinned one keeps it). `Err` names the first that differs.
+fn pins_fit(dir: &Path, ring_entries: u32, maglev_size: u32) -> Result<(), String> {
+    let object = aya_obj::Object::parse(XLB_OBJECT).map_err(|e| format!("parsing: {e}"))?;
     for name in MAP_NAMES {
         let path = dir.join(name);
         if !path.exists() {
@@ -97,24 +133,44 @@ fn drop_incompatible_pins(dir: &Path) -> Result<()> {
         let declared = object
             .maps
             .get(name)
-            .ok_or_else(|| anyhow!("the XDP object has no map {name}"))?;
-        let fits = match aya::maps::MapInfo::from_pin(&path) {
-            Ok(pinned) => {
-                pinned.key_size() == declared.key_size()
-                    && pinned.value_size() == declared.value_size()
-                    && (name == names::FLOWS || pinned.max_entries() == declared.max_entries())
-            }
-            Err(_) => false,
+            .ok_or_else(|| format!("the XDP object has no map {name}"))?;
+        let entries = match name {
+            names::RINGS => ring_entries,
+            _ => declared.max_entries(),
         };
+        let pinned = aya::maps::MapInfo::from_pin(&path).map_err(|e| format!("{name}: {e}"))?;
+        if name == names::CONTROL
+            && let Some(pinned_size) = pinned_maglev_size(&path)
+            && pinned_size != 0
+            && pinned_size != maglev_size
+        {
+            return Err(format!(
+                "its Maglev tables have {pinned_size} entries, the config asks for {maglev_size}"
+            ));
+        }
+        let fits = pinned.key_size() == declared.key_size()
+            && pinned.value_size() == declared.value_size()
+            && (name == names::FLOWS || pinned.max_entries() == entries);
         if !fits {
-            log::warn!(
-                "{}: pinned by an xlb with another map layout; replacing it",
-                path.display()
-            );
-            let _ = fs::remove_file(&path);
+            return Err(format!(
+                "{name} has another layout (key {} value {} entries {}; this xlb: {} {} {})",
+                pinned.key_size(),
+                pinned.value_size(),
+                pinned.max_entries(),
+                declared.key_size(),
+                declared.value_size(),
+                entries
+            ));
         }
     }
     Ok(())
+}
+
+/// The table size the control word pinned at `path` records, if it can be read.
+fn pinned_maglev_size(path: &Path) -> Option<u32> {
+    let data = MapData::from_pin(path).ok()?;
+    let control: Array<MapData, Control> = Array::try_from(aya::maps::Map::Array(data)).ok()?;
+    control.get(&0, 0).ok().map(|c| c.maglev_size)
 }
 
 impl Dataplane {
@@ -123,12 +179,22 @@ impl Dataplane {
     pub fn load(pin_dir: Option<&Path>, options: LoadOptions) -> Result<Self> {
         bump_memlock_rlimit();
         let mut loader = EbpfLoader::new();
+        let ring_entries = ring_chunks(options.maglev_size);
         loader.map_max_entries(names::FLOWS, options.flow_table_size.max(1));
+        loader.map_max_entries(names::RINGS, ring_entries);
         let paths: Vec<(&str, PathBuf)> = match pin_dir {
             Some(dir) => {
                 fs::create_dir_all(dir)
                     .with_context(|| format!("creating pin directory {}", dir.display()))?;
-                drop_incompatible_pins(dir)?;
+                // Pins of another layout (another xlb version, another table size) cannot be
+                // adopted piecemeal: maps that point into each other must agree.
+                if let Err(why) = pins_fit(dir, ring_entries, options.maglev_size) {
+                    log::warn!(
+                        "not adopting the pins in {}: {why}; starting clean",
+                        dir.display()
+                    );
+                    pins::remove_pin_set(dir)?;
+                }
                 MAP_NAMES.iter().map(|n| (*n, dir.join(n))).collect()
             }
             None => Vec::new(),
@@ -153,11 +219,14 @@ impl Dataplane {
                 .with_context(|| format!("pinning the program at {}", prog_pin.display()))?;
         }
         let clock = Clock::load(&mut ebpf)?;
+        let backend_entries = MappedArray::new(reopen(&ebpf, names::BACKENDS)?, names::BACKENDS)?;
         Ok(Self {
-            vips: take(&mut ebpf, names::VIPS)?,
+            vips: take_mapped(&mut ebpf, names::VIPS)?,
             vip_addrs: take(&mut ebpf, names::VIP_ADDRS)?,
-            tables: take(&mut ebpf, names::TABLES)?,
+            rings: take_mapped(&mut ebpf, names::RINGS)?,
+            members: take_mapped(&mut ebpf, names::MEMBERS)?,
             backends: take(&mut ebpf, names::BACKENDS)?,
+            backend_entries,
             tx_ports: take(&mut ebpf, names::TX_PORTS)?,
             control: take(&mut ebpf, names::CONTROL)?,
             claims_fd: {
@@ -179,6 +248,7 @@ impl Dataplane {
             outcomes: take(&mut ebpf, names::OUTCOMES)?,
             flow_events: take(&mut ebpf, names::FLOW_EVENTS)?,
             clock,
+            maglev_size: options.maglev_size,
             ebpf,
             pin_dir: pin_dir.map(Path::to_path_buf),
             attached: None,
@@ -197,25 +267,54 @@ impl Dataplane {
     pub fn pinned_state(&self) -> Result<crate::reconcile::PinnedState> {
         let mut state = crate::reconcile::PinnedState {
             control: self.control()?,
+            vip_slots: self.vips.read(0, self.vips.len()),
             ..Default::default()
         };
-        for slot in self.vips.iter() {
-            state.vip_slots.push(slot.context("reading the VIP table")?);
-        }
         for entry in self.vip_addrs.iter() {
             state
                 .vip_addrs
                 .push(entry.context("reading the VIP address map")?);
         }
         state.static_claim = self.claim(CLAIM_STATIC)?;
-        for (id, backend) in self.backends.iter().enumerate() {
-            let backend = backend.context("reading the backend map")?;
+        for id in 0..self.backend_entries.len() {
+            let Some(backend) = self.backend_entries.get(id) else {
+                break;
+            };
             state.max_generation = state.max_generation.max(backend.generation);
             if backend.flags & lb_common::BACKEND_F_VALID != 0 {
                 state.backends.push((id as u32, backend));
             }
         }
+        // How long each live member block is: one more than the largest position its table
+        // names (tables hold positions only).
+        let live = (state.control.vip_half & 1) as usize * lb_common::VIP_SLOTS as usize;
+        let m = self.maglev_size as usize;
+        for slot in state.vip_slots[live..live + lb_common::VIP_SLOTS as usize]
+            .iter()
+            .filter(|s| s.key.proto != 0)
+        {
+            let table = self.rings.read(slot.value.ring as usize, m);
+            let len = table
+                .iter()
+                .filter(|&&p| p != NO_MEMBER)
+                .map(|&p| u32::from(p) + 1)
+                .max()
+                .unwrap_or(0);
+            let block = state.member_blocks.entry(slot.value.members).or_default();
+            *block = (*block).max(len);
+        }
         Ok(state)
+    }
+
+    /// Entries of every Maglev table.
+    pub fn maglev_size(&self) -> u32 {
+        self.maglev_size
+    }
+
+    /// A table slot's entries as the data plane holds them.
+    pub fn table(&self, slot: u32) -> Vec<u16> {
+        let m = self.maglev_size as usize;
+        self.rings.read(slot as usize * m, m)
     }
 
     /// The clock the data plane measures leases and idle flows in.
@@ -333,7 +432,7 @@ impl Dataplane {
         stats::read(stats::CounterMaps {
             vips: &self.vips,
             control: &self.control,
-            backends: &self.backends,
+            backends: &self.backend_entries,
             vip_stats: &self.vip_stats,
             backend_stats: &self.backend_stats,
             outcomes: &self.outcomes,
@@ -365,15 +464,32 @@ impl crate::reconcile::MapWriter for Dataplane {
             .with_context(|| format!("writing backend {id}"))
     }
 
-    fn write_table(&mut self, index: u32, table: &MaglevTable) -> Result<()> {
-        self.tables
-            .set(index, table, 0)
-            .with_context(|| format!("writing Maglev table {index}"))
+    fn write_table(&mut self, table: u32, entries: &[u16]) -> Result<()> {
+        if entries.len() != self.maglev_size as usize {
+            bail!(
+                "a table of {} entries, the data plane's have {}",
+                entries.len(),
+                self.maglev_size
+            );
+        }
+        self.rings
+            .write(table as usize * self.maglev_size as usize, entries)
+            .with_context(|| format!("writing Maglev table {table}"))
+    }
+
+    fn write_members(&mut self, base: u32, backends: &[u32]) -> Result<()> {
+        let slots: Vec<MemberSlot> = backends
+            .iter()
+            .map(|&backend| MemberSlot { backend, _pad: 0 })
+            .collect();
+        self.members
+            .write(base as usize, &slots)
+            .with_context(|| format!("writing the member block at {base}"))
     }
 
     fn write_vip_slot(&mut self, index: u32, slot: &VipSlot) -> Result<()> {
         self.vips
-            .set(index, slot, 0)
+            .write(index as usize, std::slice::from_ref(slot))
             .with_context(|| format!("writing VIP table slot {index}"))
     }
 
@@ -469,9 +585,18 @@ pub fn read_pinned_stats(dir: &Path) -> Result<Stats> {
         })?;
         T::try_from(wrap(data)).with_context(|| format!("map {name} has an unexpected type"))
     }
-    let vips = open(dir, names::VIPS, aya::maps::Map::Array)?;
+    let mapped = |name: &str| -> Result<MapData> {
+        let path = dir.join(name);
+        MapData::from_pin(&path).with_context(|| {
+            format!(
+                "opening {} (is xlb running on this interface?)",
+                path.display()
+            )
+        })
+    };
+    let vips = MappedArray::new(mapped(names::VIPS)?, names::VIPS)?;
     let control = open(dir, names::CONTROL, aya::maps::Map::Array)?;
-    let backends = open(dir, names::BACKENDS, aya::maps::Map::Array)?;
+    let backends = MappedArray::new(mapped(names::BACKENDS)?, names::BACKENDS)?;
     let vip_stats = open(dir, names::VIP_STATS, aya::maps::Map::PerCpuArray)?;
     let backend_stats = open(dir, names::BACKEND_STATS, aya::maps::Map::PerCpuArray)?;
     let outcomes = open(dir, names::OUTCOMES, aya::maps::Map::PerCpuArray)?;

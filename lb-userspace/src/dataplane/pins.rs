@@ -16,10 +16,11 @@ use anyhow::{Context as _, Result, bail};
 use lb_common::names;
 
 /// Every map the program pins, by name.
-pub const MAP_NAMES: [&str; 12] = [
+pub const MAP_NAMES: [&str; 13] = [
     names::VIPS,
     names::VIP_ADDRS,
-    names::TABLES,
+    names::RINGS,
+    names::MEMBERS,
     names::BACKENDS,
     names::TX_PORTS,
     names::CONTROL,

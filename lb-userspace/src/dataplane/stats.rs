@@ -3,9 +3,10 @@
 use anyhow::{Context as _, Result};
 use aya::maps::{Array, MapData, PerCpuArray};
 use lb_common::{
-    BACKEND_F_VALID, Backend, Control, Counters, FlowEvent, MAX_BACKENDS, Outcome, VIP_SLOTS,
-    VipKey, VipSlot,
+    BACKEND_F_VALID, Backend, Control, Counters, FlowEvent, Outcome, VIP_SLOTS, VipKey, VipSlot,
 };
+
+use super::MappedArray;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -50,9 +51,9 @@ pub struct BackendStats {
 
 /// The maps the counters live in (the data plane's own handles, or pinned ones).
 pub(super) struct CounterMaps<'a> {
-    pub vips: &'a Array<MapData, VipSlot>,
+    pub vips: &'a MappedArray<VipSlot>,
     pub control: &'a Array<MapData, Control>,
-    pub backends: &'a Array<MapData, Backend>,
+    pub backends: &'a MappedArray<Backend>,
     pub vip_stats: &'a PerCpuArray<MapData, Counters>,
     pub backend_stats: &'a PerCpuArray<MapData, Counters>,
     pub outcomes: &'a PerCpuArray<MapData, u64>,
@@ -97,8 +98,7 @@ pub(super) fn read(maps: CounterMaps<'_>) -> Result<Stats> {
         .context("reading the control entry")?
         .vip_half
         & 1;
-    for index in half * VIP_SLOTS..(half + 1) * VIP_SLOTS {
-        let slot = vips.get(&index, 0).context("reading the VIP table")?;
+    for slot in vips.read((half * VIP_SLOTS) as usize, VIP_SLOTS as usize) {
         if slot.key.proto == 0 {
             continue;
         }
@@ -112,26 +112,32 @@ pub(super) fn read(maps: CounterMaps<'_>) -> Result<Stats> {
         });
     }
     stats.vips.sort_by_key(|v| v.id);
-    for id in 0..MAX_BACKENDS {
+    // Only ids in use have counters: a retiring backend's are folded into its VIP's and zeroed.
+    let by_key: std::collections::HashMap<VipKey, usize> = stats
+        .vips
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v.key, i))
+        .collect();
+    for (id, entry) in backends.read(0, backends.len()).into_iter().enumerate() {
+        let in_use = entry.flags & BACKEND_F_VALID != 0 || entry.vip.proto != 0;
+        if !in_use {
+            continue;
+        }
+        let id = id as u32;
         let per_cpu = backend_stats
             .get(&id, 0)
             .with_context(|| format!("reading backend counters {id}"))?;
         let counters = sum(&per_cpu);
-        let entry = backends
-            .get(&id, 0)
-            .with_context(|| format!("reading backend {id}"))?;
-        let in_use = entry.flags & BACKEND_F_VALID != 0 || entry.vip.proto != 0;
-        if let Some(vip) = stats.vips.iter_mut().find(|v| in_use && v.key == entry.vip) {
-            vip.counters.packets += counters.packets;
-            vip.counters.bytes += counters.bytes;
+        if let Some(&i) = by_key.get(&entry.vip) {
+            stats.vips[i].counters.packets += counters.packets;
+            stats.vips[i].counters.bytes += counters.bytes;
         }
-        if counters.packets > 0 || in_use {
-            stats.backends.push(BackendStats {
-                id,
-                entry: in_use.then_some(entry),
-                counters,
-            });
-        }
+        stats.backends.push(BackendStats {
+            id,
+            entry: Some(entry),
+            counters,
+        });
     }
     Ok(stats)
 }

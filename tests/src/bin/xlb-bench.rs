@@ -6,10 +6,13 @@ use std::{collections::HashMap, net::IpAddr, time::Instant};
 use anyhow::{Context as _, Result};
 use aya::programs::{TestRun as _, TestRunOptions, Xdp};
 use lb_common::{
-    MAGLEV_TABLE_SIZE,
+    DEFAULT_MAGLEV_TABLE_SIZE,
     maglev::{self, MaglevBackend, MaglevScratch},
     v4_mapped,
 };
+
+/// The table size the Maglev paper times builds at.
+const MAGLEV_TABLE_SIZE: usize = 65537;
 use lb_userspace::{
     dataplane::{Dataplane, FLOOR_OBJECT, LoadOptions},
     reconcile::{FlowTimeouts, Reconciler},
@@ -44,6 +47,7 @@ fn main() -> Result<()> {
         None,
         LoadOptions {
             flow_table_size: 1 << 16,
+            maglev_size: DEFAULT_MAGLEV_TABLE_SIZE,
         },
     )
     .context("loading xlb (run as root)")?;
@@ -88,6 +92,7 @@ fn main() -> Result<()> {
         .collect();
     Reconciler::new(
         1,
+        DEFAULT_MAGLEV_TABLE_SIZE,
         FlowTimeouts {
             tcp_idle: 1 << 40,
             udp_idle: 1 << 40,
