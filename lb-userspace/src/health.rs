@@ -29,6 +29,16 @@ pub fn services(config: &Config, health: &mut HealthSupervisor) -> Vec<Service> 
         .collect()
 }
 
+/// The services of a config as configured, before any health check has run: what the data
+/// plane serves at start-up (and what packet tests drive).
+pub fn configured(config: &Config) -> Vec<Service> {
+    config
+        .virtual_servers
+        .iter()
+        .map(|vs| service(vs, false, |_| None))
+        .collect()
+}
+
 /// One virtual server as a [`Service`], given each real server's health (`None`: not checked
 /// yet, so as configured) and whether the sorry server is in use.
 fn service(

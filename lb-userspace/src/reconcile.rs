@@ -183,6 +183,8 @@ pub struct Reconciler {
     /// Backend ids a previous xlb left in use: live tables may name them, so they are neither
     /// reused nor cleared until every adopted table has been rewritten.
     reserved_backend_ids: BTreeSet<u32>,
+    backend_ids: IdPool,
+    service_ids: IdPool,
     scratch: Box<MaglevScratch>,
     wide: Vec<u32>,
     entries: Vec<u16>,
@@ -204,9 +206,54 @@ fn wait_out_grace(flipped_at: Instant) {
     }
 }
 
-fn lowest_free(used: impl Iterator<Item = u32>, max: u32) -> Option<u32> {
-    let used: BTreeSet<u32> = used.collect();
-    (0..max).find(|id| !used.contains(id))
+/// Ids below a maximum, each handed out once until given back; the lowest free first, so that
+/// ids (and the counters they index) stay dense.
+#[derive(Debug)]
+struct IdPool {
+    max: u32,
+    /// Every id at or above this is free.
+    next: u32,
+    /// Free ids below `next`.
+    returned: BTreeSet<u32>,
+}
+
+impl IdPool {
+    fn new(max: u32) -> Self {
+        Self {
+            max,
+            next: 0,
+            returned: BTreeSet::new(),
+        }
+    }
+
+    fn alloc(&mut self) -> Option<u32> {
+        if let Some(id) = self.returned.pop_first() {
+            return Some(id);
+        }
+        (self.next < self.max).then(|| {
+            self.next += 1;
+            self.next - 1
+        })
+    }
+
+    /// Marks `id` in use (adopted from pinned maps).
+    fn take(&mut self, id: u32) {
+        if id >= self.max {
+            return;
+        }
+        if id >= self.next {
+            self.returned.extend(self.next..id);
+            self.next = id + 1;
+        } else {
+            self.returned.remove(&id);
+        }
+    }
+
+    fn release(&mut self, id: u32) {
+        if id < self.next {
+            self.returned.insert(id);
+        }
+    }
 }
 
 /// A service whose entry must change: its new table, and which backend each position names.
@@ -245,6 +292,8 @@ impl Reconciler {
             tx_ports: BTreeSet::new(),
             control: None,
             reserved_backend_ids: BTreeSet::new(),
+            backend_ids: IdPool::new(MAX_BACKENDS),
+            service_ids: IdPool::new(MAX_SERVICES),
             scratch: Box::new(MaglevScratch::new()),
             wide: Vec::new(),
             entries: Vec::new(),
@@ -284,6 +333,7 @@ impl Reconciler {
             };
             self.tables.adopt(table_slot);
             self.members.adopt(block);
+            self.service_ids.take(slot.value.id);
             self.vips.insert(
                 slot.key,
                 AppliedVip {
@@ -301,6 +351,7 @@ impl Reconciler {
         // Each entry says which real server it stands for: keep its id and generation, so that
         // remembered flows keep their backends across the restart.
         for (id, backend) in pinned.backends {
+            self.backend_ids.take(id);
             let key = BackendKey {
                 vip: backend.vip,
                 real_server: (words_addr(&backend.real_server), backend.real_server_port).into(),
@@ -396,6 +447,7 @@ impl Reconciler {
             if let Some(vip) = self.vips.remove(&key) {
                 self.tables.release(vip.table_slot);
                 self.members.release(vip.block);
+                self.service_ids.release(vip.id);
                 changes.vips_removed += 1;
             }
         }
@@ -537,15 +589,10 @@ impl Reconciler {
                 // A new MAC or path for the same real server: its flows stay with it.
                 Some((id, applied)) => (*id, applied.generation),
                 None => {
-                    let id = lowest_free(
-                        self.backends
-                            .values()
-                            .map(|(id, _)| *id)
-                            .chain(self.draining.values().map(|(id, _, _)| *id))
-                            .chain(self.reserved_backend_ids.iter().copied()),
-                        MAX_BACKENDS,
-                    )
-                    .ok_or_else(|| anyhow!("more than {MAX_BACKENDS} backends"))?;
+                    let id = self
+                        .backend_ids
+                        .alloc()
+                        .ok_or_else(|| anyhow!("more than {MAX_BACKENDS} backends"))?;
                     let generation = self.next_generation;
                     self.next_generation = self.next_generation.wrapping_add(1).max(1);
                     w.reset_counters(CounterKind::Backend, id)?;
@@ -623,7 +670,9 @@ impl Reconciler {
         let id = match self.vips.get(&plan.key) {
             Some(applied) => applied.id,
             None => {
-                let id = lowest_free(self.vips.values().map(|v| v.id), MAX_SERVICES)
+                let id = self
+                    .service_ids
+                    .alloc()
                     .ok_or_else(|| anyhow!("more than {MAX_SERVICES} virtual services"))?;
                 w.reset_counters(CounterKind::Vip, id)?;
                 changes.vips_added += 1;
@@ -724,6 +773,7 @@ impl Reconciler {
                 }
                 w.set_backend(id, &cleared(&applied))?;
                 self.retire_counters(w, id, &key)?;
+                self.backend_ids.release(id);
                 changes.backends_written += 1;
             }
         }
@@ -737,6 +787,7 @@ impl Reconciler {
             if let Some((id, applied, _)) = self.draining.remove(&key) {
                 w.set_backend(id, &cleared(&applied))?;
                 self.retire_counters(w, id, &key)?;
+                self.backend_ids.release(id);
                 changes.backends_written += 1;
             }
         }
@@ -751,6 +802,7 @@ impl Reconciler {
                 if !in_use.contains(&id) {
                     // Generation 0 is never handed out, so no remembered flow matches it.
                     w.set_backend(id, &Backend::default())?;
+                    self.backend_ids.release(id);
                     changes.backends_written += 1;
                 }
             }

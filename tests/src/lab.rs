@@ -523,6 +523,19 @@ impl DrLab {
 
     /// Starts `xlb run` in the director namespace; its log goes to the lab's work directory.
     pub fn start_director(&mut self, xlb: &Path, config: &Path) -> Result<usize> {
+        let (bpffs, pidfile) = (self.bpffs(), self.pidfile());
+        self.start_director_with(xlb, config, &bpffs, Some(&pidfile))
+    }
+
+    /// As [`Self::start_director`], with pins under `bpffs` and the pidfile given (`None`: xlb's
+    /// default for the director's namespace).
+    pub fn start_director_with(
+        &mut self,
+        xlb: &Path,
+        config: &Path,
+        bpffs: &Path,
+        pidfile: Option<&Path>,
+    ) -> Result<usize> {
         lb_userspace::dataplane::pins::Bpffs::ensure(Path::new("/sys/fs/bpf"))?;
         let log_path = self.workdir.join("xlb.log");
         let log = fs::File::create(&log_path)?;
@@ -530,11 +543,11 @@ impl DrLab {
         cmd.args(["run", "-f"])
             .arg(config)
             .args(["-i", "eth0", "--bpffs"])
-            .arg(self.bpffs())
-            .arg("--pidfile")
-            .arg(self.pidfile())
-            .stdout(log.try_clone()?)
-            .stderr(log);
+            .arg(bpffs);
+        if let Some(pidfile) = pidfile {
+            cmd.arg("--pidfile").arg(pidfile);
+        }
+        cmd.stdout(log.try_clone()?).stderr(log);
         let child = cmd.spawn().context("starting xlb")?;
         self.processes.push(Process {
             child,

@@ -11,7 +11,14 @@ fn three_hundred_connections_through_the_vip() {
     let config = lab.write_config("xlb.conf", &[1, 1, 1]).unwrap();
     let xlb = lab.start_director(&xlb_binary(), &config).unwrap();
     let pins = lab.pin_dir();
-    for pin in ["prog", "link", "XLB_VIPS", "XLB_TABLES", "XLB_OUTCOMES"] {
+    for pin in [
+        "prog",
+        "link",
+        "XLB_VIPS",
+        "XLB_RINGS",
+        "XLB_MEMBERS",
+        "XLB_OUTCOMES",
+    ] {
         assert!(
             pins.join(pin).exists(),
             "{pin} is not pinned under {}",
