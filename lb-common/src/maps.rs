@@ -116,6 +116,7 @@ pub mod names {
     pub const PROGRAM: &str = "xlb";
     pub const VIPS: &str = "XLB_VIPS";
     pub const VIP_ADDRS: &str = "XLB_VIP_ADDRS";
+    pub const VIP_FILTER: &str = "XLB_VIP_FILTER";
     pub const RINGS: &str = "XLB_RINGS";
     pub const MEMBERS: &str = "XLB_MEMBERS";
     pub const BACKENDS: &str = "XLB_BACKENDS";
@@ -126,6 +127,7 @@ pub mod names {
     pub const BACKEND_STATS: &str = "XLB_BACKEND_STATS";
     pub const OUTCOMES: &str = "XLB_OUTCOMES";
     pub const FLOWS: &str = "XLB_FLOWS";
+    pub const RECENT_FLOWS: &str = "XLB_RECENT_FLOWS";
     pub const FLOW_EVENTS: &str = "XLB_FLOW_EVENTS";
     /// Reports the data plane's clock when run with BPF_PROG_TEST_RUN.
     pub const CLOCK_PROGRAM: &str = "xlb_clock";
@@ -173,6 +175,17 @@ impl VipKey {
         // Fibonacci hashing: the top bits of a multiply by 2^32 / golden ratio.
         h.wrapping_mul(0x9e37_79b9) >> (32 - VIP_SLOTS.trailing_zeros())
     }
+}
+
+/// Words of the VIP address filter: one bit per hash of an address (65,536 bits), set for
+/// every address that has virtual services. A packet to an address whose bit is clear is none
+/// of the data plane's business, decided before its ports are even read.
+pub const VIP_FILTER_WORDS: u32 = 1024;
+
+/// The bit of the VIP address filter `addr` sets (0..65,536).
+#[inline(always)]
+pub const fn vip_filter_bit(addr: &Addr) -> u32 {
+    (addr[0] ^ addr[1] ^ addr[2] ^ addr[3]).wrapping_mul(0x9e37_79b9) >> 16
 }
 
 /// One slot of the VIP table; `key.proto == 0` marks it empty.
@@ -267,6 +280,9 @@ pub struct Control {
     /// Entries of every Maglev table (M, one of [`MAGLEV_TABLE_SIZES`]).
     pub maglev_size: u32,
     pub _pad: u32,
+    /// How long after its SYN a connection's first packet without SYN still follows it
+    /// (jiffies): SYN retransmissions span about this long.
+    pub syn_window: u64,
     /// A remembered TCP flow idle this long (jiffies) is placed again, like an expired IPVS
     /// connection entry.
     pub tcp_idle: u64,
@@ -324,6 +340,42 @@ pub struct FlowKey {
     pub vip_id: u16,
 }
 
+impl FlowKey {
+    /// This flow's slot in a CPU's recent-flow cache: a multiply-shift of every field, cheap
+    /// next to the flow table's jhash.
+    #[inline(always)]
+    pub const fn recent_slot(&self) -> u32 {
+        let h = self.client[0] ^ self.client[1] ^ self.client[2].rotate_left(7) ^ self.client[3];
+        let h =
+            (h ^ (self.client_port as u32) << 16 ^ self.vip_id as u32).wrapping_mul(0x9e37_79b9);
+        h >> (32 - RECENT_FLOW_SLOTS.trailing_zeros())
+    }
+}
+
+/// Entries of each CPU's recent-flow cache: a direct-mapped cache of the flow table.
+pub const RECENT_FLOW_SLOTS: u32 = 4096;
+
+/// One entry of a CPU's recent-flow cache: a flow this CPU found in the flow table (or placed)
+/// during the jiffy `seen`. Within that jiffy its packets skip the flow table's hash lookup; the
+/// first packet of a later jiffy looks the flow table up again, which keeps the table's idle
+/// times and LRU order true to a jiffy.
+///
+/// Or, with `opened` set, a connection whose SYN this CPU placed at `seen` and that the flow
+/// table does not know yet: its first packet without SYN (within `Control::syn_window`) goes
+/// where the SYN went and is remembered there, replacing whatever entry a closed connection
+/// left for the same ports. A SYN costs no flow table operation at all.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecentFlow {
+    pub key: FlowKey,
+    pub backend_id: u32,
+    pub generation: u32,
+    /// Non-zero: placed by a SYN, not remembered yet.
+    pub opened: u32,
+    /// Jiffies.
+    pub seen: u64,
+}
+
 /// Value of the flow table: where the connection went, and when it was last seen.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -348,10 +400,10 @@ pub enum FlowEvent {
     BackendGone = 2,
     /// The flow table refused the entry; the packet was still forwarded.
     InsertFailed = 3,
-    /// A TCP SYN: placed by Maglev and forwarded, but not remembered. The connection is
-    /// remembered at its first packet without SYN, placed the same way; a SYN flood from
-    /// spoofed sources therefore cannot push established connections out of the table. (An
-    /// entry a closed connection left for the same ports is pointed at the SYN's backend.)
+    /// A TCP SYN: placed by Maglev and forwarded, but not remembered in the flow table: the
+    /// connection is remembered at its first packet without SYN, where the SYN went (see
+    /// [`RecentFlow`]); a SYN flood from spoofed sources therefore cannot push established
+    /// connections out of the table.
     Syn = 4,
 }
 
@@ -470,15 +522,19 @@ const _: () = {
     assert!(offset_of!(Backend, mac) == 0);
     assert!(offset_of!(Backend, src_mac) == 6);
     assert!(offset_of!(Backend, ifindex) == 12);
-    assert!(size_of::<Control>() == 32);
-    assert!(offset_of!(Control, tcp_idle) == 16);
+    assert!(size_of::<Control>() == 40);
+    assert!(offset_of!(Control, tcp_idle) == 24);
     assert!(size_of::<Claim>() == 24);
     assert!(size_of::<FlowKey>() == 20);
     assert!(size_of::<FlowValue>() == 16);
+    assert!(size_of::<RecentFlow>() == 40);
+    assert!(offset_of!(RecentFlow, seen) == 32);
+    assert!(RECENT_FLOW_SLOTS.is_power_of_two());
     assert!(size_of::<Counters>() == 16);
     assert!(size_of::<RingChunk>() == 8);
     assert!(size_of::<MemberSlot>() == 8);
     assert!(VIP_SLOTS.is_power_of_two());
+    assert!(VIP_FILTER_WORDS * 64 == 1 << 16);
     assert!(max_services(MAX_MAGLEV_TABLE_SIZE) > 0);
     assert!(table_slots(DEFAULT_MAGLEV_TABLE_SIZE) == MAX_SERVICES + SPARE_TABLES);
     assert!(
@@ -505,6 +561,7 @@ mod pod {
     unsafe impl aya::Pod for super::Counters {}
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowValue {}
+    unsafe impl aya::Pod for super::RecentFlow {}
 }
 
 #[cfg(test)]

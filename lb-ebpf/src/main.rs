@@ -26,8 +26,9 @@ use lb_common::{
     Addr, BACKEND_F_VALID, Backend, Claim, Control, Counters, DEFAULT_FLOW_TABLE_SIZE,
     DEFAULT_MAGLEV_TABLE_SIZE, FlowEvent, FlowKey, FlowValue, MAX_BACKENDS, MAX_CLAIMS,
     MAX_SERVICES, MAX_TX_PORTS, MEMBER_SLOTS, MemberSlot, NO_MEMBER, Outcome, PROTO_TCP,
-    RING_CHUNK, RingChunk, VIP_ADDR_CLAIM_MASK, VIP_ADDR_F_SERVICES, VIP_F_SOURCE_HASH, VIP_PROBES,
-    VIP_SLOTS, VipAddrValue, VipKey, VipSlot, VipValue, hash, ring_chunks, v4_mapped,
+    RECENT_FLOW_SLOTS, RING_CHUNK, RecentFlow, RingChunk, VIP_ADDR_CLAIM_MASK, VIP_ADDR_F_SERVICES,
+    VIP_F_SOURCE_HASH, VIP_FILTER_WORDS, VIP_PROBES, VIP_SLOTS, VipAddrValue, VipKey, VipSlot,
+    VipValue, hash, ring_chunks, v4_mapped, vip_filter_bit,
 };
 
 /// Two halves of [`VIP_SLOTS`] slots; `Control::vip_half` says which one is live. Mapped into
@@ -38,6 +39,9 @@ static XLB_VIPS: Array<VipSlot> = Array::with_max_entries(2 * VIP_SLOTS, BPF_F_M
 /// and every VRRP virtual address: value [`VipAddrValue`], its claim and flags.
 #[map]
 static XLB_VIP_ADDRS: HashMap<Addr, VipAddrValue> = HashMap::with_max_entries(2 * MAX_SERVICES, 0);
+/// One bit per hash of every address with virtual services ([`vip_filter_bit`]).
+#[map]
+static XLB_VIP_FILTER: Array<u64> = Array::with_max_entries(VIP_FILTER_WORDS, BPF_F_MMAPABLE);
 #[map]
 static XLB_CLAIMS: Array<Claim> = Array::with_max_entries(MAX_CLAIMS, 0);
 /// Every Maglev table, end to end: table `t`'s entry `i` is entry `t * M + i` (Katran's
@@ -71,6 +75,12 @@ static XLB_FLOWS: LruHashMap<FlowKey, FlowValue> =
     LruHashMap::with_max_entries(DEFAULT_FLOW_TABLE_SIZE, BPF_F_NO_COMMON_LRU);
 #[map]
 static XLB_FLOW_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(FlowEvent::COUNT, 0);
+/// Per CPU, the flows it saw in their last jiffy ([`RecentFlow`]): a packet of a flow already
+/// seen this jiffy on this CPU costs an inlined array read instead of the flow table's hash
+/// lookup. NIC queues hash flows to CPUs, so a flow's packets meet one CPU's cache.
+#[map]
+static XLB_RECENT_FLOWS: PerCpuArray<RecentFlow> =
+    PerCpuArray::with_max_entries(RECENT_FLOW_SLOTS, 0);
 
 #[xdp]
 pub fn xlb(ctx: XdpContext) -> u32 {
@@ -202,6 +212,9 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
     let l4_len = tot_len - header_len;
     match proto {
         IPPROTO_TCP | IPPROTO_UDP => {
+            if !maybe_vip_addr(&v4_mapped(daddr)) {
+                return Err(Outcome::PassNotVip);
+            }
             let (src, dst, opens) = transport(ctx, l4, l4_len, proto)?;
             Ok(Flow {
                 vip: VipKey {
@@ -254,7 +267,6 @@ fn transport(
 /// reach the backend that owns the flow so that its path MTU shrinks (Maglev paper, section 4).
 /// Everything read lies inside the IP packet's `len` bytes (not in the frame's padding), and the
 /// error must be addressed to the VIP that sent the quoted packet.
-///
 #[inline(always)]
 fn parse_icmpv4_frag_needed(
     ctx: &XdpContext,
@@ -322,6 +334,9 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
     let daddr = unsafe { (*ip).daddr };
     match next_hdr {
         IPPROTO_TCP | IPPROTO_UDP => {
+            if !maybe_vip_addr(&daddr) {
+                return Err(Outcome::PassNotVip);
+            }
             let (src, dst, opens) = transport(ctx, l4, payload_len, next_hdr)?;
             let saddr = unsafe { (*ip).saddr };
             Ok(Flow {
@@ -414,9 +429,23 @@ fn opaque(len: usize) -> usize {
 /// business.
 #[inline(always)]
 fn not_for_a_vip(addr: &Addr, outcome: Outcome) -> Outcome {
+    if !maybe_vip_addr(addr) {
+        return Outcome::PassNotVip;
+    }
     match XLB_VIP_ADDRS.get_ptr(addr) {
         Some(value) if unsafe { *value } & VIP_ADDR_F_SERVICES != 0 => outcome,
         _ => Outcome::PassNotVip,
+    }
+}
+
+/// Whether `addr` may have virtual services: its bit in the VIP address filter is set (an
+/// inlined array read, where the address map would cost a hash lookup).
+#[inline(always)]
+fn maybe_vip_addr(addr: &Addr) -> bool {
+    let bit = vip_filter_bit(addr);
+    match XLB_VIP_FILTER.get(bit / 64) {
+        Some(word) => word & (1u64 << (bit % 64)) != 0,
+        None => true,
     }
 }
 
@@ -494,41 +523,87 @@ fn serve(ctx: &XdpContext, flow: &Flow, vip: &VipValue, control: &Control, bytes
     } else {
         control.udp_idle
     };
-    // A SYN is placed by Maglev and not remembered: the connection is remembered at its first
-    // packet without SYN, which Maglev places the same way, so a flood of SYNs from spoofed
-    // sources never pushes a connection out of the table. Clients reuse ports, so a SYN never
-    // follows an old entry either (Katran's rule); an entry a closed connection left for the
-    // same ports is pointed at the SYN's backend in place, for the segments that follow.
-    let found = if flow.opens {
-        Err(FlowEvent::Syn)
-    } else {
-        remembered(&key, now, idle)
-    };
-    let (backend_id, backend) = match found {
-        Ok(found) => found,
-        Err(why) => {
-            flow_event(why);
-            let (id, backend) = match place(flow, vip, control) {
-                Ok(placed) => placed,
-                Err(outcome) => return outcome,
-            };
-            let value = FlowValue {
-                backend_id: id,
-                generation: backend.generation,
-                last_seen: now,
-            };
-            if why == FlowEvent::Syn {
-                if let Some(entry) = XLB_FLOWS.get_ptr_mut(&key) {
-                    // SAFETY: a map value; a racing writer leaves one whole flow's value or
-                    // the other's, and the generation check sorts them out.
-                    unsafe { *entry = value };
-                }
-            } else if XLB_FLOWS.insert(&key, &value, 0).is_err() {
-                flow_event(FlowEvent::InsertFailed);
-            }
+    let recent = XLB_RECENT_FLOWS.get_ptr_mut(key.recent_slot());
+    // A SYN is placed by Maglev and only noted in this CPU's recent flows: the connection is
+    // remembered at its first packet without SYN, where the SYN went, so a flood of SYNs from
+    // spoofed sources never pushes a connection out of the flow table. Clients reuse ports, so
+    // a SYN never follows an entry a closed connection left either (Katran's rule).
+    if flow.opens {
+        flow_event(FlowEvent::Syn);
+        let (id, backend) = match place(flow, vip, control) {
+            Ok(placed) => placed,
+            Err(outcome) => return outcome,
+        };
+        note_recent(recent, &key, id, backend, now, 1);
+        return finish(ctx, id, backend, bytes);
+    }
+    let (backend_id, backend) = match recently_seen(recent, &key, now, control.syn_window) {
+        Some(Recent::Seen(id, backend)) => return finish(ctx, id, backend, bytes),
+        Some(Recent::Opened(id, backend)) => {
+            remember(&key, id, backend, now);
             (id, backend)
         }
+        None => match remembered(&key, now, idle) {
+            Ok(found) => found,
+            Err(why) => {
+                flow_event(why);
+                let (id, backend) = match place(flow, vip, control) {
+                    Ok(placed) => placed,
+                    Err(outcome) => return outcome,
+                };
+                remember(&key, id, backend, now);
+                (id, backend)
+            }
+        },
     };
+    note_recent(recent, &key, backend_id, backend, now, 0);
+    finish(ctx, backend_id, backend, bytes)
+}
+
+/// Writes a flow into the flow table (replacing any entry for its key).
+#[inline(always)]
+fn remember(key: &FlowKey, backend_id: u32, backend: &Backend, now: u64) {
+    let value = FlowValue {
+        backend_id,
+        generation: backend.generation,
+        last_seen: now,
+    };
+    if XLB_FLOWS.insert(key, &value, 0).is_err() {
+        flow_event(FlowEvent::InsertFailed);
+    }
+}
+
+#[inline(always)]
+fn note_recent(
+    recent: Option<*mut RecentFlow>,
+    key: &FlowKey,
+    backend_id: u32,
+    backend: &Backend,
+    now: u64,
+    opened: u32,
+) {
+    let Some(r) = recent else {
+        return;
+    };
+    // Field by field: a whole-struct assignment becomes a call to a byte-loop memmove.
+    // SAFETY: this CPU's own slot; XDP does not preempt itself on one CPU.
+    unsafe {
+        let k = &raw mut (*r).key;
+        for i in 0..4 {
+            (&raw mut (*k).client[i]).write_volatile(key.client[i]);
+        }
+        (&raw mut (*k).client_port).write_volatile(key.client_port);
+        (&raw mut (*k).vip_id).write_volatile(key.vip_id);
+        (&raw mut (*r).backend_id).write_volatile(backend_id);
+        (&raw mut (*r).generation).write_volatile(backend.generation);
+        (&raw mut (*r).opened).write_volatile(opened);
+        (&raw mut (*r).seen).write_volatile(now);
+    }
+}
+
+/// Counts the packet on its backend, rewrites it for the backend and sends it there.
+#[inline(always)]
+fn finish(ctx: &XdpContext, backend_id: u32, backend: &Backend, bytes: u64) -> Outcome {
     count(&XLB_BACKEND_STATS, backend_id, bytes);
 
     rewrite_macs(ctx, backend);
@@ -557,6 +632,54 @@ fn find_vip(key: &VipKey, half: u32) -> Option<VipValue> {
         }
     }
     None
+}
+
+/// What this CPU's recent flows say of a packet's flow.
+enum Recent {
+    /// Seen earlier in this jiffy, with this (still live) backend.
+    Seen(u32, &'static Backend),
+    /// Its SYN went to this (still live) backend, within the SYN window; not remembered yet.
+    Opened(u32, &'static Backend),
+}
+
+#[inline(always)]
+fn recently_seen(
+    recent: Option<*mut RecentFlow>,
+    key: &FlowKey,
+    now: u64,
+    syn_window: u64,
+) -> Option<Recent> {
+    let r = recent?;
+    // SAFETY: this CPU's own slot.
+    let (seen, opened, same, backend_id, generation) = unsafe {
+        (
+            (*r).seen,
+            (*r).opened,
+            (*r).key == *key,
+            (*r).backend_id,
+            (*r).generation,
+        )
+    };
+    if !same {
+        return None;
+    }
+    let fresh = if opened != 0 {
+        now.wrapping_sub(seen) <= syn_window
+    } else {
+        seen == now
+    };
+    if !fresh {
+        return None;
+    }
+    let backend = XLB_BACKENDS.get(backend_id)?;
+    if backend.flags & BACKEND_F_VALID == 0 || backend.generation != generation {
+        return None;
+    }
+    Some(if opened != 0 {
+        Recent::Opened(backend_id, backend)
+    } else {
+        Recent::Seen(backend_id, backend)
+    })
 }
 
 /// The backend this connection went to, if it is still alive and still the same backend, and

@@ -10,8 +10,9 @@ use std::{
 
 use lb_common::{
     Backend, Claim, Control, Counters, FlowEvent, FlowKey, FlowValue, MAX_BACKENDS, MAX_CLAIMS,
-    MAX_MEMBERS, MAX_SERVICES, MAX_TX_PORTS, MEMBER_SLOTS, MemberSlot, Outcome, RingChunk,
-    VIP_SLOTS, VipKey, VipSlot, VipValue, max_services, ring_chunks, table_size_for, table_slots,
+    MAX_MEMBERS, MAX_SERVICES, MAX_TX_PORTS, MEMBER_SLOTS, MemberSlot, Outcome, RECENT_FLOW_SLOTS,
+    RecentFlow, RingChunk, VIP_FILTER_WORDS, VIP_SLOTS, VipKey, VipSlot, VipValue, max_services,
+    ring_chunks, table_size_for, table_slots,
 };
 use lb_config::{Config, Origin};
 
@@ -65,6 +66,7 @@ pub fn memory(maglev_size: u32, cpus: usize, flow_entries: u32) -> Memory {
     Memory {
         maps: vec![
             ("XLB_VIPS", array(2 * VIP_SLOTS, size_of::<VipSlot>())),
+            ("XLB_VIP_FILTER", array(VIP_FILTER_WORDS, 8)),
             ("XLB_VIP_ADDRS", hash(2 * MAX_SERVICES, 16, 4)),
             ("XLB_CLAIMS", array(MAX_CLAIMS, size_of::<Claim>())),
             (
@@ -85,6 +87,10 @@ pub fn memory(maglev_size: u32, cpus: usize, flow_entries: u32) -> Memory {
             ),
             ("XLB_OUTCOMES", per_cpu(Outcome::COUNT, 8)),
             ("XLB_FLOW_EVENTS", per_cpu(FlowEvent::COUNT, 8)),
+            (
+                "XLB_RECENT_FLOWS",
+                per_cpu(RECENT_FLOW_SLOTS, size_of::<RecentFlow>()),
+            ),
         ],
         flows: hash(flow_entries, size_of::<FlowKey>(), size_of::<FlowValue>()),
         flow_entries,

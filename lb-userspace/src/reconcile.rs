@@ -20,8 +20,8 @@ use std::{
 use anyhow::{Context as _, Result, anyhow, bail};
 use lb_common::{
     Addr, Backend, CLAIM_STATIC, Claim, Control, MAX_BACKENDS, MAX_SERVICES, MEMBER_SLOTS,
-    VIP_PROBES, VIP_SLOTS, VipAddrValue, VipKey, VipSlot, VipValue, maglev::MaglevScratch,
-    table_slots,
+    VIP_FILTER_WORDS, VIP_PROBES, VIP_SLOTS, VipAddrValue, VipKey, VipSlot, VipValue,
+    maglev::MaglevScratch, table_slots, vip_filter_bit,
 };
 
 use crate::{
@@ -38,6 +38,8 @@ pub trait MapWriter {
     fn write_members(&mut self, base: u32, backends: &[u32]) -> Result<()>;
     /// `index` counts over both halves of the VIP table.
     fn write_vip_slot(&mut self, index: u32, slot: &VipSlot) -> Result<()>;
+    /// One word of the VIP address filter.
+    fn set_vip_filter(&mut self, word: u32, bits: u64) -> Result<()>;
     fn set_vip_addr(&mut self, addr: &Addr, value: VipAddrValue) -> Result<()>;
     fn remove_vip_addr(&mut self, addr: &Addr) -> Result<()>;
     fn add_tx_port(&mut self, ifindex: u32) -> Result<()>;
@@ -120,6 +122,8 @@ pub struct PinnedState {
     /// Both halves of the VIP table, as the kernel holds them.
     pub vip_slots: Vec<VipSlot>,
     pub vip_addrs: Vec<(Addr, VipAddrValue)>,
+    /// The VIP address filter, word by word.
+    pub vip_filter: Vec<u64>,
     /// The claim of VIPs no VRRP instance holds.
     pub static_claim: Claim,
     /// Backend entries marked valid, by id.
@@ -132,11 +136,17 @@ pub struct PinnedState {
     pub member_blocks: BTreeMap<u32, u32>,
 }
 
+/// How long after its SYN a connection's first packet without SYN still goes where the SYN
+/// went (and is remembered there): SYN and SYN-ACK retransmissions span a few seconds.
+pub const SYN_WINDOW: Duration = Duration::from_secs(10);
+
 /// How long an idle connection keeps its backend, in the data plane's clock (jiffies).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowTimeouts {
     pub tcp_idle: u64,
     pub udp_idle: u64,
+    /// How long after a SYN the connection's first packet without SYN follows it.
+    pub syn_window: u64,
 }
 
 /// What one reconciliation wrote.
@@ -177,6 +187,8 @@ pub struct Reconciler {
     /// owner never matches its new one.
     next_generation: u32,
     vip_addrs: BTreeMap<Addr, VipAddrValue>,
+    /// The VIP address filter as the kernel holds it.
+    vip_filter: Vec<u64>,
     static_claim: Option<Claim>,
     tx_ports: BTreeSet<u32>,
     control: Option<Control>,
@@ -288,6 +300,7 @@ impl Reconciler {
             drain: Duration::ZERO,
             next_generation: 1,
             vip_addrs: BTreeMap::new(),
+            vip_filter: vec![0; VIP_FILTER_WORDS as usize],
             static_claim: None,
             tx_ports: BTreeSet::new(),
             control: None,
@@ -347,6 +360,9 @@ impl Reconciler {
             );
         }
         self.vip_addrs = pinned.vip_addrs.into_iter().collect();
+        if pinned.vip_filter.len() == VIP_FILTER_WORDS as usize {
+            self.vip_filter = pinned.vip_filter;
+        }
         self.static_claim = Some(pinned.static_claim);
         // Each entry says which real server it stands for: keep its id and generation, so that
         // remembered flows keep their backends across the restart.
@@ -413,6 +429,7 @@ impl Reconciler {
             vip_half: applied.vip_half & 1,
             maglev_size: self.maglev_size,
             _pad: 0,
+            syn_window: self.timeouts.syn_window,
             tcp_idle: self.timeouts.tcp_idle,
             udp_idle: self.timeouts.udp_idle,
         };
@@ -428,12 +445,24 @@ impl Reconciler {
 
         let going_down = self.write_backends(w, desired, &mut changes)?;
 
-        // VIP addresses, before the VIP entries that use them.
+        // VIP addresses, before the VIP entries that use them; the filter lets new addresses
+        // through now and stops removed ones once no entry names them.
         for (addr, value) in &desired.vip_addrs {
             if self.vip_addrs.get(addr) != Some(value) {
                 w.set_vip_addr(addr, *value)?;
             }
         }
+        let mut filter = vec![0u64; VIP_FILTER_WORDS as usize];
+        for key in desired.vips.keys() {
+            let bit = vip_filter_bit(&key.addr);
+            filter[(bit / 64) as usize] |= 1 << (bit % 64);
+        }
+        let widened: Vec<u64> = filter
+            .iter()
+            .zip(&self.vip_filter)
+            .map(|(new, old)| new | old)
+            .collect();
+        self.write_filter(w, &widened)?;
 
         // Removed services free their ids for added ones; they leave the VIP table at the
         // flip, and their tables and member blocks retire with it.
@@ -512,6 +541,7 @@ impl Reconciler {
             wait_out_grace(self.vip_flipped_at);
         }
 
+        self.write_filter(w, &filter)?;
         let gone: Vec<Addr> = self
             .vip_addrs
             .keys()
@@ -546,6 +576,16 @@ impl Reconciler {
             changes.control_written = true;
         }
         Ok(changes)
+    }
+
+    fn write_filter(&mut self, w: &mut impl MapWriter, filter: &[u64]) -> Result<()> {
+        for (i, (&new, old)) in filter.iter().zip(self.vip_filter.iter_mut()).enumerate() {
+            if new != *old {
+                w.set_vip_filter(i as u32, new)?;
+                *old = new;
+            }
+        }
+        Ok(())
     }
 
     /// Backends, before any member block names them. One going down is marked so only once no
@@ -868,6 +908,9 @@ mod tests {
             self.0.push(Write::VipSlot(index / VIP_SLOTS, value));
             Ok(())
         }
+        fn set_vip_filter(&mut self, _: u32, _: u64) -> Result<()> {
+            Ok(())
+        }
         fn set_vip_addr(&mut self, _: &Addr, _: VipAddrValue) -> Result<()> {
             self.0.push(Write::AddAddr);
             Ok(())
@@ -899,6 +942,7 @@ mod tests {
     const TIMEOUTS: FlowTimeouts = FlowTimeouts {
         tcp_idle: 900 * 250,
         udp_idle: 300 * 250,
+        syn_window: 3 * 250,
     };
 
     fn reconciler() -> Reconciler {
@@ -989,6 +1033,7 @@ mod tests {
                 vip_half: 1,
                 maglev_size: M,
                 _pad: 0,
+                syn_window: TIMEOUTS.syn_window,
                 tcp_idle: TIMEOUTS.tcp_idle,
                 udp_idle: TIMEOUTS.udp_idle,
             })
@@ -1124,6 +1169,7 @@ mod tests {
         restarted.adopt(PinnedState {
             vip_slots,
             vip_addrs: first.vip_addrs.clone().into_iter().collect(),
+            vip_filter: first.vip_filter.clone(),
             static_claim: first.static_claim.unwrap(),
             backends: backends.clone(),
             max_generation: 2,

@@ -105,6 +105,7 @@ impl Harness {
         let timeouts = FlowTimeouts {
             tcp_idle: dp.clock().ticks(std::time::Duration::from_secs(900)),
             udp_idle: dp.clock().ticks(std::time::Duration::from_secs(300)),
+            syn_window: dp.clock().ticks(lb_userspace::reconcile::SYN_WINDOW),
         };
         let mut h = Self {
             dp,

@@ -239,6 +239,7 @@ async fn serve(
     let timeouts = FlowTimeouts {
         tcp_idle: clock.ticks(opts.tcp_idle),
         udp_idle: clock.ticks(opts.udp_idle),
+        syn_window: clock.ticks(crate::reconcile::SYN_WINDOW),
     };
     // A real server taken out of the config keeps the connections it has for as long as an idle
     // one would be remembered.

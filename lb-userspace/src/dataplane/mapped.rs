@@ -39,7 +39,7 @@ impl<T: Copy> MappedArray<T> {
         }
         let value = info.value_size() as usize;
         let size = size_of::<T>();
-        if value % 8 != 0 || value % size != 0 {
+        if !value.is_multiple_of(8) || !value.is_multiple_of(size) {
             bail!("map {name}: {value}-byte values do not hold whole {size}-byte entries");
         }
         let data = value * info.max_entries() as usize;

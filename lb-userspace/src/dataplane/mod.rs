@@ -43,6 +43,7 @@ pub static FLOOR_OBJECT: &[u8] =
 pub struct Dataplane {
     ebpf: Ebpf,
     vips: MappedArray<VipSlot>,
+    vip_filter: MappedArray<u64>,
     vip_addrs: HashMap<MapData, Addr, VipAddrValue>,
     claims: Array<MapData, Claim>,
     /// Another descriptor of the claims map, for [`Dataplane::claims_handle`].
@@ -222,6 +223,7 @@ impl Dataplane {
         let backend_entries = MappedArray::new(reopen(&ebpf, names::BACKENDS)?, names::BACKENDS)?;
         Ok(Self {
             vips: take_mapped(&mut ebpf, names::VIPS)?,
+            vip_filter: take_mapped(&mut ebpf, names::VIP_FILTER)?,
             vip_addrs: take(&mut ebpf, names::VIP_ADDRS)?,
             rings: take_mapped(&mut ebpf, names::RINGS)?,
             members: take_mapped(&mut ebpf, names::MEMBERS)?,
@@ -268,6 +270,7 @@ impl Dataplane {
         let mut state = crate::reconcile::PinnedState {
             control: self.control()?,
             vip_slots: self.vips.read(0, self.vips.len()),
+            vip_filter: self.vip_filter.read(0, self.vip_filter.len()),
             ..Default::default()
         };
         for entry in self.vip_addrs.iter() {
@@ -491,6 +494,12 @@ impl crate::reconcile::MapWriter for Dataplane {
         self.vips
             .write(index as usize, std::slice::from_ref(slot))
             .with_context(|| format!("writing VIP table slot {index}"))
+    }
+
+    fn set_vip_filter(&mut self, word: u32, bits: u64) -> Result<()> {
+        self.vip_filter
+            .write(word as usize, &[bits])
+            .context("writing the VIP address filter")
     }
 
     fn set_vip_addr(&mut self, addr: &Addr, value: VipAddrValue) -> Result<()> {

@@ -16,8 +16,9 @@ use anyhow::{Context as _, Result, bail};
 use lb_common::names;
 
 /// Every map the program pins, by name.
-pub const MAP_NAMES: [&str; 13] = [
+pub const MAP_NAMES: [&str; 15] = [
     names::VIPS,
+    names::VIP_FILTER,
     names::VIP_ADDRS,
     names::RINGS,
     names::MEMBERS,
@@ -30,6 +31,7 @@ pub const MAP_NAMES: [&str; 13] = [
     names::OUTCOMES,
     names::FLOWS,
     names::FLOW_EVENTS,
+    names::RECENT_FLOWS,
 ];
 
 /// The pinned XDP link and program.

@@ -96,6 +96,7 @@ fn main() -> Result<()> {
         FlowTimeouts {
             tcp_idle: 1 << 40,
             udp_idle: 1 << 40,
+            syn_window: 1 << 40,
         },
     )
     .apply(&mut dp, &desired(&services, &paths, true))?;
