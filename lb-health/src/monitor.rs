@@ -84,6 +84,8 @@ pub struct RealServerMonitor {
     health: Arc<Mutex<RealServerHealth>>,
     updates: mpsc::UnboundedSender<MonitorUpdate>,
     checkers: Vec<Checker>,
+    /// The settings the task runs with, so that a reload that changes nothing sends nothing.
+    settings: (RealServer, Arc<ScriptRunner>),
 }
 
 impl RealServerMonitor {
@@ -106,6 +108,7 @@ impl RealServerMonitor {
             failed_checkers: if checkers_up { 0 } else { rs.checkers.len() },
         }));
         let (updates, updates_rx) = mpsc::unbounded_channel();
+        let settings = (rs.clone(), ctx.scripts.clone());
         let task = Task {
             vs: vs_key,
             vs_name: vs_key.to_string(),
@@ -141,6 +144,7 @@ impl RealServerMonitor {
             health,
             updates,
             checkers: rs.checkers.clone(),
+            settings,
         }
     }
 
@@ -157,7 +161,11 @@ impl RealServerMonitor {
 
     /// Takes new settings that do not need new checks: weight,
     /// inhibit_on_failure, notify scripts, the script runner.
-    pub fn update(&self, rs: &RealServer, scripts: Arc<ScriptRunner>) {
+    pub fn update(&mut self, rs: &RealServer, scripts: Arc<ScriptRunner>) {
+        if self.settings.0 == *rs && Arc::ptr_eq(&self.settings.1, &scripts) {
+            return;
+        }
+        self.settings = (rs.clone(), scripts.clone());
         // Fails only if the task has ended, when there is nothing to update.
         let _ = self.updates.send(MonitorUpdate {
             real_server: rs.clone(),

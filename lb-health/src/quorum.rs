@@ -106,9 +106,27 @@ impl EffectiveVs {
 
 /// Computes what `vs` forwards to from its real servers' `states` and moves
 /// `quorum` along. A real server missing from `states` counts as down.
+/// Where [`effective_backends`] reads each real server's health: a map, or a lookup that
+/// builds none (the supervisor's, for thousands of virtual servers at a time).
+pub trait RsStates {
+    fn state(&self, address: IpAddr, port: u16) -> Option<RealServerHealth>;
+}
+
+impl RsStates for HashMap<RsKey, RealServerHealth> {
+    fn state(&self, address: IpAddr, port: u16) -> Option<RealServerHealth> {
+        self.get(&(address, port)).copied()
+    }
+}
+
+impl<F: Fn(IpAddr, u16) -> Option<RealServerHealth>> RsStates for F {
+    fn state(&self, address: IpAddr, port: u16) -> Option<RealServerHealth> {
+        self(address, port)
+    }
+}
+
 pub fn effective_backends(
     vs: &VirtualServer,
-    states: &HashMap<RsKey, RealServerHealth>,
+    states: &impl RsStates,
     quorum: &mut QuorumState,
 ) -> EffectiveVs {
     let total: u64 = vs.real_servers.iter().map(|rs| u64::from(rs.weight)).sum();
@@ -118,7 +136,7 @@ pub fn effective_backends(
         h = q.saturating_sub(1);
     }
 
-    let health = |address: IpAddr, port: u16| states.get(&(address, port));
+    let health = |address: IpAddr, port: u16| states.state(address, port);
     let weight_sum: u64 = vs
         .real_servers
         .iter()

@@ -105,7 +105,7 @@ impl HealthSupervisor {
                     continue;
                 }
                 let monitor = match old.remove(&key) {
-                    Some(m) if m.checkers() == rs.checkers.as_slice() => {
+                    Some(mut m) if m.checkers() == rs.checkers.as_slice() => {
                         m.update(rs, self.scripts.clone());
                         m
                     }
@@ -189,6 +189,11 @@ impl HealthSupervisor {
         }
     }
 
+    /// One real server's current health (`None`: not monitored).
+    pub fn real_server_health(&self, vs: &VsKey, rs: &RsKey) -> Option<RealServerHealth> {
+        self.monitors.get(&(*vs, *rs)).map(|m| m.health())
+    }
+
     /// Every real server's current health.
     pub fn snapshot(&self) -> HealthSnapshot {
         let mut snapshot: HealthSnapshot = HashMap::new();
@@ -210,12 +215,13 @@ impl HealthSupervisor {
     /// logs as keepalived does and runs quorum_up or quorum_down. Call it
     /// after every [`HealthEvent`] of `vs` so that no transition is missed.
     pub fn effective_backends(&mut self, vs: &VsKey) -> Option<EffectiveVs> {
-        let states: HashMap<RsKey, RealServerHealth> = self
-            .monitors
-            .iter()
-            .filter(|((v, _), _)| v == vs)
-            .map(|((_, rs), m)| (*rs, m.health()))
-            .collect();
+        // Each real server's monitor looked up as needed: a map per virtual server, or a walk
+        // over every monitor, would be quadratic in the size of the config.
+        let monitors = &self.monitors;
+        let key = *vs;
+        let states = move |address: std::net::IpAddr, port: u16| {
+            monitors.get(&(key, (address, port))).map(|m| m.health())
+        };
         let entry = self.virtual_servers.get_mut(vs)?;
         let effective = effective_backends(&entry.config, &states, &mut entry.quorum);
         if let Some(transition) = effective.transition {

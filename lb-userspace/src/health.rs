@@ -11,7 +11,6 @@ use lb_health::{HealthSupervisor, RealServerHealth, VsKey};
 use crate::service::{Protocol, RealServer, Service};
 
 pub fn services(config: &Config, health: &mut HealthSupervisor) -> Vec<Service> {
-    let snapshot = health.snapshot();
     config
         .virtual_servers
         .iter()
@@ -20,9 +19,8 @@ pub fn services(config: &Config, health: &mut HealthSupervisor) -> Vec<Service> 
             let sorry = health
                 .effective_backends(&key)
                 .is_some_and(|effective| effective.sorry);
-            let states = snapshot.get(&key);
             let state_of = |rs: &lb_config::RealServer| {
-                states.and_then(|s| s.get(&(rs.address, rs.port))).copied()
+                health.real_server_health(&key, &(rs.address, rs.port))
             };
             service(vs, sorry, state_of)
         })

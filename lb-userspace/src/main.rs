@@ -104,6 +104,7 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("info,netlink_proto=error"),
     )
+    .format_timestamp_millis()
     .init();
     let cli = Cli::parse();
     let result = match cli.command {

@@ -77,9 +77,10 @@ fn main() -> Result<()> {
             cargo(&argv)
         }
         Task::Bench => {
-            cargo(&["run", "--release", "-p", "xlb-tests", "--bin", "xlb-bench"])?;
-            // VRRP failover beside keepalived: starts the release `xlb` in network namespaces.
+            // Both benches start the release `xlb` in network namespaces.
             cargo(&["build", "--release", "-p", "lb-userspace", "--bins"])?;
+            cargo(&["run", "--release", "-p", "xlb-tests", "--bin", "xlb-bench"])?;
+            // VRRP failover beside keepalived.
             cargo(&[
                 "run",
                 "--release",

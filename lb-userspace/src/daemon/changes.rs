@@ -1,7 +1,10 @@
 //! What a reload changes, in the operator's words (one line per change), for the log and for
 //! `xlb reload`'s answer.
 
-use std::{collections::BTreeMap, net::SocketAddr};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    net::SocketAddr,
+};
 
 use lb_config::{Config, RealServer, VirtualServer, VrrpInstance};
 
@@ -18,28 +21,34 @@ fn real_server_name(rs: &RealServer) -> String {
     SocketAddr::new(rs.address, rs.port).to_string()
 }
 
-/// Every difference between the running config and a reloaded one that changes what xlb does.
+/// Every difference between the running config and a reloaded one that changes what xlb does,
+/// services in the new config's order (then the removed ones). Services compare whole first:
+/// a reload of thousands of services that changes a few costs little more than a lookup each.
 pub fn describe(old: &Config, new: &Config) -> Vec<String> {
     let mut out = Vec::new();
-    let services = |c: &Config| -> BTreeMap<String, VirtualServer> {
-        c.virtual_servers
-            .iter()
-            .map(|vs| (service_name(vs), vs.clone()))
-            .collect()
-    };
-    let (before, after) = (services(old), services(new));
-    for (name, vs) in &after {
-        let Some(was) = before.get(name) else {
-            out.push(format!(
-                "virtual service {name} added with {} real server(s)",
+    type Key = (&'static str, SocketAddr);
+    let key =
+        |vs: &VirtualServer| -> Key { (vs.protocol.name(), SocketAddr::new(vs.address, vs.port)) };
+    let before: HashMap<Key, &VirtualServer> =
+        old.virtual_servers.iter().map(|vs| (key(vs), vs)).collect();
+    let after: HashSet<Key> = new.virtual_servers.iter().map(key).collect();
+    for vs in &new.virtual_servers {
+        match before.get(&key(vs)) {
+            None => out.push(format!(
+                "virtual service {} added with {} real server(s)",
+                service_name(vs),
                 vs.real_servers.len()
-            ));
-            continue;
-        };
-        describe_service(name, was, vs, &mut out);
+            )),
+            Some(was) if *was == vs => {}
+            Some(was) => describe_service(&service_name(vs), was, vs, &mut out),
+        }
     }
-    for name in before.keys().filter(|n| !after.contains_key(*n)) {
-        out.push(format!("virtual service {name} removed"));
+    for vs in old
+        .virtual_servers
+        .iter()
+        .filter(|vs| !after.contains(&key(vs)))
+    {
+        out.push(format!("virtual service {} removed", service_name(vs)));
     }
 
     let instances = |c: &Config| -> BTreeMap<String, VrrpInstance> {

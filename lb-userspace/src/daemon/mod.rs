@@ -44,6 +44,20 @@ pub const DEFAULT_HASH_SEED: u32 = 0x786c_6221;
 /// How often backends' routes and MACs are looked up again (a MAC can change; a missing one is
 /// probed until the kernel learns it).
 const RESOLVE_INTERVAL: Duration = Duration::from_secs(1);
+/// After a health event, how long to wait for more before recomputing (a start-up or a reload
+/// brings thousands at once), and at most how many times.
+const EVENT_SETTLE: Duration = Duration::from_millis(5);
+const EVENT_SETTLE_ROUNDS: usize = 10;
+
+/// Which backends to look up in the kernel's routes and neighbours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Resolve {
+    Nothing,
+    /// Only those not resolved yet (after a reload: the rest wait for the next tick).
+    New,
+    All,
+}
+
 /// A reload whose config takes longer than this to read is refused (the running config stays).
 /// Reading is bounded by lb-config's limits; this is the backstop.
 const RELOAD_DEADLINE: Duration = Duration::from_secs(10);
@@ -176,6 +190,7 @@ struct PendingReload {
 /// the data plane's limits and the running table size.
 fn start_reload(path: &Path, maglev_size: u32) -> JoinHandle<Result<Config, Vec<String>>> {
     let path = path.to_path_buf();
+    let started = std::time::Instant::now();
     tokio::spawn(async move {
         let read = tokio::task::spawn_blocking({
             let path = path.clone();
@@ -196,6 +211,11 @@ fn start_reload(path: &Path, maglev_size: u32) -> JoinHandle<Result<Config, Vec<
             Ok(Ok(Err(errors))) => Err(errors.errors().map(|d| d.to_string()).collect()),
             Ok(Ok(Ok((_, Err(over))))) => Err(over.iter().map(|e| e.to_string()).collect()),
             Ok(Ok(Ok((loaded, Ok(_))))) => {
+                log::debug!(
+                    "{} read and checked in {:?}",
+                    path.display(),
+                    started.elapsed()
+                );
                 let wanted = loaded.config.global_defs.xlb_maglev_table_size;
                 if wanted != maglev_size {
                     let at = loaded
@@ -274,18 +294,65 @@ async fn serve(
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut ticker = tokio::time::interval(RESOLVE_INTERVAL);
-    let mut resolve = true;
+    let mut resolve = Resolve::All;
     let mut reload: Option<PendingReload> = None;
+    // Set when an input changed: the desired state is computed and applied only then (and at
+    // every tick whose lookups changed a path or that ends a drain).
+    let mut dirty = true;
+    // A reload that reached the data plane: the running config it replaced, and who waits for
+    // the answer. The health checks follow it once the data plane has it.
+    let mut reloaded: Option<(Config, Vec<oneshot::Sender<Response>>)> = None;
     loop {
-        let services = crate::health::services(&config, health);
-        if resolve {
-            refresh_paths(&netlink, &iface, &backend_ips(&config), &mut paths).await;
-            resolve = false;
+        if resolve != Resolve::Nothing {
+            let only_new = resolve == Resolve::New;
+            dirty |= refresh_paths(
+                &netlink,
+                &iface,
+                &backend_ips(&config),
+                &mut paths,
+                only_new,
+            )
+            .await;
+            resolve = Resolve::Nothing;
         }
-        match reconciler.apply(dp, &desired(&services, &paths, true).with_claims(&claims)) {
-            Ok(changes) if !changes.is_empty() => info!("data plane updated: {changes:?}"),
-            Ok(_) => {}
-            Err(e) => error!("updating the data plane: {e:#}"),
+        if dirty {
+            dirty = false;
+            let started = std::time::Instant::now();
+            let services = crate::health::services(&config, health);
+            let want = desired(&services, &paths, true).with_claims(&claims);
+            let computed = started.elapsed();
+            match reconciler.apply(dp, &want) {
+                Ok(changes) if !changes.is_empty() => info!("data plane updated: {changes:?}"),
+                Ok(_) => {}
+                Err(e) => error!("updating the data plane: {e:#}"),
+            }
+            log::debug!(
+                "desired state computed in {computed:?}, applied in {:?}",
+                started.elapsed() - computed
+            );
+        }
+        if let Some((old, waiters)) = reloaded.take() {
+            // The data plane serves the new config; now the health checks follow it (new
+            // monitors, quorum settings), and the answer says what changed.
+            health.apply(&config);
+            let changes = describe_changes(&old, &config);
+            info!(
+                "reloaded {}: {} virtual server(s), {} change(s)",
+                opts.config.display(),
+                config.virtual_servers.len(),
+                changes.len()
+            );
+            for c in &changes {
+                info!("  {c}");
+            }
+            for waiter in waiters {
+                let _ = waiter.send(Response::Reloaded {
+                    changes: changes.clone(),
+                });
+            }
+            dirty = true;
+            resolve = Resolve::All;
+            continue;
         }
         if vrrp_handle.is_none() && !vrrp_config.vrrp_instances.is_empty() {
             let started = vrrp::spawn(vrrp::VrrpOptions {
@@ -311,10 +378,24 @@ async fn serve(
             }
         }
         tokio::select! {
-            _ = ticker.tick() => resolve = true,
+            _ = ticker.tick() => {
+                resolve = Resolve::All;
+                dirty |= reconciler.drain_due(std::time::Instant::now());
+            }
             Some(_) = events.recv() => {
-                // One recomputation for a burst of state changes.
-                while events.try_recv().is_ok() {}
+                // One recomputation for a burst of state changes (thousands at start-up): wait
+                // for the burst to end, within a bound.
+                dirty = true;
+                for _ in 0..EVENT_SETTLE_ROUNDS {
+                    let mut more = false;
+                    while events.try_recv().is_ok() {
+                        more = true;
+                    }
+                    if !more {
+                        break;
+                    }
+                    tokio::time::sleep(EVENT_SETTLE).await;
+                }
             }
             _ = sighup.recv() => {
                 match &reload {
@@ -358,16 +439,6 @@ async fn serve(
                         Response::Refused { errors }
                     }
                     Ok(new) => {
-                        let changes = describe_changes(&config, &new);
-                        info!(
-                            "reloaded {}: {} virtual server(s), {} change(s)",
-                            opts.config.display(),
-                            new.virtual_servers.len(),
-                            changes.len()
-                        );
-                        for c in &changes {
-                            info!("  {c}");
-                        }
                         if vrrp_parts(&new) != vrrp_parts(&vrrp_config) {
                             // The running thread steps aside leaving claims and addresses in
                             // place; its successor resumes every instance whose claim is live,
@@ -388,10 +459,13 @@ async fn serve(
                             claims_of = new_claims;
                             claims = vrrp::claims_by_address(&vrrp_config, &claims_of);
                         }
-                        config = new;
-                        health.apply(&config);
-                        resolve = true;
-                        Response::Reloaded { changes }
+                        // The data plane first: the next turn of the loop applies the new
+                        // config (looking up only backends it has not resolved yet), then
+                        // the health checks follow it and the waiters get their answer.
+                        reloaded = Some((std::mem::replace(&mut config, new), waiters));
+                        resolve = Resolve::New;
+                        dirty = true;
+                        continue;
                     }
                 };
                 for waiter in waiters {
@@ -465,14 +539,21 @@ fn backend_ips(config: &Config) -> BTreeSet<IpAddr> {
         .collect()
 }
 
+/// Looks backends up in the kernel's routes and neighbours (`only_new`: those not resolved
+/// yet); whether any path changed.
 async fn refresh_paths(
     netlink: &Netlink,
     iface: &Interface,
     ips: &BTreeSet<IpAddr>,
     paths: &mut HashMap<IpAddr, BackendPath>,
-) {
+    only_new: bool,
+) -> bool {
+    let before = paths.clone();
     paths.retain(|ip, _| ips.contains(ip));
     for &ip in ips {
+        if only_new && paths.contains_key(&ip) {
+            continue;
+        }
         let path = match netlink.resolve(ip).await {
             Ok(Some(n)) => {
                 let src_mac = if n.ifindex == iface.index {
@@ -518,6 +599,7 @@ async fn refresh_paths(
             }
         }
     }
+    *paths != before
 }
 
 fn fmt_mac(mac: &[u8; 6]) -> String {
