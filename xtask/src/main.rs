@@ -37,7 +37,8 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Benchmarks with side-by-side ratios: the XDP program per packet (xlb-bench), then VRRP
+    /// Benchmarks with side-by-side ratios: the XDP program per packet, the edge director at
+    /// full size (xlb-bench), Maglev builds against the previous builder, then VRRP
     /// failover of xlb beside keepalived (xlb-failover-bench; run counts from
     /// XLB_FAILOVER_RUNS, XLB_SIGTERM_RUNS, XLB_FLAP_RUNS, XLB_FLAP_SECONDS).
     Bench,
@@ -80,6 +81,17 @@ fn main() -> Result<()> {
             // Both benches start the release `xlb` in network namespaces.
             cargo(&["build", "--release", "-p", "lb-userspace", "--bins"])?;
             cargo(&["run", "--release", "-p", "xlb-tests", "--bin", "xlb-bench"])?;
+            // Maglev builds beside the builder before the occupancy bitmap, alternately.
+            cargo(&[
+                "run",
+                "--release",
+                "-p",
+                "lb-common",
+                "--example",
+                "maglev_bench",
+                "--",
+                "101",
+            ])?;
             // VRRP failover beside keepalived.
             cargo(&[
                 "run",
