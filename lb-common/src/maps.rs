@@ -428,12 +428,15 @@ impl FlowEvent {
     }
 }
 
-/// Packets and bytes, per CPU, per VIP and per backend.
+/// Packets, bytes and connections placed, per CPU, per VIP and per backend.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Counters {
     pub packets: u64,
     pub bytes: u64,
+    /// Connections placed by Maglev (IPVS's Conns): a SYN, or the first packet of a flow the
+    /// flow table did not know.
+    pub conns: u64,
 }
 
 /// What the program did with a packet and why: one per-CPU counter each.
@@ -530,7 +533,7 @@ const _: () = {
     assert!(size_of::<RecentFlow>() == 40);
     assert!(offset_of!(RecentFlow, seen) == 32);
     assert!(RECENT_FLOW_SLOTS.is_power_of_two());
-    assert!(size_of::<Counters>() == 16);
+    assert!(size_of::<Counters>() == 24);
     assert!(size_of::<RingChunk>() == 8);
     assert!(size_of::<MemberSlot>() == 8);
     assert!(VIP_SLOTS.is_power_of_two());

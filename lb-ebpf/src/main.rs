@@ -535,16 +535,17 @@ fn serve(ctx: &XdpContext, flow: &Flow, vip: &VipValue, control: &Control, bytes
             Err(outcome) => return outcome,
         };
         note_recent(recent, &key, id, backend, now, 1);
-        return finish(ctx, id, backend, bytes);
+        return finish(ctx, id, backend, bytes, NEW_CONNECTION);
     }
-    let (backend_id, backend) = match recently_seen(recent, &key, now, control.syn_window) {
-        Some(Recent::Seen(id, backend)) => return finish(ctx, id, backend, bytes),
+    let (backend_id, backend, conns) = match recently_seen(recent, &key, now, control.syn_window) {
+        Some(Recent::Seen(id, backend)) => return finish(ctx, id, backend, bytes, 0),
+        // Counted at its SYN.
         Some(Recent::Opened(id, backend)) => {
             remember(&key, id, backend, now);
-            (id, backend)
+            (id, backend, 0)
         }
         None => match remembered(&key, now, idle) {
-            Ok(found) => found,
+            Ok((id, backend)) => (id, backend, 0),
             Err(why) => {
                 flow_event(why);
                 let (id, backend) = match place(flow, vip, control) {
@@ -552,13 +553,16 @@ fn serve(ctx: &XdpContext, flow: &Flow, vip: &VipValue, control: &Control, bytes
                     Err(outcome) => return outcome,
                 };
                 remember(&key, id, backend, now);
-                (id, backend)
+                (id, backend, NEW_CONNECTION)
             }
         },
     };
     note_recent(recent, &key, backend_id, backend, now, 0);
-    finish(ctx, backend_id, backend, bytes)
+    finish(ctx, backend_id, backend, bytes, conns)
 }
+
+/// What a placement adds to a backend's connection count (IPVS's Conns).
+const NEW_CONNECTION: u64 = 1;
 
 /// Writes a flow into the flow table (replacing any entry for its key).
 #[inline(always)]
@@ -601,10 +605,20 @@ fn note_recent(
     }
 }
 
-/// Counts the packet on its backend, rewrites it for the backend and sends it there.
+/// Counts the packet (and a new connection) on its backend, rewrites it for the backend and
+/// sends it there.
 #[inline(always)]
-fn finish(ctx: &XdpContext, backend_id: u32, backend: &Backend, bytes: u64) -> Outcome {
-    count(&XLB_BACKEND_STATS, backend_id, bytes);
+fn finish(ctx: &XdpContext, backend_id: u32, backend: &Backend, bytes: u64, conns: u64) -> Outcome {
+    if let Some(c) = XLB_BACKEND_STATS.get_ptr_mut(backend_id) {
+        // SAFETY: a per-CPU slot; XDP does not preempt itself on one CPU.
+        unsafe {
+            (*c).packets += 1;
+            (*c).bytes += bytes;
+            if conns != 0 {
+                (*c).conns += conns;
+            }
+        }
+    }
 
     rewrite_macs(ctx, backend);
     if backend.ifindex == 0 || backend.ifindex as usize == ctx.ingress_ifindex() {

@@ -46,7 +46,7 @@ use std::net::IpAddr;
 
 use lb_config::{Protocol, VirtualServer};
 
-pub use monitor::{HealthEvent, RealServerHealth, RealServerMonitor};
+pub use monitor::{CheckRecord, HealthEvent, MonitorReport, RealServerHealth, RealServerMonitor};
 pub use quorum::{Backend, EffectiveVs, QuorumState, QuorumTransition, effective_backends};
 pub use script::{ScriptError, ScriptOutcome, ScriptRunner};
 pub use supervisor::{HealthSnapshot, HealthSupervisor};

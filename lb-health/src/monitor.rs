@@ -22,7 +22,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -69,6 +69,25 @@ impl RealServerHealth {
     }
 }
 
+/// What a monitor reports of its checks, for status and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MonitorReport {
+    /// When the real server last came up or went down (its start, before any change).
+    pub since: Option<SystemTime>,
+    /// The last check that ran: when, how long it took, and what it found.
+    pub last_check: Option<CheckRecord>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckRecord {
+    pub at: SystemTime,
+    pub duration: Duration,
+    /// `None` on success, else why it failed (keepalived's words).
+    pub failure: Option<String>,
+    /// The checker's kind, as keepalived names it (`TCP_CHECK`, `HTTP_GET`, ...).
+    pub checker: String,
+}
+
 /// Configuration changes a running monitor takes without losing its state.
 #[derive(Debug)]
 struct MonitorUpdate {
@@ -82,6 +101,7 @@ struct MonitorUpdate {
 pub struct RealServerMonitor {
     task: JoinHandle<()>,
     health: Arc<Mutex<RealServerHealth>>,
+    report: Arc<Mutex<MonitorReport>>,
     updates: mpsc::UnboundedSender<MonitorUpdate>,
     checkers: Vec<Checker>,
     /// The settings the task runs with, so that a reload that changes nothing sends nothing.
@@ -109,6 +129,10 @@ impl RealServerMonitor {
         }));
         let (updates, updates_rx) = mpsc::unbounded_channel();
         let settings = (rs.clone(), ctx.scripts.clone());
+        let report = Arc::new(Mutex::new(MonitorReport {
+            since: Some(SystemTime::now()),
+            last_check: None,
+        }));
         let task = Task {
             vs: vs_key,
             vs_name: vs_key.to_string(),
@@ -136,12 +160,14 @@ impl RealServerMonitor {
             weight: rs.weight,
             last_sent: None,
             health: health.clone(),
+            report: report.clone(),
             events,
             updates: updates_rx,
         };
         RealServerMonitor {
             task: tokio::spawn(task.run()),
             health,
+            report,
             updates,
             checkers: rs.checkers.clone(),
             settings,
@@ -151,6 +177,11 @@ impl RealServerMonitor {
     /// The real server's state now.
     pub fn health(&self) -> RealServerHealth {
         *lock(&self.health)
+    }
+
+    /// Its checks' recent history.
+    pub fn report(&self) -> MonitorReport {
+        lock(&self.report).clone()
     }
 
     /// The checkers this monitor runs; a reload keeps the monitor only if
@@ -206,7 +237,8 @@ struct CheckerRun {
     state: CheckerState,
 }
 
-type Attempt = Pin<Box<dyn Future<Output = (usize, Result<CheckSuccess, CheckFailure>)> + Send>>;
+type Attempt =
+    Pin<Box<dyn Future<Output = (usize, Result<CheckSuccess, CheckFailure>, Duration)> + Send>>;
 
 struct Task {
     vs: VsKey,
@@ -223,6 +255,7 @@ struct Task {
     health: Arc<Mutex<RealServerHealth>>,
     events: mpsc::Sender<HealthEvent>,
     updates: mpsc::UnboundedReceiver<MonitorUpdate>,
+    report: Arc<Mutex<MonitorReport>>,
 }
 
 impl Task {
@@ -246,7 +279,8 @@ impl Task {
         }
         loop {
             tokio::select! {
-                Some((idx, result)) = pending.next(), if !pending.is_empty() => {
+                Some((idx, result, took)) = pending.next(), if !pending.is_empty() => {
+                    self.record(idx, &result, took);
                     let delay = self.on_result(idx, result).await;
                     pending.push(self.attempt(idx, delay));
                 }
@@ -264,8 +298,19 @@ impl Task {
         let ctx = self.ctx.clone();
         Box::pin(async move {
             tokio::time::sleep(delay).await;
-            (idx, run_check(&checker, &ctx).await)
+            let started = std::time::Instant::now();
+            let result = run_check(&checker, &ctx).await;
+            (idx, result, started.elapsed())
         })
+    }
+
+    fn record(&self, idx: usize, result: &Result<CheckSuccess, CheckFailure>, took: Duration) {
+        lock(&self.report).last_check = Some(CheckRecord {
+            at: SystemTime::now(),
+            duration: took,
+            failure: result.as_ref().err().map(|f| f.to_string()),
+            checker: checker_label(&self.checkers[idx].config).to_string(),
+        });
     }
 
     /// keepalived's checker epilog: updates the checker's state from one
@@ -401,6 +446,7 @@ impl Task {
         let alive = self.checkers.iter().all(|c| c.state.up);
         if alive != self.alive {
             self.alive = alive;
+            lock(&self.report).since = Some(SystemTime::now());
             let (verb, prep) = match (alive, self.rs.inhibit_on_failure) {
                 (true, false) => ("Adding", "to"),
                 (true, true) => ("Enabling", "of"),

@@ -27,7 +27,7 @@ use crate::monitor::{
 };
 use crate::quorum::{EffectiveVs, QuorumState, QuorumTransition, effective_backends};
 use crate::script::ScriptRunner;
-use crate::{RsKey, VsKey, service_trio};
+use crate::{RsKey, VsKey, monitor::MonitorReport, service_trio};
 
 /// How long notify scripts run at shutdown may take (keepalived gives
 /// them one second before SIGKILL).
@@ -187,6 +187,11 @@ impl HealthSupervisor {
                 }
             }
         }
+    }
+
+    /// One real server's checks' recent history (`None`: not monitored).
+    pub fn real_server_report(&self, vs: &VsKey, rs: &RsKey) -> Option<MonitorReport> {
+        self.monitors.get(&(*vs, *rs)).map(|m| m.report())
     }
 
     /// One real server's current health (`None`: not monitored).

@@ -38,15 +38,28 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 pub enum Request {
     /// Re-read the config file; answer what changed or why it was refused.
     Reload,
+    /// Everything the daemon serves, with counters ([`crate::status::Status`]).
+    Status,
+    /// Stop as SIGTERM does: hand VRRP over, then detach and remove the pins.
+    Stop,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Response {
     /// The reload was applied; one line per change, in the operator's words.
-    Reloaded { changes: Vec<String> },
+    Reloaded {
+        changes: Vec<String>,
+    },
     /// The request was refused; the running state is unchanged.
-    Refused { errors: Vec<String> },
+    Refused {
+        errors: Vec<String>,
+    },
+    Status(Box<crate::status::Status>),
+    /// The daemon is stopping (its pid, to wait for).
+    Stopping {
+        pid: u32,
+    },
 }
 
 /// A request as the daemon's main loop receives it.

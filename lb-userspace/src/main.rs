@@ -44,6 +44,11 @@ enum Command {
         /// Seconds an idle UDP flow keeps its backend (ipvsadm --set's udp).
         #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
         udp_idle_timeout: u32,
+        /// Serve Prometheus metrics at http://ADDR:PORT/metrics (keepalived exporter and
+        /// node_exporter IPVS names). Off unless given: the usual choice is 127.0.0.1:9650 or
+        /// a management address, never an address clients reach.
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics_address: Option<std::net::SocketAddr>,
     },
     /// Make the running xlb re-read its config; prints what changed, or the errors and exits
     /// non-zero when the file is refused (the running config stays).
@@ -59,8 +64,37 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print the data plane's counters for an interface xlb runs on.
+    /// What the running xlb serves, in `ipvsadm -Ln`'s layout: virtual services and their
+    /// real servers, then VRRP instances and the real servers that are not up.
+    #[command(after_help = lb_userspace::status::CONNECTION_COLUMNS)]
+    Status {
+        #[command(flatten)]
+        instance: InstanceArgs,
+        /// Counters: Conns InPkts OutPkts InBytes OutBytes (as `ipvsadm -Ln --stats`).
+        #[arg(long, conflicts_with_all = ["rate", "json"])]
+        stats: bool,
+        /// Rates over the last 2 s: CPS InPPS OutPPS InBPS OutBPS (as `ipvsadm -Ln --rate`).
+        #[arg(long, conflicts_with = "json")]
+        rate: bool,
+        /// The whole model as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The data plane's counters: packets by outcome, flow-table events, per service and real
+    /// server.
     Stats {
+        #[command(flatten)]
+        instance: InstanceArgs,
+    },
+    /// Stop the running xlb as SIGTERM does (VRRP handed over, XDP detached, pins removed) and
+    /// wait until it has.
+    Stop {
+        #[command(flatten)]
+        instance: InstanceArgs,
+    },
+    /// Remove what an xlb killed with SIGKILL left: the pinned XDP link and maps, the pidfile
+    /// and socket, and the VRRP addresses it had added. Refused while an xlb runs there.
+    Cleanup {
         #[command(flatten)]
         instance: InstanceArgs,
     },
@@ -116,6 +150,7 @@ fn main() -> ExitCode {
             flow_table_size,
             tcp_idle_timeout,
             udp_idle_timeout,
+            metrics_address,
         } => instance.paths().and_then(|paths| {
             cli::run::run(cli::run::DaemonOptions {
                 flow_table_size,
@@ -129,11 +164,32 @@ fn main() -> ExitCode {
                     Mode::Auto => XdpMode::Default,
                 },
                 hash_seed,
+                metrics_address,
             })
         }),
         Command::Check { config, json } => cli::check::check(&config, json),
         Command::Reload { instance } => instance.paths().and_then(|p| cli::reload::reload(&p)),
-        Command::Stats { instance } => instance.paths().and_then(|p| cli::stats::print(&p)),
+        Command::Status {
+            instance,
+            stats,
+            rate,
+            json,
+        } => {
+            use cli::status::Format;
+            use lb_userspace::status::Columns;
+            let format = match (stats, rate, json) {
+                (_, _, true) => Format::Json,
+                (true, _, _) => Format::Table(Columns::Stats),
+                (_, true, _) => Format::Table(Columns::Rate),
+                _ => Format::Table(Columns::Connections),
+            };
+            instance
+                .paths()
+                .and_then(|p| cli::status::status(&p, format))
+        }
+        Command::Stats { instance } => instance.paths().and_then(|p| cli::status::stats(&p)),
+        Command::Stop { instance } => instance.paths().and_then(|p| cli::stop::stop(&p)),
+        Command::Cleanup { instance } => instance.paths().and_then(|p| cli::cleanup::cleanup(&p)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

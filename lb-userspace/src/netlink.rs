@@ -70,6 +70,21 @@ impl Netlink {
         Ok(flags.contains(LinkFlags::Up) && flags.contains(LinkFlags::LowerUp))
     }
 
+    /// Every address of every interface: (ifindex, address, prefix length).
+    pub async fn addresses(&self) -> Result<Vec<(u32, IpAddr, u8)>> {
+        use rtnetlink::packet_route::address::AddressAttribute;
+        let mut out = Vec::new();
+        let mut addrs = self.handle.address().get().execute();
+        while let Some(msg) = addrs.try_next().await.context("listing addresses")? {
+            for attr in &msg.attributes {
+                if let AddressAttribute::Address(ip) = attr {
+                    out.push((msg.header.index, *ip, msg.header.prefix_len));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The first address of a family on an interface: a VRRP instance's source address when
     /// the config names none.
     pub async fn first_address(&self, ifindex: u32, v6: bool) -> Result<Option<IpAddr>> {

@@ -424,6 +424,26 @@ impl Reconciler {
         self.vips.get(vip).map(|v| v.table_slot)
     }
 
+    /// Every backend entry: which real server of which service, its id, and whether it is
+    /// alive (valid in the data plane); then those draining (removed from the config).
+    pub fn backend_entries(&self) -> impl Iterator<Item = (&BackendKey, u32, &Backend, bool)> {
+        self.backends
+            .iter()
+            .map(|(k, (id, b))| (k, *id, b, false))
+            .chain(
+                self.draining
+                    .iter()
+                    .map(|(k, (id, b, _))| (k, *id, b, true)),
+            )
+    }
+
+    /// The checksum of the table a service's entry points at.
+    pub fn table_checksum(&self, vip: &VipKey) -> Option<u32> {
+        let applied = self.vips.get(vip)?;
+        applied.table.as_ref()?;
+        self.tables.checksum(applied.table_slot)
+    }
+
     /// Whether a removed real server's drain has ended, so that an apply would clear it.
     pub fn drain_due(&self, now: Instant) -> bool {
         self.draining.values().any(|(_, _, until)| *until <= now)
@@ -785,11 +805,13 @@ impl Reconciler {
                 table.build(m, &mut self.scratch, &mut self.wide, &mut self.entries)?;
                 w.write_table(*slot, &self.entries)
                     .with_context(|| format!("writing Maglev table {slot}"))?;
+                self.tables
+                    .set_checksum(*slot, crate::tables::checksum(table, &self.entries));
             }
             return Ok(());
         }
         let chunk = pending.len().div_ceil(threads);
-        type Built = Result<Vec<(u32, Vec<u16>)>>;
+        type Built = Result<Vec<(u32, Vec<u16>, u32)>>;
         let built: Vec<Built> = thread::scope(|s| {
             let workers: Vec<_> = pending
                 .chunks(chunk)
@@ -801,7 +823,8 @@ impl Reconciler {
                             .map(|(slot, table)| {
                                 let mut entries = Vec::new();
                                 table.build(m, &mut scratch, &mut wide, &mut entries)?;
-                                Ok((*slot, entries))
+                                let sum = crate::tables::checksum(table, &entries);
+                                Ok((*slot, entries, sum))
                             })
                             .collect()
                     })
@@ -816,9 +839,10 @@ impl Reconciler {
                 .collect()
         });
         for part in built {
-            for (slot, entries) in part? {
+            for (slot, entries, sum) in part? {
                 w.write_table(slot, &entries)
                     .with_context(|| format!("writing Maglev table {slot}"))?;
+                self.tables.set_checksum(slot, sum);
             }
         }
         Ok(())

@@ -133,12 +133,37 @@ impl ServiceTable {
     }
 }
 
+/// FNV-1a over a table's entries and its members (address, rank, weight): two directors with
+/// equal checksums place every flow on the same real server.
+pub fn checksum(members: &TableMembers, entries: &[u16]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u32::from(*b);
+            h = h.wrapping_mul(0x0100_0193);
+        }
+    };
+    for m in &members.0 {
+        for w in m.addr {
+            eat(&w.to_ne_bytes());
+        }
+        eat(&m.rank.to_le_bytes());
+        eat(&m.weight.to_le_bytes());
+    }
+    for e in entries {
+        eat(&e.to_le_bytes());
+    }
+    h
+}
+
 /// The table slots of the ring map: which table each holds, how many services use it, and
 /// which are free. A table no service uses any more is kept (and can be taken back) until no
 /// packet can be reading it, then freed.
 #[derive(Debug)]
 pub struct TablePool {
     users: Vec<u32>,
+    /// Each slot's [`checksum`], once built.
+    checksums: Vec<Option<u32>>,
     /// What each slot holds, when known (`None`: adopted from a previous xlb, or free).
     held: Vec<Option<TableMembers>>,
     by_members: HashMap<TableMembers, u32>,
@@ -160,6 +185,7 @@ impl TablePool {
     pub fn new(slots: u32) -> Self {
         Self {
             users: vec![0; slots as usize],
+            checksums: vec![None; slots as usize],
             held: vec![None; slots as usize],
             by_members: HashMap::new(),
             free: (0..slots).collect(),
@@ -180,6 +206,16 @@ impl TablePool {
         self.held[slot as usize] = Some(members.clone());
         self.by_members.insert(members.clone(), slot);
         Some(Acquired::Fresh(slot))
+    }
+
+    pub fn set_checksum(&mut self, slot: u32, sum: u32) {
+        if let Some(c) = self.checksums.get_mut(slot as usize) {
+            *c = Some(sum);
+        }
+    }
+
+    pub fn checksum(&self, slot: u32) -> Option<u32> {
+        self.checksums.get(slot as usize).copied().flatten()
     }
 
     /// Marks a slot in use by an adopted service, its content unknown.
@@ -221,6 +257,7 @@ impl TablePool {
             if let Some(members) = self.held[slot as usize].take() {
                 self.by_members.remove(&members);
             }
+            self.checksums[slot as usize] = None;
             self.free.insert(slot);
         }
     }

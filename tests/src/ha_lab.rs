@@ -239,11 +239,6 @@ impl HaLab {
         self.workdir.join(format!("{}.pid", self.director_name(d)))
     }
 
-    /// Where xlb's VRRP thread writes states and drop counters (every second at most).
-    pub fn status_file(&self, d: usize) -> PathBuf {
-        self.pidfile(d).with_extension("vrrp")
-    }
-
     /// The `vrrp_instance VI_1` block for director `d` at `priority`.
     pub fn vrrp_instance(&self, d: usize, spec: &VrrpSpec, priority: u8) -> String {
         let mut t = String::from("vrrp_instance VI_1 {\n");
@@ -846,28 +841,44 @@ impl HaLab {
         lab::run(&mut c)
     }
 
-    /// xlb's VRRP drop counters on `d`, by reason, from its status file.
-    pub fn drop_counters(&self, d: usize) -> BTreeMap<String, u64> {
-        let text = fs::read_to_string(self.status_file(d)).unwrap_or_default();
-        text.lines()
-            .filter_map(|l| {
-                let mut w = l.split_whitespace();
-                (w.next() == Some("dropped"))
-                    .then(|| Some((w.next()?.to_string(), w.next()?.parse().ok()?)))
-                    .flatten()
-            })
-            .collect()
+    /// `xlb status --json` of director `d`: what its running xlb reports.
+    pub fn xlb_status(&self, d: usize) -> Result<lb_userspace::status::Status> {
+        let mut c = self.directors[d].command(self.xlb.to_str().context("xlb path")?);
+        c.args(["status", "--json", "-i", "eth0", "--bpffs"])
+            .arg(self.bpffs(d))
+            .arg("--pidfile")
+            .arg(self.pidfile(d));
+        let text = lab::run(&mut c)?;
+        serde_json::from_str(&text).with_context(|| format!("xlb status --json printed {text}"))
     }
 
-    /// xlb's state on `d` by its status file: `instance VI_1 MASTER priority 150`.
+    /// One outcome counter of director `d`'s data plane, read from its pins: it counts on
+    /// after its xlb was killed, which no command asks (no daemon, no status).
+    pub fn pinned_outcome(&self, d: usize, name: &str) -> Result<u64> {
+        let stats = lb_userspace::dataplane::read_pinned_stats(&self.pin_dir(d))?;
+        stats
+            .outcomes
+            .iter()
+            .find(|(o, _)| o.name() == name)
+            .map(|(_, n)| *n)
+            .with_context(|| format!("no outcome {name}"))
+    }
+
+    /// xlb's VRRP drop counters on `d`, by reason (every VRRP packet its thread dropped).
+    pub fn drop_counters(&self, d: usize) -> BTreeMap<String, u64> {
+        self.xlb_status(d)
+            .map(|s| s.dataplane.vrrp_dropped)
+            .unwrap_or_default()
+    }
+
+    /// The state xlb on `d` reports for VI_1 (`MASTER`, `BACKUP`, ...).
     pub fn status_state(&self, d: usize) -> Option<String> {
-        let text = fs::read_to_string(self.status_file(d)).ok()?;
-        text.lines().find_map(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            (w.first() == Some(&"instance") && w.get(1) == Some(&"VI_1"))
-                .then(|| w.get(2).map(|s| s.to_string()))
-                .flatten()
-        })
+        let status = self.xlb_status(d).ok()?;
+        status
+            .vrrp
+            .into_iter()
+            .find(|vi| vi.name == "VI_1")
+            .map(|vi| vi.state)
     }
 
     /// Sends whole IPv4 packets (header included, as built by [`ipv4_packet`]) from the client.

@@ -574,7 +574,10 @@ impl DrLab {
     /// `xlb stats` of the running xlb: its outcome counters, flow events, VIPs and backends.
     pub fn stats(&self, xlb: &Path) -> Result<String> {
         let mut c = self.director.command(xlb.to_str().context("xlb path")?);
-        c.args(["stats", "-i", "eth0", "--bpffs"]).arg(self.bpffs());
+        c.args(["stats", "-i", "eth0", "--bpffs"])
+            .arg(self.bpffs())
+            .arg("--pidfile")
+            .arg(self.pidfile());
         run(&mut c)
     }
 

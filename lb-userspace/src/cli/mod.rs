@@ -1,9 +1,11 @@
 //! The `xlb` subcommands.
 
 pub mod check;
+pub mod cleanup;
 pub mod reload;
 pub mod run;
-pub mod stats;
+pub mod status;
+pub mod stop;
 
 use std::path::Path;
 

@@ -27,5 +27,6 @@ pub fn reload(paths: &InstancePaths) -> Result<()> {
             }
             bail!("reload refused; the running config stays in force")
         }
+        other => bail!("xlb answered a reload with {other:?}"),
     }
 }

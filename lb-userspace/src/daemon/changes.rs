@@ -164,3 +164,62 @@ mod tests {
         assert!(describe(&new, &new).is_empty());
     }
 }
+
+/// What the data plane forwards: for each service, each real server's weight in its table
+/// (0: down, unresolved or drained).
+pub type Forwarding = BTreeMap<(crate::service::Protocol, SocketAddr), BTreeMap<SocketAddr, u32>>;
+
+/// What the data plane forwards for these services, given which backends are resolved.
+pub fn forwarding(
+    services: &[crate::service::Service],
+    resolved: impl Fn(&std::net::IpAddr) -> bool,
+) -> Forwarding {
+    services
+        .iter()
+        .map(|svc| {
+            let weights = svc
+                .real_servers
+                .iter()
+                .map(|rs| {
+                    let weight = if rs.alive && resolved(&rs.addr.ip()) {
+                        rs.weight
+                    } else {
+                        0
+                    };
+                    (rs.addr, weight)
+                })
+                .collect();
+            ((svc.protocol, svc.vip), weights)
+        })
+        .collect()
+}
+
+/// The differences between two [`Forwarding`]s, one line each:
+/// `weight of 10.0.0.13:80 in TCP 10.0.0.100:80 100 -> 0`.
+pub fn describe_forwarding(old: &Forwarding, new: &Forwarding) -> Vec<String> {
+    let mut out = Vec::new();
+    for ((protocol, vip), weights) in new {
+        let Some(before) = old.get(&(*protocol, *vip)) else {
+            out.push(format!("{protocol} {vip} now forwarded"));
+            continue;
+        };
+        for (rs, weight) in weights {
+            match before.get(rs) {
+                Some(was) if was != weight => out.push(format!(
+                    "weight of {rs} in {protocol} {vip} {was} -> {weight}"
+                )),
+                Some(_) => {}
+                None => out.push(format!(
+                    "{rs} added to {protocol} {vip} with weight {weight}"
+                )),
+            }
+        }
+        for rs in before.keys().filter(|rs| !weights.contains_key(rs)) {
+            out.push(format!("{rs} removed from {protocol} {vip}"));
+        }
+    }
+    for (protocol, vip) in old.keys().filter(|k| !new.contains_key(k)) {
+        out.push(format!("{protocol} {vip} no longer forwarded"));
+    }
+    out
+}

@@ -5,37 +5,37 @@
 //! BPF filesystem, then the instance lock. Only the lock holder adopts, replaces or removes pins.
 
 mod changes;
+mod paths;
+mod reload;
+mod serve;
+mod status;
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
-    net::IpAddr,
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
-    time::Duration,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
 };
 
 use anyhow::{Context as _, Result, bail};
 use aya::programs::XdpMode;
 use lb_config::Config;
-use lb_health::{HealthEvent, HealthSupervisor};
-use log::{error, info, warn};
-use tokio::{
-    signal::unix::{SignalKind, signal},
-    sync::{mpsc, oneshot},
-    task::JoinHandle,
-};
+use lb_health::HealthSupervisor;
+use log::{info, warn};
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub use changes::{describe as describe_changes, service_name};
 
 use crate::{
-    control::{ControlSocket, Incoming, Request, Response},
+    control::{ControlSocket, Response},
     dataplane::{
-        Dataplane, LoadOptions,
+        Dataplane, LoadOptions, Observer,
         pins::{self, Bpffs},
     },
     instance::{InstanceLock, InstancePaths},
     netlink::{Interface, Netlink},
-    reconcile::{FlowTimeouts, Reconciler},
-    service::{BackendPath, desired},
+    reconcile::Reconciler,
     vrrp,
 };
 
@@ -58,10 +58,6 @@ enum Resolve {
     All,
 }
 
-/// A reload whose config takes longer than this to read is refused (the running config stays).
-/// Reading is bounded by lb-config's limits; this is the backstop.
-const RELOAD_DEADLINE: Duration = Duration::from_secs(10);
-
 pub struct DaemonOptions {
     pub config: PathBuf,
     pub paths: InstancePaths,
@@ -70,23 +66,36 @@ pub struct DaemonOptions {
     pub flow_table_size: u32,
     pub tcp_idle: Duration,
     pub udp_idle: Duration,
+    /// Where to serve Prometheus `/metrics` (none: not served).
+    pub metrics_address: Option<SocketAddr>,
 }
 
 /// `xlb run`: validates, claims the interface, serves until SIGTERM or SIGINT.
 pub async fn run(opts: DaemonOptions) -> Result<()> {
     let checked = crate::cli::load_config(&opts.config)?;
+    refuse_other_interfaces(&checked.loaded.config, opts.paths.interface.as_str())?;
     let ifindex = interface_index(opts.paths.interface.as_str())?;
+    // Bound before anything runs: an address in use is an error now, not a surprise later.
+    let metrics = match opts.metrics_address {
+        Some(address) => Some(crate::metrics::bind(address).await?),
+        None => None,
+    };
     let bpffs = Bpffs::ensure(&opts.paths.bpffs)?;
-    let result = run_on_bpffs(&opts, checked.loaded.config, ifindex).await;
+    let result = run_on_bpffs(&opts, checked.loaded.config, ifindex, metrics).await;
     bpffs.release();
     result
 }
 
-async fn run_on_bpffs(opts: &DaemonOptions, config: Config, ifindex: u32) -> Result<()> {
+async fn run_on_bpffs(
+    opts: &DaemonOptions,
+    config: Config,
+    ifindex: u32,
+    metrics: Option<tokio::net::TcpListener>,
+) -> Result<()> {
     let lock = InstanceLock::acquire(&opts.paths.pin_dir)?;
     let result = match write_pidfile(&opts.paths.pidfile) {
         Ok(()) => {
-            let result = run_locked(opts, config, ifindex).await;
+            let result = run_locked(opts, config, ifindex, metrics).await;
             remove_pidfile(&opts.paths.pidfile);
             result
         }
@@ -97,7 +106,12 @@ async fn run_on_bpffs(opts: &DaemonOptions, config: Config, ifindex: u32) -> Res
     result
 }
 
-async fn run_locked(opts: &DaemonOptions, config: Config, ifindex: u32) -> Result<()> {
+async fn run_locked(
+    opts: &DaemonOptions,
+    config: Config,
+    ifindex: u32,
+    metrics: Option<tokio::net::TcpListener>,
+) -> Result<()> {
     let pin_dir = &opts.paths.pin_dir;
     if let Some(why) = pins::foreign_pin_set(pin_dir, ifindex) {
         warn!(
@@ -116,9 +130,15 @@ async fn run_locked(opts: &DaemonOptions, config: Config, ifindex: u32) -> Resul
     let (events_tx, events) = mpsc::channel(1024);
     let mut health = HealthSupervisor::new(events_tx);
     let (requests_tx, requests) = mpsc::channel(16);
+    if let Some(listener) = metrics {
+        crate::metrics::serve(listener, requests_tx.clone());
+    }
     let result = match ControlSocket::serve(&opts.paths.socket, requests_tx) {
         Ok(socket) => {
-            let result = serve(opts, &mut dp, config, &mut health, events, requests).await;
+            let result = match Daemon::start(opts, &mut dp, &mut health, config).await {
+                Ok(daemon) => daemon.serve(events, requests).await,
+                Err(e) => Err(e),
+            };
             drop(socket);
             result
         }
@@ -133,6 +153,42 @@ async fn run_locked(opts: &DaemonOptions, config: Config, ifindex: u32) -> Resul
     health.shutdown().await;
     let cleanup = dp.shutdown();
     result.and(cleanup)
+}
+
+/// One xlb serves one interface: a VRRP instance on another would run once per xlb sharing
+/// the config. Each one refused is an error with where it is written.
+fn other_interface_errors(config: &Config, interface: &str) -> Vec<String> {
+    config
+        .vrrp_instances
+        .iter()
+        .filter(|vi| vi.interface != interface)
+        .map(|vi| {
+            let at = vi
+                .origin
+                .span()
+                .map(|s| format!("{s}: "))
+                .unwrap_or_default();
+            format!(
+                "{at}error: vrrp_instance {} runs on {}, this xlb serves {interface}: run one \
+                 xlb per interface, each with a config of its own instances",
+                vi.name, vi.interface
+            )
+        })
+        .collect()
+}
+
+fn refuse_other_interfaces(config: &Config, interface: &str) -> Result<()> {
+    let errors = other_interface_errors(config, interface);
+    if errors.is_empty() {
+        return Ok(());
+    }
+    for line in &errors {
+        eprintln!("{line}");
+    }
+    bail!(
+        "{} VRRP instance(s) on another interface than -i {interface}",
+        errors.len()
+    )
 }
 
 fn interface_index(name: &str) -> Result<u32> {
@@ -180,431 +236,47 @@ fn remove_pidfile(path: &Path) {
     }
 }
 
-/// A reload being read off the main loop, and who waits for its answer.
-struct PendingReload {
-    task: JoinHandle<Result<Config, Vec<String>>>,
-    waiters: Vec<oneshot::Sender<Response>>,
+/// The running daemon's state: one typed model of what it serves, changed only on its main
+/// loop (`serve.rs`), read for status requests (`status.rs`).
+struct Daemon<'a> {
+    opts: &'a DaemonOptions,
+    dp: &'a mut Dataplane,
+    health: &'a mut HealthSupervisor,
+    netlink: Netlink,
+    iface: Interface,
+    config: Config,
+    reconciler: Reconciler,
+    paths: paths::BackendPaths,
+    vrrp: VrrpState,
+    /// Reads counters and the flow table off the main loop.
+    observer: Arc<Mutex<Observer>>,
+    rates: Arc<Mutex<status::Rates>>,
+    started: SystemTime,
+    /// What the data plane forwards, as last applied (to log what changes).
+    forwarding: changes::Forwarding,
+    /// Set when an input changed: the desired state is computed and applied only then (and at
+    /// every tick whose lookups changed a path or that ends a drain).
+    dirty: bool,
+    resolve: Resolve,
+    reload: Option<reload::PendingReload>,
+    /// A reload that reached the data plane: the running config it replaced, and who waits
+    /// for the answer. The health checks follow it once the data plane has it.
+    reloaded: Option<(Config, Vec<oneshot::Sender<Response>>)>,
 }
 
-/// Reads the config on a blocking thread, within [`RELOAD_DEADLINE`], and checks it against
-/// the data plane's limits and the running table size.
-fn start_reload(path: &Path, maglev_size: u32) -> JoinHandle<Result<Config, Vec<String>>> {
-    let path = path.to_path_buf();
-    let started = std::time::Instant::now();
-    tokio::spawn(async move {
-        let read = tokio::task::spawn_blocking({
-            let path = path.clone();
-            move || {
-                lb_config::load(&path).map(|loaded| {
-                    let fits = crate::capacity::check(&loaded.config);
-                    (loaded, fits)
-                })
-            }
-        });
-        match tokio::time::timeout(RELOAD_DEADLINE, read).await {
-            Err(_) => Err(vec![format!(
-                "{}: not read within {RELOAD_DEADLINE:?}",
-                path.display()
-            )]),
-            Ok(Err(e)) => Err(vec![format!("{}: reading failed: {e}", path.display())]),
-            // Already capped by lb-config, with a last line that counts the rest.
-            Ok(Ok(Err(errors))) => Err(errors.errors().map(|d| d.to_string()).collect()),
-            Ok(Ok(Ok((_, Err(over))))) => Err(over.iter().map(|e| e.to_string()).collect()),
-            Ok(Ok(Ok((loaded, Ok(_))))) => {
-                log::debug!(
-                    "{} read and checked in {:?}",
-                    path.display(),
-                    started.elapsed()
-                );
-                let wanted = loaded.config.global_defs.xlb_maglev_table_size;
-                if wanted != maglev_size {
-                    let at = loaded
-                        .config
-                        .global_defs
-                        .xlb_maglev_table_size_origin
-                        .span()
-                        .map(|s| format!("{s}: "))
-                        .unwrap_or_default();
-                    return Err(vec![format!(
-                        "{at}error: found xlb_maglev_table_size {wanted}, expected {maglev_size}                          as running: a new table size moves most flows and needs a restart"
-                    )]);
-                }
-                for w in &loaded.warnings {
-                    warn!("{w}");
-                }
-                Ok(loaded.config)
-            }
-        }
-    })
-}
-
-async fn serve(
-    opts: &DaemonOptions,
-    dp: &mut Dataplane,
-    mut config: Config,
-    health: &mut HealthSupervisor,
-    mut events: mpsc::Receiver<HealthEvent>,
-    mut requests: mpsc::Receiver<Incoming>,
-) -> Result<()> {
-    let netlink = Netlink::connect()?;
-    let iface = netlink.interface(opts.paths.interface.as_str()).await?;
-    dp.attach(opts.paths.interface.as_str(), opts.mode)?;
-    info!(
-        "XDP attached to {} (ifindex {}), {} virtual server(s)",
-        iface.name,
-        iface.index,
-        config.virtual_servers.len()
-    );
-    let clock = dp.clock();
-    let timeouts = FlowTimeouts {
-        tcp_idle: clock.ticks(opts.tcp_idle),
-        udp_idle: clock.ticks(opts.udp_idle),
-        syn_window: clock.ticks(crate::reconcile::SYN_WINDOW),
-    };
-    // A real server taken out of the config keeps the connections it has for as long as an idle
-    // one would be remembered.
-    let maglev_size = dp.maglev_size();
-    let mut reconciler = Reconciler::new(opts.hash_seed, maglev_size, timeouts)
-        .with_drain(opts.tcp_idle.max(opts.udp_idle));
-    let pinned = dp.pinned_state()?;
-    let live = (pinned.control.vip_half & 1) as usize * lb_common::VIP_SLOTS as usize;
-    let adopted = pinned
-        .vip_slots
-        .iter()
-        .skip(live)
-        .take(lb_common::VIP_SLOTS as usize)
-        .filter(|s| s.key.proto != 0)
-        .count();
-    if adopted > 0 {
-        info!("adopting {adopted} VIP(s) from the pinned maps of a previous xlb");
-    }
-    // Always: generations handed out before must not be handed out again.
-    reconciler.adopt(pinned);
-
-    health.apply(&config);
-    let mut paths: HashMap<IpAddr, BackendPath> = HashMap::new();
-    // VRRP starts once the tables are warm, so that becoming MASTER costs only the claim.
-    let mut vrrp_config = config.clone();
-    let mut claims_of = vrrp::assign_claims(&vrrp_config, &BTreeMap::new());
-    let mut claims = vrrp::claims_by_address(&vrrp_config, &claims_of);
-    let mut vrrp_handle: Option<vrrp::VrrpHandle> = None;
-    // The VRRP configuration to go back to if a reloaded one cannot start.
-    let mut vrrp_fallback: Option<(Config, BTreeMap<String, u32>)> = None;
-    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut ticker = tokio::time::interval(RESOLVE_INTERVAL);
-    let mut resolve = Resolve::All;
-    let mut reload: Option<PendingReload> = None;
-    // Set when an input changed: the desired state is computed and applied only then (and at
-    // every tick whose lookups changed a path or that ends a drain).
-    let mut dirty = true;
-    // A reload that reached the data plane: the running config it replaced, and who waits for
-    // the answer. The health checks follow it once the data plane has it.
-    let mut reloaded: Option<(Config, Vec<oneshot::Sender<Response>>)> = None;
-    loop {
-        if resolve != Resolve::Nothing {
-            let only_new = resolve == Resolve::New;
-            dirty |= refresh_paths(
-                &netlink,
-                &iface,
-                &backend_ips(&config),
-                &mut paths,
-                only_new,
-            )
-            .await;
-            resolve = Resolve::Nothing;
-        }
-        if dirty {
-            dirty = false;
-            let started = std::time::Instant::now();
-            let services = crate::health::services(&config, health);
-            let want = desired(&services, &paths, true).with_claims(&claims);
-            let computed = started.elapsed();
-            match reconciler.apply(dp, &want) {
-                Ok(changes) if !changes.is_empty() => info!("data plane updated: {changes:?}"),
-                Ok(_) => {}
-                Err(e) => error!("updating the data plane: {e:#}"),
-            }
-            log::debug!(
-                "desired state computed in {computed:?}, applied in {:?}",
-                started.elapsed() - computed
-            );
-        }
-        if let Some((old, waiters)) = reloaded.take() {
-            // The data plane serves the new config; now the health checks follow it (new
-            // monitors, quorum settings), and the answer says what changed.
-            health.apply(&config);
-            let changes = describe_changes(&old, &config);
-            info!(
-                "reloaded {}: {} virtual server(s), {} change(s)",
-                opts.config.display(),
-                config.virtual_servers.len(),
-                changes.len()
-            );
-            for c in &changes {
-                info!("  {c}");
-            }
-            for waiter in waiters {
-                let _ = waiter.send(Response::Reloaded {
-                    changes: changes.clone(),
-                });
-            }
-            dirty = true;
-            resolve = Resolve::All;
-            continue;
-        }
-        if vrrp_handle.is_none() && !vrrp_config.vrrp_instances.is_empty() {
-            let started = vrrp::spawn(vrrp::VrrpOptions {
-                config: vrrp_config.clone(),
-                claims_of: claims_of.clone(),
-                claims: dp.claims_handle()?,
-                clock: dp.jiffies_clock()?,
-                scripts: health.scripts(),
-                status_file: Some(opts.paths.pidfile.with_extension("vrrp")),
-            });
-            match (started, vrrp_fallback.take()) {
-                (Ok(handle), _) => vrrp_handle = Some(handle),
-                (Err(e), Some((old, old_claims))) => {
-                    error!(
-                        "the reloaded VRRP configuration does not start, keeping the running one: {e:#}"
-                    );
-                    vrrp_config = old;
-                    claims_of = old_claims;
-                    claims = vrrp::claims_by_address(&vrrp_config, &claims_of);
-                    continue;
-                }
-                (Err(e), None) => return Err(e),
-            }
-        }
-        tokio::select! {
-            _ = ticker.tick() => {
-                resolve = Resolve::All;
-                dirty |= reconciler.drain_due(std::time::Instant::now());
-            }
-            Some(_) = events.recv() => {
-                // One recomputation for a burst of state changes (thousands at start-up): wait
-                // for the burst to end, within a bound.
-                dirty = true;
-                for _ in 0..EVENT_SETTLE_ROUNDS {
-                    let mut more = false;
-                    while events.try_recv().is_ok() {
-                        more = true;
-                    }
-                    if !more {
-                        break;
-                    }
-                    tokio::time::sleep(EVENT_SETTLE).await;
-                }
-            }
-            _ = sighup.recv() => {
-                match &reload {
-                    Some(_) => info!("SIGHUP: a reload is already being read"),
-                    None => {
-                        info!("SIGHUP: reloading {}", opts.config.display());
-                        reload = Some(PendingReload {
-                            task: start_reload(&opts.config, maglev_size),
-                            waiters: Vec::new(),
-                        });
-                    }
-                }
-            }
-            Some(incoming) = requests.recv() => match incoming.request {
-                Request::Reload => match reload.as_mut() {
-                    Some(pending) => pending.waiters.push(incoming.reply),
-                    None => {
-                        info!("reload asked on the control socket");
-                        reload = Some(PendingReload {
-                            task: start_reload(&opts.config, maglev_size),
-                            waiters: vec![incoming.reply],
-                        });
-                    }
-                },
-            },
-            read = async { (&mut reload.as_mut().expect("guarded").task).await },
-                if reload.is_some() =>
-            {
-                let waiters = reload.take().map(|p| p.waiters).unwrap_or_default();
-                let read = read.unwrap_or_else(|e| Err(vec![format!("reading the config: {e}")]));
-                let response = match read {
-                    Err(errors) => {
-                        for e in &errors {
-                            error!("{e}");
-                        }
-                        error!(
-                            "reload refused, the running config stays in force: {} error(s)",
-                            errors.len()
-                        );
-                        // lb-config keeps at most its first 100 errors, then counts.
-                        Response::Refused { errors }
-                    }
-                    Ok(new) => {
-                        if vrrp_parts(&new) != vrrp_parts(&vrrp_config) {
-                            // The running thread steps aside leaving claims and addresses in
-                            // place; its successor resumes every instance whose claim is live,
-                            // with the new settings. Instances gone from the config withdraw.
-                            info!("VRRP configuration changed: restarting VRRP in place");
-                            if let Some(handle) = vrrp_handle.take() {
-                                handle.detach().await;
-                            }
-                            let new_claims = vrrp::assign_claims(&new, &claims_of);
-                            for vi in &vrrp_config.vrrp_instances {
-                                if !new_claims.contains_key(&vi.name) {
-                                    withdraw_instance(dp, &netlink, vi, claims_of[&vi.name]).await;
-                                }
-                            }
-                            vrrp_fallback = (!new.vrrp_instances.is_empty())
-                                .then_some((vrrp_config, claims_of));
-                            vrrp_config = new.clone();
-                            claims_of = new_claims;
-                            claims = vrrp::claims_by_address(&vrrp_config, &claims_of);
-                        }
-                        // The data plane first: the next turn of the loop applies the new
-                        // config (looking up only backends it has not resolved yet), then
-                        // the health checks follow it and the waiters get their answer.
-                        reloaded = Some((std::mem::replace(&mut config, new), waiters));
-                        resolve = Resolve::New;
-                        dirty = true;
-                        continue;
-                    }
-                };
-                for waiter in waiters {
-                    let _ = waiter.send(response.clone());
-                }
-            }
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
-        }
-    }
-    if let Some(handle) = vrrp_handle {
-        info!("stopping VRRP: handing over to a backup first");
-        handle.shutdown().await;
-    }
-    Ok(())
-}
-
-/// An instance removed by a reload: its claim dropped, its addresses removed.
-async fn withdraw_instance(
-    dp: &mut Dataplane,
-    netlink: &Netlink,
-    vi: &lb_config::VrrpInstance,
-    claim: u32,
-) {
-    info!("({}) removed from the config: withdrawing", vi.name);
-    if let Err(e) = dp.set_claim(claim, lb_common::Claim::default()) {
-        error!("({}) dropping its claim: {e:#}", vi.name);
-    }
-    for vip in vi
-        .virtual_ipaddress
-        .iter()
-        .chain(&vi.virtual_ipaddress_excluded)
-    {
-        let removed = match netlink.interface(&vip.dev).await {
-            Ok(dev) => {
-                netlink
-                    .remove_address(dev.index, vip.address, vip.prefix_len)
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        if let Err(e) = removed {
-            error!("({}) {e:#}", vi.name);
-        }
-    }
-}
-
-/// What of a config VRRP runs on.
-fn vrrp_parts(
-    c: &Config,
-) -> (
-    &[lb_config::VrrpInstance],
-    &[lb_config::VrrpSyncGroup],
-    &[lb_config::VrrpScript],
-) {
-    (&c.vrrp_instances, &c.vrrp_sync_groups, &c.vrrp_scripts)
-}
-
-/// Every address frames may have to reach: real servers and sorry servers, so that a sorry
-/// server is ready before the quorum is lost.
-fn backend_ips(config: &Config) -> BTreeSet<IpAddr> {
-    config
-        .virtual_servers
-        .iter()
-        .flat_map(|vs| {
-            vs.real_servers
-                .iter()
-                .map(|rs| rs.address)
-                .chain(vs.sorry_server.as_ref().map(|s| s.address))
-        })
-        .collect()
-}
-
-/// Looks backends up in the kernel's routes and neighbours (`only_new`: those not resolved
-/// yet); whether any path changed.
-async fn refresh_paths(
-    netlink: &Netlink,
-    iface: &Interface,
-    ips: &BTreeSet<IpAddr>,
-    paths: &mut HashMap<IpAddr, BackendPath>,
-    only_new: bool,
-) -> bool {
-    let before = paths.clone();
-    paths.retain(|ip, _| ips.contains(ip));
-    for &ip in ips {
-        if only_new && paths.contains_key(&ip) {
-            continue;
-        }
-        let path = match netlink.resolve(ip).await {
-            Ok(Some(n)) => {
-                let src_mac = if n.ifindex == iface.index {
-                    Ok(iface.mac)
-                } else {
-                    netlink.interface_by_index(n.ifindex).await.map(|i| i.mac)
-                };
-                src_mac.map(|src_mac| {
-                    Some(BackendPath {
-                        ifindex: n.ifindex,
-                        mac: n.mac,
-                        src_mac,
-                    })
-                })
-            }
-            Ok(None) => Ok(None),
-            Err(e) => Err(e),
-        };
-        match (path, paths.get(&ip).copied()) {
-            (Ok(Some(new)), old) if old != Some(new) => {
-                info!(
-                    "backend {ip} is at {} on ifindex {}",
-                    fmt_mac(&new.mac),
-                    new.ifindex
-                );
-                paths.insert(ip, new);
-            }
-            (Ok(Some(_)), _) => {}
-            (Ok(None), old) => {
-                if old.is_some() || !paths.contains_key(&ip) {
-                    warn!(
-                        "backend {ip}: no neighbour entry yet, probing; it gets no traffic until resolved"
-                    );
-                }
-                paths.remove(&ip);
-            }
-            (Err(e), _) => {
-                if paths.remove(&ip).is_some() {
-                    warn!("backend {ip} is unreachable, removing it: {e:#}");
-                } else {
-                    warn!("backend {ip} is unreachable: {e:#}");
-                }
-            }
-        }
-    }
-    *paths != before
-}
-
-fn fmt_mac(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+/// The VRRP side: the configuration the thread runs, the claim of each instance, and what the
+/// thread reports.
+struct VrrpState {
+    config: Config,
+    /// Instance name to claim index.
+    claims_of: BTreeMap<String, u32>,
+    /// VIP address to claim index.
+    claims: BTreeMap<IpAddr, u32>,
+    handle: Option<vrrp::VrrpHandle>,
+    /// The configuration to go back to if a reloaded one cannot start.
+    fallback: Option<(Config, BTreeMap<String, u32>)>,
+    report_tx: watch::Sender<vrrp::VrrpReport>,
+    report: watch::Receiver<vrrp::VrrpReport>,
+    /// For a thread started after a reload: each instance's state under its predecessor.
+    previous_states: BTreeMap<String, String>,
 }

@@ -2,8 +2,10 @@
 //!
 //! Nothing but the reconciler writes to these maps; the status path only reads the counters.
 
+mod batch;
 mod clock;
 mod mapped;
+mod observe;
 pub mod pins;
 mod stats;
 
@@ -28,6 +30,8 @@ use lb_common::{
     DEFAULT_MAGLEV_TABLE_SIZE, MemberSlot, NO_MEMBER, VipAddrValue, VipSlot, names, ring_chunks,
 };
 pub use mapped::MappedArray;
+use observe::ObservedMaps;
+pub use observe::{FlowEntry, Observer};
 use pins::{LINK_PIN, MAP_NAMES, PROGRAM_PIN};
 pub use stats::{BackendStats, Stats, VipStats};
 
@@ -58,8 +62,9 @@ pub struct Dataplane {
     control: Array<MapData, Control>,
     vip_stats: PerCpuArray<MapData, Counters>,
     backend_stats: PerCpuArray<MapData, Counters>,
-    outcomes: PerCpuArray<MapData, u64>,
-    flow_events: PerCpuArray<MapData, u64>,
+    /// Descriptors of the maps status requests read, for [`Dataplane::observer`].
+    observed: ObservedMaps,
+    observer: Observer,
     clock: Clock,
     maglev_size: u32,
     pin_dir: Option<PathBuf>,
@@ -91,6 +96,23 @@ fn take_mapped<T: Copy>(ebpf: &mut Ebpf, name: &str) -> Result<MappedArray<T>> {
         Some(_) => bail!("map {name} is not an array"),
         None => bail!("the XDP object has no map {name}"),
     }
+}
+
+/// A descriptor of its own on a map of the object, whatever its type.
+fn map_fd(ebpf: &Ebpf, name: &str) -> Result<std::os::fd::OwnedFd> {
+    use aya::maps::Map;
+    use std::os::fd::AsFd as _;
+    let data = match ebpf
+        .map(name)
+        .ok_or_else(|| anyhow!("the XDP object has no map {name}"))?
+    {
+        Map::Array(d) | Map::PerCpuArray(d) | Map::HashMap(d) | Map::LruHashMap(d) => d,
+        _ => bail!("map {name} has an unexpected type"),
+    };
+    data.fd()
+        .as_fd()
+        .try_clone_to_owned()
+        .with_context(|| format!("duplicating map {name}"))
 }
 
 /// Another handle on a map of the object (aya hands each map out once).
@@ -220,6 +242,17 @@ impl Dataplane {
                 .with_context(|| format!("pinning the program at {}", prog_pin.display()))?;
         }
         let clock = Clock::load(&mut ebpf)?;
+        let observed = ObservedMaps {
+            vips: map_fd(&ebpf, names::VIPS)?,
+            control: map_fd(&ebpf, names::CONTROL)?,
+            backends: map_fd(&ebpf, names::BACKENDS)?,
+            vip_stats: map_fd(&ebpf, names::VIP_STATS)?,
+            backend_stats: map_fd(&ebpf, names::BACKEND_STATS)?,
+            outcomes: map_fd(&ebpf, names::OUTCOMES)?,
+            flow_events: map_fd(&ebpf, names::FLOW_EVENTS)?,
+            flows: map_fd(&ebpf, names::FLOWS)?,
+        };
+        let observer = Observer::new(observed.try_clone()?)?;
         let backend_entries = MappedArray::new(reopen(&ebpf, names::BACKENDS)?, names::BACKENDS)?;
         Ok(Self {
             vips: take_mapped(&mut ebpf, names::VIPS)?,
@@ -247,8 +280,8 @@ impl Dataplane {
             claims: take(&mut ebpf, names::CLAIMS)?,
             vip_stats: take(&mut ebpf, names::VIP_STATS)?,
             backend_stats: take(&mut ebpf, names::BACKEND_STATS)?,
-            outcomes: take(&mut ebpf, names::OUTCOMES)?,
-            flow_events: take(&mut ebpf, names::FLOW_EVENTS)?,
+            observed,
+            observer,
             clock,
             maglev_size: options.maglev_size,
             ebpf,
@@ -432,15 +465,13 @@ impl Dataplane {
     }
 
     pub fn stats(&self) -> Result<Stats> {
-        stats::read(stats::CounterMaps {
-            vips: &self.vips,
-            control: &self.control,
-            backends: &self.backend_entries,
-            vip_stats: &self.vip_stats,
-            backend_stats: &self.backend_stats,
-            outcomes: &self.outcomes,
-            flow_events: &self.flow_events,
-        })
+        self.observer.stats()
+    }
+
+    /// A reader of the counters and the flow table with descriptors of its own, for another
+    /// thread.
+    pub fn observer(&self) -> Result<Observer> {
+        Observer::new(self.observed.try_clone()?)
     }
 }
 
@@ -552,6 +583,7 @@ impl crate::reconcile::MapWriter for Dataplane {
             .map(|(v, b)| Counters {
                 packets: v.packets + b.packets,
                 bytes: v.bytes + b.bytes,
+                conns: v.conns + b.conns,
             })
             .collect();
         let sums = PerCpuValues::try_from(sums).context("per-CPU counters")?;
@@ -581,42 +613,5 @@ impl Claims {
 
 /// Counters of a running xlb, from its pinned maps.
 pub fn read_pinned_stats(dir: &Path) -> Result<Stats> {
-    fn open<T>(dir: &Path, name: &str, wrap: fn(MapData) -> aya::maps::Map) -> Result<T>
-    where
-        T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
-    {
-        let path = dir.join(name);
-        let data = MapData::from_pin(&path).with_context(|| {
-            format!(
-                "opening {} (is xlb running on this interface?)",
-                path.display()
-            )
-        })?;
-        T::try_from(wrap(data)).with_context(|| format!("map {name} has an unexpected type"))
-    }
-    let mapped = |name: &str| -> Result<MapData> {
-        let path = dir.join(name);
-        MapData::from_pin(&path).with_context(|| {
-            format!(
-                "opening {} (is xlb running on this interface?)",
-                path.display()
-            )
-        })
-    };
-    let vips = MappedArray::new(mapped(names::VIPS)?, names::VIPS)?;
-    let control = open(dir, names::CONTROL, aya::maps::Map::Array)?;
-    let backends = MappedArray::new(mapped(names::BACKENDS)?, names::BACKENDS)?;
-    let vip_stats = open(dir, names::VIP_STATS, aya::maps::Map::PerCpuArray)?;
-    let backend_stats = open(dir, names::BACKEND_STATS, aya::maps::Map::PerCpuArray)?;
-    let outcomes = open(dir, names::OUTCOMES, aya::maps::Map::PerCpuArray)?;
-    let flow_events = open(dir, names::FLOW_EVENTS, aya::maps::Map::PerCpuArray)?;
-    stats::read(stats::CounterMaps {
-        vips: &vips,
-        control: &control,
-        backends: &backends,
-        vip_stats: &vip_stats,
-        backend_stats: &backend_stats,
-        outcomes: &outcomes,
-        flow_events: &flow_events,
-    })
+    Observer::from_pins(dir)?.stats()
 }

@@ -6,15 +6,14 @@
 //! rest of xlb is doing. Each instance writes only its own claim in the data plane, renewing
 //! its lease with every advert it sends: if this thread stops, the claim lapses by itself.
 
+mod report;
 mod setup;
 mod socket;
 mod track;
 
 use std::{
     collections::{BTreeMap, HashMap},
-    fmt::Write as _,
     net::IpAddr,
-    path::PathBuf,
     sync::Arc,
     thread,
     time::{Duration, Instant},
@@ -26,6 +25,7 @@ use lb_config::{Config, NotifyScript, VirtualIpAddress, VrrpInstance};
 use lb_health::ScriptRunner;
 use lb_vrrp::{Action, DropReason, GroupAction, Instance, RxMeta, State, SyncGroup};
 use log::{error, info, warn};
+pub use report::{VrrpReport, reason_words};
 pub use setup::{assign_claims, claims_by_address};
 use socket::{FrameSocket, VrrpSocket};
 use tokio::sync::{mpsc, oneshot};
@@ -44,8 +44,11 @@ pub struct VrrpOptions {
     pub claims: Claims,
     pub clock: JiffiesClock,
     pub scripts: Arc<ScriptRunner>,
-    /// Where to write states and drop counters for `xlb stats`.
-    pub status_file: Option<PathBuf>,
+    /// Where states and counters go, replaced whole after every change.
+    pub report: tokio::sync::watch::Sender<VrrpReport>,
+    /// After a reload: each instance's state under the thread this one succeeds. An instance
+    /// that resumes in the same state has not changed state: its notify scripts do not run.
+    pub previous_states: BTreeMap<String, String>,
 }
 
 /// The running VRRP thread.
@@ -155,6 +158,21 @@ struct Member {
     /// Last applied tracking.
     fault: bool,
     delta: i32,
+    counters: Counters,
+}
+
+/// One instance's counters, for the report.
+#[derive(Clone, Debug, Default)]
+struct Counters {
+    transitions: u64,
+    become_master: u64,
+    release_master: u64,
+    adverts_sent: u64,
+    adverts_received: u64,
+    priority_zero_sent: u64,
+    priority_zero_received: u64,
+    dropped: BTreeMap<&'static str, u64>,
+    master_since: Option<std::time::SystemTime>,
 }
 
 struct Group {
@@ -187,8 +205,10 @@ struct Vrrp {
     epoch: Instant,
     drops: BTreeMap<DropReason, u64>,
     drops_logged: Option<Instant>,
-    status_file: Option<PathBuf>,
-    status_written: Option<Instant>,
+    report: tokio::sync::watch::Sender<VrrpReport>,
+    /// Something the report shows changed since it was last sent.
+    report_due: bool,
+    previous_states: BTreeMap<String, String>,
 }
 
 /// How long a stopping master keeps forwarding after hearing its successor: clients learn the
@@ -292,6 +312,7 @@ impl Vrrp {
                     handing_over: None,
                     fault: false,
                     delta: 0,
+                    counters: Counters::default(),
                     config: vi,
                 });
             }
@@ -340,8 +361,9 @@ impl Vrrp {
             epoch: Instant::now(),
             drops: BTreeMap::new(),
             drops_logged: None,
-            status_file: options.status_file,
-            status_written: None,
+            report: options.report,
+            report_due: true,
+            previous_states: options.previous_states,
         })
     }
 
@@ -361,6 +383,7 @@ impl Vrrp {
                 Some(r) = self.received.recv() => self.on_received(r).await,
                 Some(event) = self.tracking.recv() => {
                     self.tracked.apply(event);
+                    self.report_due = true;
                     self.apply_tracking().await;
                 }
                 _ = sleep => self.on_timer().await,
@@ -375,12 +398,12 @@ impl Vrrp {
                     }
                 }
             }
-            self.write_status();
+            self.send_report();
             if stopping && self.handovers_pending() == 0 {
                 break;
             }
         }
-        self.write_status();
+        self.send_report();
         info!("VRRP stopped");
     }
 
@@ -485,9 +508,25 @@ impl Vrrp {
             }
             return;
         }
+        let priority = payload.get(2).copied();
         match self.groups[gi].sync.on_packet(now, mi, &payload, &meta) {
-            Ok(actions) => self.act(gi, actions).await,
-            Err(reason) => self.dropped(reason, Some(&meta)),
+            Ok(actions) => {
+                let counters = &mut self.groups[gi].members[mi].counters;
+                counters.adverts_received += 1;
+                if priority == Some(0) {
+                    counters.priority_zero_received += 1;
+                }
+                self.report_due = true;
+                self.act(gi, actions).await
+            }
+            Err(reason) => {
+                *self.groups[gi].members[mi]
+                    .counters
+                    .dropped
+                    .entry(reason.name())
+                    .or_default() += 1;
+                self.dropped(reason, Some(&meta))
+            }
         }
     }
 
@@ -577,14 +616,22 @@ impl Vrrp {
         let Some(socket) = self.sockets.get(&member.socket) else {
             return;
         };
+        let mut sent = 0;
         for advert in adverts {
-            if let Err(e) = socket.send(member.primary, advert.dst, &advert.payload) {
-                warn!(
+            match socket.send(member.primary, advert.dst, &advert.payload) {
+                Ok(()) => sent += 1,
+                Err(e) => warn!(
                     "({}) sending an advert to {}: {e}",
                     member.config.name, advert.dst
-                );
+                ),
             }
         }
+        let counters = &mut self.groups[gi].members[mi].counters;
+        counters.adverts_sent += sent;
+        if priority == 0 {
+            counters.priority_zero_sent += sent;
+        }
+        self.report_due = true;
     }
 
     /// A master's claim from now on (plus `extra`): it answers for the VIPs until a backup may
@@ -669,13 +716,32 @@ impl Vrrp {
         to: State,
         reason: lb_vrrp::TransitionReason,
     ) {
-        let member = &self.groups[gi].members[mi];
-        let name = member.config.name.clone();
         let priority = self.groups[gi].sync.members()[mi].effective_priority();
+        let member = &mut self.groups[gi].members[mi];
+        let name = member.config.name.clone();
+        let counters = &mut member.counters;
+        counters.transitions += 1;
+        if to == State::Master {
+            counters.become_master += 1;
+            counters.master_since = Some(std::time::SystemTime::now());
+        } else if from == State::Master {
+            counters.release_master += 1;
+            counters.master_since = None;
+        }
+        self.report_due = true;
         info!(
-            "({name}) Entering {} STATE ({reason:?}, was {from:?})",
-            state_name(to)
+            "({name}) Entering {} STATE: {} (was {})",
+            state_name(to),
+            reason_words(reason),
+            state_name(from)
         );
+        // A reload's successor resuming the state its predecessor had: no transition for the
+        // scripts (keepalived runs notify scripts on transitions only).
+        if self.previous_states.remove(&name).as_deref() == Some(state_name(to)) {
+            info!("({name}) still {} across the reload", state_name(to));
+            return;
+        }
+        let member = &self.groups[gi].members[mi];
         let vi = &member.config;
         let (specific, word) = match to {
             State::Master => (&vi.notify_master, "MASTER"),
@@ -769,42 +835,63 @@ impl Vrrp {
         self.withdraw(gi, mi).await;
     }
 
-    /// States and drop counters, for `xlb stats`; at most once a second.
-    fn write_status(&mut self) {
-        let Some(path) = &self.status_file else {
-            return;
-        };
-        if self
-            .status_written
-            .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
-        {
+    /// Sends the report if anything in it changed. Never waits: a watch channel keeps only the
+    /// latest value.
+    fn send_report(&mut self) {
+        if !self.report_due {
             return;
         }
-        self.status_written = Some(Instant::now());
-        let mut text = String::new();
+        self.report_due = false;
+        let mut report = VrrpReport {
+            instances: Vec::new(),
+            dropped: self
+                .drops
+                .iter()
+                .map(|(r, n)| (r.name().to_string(), *n))
+                .collect(),
+            // Every tracked script, good until it fails (keepalived without init_fail).
+            scripts: self
+                .groups
+                .iter()
+                .flat_map(|g| &g.members)
+                .flat_map(|m| &m.config.track_script)
+                .map(|t| {
+                    let ok = self.tracked.scripts.get(&t.name).copied().unwrap_or(true);
+                    (t.name.clone(), ok)
+                })
+                .collect(),
+        };
         for g in &self.groups {
             for (m, instance) in g.members.iter().zip(g.sync.members()) {
-                let _ = writeln!(
-                    text,
-                    "instance {} {} priority {}",
-                    m.config.name,
-                    state_name(instance.state()),
-                    instance.effective_priority()
-                );
+                let c = &m.counters;
+                report.instances.push(crate::status::VrrpStatus {
+                    name: m.config.name.clone(),
+                    interface: m.config.interface.clone(),
+                    vrid: m.config.virtual_router_id,
+                    version: m.config.version,
+                    state: state_name(instance.state()).to_string(),
+                    priority: instance.base_priority(),
+                    effective_priority: instance.effective_priority(),
+                    master_since: c.master_since.map(crate::status::unix_seconds),
+                    master_address: instance.master_address(),
+                    transitions: c.transitions,
+                    become_master: c.become_master,
+                    release_master: c.release_master,
+                    adverts_sent: c.adverts_sent,
+                    adverts_received: c.adverts_received,
+                    priority_zero_sent: c.priority_zero_sent,
+                    priority_zero_received: c.priority_zero_received,
+                    dropped: c.dropped.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
+                    vips: m
+                        .addresses
+                        .iter()
+                        .map(|(vip, _)| format!("{}/{}", vip.address, vip.prefix_len))
+                        .collect(),
+                    claim: m.claim,
+                });
             }
         }
-        for reason in DropReason::ALL {
-            let _ = writeln!(
-                text,
-                "dropped {} {}",
-                reason.name(),
-                self.drops.get(reason).copied().unwrap_or_default()
-            );
-        }
-        let tmp = path.with_extension("tmp");
-        if std::fs::write(&tmp, text).is_ok() {
-            let _ = std::fs::rename(&tmp, path);
-        }
+        self.report.send_replace(report);
     }
 }
 

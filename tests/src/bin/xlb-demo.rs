@@ -52,13 +52,18 @@ fn main() -> Result<()> {
         round += 1;
         thread::sleep(Duration::from_secs(1));
     }
-    let stats = Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", lab.director.name))
-        .arg(&xlb)
-        .args(["stats", "-i", "eth0", "--bpffs"])
-        .arg(lab.bpffs())
-        .output()?;
-    println!("{}", String::from_utf8_lossy(&stats.stdout));
+    for columns in [None, Some("--stats")] {
+        let status = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", lab.director.name))
+            .arg(&xlb)
+            .args(["status", "-i", "eth0", "--bpffs"])
+            .arg(lab.bpffs())
+            .arg("--pidfile")
+            .arg(lab.pidfile())
+            .args(columns)
+            .output()?;
+        println!("{}", String::from_utf8_lossy(&status.stdout));
+    }
     println!("tearing the lab down");
     Ok(())
 }
