@@ -8,7 +8,7 @@
 use crate::diagnostic::{Diags, Span};
 use crate::limits::MAX_BLOCK_DEPTH;
 
-use super::lexer::{Lines, TokenKind};
+use super::lexer::{Lines, Token, TokenKind};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Arg {
@@ -62,68 +62,61 @@ pub fn parse(mut lines: Lines<'_>, root: Span, diags: &mut Diags) -> Vec<Stateme
     // A statement that ended its line; its block may open on the next line.
     let mut pending: Option<Statement> = None;
 
-    while let Some(line) = lines.next_line(diags) {
-        let mut tokens = line.into_iter().peekable();
+    // One buffer for the tokens of every line.
+    let mut line = Vec::new();
+    while lines.next_line(diags, &mut line) {
+        let mut tokens = line.iter().peekable();
         if let Some(stmt) = pending.take() {
-            if matches!(tokens.peek().map(|t| &t.kind), Some(TokenKind::Open)) {
-                if let Some(open) = tokens.next() {
-                    open_block(&mut stack, &mut skipped, Some(stmt), open.span, diags);
-                }
+            if let Some(open) = tokens.next_if(|t| t.kind == TokenKind::Open) {
+                open_block(
+                    &mut stack,
+                    &mut skipped,
+                    Some(stmt),
+                    lines.span(open),
+                    diags,
+                );
             } else {
                 push_statement(&mut stack, skipped, stmt);
             }
         }
         while let Some(token) = tokens.next() {
             match token.kind {
-                TokenKind::Close => close_block(&mut stack, &mut skipped, &token.span, diags),
+                TokenKind::Close => close_block(&mut stack, &mut skipped, &lines, token, diags),
                 TokenKind::Open => {
-                    diags.error(&token.span, "found `{`, expected a keyword before it");
-                    open_block(&mut stack, &mut skipped, None, token.span, diags);
+                    let span = lines.span(token);
+                    diags.error(&span, "found `{`, expected a keyword before it");
+                    open_block(&mut stack, &mut skipped, None, span, diags);
                 }
                 TokenKind::Word(keyword) | TokenKind::Quoted(keyword) => {
                     let mut stmt = Statement {
-                        keyword,
-                        span: token.span,
+                        keyword: keyword.to_string(),
+                        span: lines.span(token),
                         args: Vec::new(),
                         block: None,
                     };
-                    loop {
-                        match tokens.peek().map(|t| &t.kind) {
-                            Some(TokenKind::Word(_)) | Some(TokenKind::Quoted(_)) => {
-                                if let Some(t) = tokens.next() {
-                                    let (text, quoted) = match t.kind {
-                                        TokenKind::Quoted(s) => (s, true),
-                                        TokenKind::Word(s) => (s, false),
-                                        _ => continue,
-                                    };
-                                    stmt.args.push(Arg {
-                                        text,
-                                        quoted,
-                                        span: t.span,
-                                    });
-                                }
-                            }
-                            Some(TokenKind::Open) => {
-                                if let Some(open) = tokens.next() {
-                                    open_block(
-                                        &mut stack,
-                                        &mut skipped,
-                                        Some(stmt),
-                                        open.span,
-                                        diags,
-                                    );
-                                }
-                                break;
-                            }
-                            Some(TokenKind::Close) => {
-                                push_statement(&mut stack, skipped, stmt);
-                                break;
-                            }
-                            None => {
-                                pending = Some(stmt);
-                                break;
-                            }
+                    while let Some(&t) = tokens.peek() {
+                        let (text, quoted) = match t.kind {
+                            TokenKind::Word(s) => (s, false),
+                            TokenKind::Quoted(s) => (s, true),
+                            TokenKind::Open | TokenKind::Close => break,
+                        };
+                        tokens.next();
+                        stmt.args.push(Arg {
+                            text: text.to_string(),
+                            quoted,
+                            span: lines.span(t),
+                        });
+                    }
+                    match tokens.next_if(|t| t.kind == TokenKind::Open) {
+                        Some(open) => {
+                            let span = lines.span(open);
+                            open_block(&mut stack, &mut skipped, Some(stmt), span, diags);
                         }
+                        // A `}` ends the statement; the loop above closes the block.
+                        None if tokens.peek().is_some() => {
+                            push_statement(&mut stack, skipped, stmt)
+                        }
+                        None => pending = Some(stmt),
                     }
                 }
             }
@@ -186,13 +179,22 @@ fn open_block(
     });
 }
 
-fn close_block(stack: &mut Vec<Frame>, skipped: &mut usize, at: &Span, diags: &mut Diags) {
+fn close_block(
+    stack: &mut Vec<Frame>,
+    skipped: &mut usize,
+    lines: &Lines<'_>,
+    at: &Token<'_>,
+    diags: &mut Diags,
+) {
     if *skipped > 0 {
         *skipped -= 1;
         return;
     }
     if stack.len() <= 1 {
-        diags.error(at, "found `}`, expected a keyword: no block is open here");
+        diags.error(
+            &lines.span(at),
+            "found `}`, expected a keyword: no block is open here",
+        );
         return;
     }
     if let Some(frame) = stack.pop() {
