@@ -1,5 +1,6 @@
 //! `virtual_server`, `real_server` and their health checkers.
 
+use std::fmt;
 use std::net::IpAddr;
 
 use crate::model::{
@@ -9,7 +10,7 @@ use crate::model::{
 use crate::syntax::Statement;
 
 use super::Reader;
-use super::values::parse_uint;
+use super::values::{block_name, parse_uint};
 use crate::validate;
 
 const CHECKERS: &[&str] = &["TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK"];
@@ -141,14 +142,7 @@ pub(super) fn virtual_server(r: &mut Reader<'_>, st: &Statement) -> Option<Virtu
         return None;
     }
     let header = address_and_port(r, st, true);
-    let context = format!(
-        "virtual_server {}",
-        st.args
-            .iter()
-            .map(|a| a.text.as_str())
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    let context = block_name("virtual_server", st);
     let mut protocol = Protocol::Tcp;
     let mut lb_algo = (LbAlgo::Rr, Origin::default());
     let mut lb_kind = (LbKind::Nat, Origin::default());
@@ -175,8 +169,16 @@ pub(super) fn virtual_server(r: &mut Reader<'_>, st: &Statement) -> Option<Virtu
         }
         match kw {
             "lb_algo" | "lvs_sched" => {
-                let names: Vec<&str> = LbAlgo::ALL.iter().map(|a| a.name()).collect();
-                let expected = format!("a scheduler: {}", names.join(", "));
+                let expected = fmt::from_fn(|f| {
+                    f.write_str("a scheduler: ")?;
+                    for (i, algo) in LbAlgo::ALL.iter().enumerate() {
+                        if i > 0 {
+                            f.write_str(", ")?;
+                        }
+                        f.write_str(algo.name())?;
+                    }
+                    Ok(())
+                });
                 if let Some(arg) = r.value(st, &expected) {
                     match LbAlgo::from_name(&arg.text) {
                         Some(a) => lb_algo = (a, Origin(Some(st.span.clone()))),
@@ -321,14 +323,7 @@ fn real_server(
         return None;
     }
     let header = address_and_port(r, st, false);
-    let context = format!(
-        "real_server {}",
-        st.args
-            .iter()
-            .map(|a| a.text.as_str())
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    let context = block_name("real_server", st);
     let mut weight = 1;
     let mut inhibit_on_failure = None;
     let mut notify_up = None;

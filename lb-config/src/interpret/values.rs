@@ -2,6 +2,7 @@
 //! anything missing, extra or malformed.
 
 use std::borrow::Cow;
+use std::fmt;
 use std::net::IpAddr;
 
 use crate::diagnostic::Diags;
@@ -46,7 +47,7 @@ impl Reader<'_> {
         }
     }
 
-    pub fn missing(&mut self, st: &Statement, expected: &str) {
+    pub fn missing(&mut self, st: &Statement, expected: impl fmt::Display) {
         self.diags.error(
             &st.span,
             format!(
@@ -56,7 +57,7 @@ impl Reader<'_> {
         );
     }
 
-    pub fn bad(&mut self, st: &Statement, arg: &Arg, expected: &str) {
+    pub fn bad(&mut self, st: &Statement, arg: &Arg, expected: impl fmt::Display) {
         self.diags.error(
             &arg.span,
             format!(
@@ -67,7 +68,10 @@ impl Reader<'_> {
     }
 
     /// The one argument of `keyword VALUE`.
-    pub fn value<'s>(&mut self, st: &'s Statement, expected: &str) -> Option<&'s Arg> {
+    ///
+    /// `expected` is only displayed when the value is missing: callers may
+    /// pass a [`fmt::from_fn`] that formats it then, not on every statement.
+    pub fn value<'s>(&mut self, st: &'s Statement, expected: impl fmt::Display) -> Option<&'s Arg> {
         self.no_block(st);
         match st.args.first() {
             None => {
@@ -81,7 +85,7 @@ impl Reader<'_> {
         }
     }
 
-    pub fn string(&mut self, st: &Statement, expected: &str) -> Option<String> {
+    pub fn string(&mut self, st: &Statement, expected: impl fmt::Display) -> Option<String> {
         self.value(st, expected).map(|a| a.text.clone())
     }
 
@@ -102,8 +106,7 @@ impl Reader<'_> {
     }
 
     pub fn uint(&mut self, st: &Statement, lo: u64, hi: u64) -> Option<u64> {
-        let expected = format!("an integer {lo}..{hi}");
-        let arg = self.value(st, &expected)?;
+        let arg = self.value(st, fmt::from_fn(|f| write!(f, "an integer {lo}..{hi}")))?;
         self.uint_arg(st, arg, lo, hi)
     }
 
@@ -111,7 +114,7 @@ impl Reader<'_> {
         match parse_uint(&arg.text) {
             Some(n) if (lo..=hi).contains(&n) => Some(n),
             _ => {
-                self.bad(st, arg, &format!("an integer {lo}..{hi}"));
+                self.bad(st, arg, format_args!("an integer {lo}..{hi}"));
                 None
             }
         }
@@ -133,7 +136,7 @@ impl Reader<'_> {
         match parsed {
             Some(n) if (lo..=hi).contains(&n) => Some(n),
             _ => {
-                self.bad(st, arg, &format!("an integer {lo}..{hi}"));
+                self.bad(st, arg, format_args!("an integer {lo}..{hi}"));
                 None
             }
         }
@@ -141,13 +144,13 @@ impl Reader<'_> {
 
     /// Decimal seconds in `min..=max`; `max` None for no bound worth naming.
     pub fn timer(&mut self, st: &Statement, min: Timer, max: Option<Timer>) -> Option<Timer> {
-        let expected = match max {
-            Some(max) => format!("a number of seconds {min}..{max}"),
-            None if min == Timer::default() => "a number of seconds".to_string(),
-            None => "a number of seconds above 0".to_string(),
-        };
-        let max = max.unwrap_or(MAX_TIMER);
+        let expected = fmt::from_fn(|f| match max {
+            Some(max) => write!(f, "a number of seconds {min}..{max}"),
+            None if min == Timer::default() => f.write_str("a number of seconds"),
+            None => f.write_str("a number of seconds above 0"),
+        });
         let arg = self.value(st, &expected)?;
+        let max = max.unwrap_or(MAX_TIMER);
         match parse_timer(&arg.text) {
             Some(t) if min <= t && t <= max => Some(t),
             _ => {
@@ -305,7 +308,9 @@ impl Reader<'_> {
         self.no_block(st);
     }
 
-    pub fn unknown(&mut self, st: &Statement, context: &str) {
+    /// `context` names the block `st` is in; it is displayed only if a
+    /// diagnostic is made (see [`block_name`]).
+    pub fn unknown(&mut self, st: &Statement, context: impl fmt::Display) {
         if st.block.is_some() {
             self.diags.error(
                 &st.span,
@@ -336,21 +341,27 @@ impl Reader<'_> {
     /// breaks): reports it, then reads both as keepalived's author meant them.
     /// Statements that need no split are borrowed, not copied: this runs at
     /// every level of the tree, and a copy would duplicate each subtree there.
+    /// A block that needs no split at all, nearly every one, is borrowed whole.
     pub fn split_run_together<'s>(
         &mut self,
         stmts: &'s [Statement],
         block_keywords: &[&str],
-    ) -> Vec<Cow<'s, Statement>> {
-        let mut out = Vec::with_capacity(stmts.len());
-        for st in stmts {
-            let split_at = if st.block.is_some() && !block_keywords.contains(&st.keyword.as_str()) {
-                st.args
-                    .iter()
-                    .position(|a| !a.quoted && block_keywords.contains(&a.text.as_str()))
-            } else {
-                None
-            };
-            let Some(k) = split_at else {
+    ) -> Statements<'s> {
+        let split_at = |st: &Statement| {
+            if st.block.is_none() || block_keywords.contains(&st.keyword.as_str()) {
+                return None;
+            }
+            st.args
+                .iter()
+                .position(|a| !a.quoted && block_keywords.contains(&a.text.as_str()))
+        };
+        let Some(first) = stmts.iter().position(|st| split_at(st).is_some()) else {
+            return Statements::Written(stmts);
+        };
+        let mut out: Vec<Cow<'s, Statement>> = Vec::with_capacity(stmts.len() + 1);
+        out.extend(stmts[..first].iter().map(Cow::Borrowed));
+        for st in &stmts[first..] {
+            let Some(k) = split_at(st) else {
                 out.push(Cow::Borrowed(st));
                 continue;
             };
@@ -378,8 +389,62 @@ impl Reader<'_> {
                 block: st.block.clone(),
             }));
         }
-        out
+        Statements::Split(out)
     }
+}
+
+/// A block's statements as [`Reader::split_run_together`] reads them.
+pub(crate) enum Statements<'s> {
+    /// As written: no statement needed separating.
+    Written(&'s [Statement]),
+    /// Some did: the others borrowed, the separated ones owned.
+    Split(Vec<Cow<'s, Statement>>),
+}
+
+impl<'a> IntoIterator for &'a Statements<'_> {
+    type Item = &'a Statement;
+    type IntoIter = StatementsIter<'a>;
+
+    fn into_iter(self) -> StatementsIter<'a> {
+        match self {
+            Statements::Written(stmts) => StatementsIter::Written(stmts.iter()),
+            Statements::Split(stmts) => StatementsIter::Split(stmts.iter()),
+        }
+    }
+}
+
+pub(crate) enum StatementsIter<'a> {
+    Written(std::slice::Iter<'a, Statement>),
+    Split(std::slice::Iter<'a, Cow<'a, Statement>>),
+}
+
+impl<'a> Iterator for StatementsIter<'a> {
+    type Item = &'a Statement;
+
+    fn next(&mut self) -> Option<&'a Statement> {
+        match self {
+            StatementsIter::Written(it) => it.next(),
+            StatementsIter::Split(it) => it.next().map(|st| &**st),
+        }
+    }
+}
+
+/// `NAME ARG...` of a block statement, as messages about its content name it
+/// (`virtual_server 10.0.0.1 80`). Formatted only when displayed: every block
+/// has a name and few have a problem, and a configuration may hold tens of
+/// thousands of blocks.
+pub fn block_name<'s>(name: &'s str, st: &'s Statement) -> impl fmt::Display + 's {
+    fmt::from_fn(move |f| {
+        f.write_str(name)?;
+        f.write_str(" ")?;
+        for (i, arg) in st.args.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            f.write_str(&arg.text)?;
+        }
+        Ok(())
+    })
 }
 
 /// Decimal digits only, as keepalived's strtoul-based readers accept.

@@ -59,7 +59,7 @@ const INSTANCE_UNSUPPORTED: &[&str] = &[
 
 fn name_of(r: &mut Reader<'_>, st: &Statement, what: &str) -> Option<String> {
     let Some(name) = st.args.first() else {
-        r.missing(st, &format!("the {what}'s name"));
+        r.missing(st, format_args!("the {what}'s name"));
         return None;
     };
     r.extra_args(st, 1);
