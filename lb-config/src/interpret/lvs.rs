@@ -110,7 +110,7 @@ fn address_and_port(
         Some(p) => r.port_arg(st, p),
         None if port_required => {
             r.diags.error(
-                &st.span,
+                st.span,
                 format!(
                     "found end of line after `{}`, expected a port: xlb does not balance all ports of an address",
                     st.text()
@@ -132,7 +132,7 @@ pub(super) fn virtual_server(r: &mut Reader<'_>, st: &Statement) -> Option<Virtu
         && matches!(first.text.as_str(), "fwmark" | "group")
     {
         r.diags.error(
-            &first.span,
+            first.span,
             format!(
                 "found `virtual_server {}`, expected `virtual_server IP PORT`: \
                      {} virtual servers are not supported by xlb",
@@ -181,7 +181,7 @@ pub(super) fn virtual_server(r: &mut Reader<'_>, st: &Statement) -> Option<Virtu
                 });
                 if let Some(arg) = r.value(st, &expected) {
                     match LbAlgo::from_name(&arg.text) {
-                        Some(a) => lb_algo = (a, Origin(Some(st.span.clone()))),
+                        Some(a) => lb_algo = (a, r.origin(st.span)),
                         None => r.bad(st, arg, &expected),
                     }
                 }
@@ -197,9 +197,9 @@ pub(super) fn virtual_server(r: &mut Reader<'_>, st: &Statement) -> Option<Virtu
                 match st.args.first() {
                     None => r.missing(st, "DR, NAT or TUN"),
                     Some(arg) => match arg.text.as_str() {
-                        "DR" => lb_kind = (LbKind::Dr, Origin(Some(st.span.clone()))),
-                        "NAT" => lb_kind = (LbKind::Nat, Origin(Some(st.span.clone()))),
-                        "TUN" => lb_kind = (LbKind::Tun, Origin(Some(st.span.clone()))),
+                        "DR" => lb_kind = (LbKind::Dr, r.origin(st.span)),
+                        "NAT" => lb_kind = (LbKind::Nat, r.origin(st.span)),
+                        "TUN" => lb_kind = (LbKind::Tun, r.origin(st.span)),
                         _ => r.bad(st, arg, "DR, NAT or TUN"),
                     },
                 }
@@ -226,7 +226,7 @@ pub(super) fn virtual_server(r: &mut Reader<'_>, st: &Statement) -> Option<Virtu
                         "TCP" => protocol = Protocol::Tcp,
                         "UDP" => protocol = Protocol::Udp,
                         "SCTP" => r.diags.error(
-                            &arg.span,
+                            arg.span,
                             "found `SCTP` after `protocol`, expected TCP or UDP: SCTP is not supported by xlb",
                         ),
                         _ => r.bad(st, arg, "TCP or UDP"),
@@ -252,7 +252,7 @@ pub(super) fn virtual_server(r: &mut Reader<'_>, st: &Statement) -> Option<Virtu
                 r.flag(st);
             }
             "nat_mask" => r.diags.warn(
-                &st.span,
+                st.span,
                 "`nat_mask` is obsolete (keepalived dropped it) and ignored by xlb",
             ),
             "ops"
@@ -303,7 +303,7 @@ pub(super) fn virtual_server(r: &mut Reader<'_>, st: &Statement) -> Option<Virtu
         inhibit_on_failure,
         ha_suspend,
         real_servers,
-        origin: Origin(Some(st.span.clone())),
+        origin: r.origin(st.span),
         lb_algo_origin: lb_algo.1,
         lb_kind_origin: lb_kind.1,
     };
@@ -346,7 +346,7 @@ fn real_server(
                     && arg.text != "DR"
                 {
                     r.diags.error(
-                            &arg.span,
+                            arg.span,
                             format!(
                                 "found `{} {}`, expected DR: xlb forwards in DR mode only ({} is not supported yet)",
                                 kw, arg.text, arg.text
@@ -374,7 +374,7 @@ fn real_server(
             }
         } else if UNSUPPORTED_CHECKERS.contains(&kw) {
             r.diags.error(
-                &st.span,
+                st.span,
                 format!(
                     "found `{kw}`, expected TCP_CHECK, HTTP_GET, SSL_GET or MISC_CHECK: \
                      `{kw}` is not supported by xlb"
@@ -390,7 +390,7 @@ fn real_server(
         notify_up,
         notify_down,
         checkers,
-        origin: Origin(Some(st.span.clone())),
+        origin: r.origin(st.span),
     })
 }
 
@@ -478,7 +478,7 @@ fn checker(
         "HTTP_GET" | "SSL_GET" => {
             if urls.is_empty() {
                 r.diags.error(
-                    &st.span,
+                    st.span,
                     format!("found no `url` in `{kind}`, expected `url {{ path ... }}`"),
                 );
             }
@@ -498,7 +498,7 @@ fn checker(
         _ => {
             if misc_path.is_none() {
                 r.diags.error(
-                    &st.span,
+                    st.span,
                     "found no `misc_path` in `MISC_CHECK`, expected the command to run",
                 );
             }
@@ -559,7 +559,7 @@ fn url(r: &mut Reader<'_>, st: &Statement) -> Option<Url> {
     }
     let Some(path) = path else {
         r.diags.error(
-            &st.span,
+            st.span,
             "found no `path` in `url`, expected `path /some/path`",
         );
         return None;

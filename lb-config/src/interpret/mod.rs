@@ -96,7 +96,7 @@ pub(crate) fn interpret(stmts: &[Statement], diags: &mut Diags) -> (Config, Decl
             }
             kw if UNSUPPORTED_BLOCKS.contains(&kw) => {
                 r.diags.error(
-                    &st.span,
+                    st.span,
                     format!(
                         "found `{kw}`, expected global_defs, vrrp_script, vrrp_sync_group, \
                          vrrp_instance or virtual_server: `{kw}` is not supported by xlb"

@@ -5,8 +5,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::diagnostic::Diags;
-use crate::model::{NotifyScript, ScriptUser, Timer};
+use crate::diagnostic::{Diags, Pos};
+use crate::model::{NotifyScript, Origin, ScriptUser, Timer};
 use crate::syntax::{Arg, Statement};
 
 /// A year: beyond any sensible timer, and far from overflowing.
@@ -17,10 +17,15 @@ pub(crate) struct Reader<'d> {
 }
 
 impl Reader<'_> {
+    /// Where `pos` is, to keep in the model.
+    pub fn origin(&self, pos: Pos) -> Origin {
+        Origin(Some(self.diags.span(pos)))
+    }
+
     pub fn no_block(&mut self, st: &Statement) {
         if let Some(block) = &st.block {
             self.diags.error(
-                &block.open,
+                block.open,
                 format!(
                     "found `{{`, expected end of line: `{}` takes no block",
                     st.keyword
@@ -38,7 +43,7 @@ impl Reader<'_> {
                 before.push_str(&a.text);
             }
             self.diags.error(
-                &extra.span,
+                extra.span,
                 format!(
                     "found `{}`, expected end of line after `{before}`",
                     extra.text
@@ -49,7 +54,7 @@ impl Reader<'_> {
 
     pub fn missing(&mut self, st: &Statement, expected: impl fmt::Display) {
         self.diags.error(
-            &st.span,
+            st.span,
             format!(
                 "found end of line after `{}`, expected {expected}",
                 st.keyword
@@ -59,7 +64,7 @@ impl Reader<'_> {
 
     pub fn bad(&mut self, st: &Statement, arg: &Arg, expected: impl fmt::Display) {
         self.diags.error(
-            &arg.span,
+            arg.span,
             format!(
                 "found `{}` after `{}`, expected {expected}",
                 arg.text, st.keyword
@@ -234,7 +239,7 @@ impl Reader<'_> {
         }
         if let Some(extra) = args.get(used) {
             self.diags.error(
-                &extra.span,
+                extra.span,
                 format!(
                     "found `{}`, expected end of line after the user and group of `{}`",
                     extra.text, st.keyword
@@ -261,7 +266,7 @@ impl Reader<'_> {
             // A frequent slip: keepalived reads the word after an unquoted
             // script as the user to run it as, not as its argument.
             self.diags.warn(
-                &next.span,
+                next.span,
                 format!(
                     "`{}` is read as the user to run `{}` as, as keepalived does; \
                          to pass it as an argument write `{} \"{} {}\"`",
@@ -282,7 +287,7 @@ impl Reader<'_> {
             Some(block) => &block.statements,
             None => {
                 self.diags.error(
-                    &st.span,
+                    st.span,
                     format!(
                         "found end of line after `{}`, expected `{{` opening its block",
                         st.text()
@@ -313,7 +318,7 @@ impl Reader<'_> {
     pub fn unknown(&mut self, st: &Statement, context: impl fmt::Display) {
         if st.block.is_some() {
             self.diags.error(
-                &st.span,
+                st.span,
                 format!(
                     "found unknown block `{}` in {context}, expected a keepalived block keyword",
                     st.keyword
@@ -321,7 +326,7 @@ impl Reader<'_> {
             );
         } else {
             self.diags.warn(
-                &st.span,
+                st.span,
                 format!(
                     "unknown keyword `{}` in {context}, ignored as keepalived does",
                     st.keyword
@@ -333,7 +338,7 @@ impl Reader<'_> {
     /// A keepalived keyword xlb accepts but does not act on.
     pub fn ignored(&mut self, st: &Statement) {
         self.diags
-            .warn(&st.span, format!("`{}` is ignored by xlb", st.keyword));
+            .warn(st.span, format!("`{}` is ignored by xlb", st.keyword));
     }
 
     /// Separates a block keyword written at the end of another statement's line
@@ -367,13 +372,13 @@ impl Reader<'_> {
             };
             let head = Statement {
                 keyword: st.keyword.clone(),
-                span: st.span.clone(),
+                span: st.span,
                 args: st.args[..k].to_vec(),
                 block: None,
             };
             let inner = &st.args[k];
             self.diags.error(
-                &inner.span,
+                inner.span,
                 format!(
                     "found `{}` on the line of `{}`, expected `{}` to start its own line",
                     inner.text,
@@ -384,7 +389,7 @@ impl Reader<'_> {
             out.push(Cow::Owned(head));
             out.push(Cow::Owned(Statement {
                 keyword: inner.text.clone(),
-                span: inner.span.clone(),
+                span: inner.span,
                 args: st.args[k + 1..].to_vec(),
                 block: st.block.clone(),
             }));

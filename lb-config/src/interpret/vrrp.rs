@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::diagnostic::Span;
+use crate::diagnostic::Pos;
 use crate::model::{
-    AddressFamily, AuthType, Authentication, GlobalDefs, NotifyScript, Origin, SyncGroupMember,
+    AddressFamily, AuthType, Authentication, GlobalDefs, NotifyScript, SyncGroupMember,
     TrackInterface, TrackScript, VirtualIpAddress, VrrpInstance, VrrpScript, VrrpState,
     VrrpSyncGroup,
 };
@@ -118,7 +118,7 @@ pub(super) fn vrrp_script(r: &mut Reader<'_>, st: &Statement) -> Option<VrrpScri
     }
     if script.is_none() {
         r.diags.error(
-            &st.span,
+            st.span,
             format!("found no `script` in `{context}`, expected the command to run"),
         );
     }
@@ -132,7 +132,7 @@ pub(super) fn vrrp_script(r: &mut Reader<'_>, st: &Statement) -> Option<VrrpScri
         fall,
         rise,
         user,
-        origin: Origin(Some(st.span.clone())),
+        origin: r.origin(st.span),
     })
 }
 
@@ -158,7 +158,7 @@ pub(super) fn vrrp_sync_group(r: &mut Reader<'_>, st: &Statement) -> Option<Vrrp
                     r.extra_args(member, 0);
                     group.push(SyncGroupMember {
                         name: member.keyword.clone(),
-                        origin: Origin(Some(member.span.clone())),
+                        origin: r.origin(member.span),
                     });
                 }
             }
@@ -173,7 +173,7 @@ pub(super) fn vrrp_sync_group(r: &mut Reader<'_>, st: &Statement) -> Option<Vrrp
             }
             kw @ ("track_script" | "track_interface" | "track_file" | "track_process"
             | "track_bfd") => r.diags.error(
-                &st.span,
+                st.span,
                 format!(
                     "found `{kw}` in `{context}`, expected it in each vrrp_instance: \
                      tracking on a sync group is not supported by xlb"
@@ -184,7 +184,7 @@ pub(super) fn vrrp_sync_group(r: &mut Reader<'_>, st: &Statement) -> Option<Vrrp
     }
     if !saw_group {
         r.diags.error(
-            &st.span,
+            st.span,
             format!("found no `group` in `{context}`, expected `group {{ INSTANCE... }}`"),
         );
     }
@@ -204,7 +204,7 @@ pub(super) fn vrrp_sync_group(r: &mut Reader<'_>, st: &Statement) -> Option<Vrrp
         notify_stop,
         notify,
         smtp_alert,
-        origin: Origin(Some(st.span.clone())),
+        origin: r.origin(st.span),
     })
 }
 
@@ -222,7 +222,7 @@ fn notify_slot(keyword: &str) -> usize {
 struct PendingVip {
     vip: VirtualIpAddress,
     dev_written: bool,
-    span: Span,
+    span: Pos,
 }
 
 fn virtual_ipaddress(r: &mut Reader<'_>, st: &Statement) -> Option<PendingVip> {
@@ -233,7 +233,7 @@ fn virtual_ipaddress(r: &mut Reader<'_>, st: &Statement) -> Option<PendingVip> {
     };
     let Ok(address) = addr_text.parse::<IpAddr>() else {
         r.diags.error(
-            &st.span,
+            st.span,
             format!(
                 "found `{}`, expected a virtual address such as `192.168.1.10/24` or `fe80::1/64`",
                 st.keyword
@@ -248,7 +248,7 @@ fn virtual_ipaddress(r: &mut Reader<'_>, st: &Statement) -> Option<PendingVip> {
             Some(n) if n <= u64::from(max_prefix) => n as u8,
             _ => {
                 r.diags.error(
-                    &st.span,
+                    st.span,
                     format!(
                         "found `/{p}` in `{}`, expected a prefix length 0..{max_prefix}",
                         st.keyword
@@ -277,7 +277,7 @@ fn virtual_ipaddress(r: &mut Reader<'_>, st: &Statement) -> Option<PendingVip> {
                 Some(v) => Some(v),
                 None => {
                     r.diags.error(
-                        &opt.span,
+                        opt.span,
                         format!("found end of line after `{option}`, expected its value"),
                     );
                     return None;
@@ -296,7 +296,7 @@ fn virtual_ipaddress(r: &mut Reader<'_>, st: &Statement) -> Option<PendingVip> {
                 Ok(b) if b.is_ipv4() && address.is_ipv4() => vip.brd = Some(b),
                 _ => {
                     r.diags.error(
-                        &v.span,
+                        v.span,
                         format!(
                             "found `{}` after `{option}`, expected an IPv4 broadcast address",
                             v.text
@@ -312,7 +312,7 @@ fn virtual_ipaddress(r: &mut Reader<'_>, st: &Statement) -> Option<PendingVip> {
                 ) || parse_uint(&v.text).is_some_and(|n| n <= 255);
                 if !ok {
                     r.diags.error(
-                        &v.span,
+                        v.span,
                         format!(
                             "found `{}` after `scope`, expected global, site, link, host, nowhere or 0..255",
                             v.text
@@ -325,13 +325,13 @@ fn virtual_ipaddress(r: &mut Reader<'_>, st: &Statement) -> Option<PendingVip> {
             ("no_track", None) => vip.no_track = true,
             ("home" | "-nodad" | "nodad" | "noprefixroute" | "autojoin", None) => {
                 r.diags.warn(
-                    &opt.span,
+                    opt.span,
                     format!("virtual address option `{option}` is ignored by xlb"),
                 );
             }
             _ => {
                 r.diags.error(
-                    &opt.span,
+                    opt.span,
                     format!(
                         "found `{option}` in virtual address `{}`, expected dev, label, brd, scope or no_track",
                         st.keyword
@@ -344,7 +344,7 @@ fn virtual_ipaddress(r: &mut Reader<'_>, st: &Statement) -> Option<PendingVip> {
     Some(PendingVip {
         vip,
         dev_written,
-        span: st.span.clone(),
+        span: st.span,
     })
 }
 
@@ -356,7 +356,7 @@ fn tracked(r: &mut Reader<'_>, st: &Statement) -> (Option<i32>, bool) {
     };
     if first.text != "weight" {
         r.diags.error(
-            &first.span,
+            first.span,
             format!(
                 "found `{}` after `{}`, expected `weight N` or end of line",
                 first.text, st.keyword
@@ -366,7 +366,7 @@ fn tracked(r: &mut Reader<'_>, st: &Statement) -> (Option<i32>, bool) {
     }
     let Some(value) = st.args.get(1) else {
         r.diags.error(
-            &first.span,
+            first.span,
             "found end of line after `weight`, expected an integer -253..253",
         );
         return (None, false);
@@ -406,16 +406,16 @@ pub(super) fn vrrp_instance(
     let g = global_defs;
     let mut state = VrrpState::Backup;
     let mut interface = None;
-    let mut vrid: Option<(u8, Span)> = None;
+    let mut vrid: Option<(u8, Pos)> = None;
     let mut vrid_written = false;
     let mut priority = 100u8;
-    let mut advert: Option<(u32, Span)> = None;
+    let mut advert: Option<(u32, Pos)> = None;
     let mut version = None;
     let mut nopreempt = false;
     let mut nopreempt_at = None;
     let mut preempt_delay = 0;
     let mut preempt_delay_at = None;
-    let mut authentication: Option<(Authentication, Span)> = None;
+    let mut authentication: Option<(Authentication, Pos)> = None;
     let mut vips = Vec::new();
     let mut excluded = Vec::new();
     let mut unicast_src_ip = None;
@@ -448,7 +448,7 @@ pub(super) fn vrrp_instance(
             "virtual_router_id" => {
                 vrid_written = true;
                 if let Some(n) = r.uint(st, 1, 255) {
-                    vrid = Some((n as u8, st.span.clone()));
+                    vrid = Some((n as u8, st.span));
                 }
             }
             "priority" => priority = r.uint(st, 1, 255).map(|n| n as u8).unwrap_or(priority),
@@ -460,14 +460,14 @@ pub(super) fn vrrp_instance(
                             let centis = ((us + 5_000) / 10_000) as u32;
                             if us % 10_000 != 0 {
                                 r.diags.warn(
-                                    &arg.span,
+                                    arg.span,
                                     format!(
                                         "advert_int {} is not a multiple of 0.01s, rounded as keepalived does",
                                         arg.text
                                     ),
                                 );
                             }
-                            advert = Some((centis, st.span.clone()));
+                            advert = Some((centis, st.span));
                         }
                         _ => r.bad(st, arg, expected),
                     }
@@ -476,16 +476,16 @@ pub(super) fn vrrp_instance(
             "version" => version = r.uint(st, 2, 3).map(|v| v as u8).or(version),
             "nopreempt" => {
                 nopreempt = r.flag(st);
-                nopreempt_at = Some(st.span.clone());
+                nopreempt_at = Some(st.span);
             }
             "preempt_delay" => {
                 preempt_delay = r.u32(st, 0, 1000).unwrap_or(preempt_delay);
-                preempt_delay_at = Some(st.span.clone());
+                preempt_delay_at = Some(st.span);
             }
             "authentication" => {
                 r.extra_args(st, 0);
                 if let Some(auth) = authentication_block(r, st) {
-                    authentication = Some((auth, st.span.clone()));
+                    authentication = Some((auth, st.span));
                 }
             }
             "virtual_ipaddress" | "virtual_ipaddress_excluded" => {
@@ -510,7 +510,7 @@ pub(super) fn vrrp_instance(
                     match peer.keyword.parse::<IpAddr>() {
                         Ok(ip) => unicast_peer.push(ip),
                         Err(_) => r.diags.error(
-                            &peer.span,
+                            peer.span,
                             format!(
                                 "found `{}`, expected a peer IPv4 or IPv6 address",
                                 peer.keyword
@@ -520,7 +520,7 @@ pub(super) fn vrrp_instance(
                     if let Some(opt) = peer.args.first() {
                         if matches!(opt.text.as_str(), "min_ttl" | "max_ttl") {
                             r.diags
-                                .warn(&opt.span, format!("`{}` is ignored by xlb", opt.text));
+                                .warn(opt.span, format!("`{}` is ignored by xlb", opt.text));
                         } else {
                             r.extra_args(peer, 0);
                         }
@@ -544,7 +544,7 @@ pub(super) fn vrrp_instance(
                         name: entry.keyword.clone(),
                         weight,
                         reverse,
-                        origin: Origin(Some(entry.span.clone())),
+                        origin: r.origin(entry.span),
                     });
                 }
             }
@@ -579,7 +579,7 @@ pub(super) fn vrrp_instance(
             "smtp_alert" => smtp_alert = r.flag(st),
             _ if INSTANCE_IGNORED.contains(&kw) => r.ignored(st),
             _ if INSTANCE_UNSUPPORTED.contains(&kw) => r.diags.error(
-                &st.span,
+                st.span,
                 format!("found `{kw}` in `{context}`: it is not supported by xlb"),
             ),
             _ => r.unknown(st, &context),
@@ -588,7 +588,7 @@ pub(super) fn vrrp_instance(
 
     if !vrid_written {
         r.diags.error(
-            &st.span,
+            st.span,
             format!(
                 "found no `virtual_router_id` in `{context}`, expected one (an integer 1..255)"
             ),
@@ -599,7 +599,7 @@ pub(super) fn vrrp_instance(
         && (state == VrrpState::Master || priority == 255)
     {
         r.diags.warn(
-                &span,
+                span,
                 "nopreempt does not work with `state MASTER` or priority 255, cleared as keepalived does",
             );
         nopreempt = false;
@@ -608,14 +608,14 @@ pub(super) fn vrrp_instance(
         && state == VrrpState::Master
     {
         r.diags.warn(
-            &span,
+            span,
             "preempt_delay does not work with `state MASTER`, cleared as keepalived does",
         );
         preempt_delay = 0;
     }
     let version = version.unwrap_or(g.vrrp_version);
     let mut advert_int_centis = advert.as_ref().map(|(c, _)| *c).unwrap_or(100);
-    if let Some((centis, span)) = &advert {
+    if let Some((centis, span)) = advert {
         if version == 2 && centis % 100 != 0 {
             advert_int_centis = (((centis + 50) / 100) * 100).max(100);
             r.diags.warn(
@@ -627,7 +627,7 @@ pub(super) fn vrrp_instance(
                 ),
             );
         }
-        if version == 3 && *centis > 4095 {
+        if version == 3 && centis > 4095 {
             r.diags.error(
                 span,
                 format!(
@@ -641,7 +641,7 @@ pub(super) fn vrrp_instance(
     let authentication = match authentication {
         Some((_, span)) if version == 3 => {
             r.diags.warn(
-                &span,
+                span,
                 "VRRPv3 has no authentication, ignored as keepalived does",
             );
             None
@@ -649,7 +649,7 @@ pub(super) fn vrrp_instance(
         other => other.map(|(a, _)| a),
     };
     let interface = interface.unwrap_or_else(|| g.default_interface.clone());
-    let fill = |list: Vec<PendingVip>| -> Vec<(VirtualIpAddress, Span)> {
+    let fill = |list: Vec<PendingVip>| -> Vec<(VirtualIpAddress, Pos)> {
         list.into_iter()
             .map(|mut p| {
                 if !p.dev_written {
@@ -665,7 +665,7 @@ pub(super) fn vrrp_instance(
         for (vip, span) in &vips[1..] {
             if AddressFamily::of(&vip.address) != family {
                 r.diags.error(
-                    span,
+                    *span,
                     format!(
                         "found {} in `{context}` whose first virtual address is {}, expected one \
                          address family per instance (put the others in virtual_ipaddress_excluded)",
@@ -712,8 +712,8 @@ pub(super) fn vrrp_instance(
         notify_stop,
         notify,
         smtp_alert,
-        origin: Origin(Some(st.span.clone())),
-        virtual_router_id_origin: Origin(Some(vrid_span)),
+        origin: r.origin(st.span),
+        virtual_router_id_origin: r.origin(vrid_span),
     })
 }
 
@@ -744,7 +744,7 @@ fn authentication_block(r: &mut Reader<'_>, st: &Statement) -> Option<Authentica
                     if pass.chars().count() > 8 {
                         pass = pass.chars().take(8).collect();
                         r.diags.warn(
-                            &arg.span,
+                            arg.span,
                             format!(
                                 "auth_pass is longer than 8 characters, truncated to `{pass}` as keepalived does"
                             ),
@@ -758,13 +758,13 @@ fn authentication_block(r: &mut Reader<'_>, st: &Statement) -> Option<Authentica
     }
     if !type_written {
         r.diags.error(
-            &st.span,
+            st.span,
             "found no `auth_type` in `authentication`, expected `auth_type PASS` or `auth_type AH`",
         );
     }
     if !pass_written {
         r.diags.error(
-            &st.span,
+            st.span,
             "found no `auth_pass` in `authentication`, expected `auth_pass PASSWORD`",
         );
     }

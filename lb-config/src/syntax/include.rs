@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::diagnostic::{Diags, Span};
+use crate::diagnostic::{Diags, Pos};
 use crate::limits::{MAX_FILES, MAX_GLOB_ENTRIES, MAX_INCLUDE_DEPTH, MAX_TOTAL_BYTES};
 
 use super::glob::{self, GlobError};
@@ -122,10 +122,9 @@ impl<'d> Loader<'d> {
     }
 
     fn parse_text(&mut self, text: &str, name: &str, dir: &Path, depth: usize) -> Vec<Statement> {
-        let file: Arc<str> = Arc::from(name);
-        self.diags.reading(&file);
-        let lines = Lines::new(text, &file);
-        let root = Span {
+        let file = self.diags.reading(&Arc::from(name));
+        let lines = Lines::new(text, file);
+        let root = Pos {
             file,
             line: 1,
             col: 1,
@@ -153,14 +152,14 @@ impl<'d> Loader<'d> {
     fn include(&mut self, stmt: &Statement, dir: &Path, depth: usize) -> Vec<Statement> {
         let Some(pattern) = stmt.args.first() else {
             self.diags.error(
-                &stmt.span,
+                stmt.span,
                 "found end of line after `include`, expected a file name or glob",
             );
             return Vec::new();
         };
         if let Some(extra) = stmt.args.get(1) {
             self.diags.error(
-                &extra.span,
+                extra.span,
                 format!(
                     "found `{}`, expected end of line after `include {}`",
                     extra.text, pattern.text
@@ -169,7 +168,7 @@ impl<'d> Loader<'d> {
         }
         if let Some(block) = &stmt.block {
             self.diags.error(
-                &block.open,
+                block.open,
                 "found `{`, expected end of line (`include` takes no block)",
             );
         }
@@ -178,7 +177,7 @@ impl<'d> Loader<'d> {
         }
         if depth >= MAX_INCLUDE_DEPTH {
             self.diags.error(
-                &pattern.span,
+                pattern.span,
                 format!("found includes nested {MAX_INCLUDE_DEPTH} deep, expected fewer"),
             );
             return Vec::new();
@@ -187,7 +186,7 @@ impl<'d> Loader<'d> {
             Ok(expansion) => expansion,
             Err(e) => {
                 self.stopped = e == GlobError::BudgetSpent;
-                self.diags.error(&pattern.span, e);
+                self.diags.error(pattern.span, e);
                 return Vec::new();
             }
         };
@@ -207,7 +206,7 @@ impl<'d> Loader<'d> {
                 })
                 .unwrap_or_default();
             self.diags.error(
-                &pattern.span,
+                pattern.span,
                 format!(
                     "found no file matching `{}` (looked in {looked_in}{not_inside}), \
                      expected at least one file to include",
@@ -225,7 +224,7 @@ impl<'d> Loader<'d> {
             let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
             if self.stack.contains(&canonical) {
                 self.diags.error(
-                    &pattern.span,
+                    pattern.span,
                     format!(
                         "found an include cycle: `{}` is already being read, expected a file \
                          that does not include itself",
@@ -236,7 +235,7 @@ impl<'d> Loader<'d> {
             }
             if self.opened >= MAX_FILES {
                 self.diags.error(
-                    &pattern.span,
+                    pattern.span,
                     format!(
                         "found more than {MAX_FILES} files to read, repeats counted (limit), \
                          expected fewer: an include mesh?"
@@ -250,21 +249,21 @@ impl<'d> Loader<'d> {
                 Ok(bytes) => bytes,
                 Err(ReadError::Io(e)) => {
                     self.diags.error(
-                        &pattern.span,
+                        pattern.span,
                         format!("cannot read included file `{}`: {e}", path.display()),
                     );
                     continue;
                 }
                 Err(ReadError::Refused { what, expected }) => {
                     self.diags.error(
-                        &pattern.span,
+                        pattern.span,
                         format!("found `{}`, {what}, expected {expected}", path.display()),
                     );
                     continue;
                 }
                 Err(ReadError::TooLarge(_)) => {
                     self.diags.error(
-                        &pattern.span,
+                        pattern.span,
                         format!(
                             "found more than {MAX_TOTAL_BYTES} bytes to read with `{}` \
                              (limit), expected fewer: a huge or endless file?",

@@ -9,9 +9,7 @@
 //! the parser copies out only what a statement keeps, so lexing allocates
 //! nothing per token (a megabyte of configuration is over 100,000 of them).
 
-use std::sync::Arc;
-
-use crate::diagnostic::{Diags, Span};
+use crate::diagnostic::{Diags, FileId, Pos};
 use crate::limits::MAX_LINE_BYTES;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,25 +43,25 @@ fn ends_word(b: u8) -> bool {
 /// are never in memory at once.
 pub struct Lines<'t> {
     lines: std::iter::Enumerate<std::str::Split<'t, char>>,
-    file: Arc<str>,
+    file: FileId,
     /// The number of the line last returned.
     line: u32,
 }
 
 impl<'t> Lines<'t> {
-    pub fn new(text: &'t str, file: &Arc<str>) -> Self {
+    pub fn new(text: &'t str, file: FileId) -> Self {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         Lines {
             lines: text.split('\n').enumerate(),
-            file: file.clone(),
+            file,
             line: 0,
         }
     }
 
     /// Where `token` of the line last returned is.
-    pub fn span(&self, token: &Token<'_>) -> Span {
-        Span {
-            file: self.file.clone(),
+    pub fn span(&self, token: &Token<'_>) -> Pos {
+        Pos {
+            file: self.file,
             line: self.line,
             col: token.col,
         }
@@ -81,8 +79,8 @@ impl<'t> Lines<'t> {
             let line_no = u32::try_from(index + 1).unwrap_or(u32::MAX);
             if line.len() > MAX_LINE_BYTES {
                 diags.error(
-                    &Span {
-                        file: self.file.clone(),
+                    Pos {
+                        file: self.file,
                         line: line_no,
                         col: 1,
                     },
@@ -94,7 +92,7 @@ impl<'t> Lines<'t> {
                 continue;
             }
             self.line = line_no;
-            lex_line(line, line_no, &self.file, diags, tokens);
+            lex_line(line, line_no, self.file, diags, tokens);
             if !tokens.is_empty() {
                 return true;
             }
@@ -105,7 +103,7 @@ impl<'t> Lines<'t> {
 
 /// Lexes `text`; returns the non-empty lines, each a list of tokens.
 #[cfg(test)]
-pub fn lex<'t>(text: &'t str, file: &Arc<str>, diags: &mut Diags) -> Vec<Vec<Token<'t>>> {
+pub fn lex<'t>(text: &'t str, file: FileId, diags: &mut Diags) -> Vec<Vec<Token<'t>>> {
     let mut lines = Lines::new(text, file);
     let mut out = Vec::new();
     let mut tokens = Vec::new();
@@ -153,14 +151,14 @@ impl<'t> Columns<'t> {
 fn lex_line<'t>(
     line: &'t str,
     line_no: u32,
-    file: &Arc<str>,
+    file: FileId,
     diags: &mut Diags,
     tokens: &mut Vec<Token<'t>>,
 ) {
     let bytes = line.as_bytes();
     let mut cols = Columns::new(line);
-    let span = |col: u32| Span {
-        file: file.clone(),
+    let span = |col: u32| Pos {
+        file,
         line: line_no,
         col,
     };
@@ -197,7 +195,7 @@ fn lex_line<'t>(
                 let stop = end.unwrap_or(bytes.len());
                 if end.is_none() {
                     diags.error(
-                        &span(col),
+                        span(col),
                         "found end of line inside a quoted string, expected a closing `\"`",
                     );
                 }
@@ -218,7 +216,7 @@ fn lex_line<'t>(
                     // would take the annotation as more arguments; say so plainly and
                     // skip it so the rest of the file is still checked.
                     diags.error(
-                        &span(col),
+                        span(col),
                         format!(
                             "found `{}`, expected end of line: keepalived has no `//` comments, \
                              start a comment with `!` or `#`",
@@ -238,12 +236,14 @@ fn lex_line<'t>(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     fn kinds(text: &str) -> (Vec<Vec<TokenKind<'_>>>, Diags) {
         let mut diags = Diags::default();
-        let file: Arc<str> = Arc::from("t.conf");
-        let lines = lex(text, &file, &mut diags)
+        let file = diags.reading(&Arc::from("t.conf"));
+        let lines = lex(text, file, &mut diags)
             .into_iter()
             .map(|l| l.into_iter().map(|t| t.kind).collect())
             .collect();
@@ -278,8 +278,8 @@ mod tests {
     #[test]
     fn slash_comment_is_an_error_at_its_column() {
         let mut diags = Diags::default();
-        let file: Arc<str> = Arc::from("t.conf");
-        let lines = lex("state BACKUP\t// 改成BACKUP\n", &file, &mut diags);
+        let file = diags.reading(&Arc::from("t.conf"));
+        let lines = lex("state BACKUP\t// 改成BACKUP\n", file, &mut diags);
         assert_eq!(lines.len(), 1);
         assert_eq!(lines[0].len(), 2);
         let d = diags.into_sorted();
@@ -290,8 +290,8 @@ mod tests {
     #[test]
     fn columns_count_characters() {
         let mut diags = Diags::default();
-        let file: Arc<str> = Arc::from("t.conf");
-        let lines = lex("é x \"ü ü\" y{ }\n\u{feff}z é{", &file, &mut diags);
+        let file = diags.reading(&Arc::from("t.conf"));
+        let lines = lex("é x \"ü ü\" y{ }\n\u{feff}z é{", file, &mut diags);
         let cols: Vec<Vec<u32>> = lines
             .iter()
             .map(|l| l.iter().map(|t| t.col).collect())

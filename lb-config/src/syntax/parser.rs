@@ -5,7 +5,7 @@
 //! may close several blocks or be followed by another statement on the same
 //! line (`}}`, `} real_server ... {`), which keepalived tolerates too.
 
-use crate::diagnostic::{Diags, Span};
+use crate::diagnostic::{Diags, Pos};
 use crate::limits::MAX_BLOCK_DEPTH;
 
 use super::lexer::{Lines, Token, TokenKind};
@@ -14,20 +14,20 @@ use super::lexer::{Lines, Token, TokenKind};
 pub struct Arg {
     pub text: String,
     pub quoted: bool,
-    pub span: Span,
+    pub span: Pos,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Block {
     /// Where the `{` is.
-    pub open: Span,
+    pub open: Pos,
     pub statements: Vec<Statement>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Statement {
     pub keyword: String,
-    pub span: Span,
+    pub span: Pos,
     pub args: Vec<Arg>,
     pub block: Option<Block>,
 }
@@ -49,7 +49,7 @@ struct Frame {
     block: Block,
 }
 
-pub fn parse(mut lines: Lines<'_>, root: Span, diags: &mut Diags) -> Vec<Statement> {
+pub fn parse(mut lines: Lines<'_>, root: Pos, diags: &mut Diags) -> Vec<Statement> {
     let mut stack = vec![Frame {
         owner: None,
         block: Block {
@@ -84,7 +84,7 @@ pub fn parse(mut lines: Lines<'_>, root: Span, diags: &mut Diags) -> Vec<Stateme
                 TokenKind::Close => close_block(&mut stack, &mut skipped, &lines, token, diags),
                 TokenKind::Open => {
                     let span = lines.span(token);
-                    diags.error(&span, "found `{`, expected a keyword before it");
+                    diags.error(span, "found `{`, expected a keyword before it");
                     open_block(&mut stack, &mut skipped, None, span, diags);
                 }
                 TokenKind::Word(keyword) | TokenKind::Quoted(keyword) => {
@@ -133,7 +133,7 @@ pub fn parse(mut lines: Lines<'_>, root: Span, diags: &mut Diags) -> Vec<Stateme
                 .map(|s| format!("`{}`", s.keyword))
                 .unwrap_or_else(|| "this block".to_string());
             diags.error(
-                &frame.block.open,
+                frame.block.open,
                 format!("found end of file, expected `}}` closing the `{{` of {what}"),
             );
             finish_frame(&mut stack, frame);
@@ -155,13 +155,13 @@ fn open_block(
     stack: &mut Vec<Frame>,
     skipped: &mut usize,
     owner: Option<Statement>,
-    open: Span,
+    open: Pos,
     diags: &mut Diags,
 ) {
     if *skipped > 0 || stack.len() > MAX_BLOCK_DEPTH {
         if *skipped == 0 {
             diags.error(
-                &open,
+                open,
                 format!(
                     "found a block nested more than {MAX_BLOCK_DEPTH} deep, expected fewer levels"
                 ),
@@ -192,7 +192,7 @@ fn close_block(
     }
     if stack.len() <= 1 {
         diags.error(
-            &lines.span(at),
+            lines.span(at),
             "found `}`, expected a keyword: no block is open here",
         );
         return;
@@ -221,13 +221,13 @@ mod tests {
 
     fn tree(text: &str) -> (Vec<Statement>, Vec<crate::Diagnostic>) {
         let mut diags = Diags::default();
-        let file: Arc<str> = Arc::from("t.conf");
-        let root = Span {
-            file: file.clone(),
+        let file = diags.reading(&Arc::from("t.conf"));
+        let root = Pos {
+            file,
             line: 1,
             col: 1,
         };
-        let stmts = parse(Lines::new(text, &file), root, &mut diags);
+        let stmts = parse(Lines::new(text, file), root, &mut diags);
         (stmts, diags.into_sorted())
     }
 
