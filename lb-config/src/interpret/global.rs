@@ -53,7 +53,7 @@ pub(super) fn global_defs(r: &mut Reader<'_>, st: &Statement, g: &mut GlobalDefs
     r.extra_args(st, 0);
     let block = r.block(st);
     for st in block {
-        let kw = st.keyword.as_str();
+        let kw = st.keyword;
         match kw {
             "router_id" | "lvs_id" => {
                 if let Some(id) = r.string(st, "a router name") {

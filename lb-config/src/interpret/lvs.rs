@@ -54,7 +54,7 @@ struct CheckDefaults {
 impl CheckDefaults {
     /// Reads one of the shared keywords; false if `st` is not one of them.
     fn read(&mut self, r: &mut Reader<'_>, st: &Statement) -> bool {
-        match st.keyword.as_str() {
+        match st.keyword {
             "connect_timeout" => {
                 self.connect_timeout = r
                     .timer(st, Timer::from_micros(1), None)
@@ -129,7 +129,7 @@ pub(super) fn virtual_server(r: &mut Reader<'_>, st: &Statement) -> Option<Virtu
         return None;
     }
     if let Some(first) = st.args.first()
-        && matches!(first.text.as_str(), "fwmark" | "group")
+        && matches!(first.text, "fwmark" | "group")
     {
         r.diags.error(
             first.span,
@@ -163,7 +163,7 @@ pub(super) fn virtual_server(r: &mut Reader<'_>, st: &Statement) -> Option<Virtu
     let block = r.split_run_together(block, VS_BLOCKS);
     // Virtual-server settings first: real servers inherit them wherever they are written.
     for st in &block {
-        let kw = st.keyword.as_str();
+        let kw = st.keyword;
         if kw == "real_server" || defaults.read(r, st) {
             continue;
         }
@@ -180,7 +180,7 @@ pub(super) fn virtual_server(r: &mut Reader<'_>, st: &Statement) -> Option<Virtu
                     Ok(())
                 });
                 if let Some(arg) = r.value(st, &expected) {
-                    match LbAlgo::from_name(&arg.text) {
+                    match LbAlgo::from_name(arg.text) {
                         Some(a) => lb_algo = (a, r.origin(st.span)),
                         None => r.bad(st, arg, &expected),
                     }
@@ -196,7 +196,7 @@ pub(super) fn virtual_server(r: &mut Reader<'_>, st: &Statement) -> Option<Virtu
                 r.no_block(st);
                 match st.args.first() {
                     None => r.missing(st, "DR, NAT or TUN"),
-                    Some(arg) => match arg.text.as_str() {
+                    Some(arg) => match arg.text {
                         "DR" => lb_kind = (LbKind::Dr, r.origin(st.span)),
                         "NAT" => lb_kind = (LbKind::Nat, r.origin(st.span)),
                         "TUN" => lb_kind = (LbKind::Tun, r.origin(st.span)),
@@ -222,7 +222,7 @@ pub(super) fn virtual_server(r: &mut Reader<'_>, st: &Statement) -> Option<Virtu
             }
             "protocol" => {
                 if let Some(arg) = r.value(st, "TCP or UDP") {
-                    match arg.text.as_str() {
+                    match arg.text {
                         "TCP" => protocol = Protocol::Tcp,
                         "UDP" => protocol = Protocol::Udp,
                         "SCTP" => r.diags.error(
@@ -332,7 +332,7 @@ fn real_server(
     let block = r.block(st);
     let block = r.split_run_together(block, RS_BLOCKS);
     for st in &block {
-        let kw = st.keyword.as_str();
+        let kw = st.keyword;
         if RS_BLOCKS.contains(&kw) || own.read(r, st) {
             continue;
         }
@@ -367,7 +367,7 @@ fn real_server(
     let port = port.or(vs_port).unwrap_or(0);
     let mut checkers = Vec::new();
     for st in &block {
-        let kw = st.keyword.as_str();
+        let kw = st.keyword;
         if CHECKERS.contains(&kw) {
             if let Some(c) = checker(r, st, address, port, &defaults) {
                 checkers.push(c);
@@ -404,7 +404,7 @@ fn checker(
     if r.needs_block(st) {
         return None;
     }
-    let kind = st.keyword.as_str();
+    let kind = st.keyword;
     r.extra_args(st, 0);
     let mut own = CheckDefaults::default();
     let mut connect_ip = None;
@@ -421,7 +421,7 @@ fn checker(
     let block = r.block(st);
     let block = r.split_run_together(block, if is_http { &["url"] } else { &[] });
     for st in &block {
-        let kw = st.keyword.as_str();
+        let kw = st.keyword;
         if own.read(r, st) {
             continue;
         }
@@ -522,7 +522,7 @@ fn url(r: &mut Reader<'_>, st: &Statement) -> Option<Url> {
     let mut status_code = Vec::new();
     let mut virtualhost = None;
     for st in r.block(st) {
-        match st.keyword.as_str() {
+        match st.keyword {
             "path" => path = r.string(st, "a URL path such as /").or(path),
             "digest" => digest = r.string(st, "an MD5 digest from genhash").or(digest),
             "status_code" => {
@@ -534,7 +534,7 @@ fn url(r: &mut Reader<'_>, st: &Statement) -> Option<Url> {
                 for arg in &st.args {
                     let range = match arg.text.split_once('-') {
                         Some((a, b)) => parse_uint(a).zip(parse_uint(b)),
-                        None => parse_uint(&arg.text).map(|n| (n, n)),
+                        None => parse_uint(arg.text).map(|n| (n, n)),
                     };
                     match range {
                         Some((a, b)) if (100..=599).contains(&a) && (a..=599).contains(&b) => {

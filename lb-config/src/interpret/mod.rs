@@ -62,7 +62,7 @@ pub(crate) fn interpret(stmts: &[Statement], diags: &mut Diags) -> (Config, Decl
     for st in &stmts {
         if st.keyword == "vrrp_script" {
             if let Some(name) = st.args.first() {
-                declared.vrrp_scripts.insert(name.text.clone());
+                declared.vrrp_scripts.insert(name.text.to_string());
             }
             if let Some(script) = vrrp::vrrp_script(&mut r, st) {
                 config.vrrp_scripts.push(script);
@@ -74,7 +74,7 @@ pub(crate) fn interpret(stmts: &[Statement], diags: &mut Diags) -> (Config, Decl
         scripts.entry(script.name.as_str()).or_insert(script);
     }
     for st in &stmts {
-        match st.keyword.as_str() {
+        match st.keyword {
             "global_defs" | "vrrp_script" => {}
             "vrrp_sync_group" => {
                 if let Some(g) = vrrp::vrrp_sync_group(&mut r, st) {
@@ -83,7 +83,7 @@ pub(crate) fn interpret(stmts: &[Statement], diags: &mut Diags) -> (Config, Decl
             }
             "vrrp_instance" => {
                 if let Some(name) = st.args.first() {
-                    declared.vrrp_instances.insert(name.text.clone());
+                    declared.vrrp_instances.insert(name.text.to_string());
                 }
                 if let Some(i) = vrrp::vrrp_instance(&mut r, st, &config.global_defs, &scripts) {
                     config.vrrp_instances.push(i);

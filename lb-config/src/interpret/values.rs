@@ -37,10 +37,10 @@ impl Reader<'_> {
     /// Reports the first argument past the `allowed` ones.
     pub fn extra_args(&mut self, st: &Statement, allowed: usize) {
         if let Some(extra) = st.args.get(allowed) {
-            let mut before = st.keyword.clone();
+            let mut before = st.keyword.to_string();
             for a in &st.args[..allowed] {
                 before.push(' ');
-                before.push_str(&a.text);
+                before.push_str(a.text);
             }
             self.diags.error(
                 extra.span,
@@ -76,7 +76,11 @@ impl Reader<'_> {
     ///
     /// `expected` is only displayed when the value is missing: callers may
     /// pass a [`fmt::from_fn`] that formats it then, not on every statement.
-    pub fn value<'s>(&mut self, st: &'s Statement, expected: impl fmt::Display) -> Option<&'s Arg> {
+    pub fn value<'s, 't>(
+        &mut self,
+        st: &'s Statement<'t>,
+        expected: impl fmt::Display,
+    ) -> Option<&'s Arg<'t>> {
         self.no_block(st);
         match st.args.first() {
             None => {
@@ -91,7 +95,7 @@ impl Reader<'_> {
     }
 
     pub fn string(&mut self, st: &Statement, expected: impl fmt::Display) -> Option<String> {
-        self.value(st, expected).map(|a| a.text.clone())
+        self.value(st, expected).map(|a| a.text.to_string())
     }
 
     /// All arguments joined, for commands keepalived accepts quoted or not.
@@ -101,13 +105,7 @@ impl Reader<'_> {
             self.missing(st, "a command");
             return None;
         }
-        Some(
-            st.args
-                .iter()
-                .map(|a| a.text.as_str())
-                .collect::<Vec<_>>()
-                .join(" "),
-        )
+        Some(st.args.iter().map(|a| a.text).collect::<Vec<_>>().join(" "))
     }
 
     pub fn uint(&mut self, st: &Statement, lo: u64, hi: u64) -> Option<u64> {
@@ -116,7 +114,7 @@ impl Reader<'_> {
     }
 
     pub fn uint_arg(&mut self, st: &Statement, arg: &Arg, lo: u64, hi: u64) -> Option<u64> {
-        match parse_uint(&arg.text) {
+        match parse_uint(arg.text) {
             Some(n) if (lo..=hi).contains(&n) => Some(n),
             _ => {
                 self.bad(st, arg, format_args!("an integer {lo}..{hi}"));
@@ -135,7 +133,7 @@ impl Reader<'_> {
             Some(rest) => parse_uint(rest)
                 .and_then(|n| i64::try_from(n).ok())
                 .map(|n| -n),
-            None => parse_uint(arg.text.strip_prefix('+').unwrap_or(&arg.text))
+            None => parse_uint(arg.text.strip_prefix('+').unwrap_or(arg.text))
                 .and_then(|n| i64::try_from(n).ok()),
         };
         match parsed {
@@ -156,7 +154,7 @@ impl Reader<'_> {
         });
         let arg = self.value(st, &expected)?;
         let max = max.unwrap_or(MAX_TIMER);
-        match parse_timer(&arg.text) {
+        match parse_timer(arg.text) {
             Some(t) if min <= t && t <= max => Some(t),
             _ => {
                 self.bad(st, arg, &expected);
@@ -181,7 +179,7 @@ impl Reader<'_> {
     }
 
     pub fn port_arg(&mut self, st: &Statement, arg: &Arg) -> Option<u16> {
-        match parse_uint(&arg.text).and_then(|n| u16::try_from(n).ok()) {
+        match parse_uint(arg.text).and_then(|n| u16::try_from(n).ok()) {
             Some(p) if p > 0 => Some(p),
             _ => {
                 self.bad(st, arg, "a port 1..65535");
@@ -227,14 +225,14 @@ impl Reader<'_> {
         };
         let (user, mut group, split) = match first.text.split_once(':') {
             Some((u, g)) => (u.to_string(), group_of(g), true),
-            None => (first.text.clone(), None, false),
+            None => (first.text.to_string(), None, false),
         };
         let mut used = 1;
         if let Some(second) = args.get(1)
             && group.is_none()
             && (!split || first.text.ends_with(':'))
         {
-            group = group_of(&second.text);
+            group = group_of(second.text);
             used = 2;
         }
         if let Some(extra) = args.get(used) {
@@ -276,13 +274,13 @@ impl Reader<'_> {
         }
         let user = self.script_user(st, &st.args[1..]);
         Some(NotifyScript {
-            command: command.text.clone(),
+            command: command.text.to_string(),
             user,
         })
     }
 
     /// The statements of a block keyword; reports a missing block.
-    pub fn block<'s>(&mut self, st: &'s Statement) -> &'s [Statement] {
+    pub fn block<'s, 't>(&mut self, st: &'s Statement<'t>) -> &'s [Statement<'t>] {
         match &st.block {
             Some(block) => &block.statements,
             None => {
@@ -347,23 +345,23 @@ impl Reader<'_> {
     /// Statements that need no split are borrowed, not copied: this runs at
     /// every level of the tree, and a copy would duplicate each subtree there.
     /// A block that needs no split at all, nearly every one, is borrowed whole.
-    pub fn split_run_together<'s>(
+    pub fn split_run_together<'s, 't>(
         &mut self,
-        stmts: &'s [Statement],
+        stmts: &'s [Statement<'t>],
         block_keywords: &[&str],
-    ) -> Statements<'s> {
-        let split_at = |st: &Statement| {
-            if st.block.is_none() || block_keywords.contains(&st.keyword.as_str()) {
+    ) -> Statements<'s, 't> {
+        let split_at = |st: &Statement<'_>| {
+            if st.block.is_none() || block_keywords.contains(&st.keyword) {
                 return None;
             }
             st.args
                 .iter()
-                .position(|a| !a.quoted && block_keywords.contains(&a.text.as_str()))
+                .position(|a| !a.quoted && block_keywords.contains(&a.text))
         };
         let Some(first) = stmts.iter().position(|st| split_at(st).is_some()) else {
             return Statements::Written(stmts);
         };
-        let mut out: Vec<Cow<'s, Statement>> = Vec::with_capacity(stmts.len() + 1);
+        let mut out: Vec<Cow<'s, Statement<'t>>> = Vec::with_capacity(stmts.len() + 1);
         out.extend(stmts[..first].iter().map(Cow::Borrowed));
         for st in &stmts[first..] {
             let Some(k) = split_at(st) else {
@@ -371,7 +369,7 @@ impl Reader<'_> {
                 continue;
             };
             let head = Statement {
-                keyword: st.keyword.clone(),
+                keyword: st.keyword,
                 span: st.span,
                 args: st.args[..k].to_vec(),
                 block: None,
@@ -388,7 +386,7 @@ impl Reader<'_> {
             );
             out.push(Cow::Owned(head));
             out.push(Cow::Owned(Statement {
-                keyword: inner.text.clone(),
+                keyword: inner.text,
                 span: inner.span,
                 args: st.args[k + 1..].to_vec(),
                 block: st.block.clone(),
@@ -399,18 +397,18 @@ impl Reader<'_> {
 }
 
 /// A block's statements as [`Reader::split_run_together`] reads them.
-pub(crate) enum Statements<'s> {
+pub(crate) enum Statements<'s, 't> {
     /// As written: no statement needed separating.
-    Written(&'s [Statement]),
+    Written(&'s [Statement<'t>]),
     /// Some did: the others borrowed, the separated ones owned.
-    Split(Vec<Cow<'s, Statement>>),
+    Split(Vec<Cow<'s, Statement<'t>>>),
 }
 
-impl<'a> IntoIterator for &'a Statements<'_> {
-    type Item = &'a Statement;
-    type IntoIter = StatementsIter<'a>;
+impl<'a, 't> IntoIterator for &'a Statements<'_, 't> {
+    type Item = &'a Statement<'t>;
+    type IntoIter = StatementsIter<'a, 't>;
 
-    fn into_iter(self) -> StatementsIter<'a> {
+    fn into_iter(self) -> StatementsIter<'a, 't> {
         match self {
             Statements::Written(stmts) => StatementsIter::Written(stmts.iter()),
             Statements::Split(stmts) => StatementsIter::Split(stmts.iter()),
@@ -418,15 +416,15 @@ impl<'a> IntoIterator for &'a Statements<'_> {
     }
 }
 
-pub(crate) enum StatementsIter<'a> {
-    Written(std::slice::Iter<'a, Statement>),
-    Split(std::slice::Iter<'a, Cow<'a, Statement>>),
+pub(crate) enum StatementsIter<'a, 't> {
+    Written(std::slice::Iter<'a, Statement<'t>>),
+    Split(std::slice::Iter<'a, Cow<'a, Statement<'t>>>),
 }
 
-impl<'a> Iterator for StatementsIter<'a> {
-    type Item = &'a Statement;
+impl<'a, 't> Iterator for StatementsIter<'a, 't> {
+    type Item = &'a Statement<'t>;
 
-    fn next(&mut self) -> Option<&'a Statement> {
+    fn next(&mut self) -> Option<&'a Statement<'t>> {
         match self {
             StatementsIter::Written(it) => it.next(),
             StatementsIter::Split(it) => it.next().map(|st| &**st),
@@ -446,7 +444,7 @@ pub fn block_name<'s>(name: &'s str, st: &'s Statement) -> impl fmt::Display + '
             if i > 0 {
                 f.write_str(" ")?;
             }
-            f.write_str(&arg.text)?;
+            f.write_str(arg.text)?;
         }
         Ok(())
     })

@@ -63,7 +63,7 @@ fn name_of(r: &mut Reader<'_>, st: &Statement, what: &str) -> Option<String> {
         return None;
     };
     r.extra_args(st, 1);
-    Some(name.text.clone())
+    Some(name.text.to_string())
 }
 
 pub(super) fn vrrp_script(r: &mut Reader<'_>, st: &Statement) -> Option<VrrpScript> {
@@ -81,7 +81,7 @@ pub(super) fn vrrp_script(r: &mut Reader<'_>, st: &Statement) -> Option<VrrpScri
     let mut user = None;
     let context = format!("vrrp_script {}", name.as_deref().unwrap_or(""));
     for st in r.block(st) {
-        match st.keyword.as_str() {
+        match st.keyword {
             "script" => script = r.command(st).or(script),
             "interval" => interval = r.u32(st, 1, 86400).unwrap_or(interval),
             "timeout" => timeout = r.u32(st, 1, 86400).or(timeout),
@@ -93,7 +93,7 @@ pub(super) fn vrrp_script(r: &mut Reader<'_>, st: &Statement) -> Option<VrrpScri
                         if let Some(w) = r.int_arg(st, arg, -253, 253) {
                             weight = w as i32;
                         }
-                        match st.args.get(1).map(|a| a.text.as_str()) {
+                        match st.args.get(1).map(|a| a.text) {
                             Some("reverse") => {
                                 weight_reverse = true;
                                 r.extra_args(st, 2);
@@ -149,7 +149,7 @@ pub(super) fn vrrp_sync_group(r: &mut Reader<'_>, st: &Statement) -> Option<Vrrp
     let block = r.block(st);
     let block = r.split_run_together(block, &["group"]);
     for st in &block {
-        match st.keyword.as_str() {
+        match st.keyword {
             "group" => {
                 saw_group = true;
                 r.extra_args(st, 0);
@@ -157,7 +157,7 @@ pub(super) fn vrrp_sync_group(r: &mut Reader<'_>, st: &Statement) -> Option<Vrrp
                     r.list_entry(member);
                     r.extra_args(member, 0);
                     group.push(SyncGroupMember {
-                        name: member.keyword.clone(),
+                        name: member.keyword.to_string(),
                         origin: r.origin(member.span),
                     });
                 }
@@ -229,7 +229,7 @@ fn virtual_ipaddress(r: &mut Reader<'_>, st: &Statement) -> Option<PendingVip> {
     r.list_entry(st);
     let (addr_text, prefix_text) = match st.keyword.split_once('/') {
         Some((a, p)) => (a, Some(p)),
-        None => (st.keyword.as_str(), None),
+        None => (st.keyword, None),
     };
     let Ok(address) = addr_text.parse::<IpAddr>() else {
         r.diags.error(
@@ -270,7 +270,7 @@ fn virtual_ipaddress(r: &mut Reader<'_>, st: &Statement) -> Option<PendingVip> {
     let mut dev_written = false;
     let mut args = st.args.iter();
     while let Some(opt) = args.next() {
-        let option = opt.text.as_str();
+        let option = opt.text;
         let takes_value = matches!(option, "dev" | "label" | "brd" | "broadcast" | "scope");
         let value = if takes_value {
             match args.next() {
@@ -288,10 +288,10 @@ fn virtual_ipaddress(r: &mut Reader<'_>, st: &Statement) -> Option<PendingVip> {
         };
         match (option, value) {
             ("dev", Some(v)) => {
-                vip.dev = v.text.clone();
+                vip.dev = v.text.to_string();
                 dev_written = !v.text.is_empty();
             }
-            ("label", Some(v)) => vip.label = Some(v.text.clone()),
+            ("label", Some(v)) => vip.label = Some(v.text.to_string()),
             ("brd" | "broadcast", Some(v)) => match v.text.parse::<IpAddr>() {
                 Ok(b) if b.is_ipv4() && address.is_ipv4() => vip.brd = Some(b),
                 _ => {
@@ -306,10 +306,8 @@ fn virtual_ipaddress(r: &mut Reader<'_>, st: &Statement) -> Option<PendingVip> {
                 }
             },
             ("scope", Some(v)) => {
-                let ok = matches!(
-                    v.text.as_str(),
-                    "global" | "site" | "link" | "host" | "nowhere"
-                ) || parse_uint(&v.text).is_some_and(|n| n <= 255);
+                let ok = matches!(v.text, "global" | "site" | "link" | "host" | "nowhere")
+                    || parse_uint(v.text).is_some_and(|n| n <= 255);
                 if !ok {
                     r.diags.error(
                         v.span,
@@ -320,7 +318,7 @@ fn virtual_ipaddress(r: &mut Reader<'_>, st: &Statement) -> Option<PendingVip> {
                     );
                     return None;
                 }
-                vip.scope = Some(v.text.clone());
+                vip.scope = Some(v.text.to_string());
             }
             ("no_track", None) => vip.no_track = true,
             ("home" | "-nodad" | "nodad" | "noprefixroute" | "autojoin", None) => {
@@ -372,7 +370,7 @@ fn tracked(r: &mut Reader<'_>, st: &Statement) -> (Option<i32>, bool) {
         return (None, false);
     };
     let weight = r.int_arg(st, value, -253, 253).map(|w| w as i32);
-    let reverse = match st.args.get(2).map(|a| a.text.as_str()) {
+    let reverse = match st.args.get(2).map(|a| a.text) {
         Some("reverse") => {
             r.extra_args(st, 3);
             true
@@ -433,11 +431,11 @@ pub(super) fn vrrp_instance(
     let block = r.block(st);
     let block = r.split_run_together(block, INSTANCE_BLOCKS);
     for st in &block {
-        let kw = st.keyword.as_str();
+        let kw = st.keyword;
         match kw {
             "state" => {
                 if let Some(arg) = r.value(st, "MASTER or BACKUP") {
-                    match arg.text.as_str() {
+                    match arg.text {
                         "MASTER" => state = VrrpState::Master,
                         "BACKUP" => state = VrrpState::Backup,
                         _ => r.bad(st, arg, "MASTER or BACKUP"),
@@ -455,7 +453,7 @@ pub(super) fn vrrp_instance(
             "advert_int" => {
                 let expected = "a number of seconds 0.01..255";
                 if let Some(arg) = r.value(st, expected) {
-                    match parse_timer(&arg.text).map(|t| t.as_micros()) {
+                    match parse_timer(arg.text).map(|t| t.as_micros()) {
                         Some(us) if (10_000..=255_000_000).contains(&us) => {
                             let centis = ((us + 5_000) / 10_000) as u32;
                             if us % 10_000 != 0 {
@@ -518,7 +516,7 @@ pub(super) fn vrrp_instance(
                         ),
                     }
                     if let Some(opt) = peer.args.first() {
-                        if matches!(opt.text.as_str(), "min_ttl" | "max_ttl") {
+                        if matches!(opt.text, "min_ttl" | "max_ttl") {
                             r.diags
                                 .warn(opt.span, format!("`{}` is ignored by xlb", opt.text));
                         } else {
@@ -534,14 +532,14 @@ pub(super) fn vrrp_instance(
                     // The script's own weight applies unless this line overrides it;
                     // an unknown name is reported by validate.
                     let weight = weight
-                        .or_else(|| scripts.get(entry.keyword.as_str()).map(|s| s.weight))
+                        .or_else(|| scripts.get(entry.keyword).map(|s| s.weight))
                         .unwrap_or(0);
                     let reverse = reverse
                         || scripts
-                            .get(entry.keyword.as_str())
+                            .get(entry.keyword)
                             .is_some_and(|s| s.weight_reverse && entry.args.is_empty());
                     track_script.push(TrackScript {
-                        name: entry.keyword.clone(),
+                        name: entry.keyword.to_string(),
                         weight,
                         reverse,
                         origin: r.origin(entry.span),
@@ -553,7 +551,7 @@ pub(super) fn vrrp_instance(
                 for entry in r.block(st) {
                     let (weight, reverse) = tracked(r, entry);
                     track_interface.push(TrackInterface {
-                        name: entry.keyword.clone(),
+                        name: entry.keyword.to_string(),
                         weight,
                         reverse,
                     });
@@ -726,11 +724,11 @@ fn authentication_block(r: &mut Reader<'_>, st: &Statement) -> Option<Authentica
     let mut type_written = false;
     let mut pass_written = false;
     for st in r.block(st) {
-        match st.keyword.as_str() {
+        match st.keyword {
             "auth_type" => {
                 type_written = true;
                 if let Some(arg) = r.value(st, "PASS or AH") {
-                    match arg.text.as_str() {
+                    match arg.text {
                         "PASS" => auth_type = Some(AuthType::Pass),
                         "AH" => auth_type = Some(AuthType::Ah),
                         _ => r.bad(st, arg, "PASS or AH"),
@@ -740,7 +738,7 @@ fn authentication_block(r: &mut Reader<'_>, st: &Statement) -> Option<Authentica
             "auth_pass" => {
                 pass_written = true;
                 if let Some(arg) = r.value(st, "a password of up to 8 characters") {
-                    let mut pass = arg.text.clone();
+                    let mut pass = arg.text.to_string();
                     if pass.chars().count() > 8 {
                         pass = pass.chars().take(8).collect();
                         r.diags.warn(

@@ -11,45 +11,46 @@ use crate::limits::MAX_BLOCK_DEPTH;
 use super::lexer::{Lines, Token, TokenKind};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Arg {
-    pub text: String,
+pub struct Arg<'t> {
+    pub text: &'t str,
     pub quoted: bool,
     pub span: Pos,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Block {
+pub struct Block<'t> {
     /// Where the `{` is.
     pub open: Pos,
-    pub statements: Vec<Statement>,
+    pub statements: Vec<Statement<'t>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Statement {
-    pub keyword: String,
+pub struct Statement<'t> {
+    pub keyword: &'t str,
     pub span: Pos,
-    pub args: Vec<Arg>,
-    pub block: Option<Block>,
+    pub args: Vec<Arg<'t>>,
+    pub block: Option<Block<'t>>,
 }
 
-impl Statement {
+impl Statement<'_> {
     /// The keyword and its arguments as written, for messages.
     pub fn text(&self) -> String {
-        let mut s = self.keyword.clone();
+        let mut s = self.keyword.to_string();
         for a in &self.args {
             s.push(' ');
-            s.push_str(&a.text);
+            s.push_str(a.text);
         }
         s
     }
 }
 
-struct Frame {
-    owner: Option<Statement>,
-    block: Block,
+struct Frame<'t> {
+    owner: Option<Statement<'t>>,
+    block: Block<'t>,
 }
 
-pub fn parse(mut lines: Lines<'_>, root: Pos, diags: &mut Diags) -> Vec<Statement> {
+/// The statements of `lines`, which borrow their words from its text.
+pub fn parse<'t>(mut lines: Lines<'t>, root: Pos, diags: &mut Diags) -> Vec<Statement<'t>> {
     let mut stack = vec![Frame {
         owner: None,
         block: Block {
@@ -89,7 +90,7 @@ pub fn parse(mut lines: Lines<'_>, root: Pos, diags: &mut Diags) -> Vec<Statemen
                 }
                 TokenKind::Word(keyword) | TokenKind::Quoted(keyword) => {
                     let mut stmt = Statement {
-                        keyword: keyword.to_string(),
+                        keyword,
                         span: lines.span(token),
                         args: Vec::new(),
                         block: None,
@@ -102,7 +103,7 @@ pub fn parse(mut lines: Lines<'_>, root: Pos, diags: &mut Diags) -> Vec<Statemen
                         };
                         tokens.next();
                         stmt.args.push(Arg {
-                            text: text.to_string(),
+                            text,
                             quoted,
                             span: lines.span(t),
                         });
@@ -142,7 +143,7 @@ pub fn parse(mut lines: Lines<'_>, root: Pos, diags: &mut Diags) -> Vec<Statemen
     stack.pop().map(|f| f.block.statements).unwrap_or_default()
 }
 
-fn push_statement(stack: &mut [Frame], skipped: usize, stmt: Statement) {
+fn push_statement<'t>(stack: &mut [Frame<'t>], skipped: usize, stmt: Statement<'t>) {
     if skipped > 0 {
         return;
     }
@@ -151,10 +152,10 @@ fn push_statement(stack: &mut [Frame], skipped: usize, stmt: Statement) {
     }
 }
 
-fn open_block(
-    stack: &mut Vec<Frame>,
+fn open_block<'t>(
+    stack: &mut Vec<Frame<'t>>,
     skipped: &mut usize,
-    owner: Option<Statement>,
+    owner: Option<Statement<'t>>,
     open: Pos,
     diags: &mut Diags,
 ) {
@@ -180,7 +181,7 @@ fn open_block(
 }
 
 fn close_block(
-    stack: &mut Vec<Frame>,
+    stack: &mut Vec<Frame<'_>>,
     skipped: &mut usize,
     lines: &Lines<'_>,
     at: &Token<'_>,
@@ -202,7 +203,7 @@ fn close_block(
     }
 }
 
-fn finish_frame(stack: &mut [Frame], frame: Frame) {
+fn finish_frame<'t>(stack: &mut [Frame<'t>], frame: Frame<'t>) {
     // A block that had no keyword was already reported; its content is dropped.
     if let Some(mut owner) = frame.owner {
         owner.block = Some(frame.block);
@@ -219,7 +220,7 @@ mod tests {
     use super::super::lexer::Lines;
     use super::*;
 
-    fn tree(text: &str) -> (Vec<Statement>, Vec<crate::Diagnostic>) {
+    fn tree(text: &str) -> (Vec<Statement<'_>>, Vec<crate::Diagnostic>) {
         let mut diags = Diags::default();
         let file = diags.reading(&Arc::from("t.conf"));
         let root = Pos {
