@@ -176,29 +176,37 @@ impl<'s, 'd> Loader<'s, 'd> {
             line: 1,
             col: 1,
         };
-        let stmts = parse(lines, root, self.diags);
-        self.expand(stmts, dir, depth)
+        let mut stmts = parse(lines, root, self.diags);
+        self.expand(&mut stmts, dir, depth);
+        stmts
     }
 
-    fn expand(
-        &mut self,
-        stmts: Vec<Statement<'s>>,
-        dir: &Path,
-        depth: usize,
-    ) -> Vec<Statement<'s>> {
-        let mut out = Vec::with_capacity(stmts.len());
-        for mut stmt in stmts {
+    /// Replaces each `include` in `stmts`, at any depth, with the statements
+    /// of the files it names, in the order written.
+    ///
+    /// A list without an include (nearly every block) stays where it is: only
+    /// its blocks are walked, so the tree is not rebuilt to splice nothing.
+    fn expand(&mut self, stmts: &mut Vec<Statement<'s>>, dir: &Path, depth: usize) {
+        if !stmts.iter().any(|stmt| stmt.keyword == "include") {
+            for stmt in stmts.iter_mut() {
+                if let Some(block) = stmt.block.as_mut() {
+                    self.expand(&mut block.statements, dir, depth);
+                }
+            }
+            return;
+        }
+        let written = std::mem::take(stmts);
+        stmts.reserve(written.len());
+        for mut stmt in written {
             if stmt.keyword == "include" {
-                out.extend(self.include(&stmt, dir, depth));
+                stmts.extend(self.include(&stmt, dir, depth));
                 continue;
             }
             if let Some(block) = stmt.block.as_mut() {
-                let inner = std::mem::take(&mut block.statements);
-                block.statements = self.expand(inner, dir, depth);
+                self.expand(&mut block.statements, dir, depth);
             }
-            out.push(stmt);
+            stmts.push(stmt);
         }
-        out
     }
 
     fn include(&mut self, stmt: &Statement<'_>, dir: &Path, depth: usize) -> Vec<Statement<'s>> {
