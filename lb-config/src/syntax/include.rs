@@ -177,7 +177,11 @@ impl<'s, 'd> Loader<'s, 'd> {
             col: 1,
         };
         let mut stmts = parse(lines, root, self.diags);
-        self.expand(&mut stmts, dir, depth);
+        // Every keyword is a slice of the text: one that never spells
+        // `include` has nothing to splice, and its tree is not walked again.
+        if text.contains("include") {
+            self.expand(&mut stmts, dir, depth);
+        }
         stmts
     }
 
