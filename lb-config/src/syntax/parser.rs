@@ -89,10 +89,17 @@ pub fn parse<'t>(mut lines: Lines<'t>, root: Pos, diags: &mut Diags) -> Vec<Stat
                     open_block(&mut stack, &mut skipped, None, span, diags);
                 }
                 TokenKind::Word(keyword) | TokenKind::Quoted(keyword) => {
+                    // The arguments are the words up to the end of the line or
+                    // a brace: counted first, so that the Vec is allocated once,
+                    // and not at all for a bare keyword.
+                    let words = tokens
+                        .clone()
+                        .take_while(|t| matches!(t.kind, TokenKind::Word(_) | TokenKind::Quoted(_)))
+                        .count();
                     let mut stmt = Statement {
                         keyword,
                         span: lines.span(token),
-                        args: Vec::new(),
+                        args: Vec::with_capacity(words),
                         block: None,
                     };
                     while let Some(&t) = tokens.peek() {
