@@ -1,7 +1,8 @@
 //! Checks that need the whole configuration: references between blocks,
 //! duplicates, and what xlb can and cannot forward.
 
-use std::collections::HashMap;
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -24,16 +25,23 @@ fn at(origin: &Origin) -> Option<&Span> {
 ///
 /// `what` names an item in the message; it is displayed only for a duplicate,
 /// so callers pass a [`fmt::from_fn`] rather than format one for every item.
-fn report_duplicates<'a, K: std::hash::Hash + Eq, D: fmt::Display>(
+///
+/// Keys are kept ordered rather than hashed: the keys are small (an address
+/// and a port), a B-tree compares them in a few nanoseconds where SipHash
+/// takes longer, and a small map (the real servers of one service) is one
+/// allocation. Unlike a fast non-keyed hash, no key set written into a
+/// configuration can make it quadratic.
+fn report_duplicates<'a, K: Ord, D: fmt::Display>(
     items: impl Iterator<Item = (K, &'a Origin, D)>,
     diags: &mut Diags,
 ) {
-    let mut seen: HashMap<K, Option<&Span>> = HashMap::new();
+    let mut seen: BTreeMap<K, Option<&Span>> = BTreeMap::new();
     for (key, origin, what) in items {
-        match seen.get(&key) {
-            Some(first) => {
+        match seen.entry(key) {
+            Entry::Occupied(first) => {
                 if let Some(span) = at(origin) {
                     let first = first
+                        .get()
                         .map(|s| format!(" (first at {s})"))
                         .unwrap_or_default();
                     diags.error(
@@ -42,8 +50,8 @@ fn report_duplicates<'a, K: std::hash::Hash + Eq, D: fmt::Display>(
                     );
                 }
             }
-            None => {
-                seen.insert(key, at(origin));
+            Entry::Vacant(slot) => {
+                slot.insert(at(origin));
             }
         }
     }
