@@ -5,9 +5,10 @@
 //! `"..."` is one argument, and `{` / `}` stand on their own even when written
 //! against a word (`real_server 10.0.0.1 80{`).
 //!
-//! Tokens borrow their text from the line and carry a bare line and column:
-//! the parser copies out only what a statement keeps, so lexing allocates
-//! nothing per token (a megabyte of configuration is over 100,000 of them).
+//! Tokens borrow their text from the line and carry a bare column: the parser
+//! copies out only what a statement keeps, so lexing allocates nothing per
+//! token (a megabyte of configuration is over 100,000 of them). Lines are
+//! found by the same pass over the bytes that finds the tokens.
 
 use crate::diagnostic::{Diags, FileId, Pos};
 use crate::limits::MAX_LINE_BYTES;
@@ -28,21 +29,62 @@ pub struct Token<'t> {
 }
 
 /// The same set keepalived's `isspace` accepts, so that we split lines where it does.
-pub(crate) fn is_space(c: char) -> bool {
+pub(crate) const fn is_space(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\r' | '\n' | '\x0b' | '\x0c')
 }
 
+/// What the lexer asks of every byte, answered by one table load: it looks
+/// at each byte of the configuration, a megabyte for thousands of services.
 /// Every byte that ends a word is ASCII, so scanning bytes never splits a
 /// UTF-8 sequence: the slices taken at these positions are valid `str`s.
+///
+/// A space within a line (`\n` ends the line instead).
+const SPACE: u8 = 1;
+/// A space, `\n`, `"`, `{` or `}`.
+const ENDS_WORD: u8 = 2;
+const CLASS: [u8; 256] = {
+    let mut class = [0u8; 256];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        if c == b'\n' {
+            class[b] = ENDS_WORD;
+        } else if is_space(c as char) {
+            class[b] = SPACE | ENDS_WORD;
+        } else if matches!(c, b'"' | b'{' | b'}') {
+            class[b] = ENDS_WORD;
+        }
+        b += 1;
+    }
+    class
+};
+
+fn is_space_byte(b: u8) -> bool {
+    CLASS[usize::from(b)] & SPACE != 0
+}
+
 fn ends_word(b: u8) -> bool {
-    is_space(char::from(b)) || matches!(b, b'"' | b'{' | b'}')
+    CLASS[usize::from(b)] & ENDS_WORD != 0
+}
+
+/// The length of the line at the start of `bytes`, without its `\n`.
+fn line_len(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(bytes.len())
 }
 
 /// The lines of one text, lexed one at a time as the parser asks for them,
 /// so that the tokens of a whole file (a hundred bytes or more for each line)
 /// are never in memory at once.
 pub struct Lines<'t> {
-    lines: std::iter::Enumerate<std::str::Split<'t, char>>,
+    /// The text, without a byte order mark.
+    text: &'t str,
+    /// Where the next line starts; None after the last one.
+    next: Option<usize>,
+    /// The number of the next line.
+    next_no: u32,
     file: FileId,
     /// The number of the line last returned.
     line: u32,
@@ -52,7 +94,9 @@ impl<'t> Lines<'t> {
     pub fn new(text: &'t str, file: FileId) -> Self {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         Lines {
-            lines: text.split('\n').enumerate(),
+            text,
+            next: Some(0),
+            next_no: 1,
             file,
             line: 0,
         }
@@ -73,27 +117,35 @@ impl<'t> Lines<'t> {
     /// A line longer than [`MAX_LINE_BYTES`] is reported once and skipped, not
     /// lexed: it is no configuration line (keepalived would cut it), and its
     /// content, say a megabyte of braces, would only bury the report in noise.
+    /// (Lexing stops as soon as a line is seen to be that long, and nothing
+    /// lexed from it is kept or reported.)
     pub fn next_line(&mut self, diags: &mut Diags, tokens: &mut Vec<Token<'t>>) -> bool {
-        tokens.clear();
-        for (index, line) in self.lines.by_ref() {
-            let line_no = u32::try_from(index + 1).unwrap_or(u32::MAX);
-            if line.len() > MAX_LINE_BYTES {
-                diags.error(
-                    Pos {
-                        file: self.file,
-                        line: line_no,
-                        col: 1,
-                    },
-                    format!(
-                        "found a line of {} bytes, expected at most {MAX_LINE_BYTES}",
-                        line.len()
-                    ),
-                );
-                continue;
-            }
-            self.line = line_no;
-            lex_line(line, line_no, self.file, diags, tokens);
+        while let Some(start) = self.next {
+            let line_no = self.next_no;
+            self.next_no = self.next_no.saturating_add(1);
+            let rest = &self.text[start..];
+            tokens.clear();
+            let len = match lex_line(rest, line_no, self.file, diags, tokens) {
+                Some(len) => len,
+                None => {
+                    tokens.clear();
+                    let len = line_len(rest.as_bytes());
+                    diags.error(
+                        Pos {
+                            file: self.file,
+                            line: line_no,
+                            col: 1,
+                        },
+                        format!("found a line of {len} bytes, expected at most {MAX_LINE_BYTES}"),
+                    );
+                    len
+                }
+            };
+            // Past the line's `\n`: the text after the last one is a line too,
+            // if empty.
+            self.next = (len < rest.len()).then_some(start + len + 1);
             if !tokens.is_empty() {
+                self.line = line_no;
                 return true;
             }
         }
@@ -115,10 +167,8 @@ pub fn lex<'t>(text: &'t str, file: FileId, diags: &mut Diags) -> Vec<Vec<Token<
 
 /// Columns count characters, tokens are found by byte offset: this converts,
 /// moving forward only, so a line costs one pass however many tokens it has.
-/// On an ASCII line (nearly all of them) a byte is a character.
 struct Columns<'t> {
     line: &'t str,
-    ascii: bool,
     /// A byte offset and its column.
     byte: usize,
     col: u32,
@@ -128,7 +178,6 @@ impl<'t> Columns<'t> {
     fn new(line: &'t str) -> Self {
         Columns {
             line,
-            ascii: line.is_ascii(),
             byte: 0,
             col: 1,
         }
@@ -136,10 +185,13 @@ impl<'t> Columns<'t> {
 
     /// The column of byte offset `at`, which is at or after the last one asked for.
     fn at(&mut self, at: usize) -> u32 {
-        if self.ascii {
-            return u32::try_from(at + 1).unwrap_or(u32::MAX);
-        }
-        let chars = self.line[self.byte..at].chars().count();
+        let gap = &self.line.as_bytes()[self.byte..at];
+        // On an ASCII line (nearly all of them) a byte is a character.
+        let chars = if gap.is_ascii() {
+            gap.len()
+        } else {
+            self.line[self.byte..at].chars().count()
+        };
         self.col = self
             .col
             .saturating_add(u32::try_from(chars).unwrap_or(u32::MAX));
@@ -148,30 +200,38 @@ impl<'t> Columns<'t> {
     }
 }
 
+/// Lexes the line at the start of `text` into `tokens`; returns its length
+/// in bytes (up to its `\n` or the end of the text), or None as soon as it is
+/// seen to be longer than [`MAX_LINE_BYTES`], before any diagnostic about
+/// its content is made.
 fn lex_line<'t>(
-    line: &'t str,
+    text: &'t str,
     line_no: u32,
     file: FileId,
     diags: &mut Diags,
     tokens: &mut Vec<Token<'t>>,
-) {
-    let bytes = line.as_bytes();
-    let mut cols = Columns::new(line);
+) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut cols = Columns::new(text);
     let span = |col: u32| Pos {
         file,
         line: line_no,
         col,
     };
+    let within = |len: usize| (len <= MAX_LINE_BYTES).then_some(len);
     let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if is_space(char::from(b)) {
+    loop {
+        while i < bytes.len() && is_space_byte(bytes[i]) {
             i += 1;
-            continue;
         }
+        within(i)?;
+        let Some(&b) = bytes.get(i) else {
+            return Some(i);
+        };
         let col = cols.at(i);
         match b {
-            b'!' | b'#' => break,
+            b'\n' => return Some(i),
+            b'!' | b'#' => return within(i + line_len(&bytes[i..])),
             b'{' => {
                 tokens.push(Token {
                     kind: TokenKind::Open,
@@ -188,42 +248,50 @@ fn lex_line<'t>(
             }
             b'"' => {
                 let start = i + 1;
-                let end = bytes[start..]
+                let stop = bytes[start..]
                     .iter()
-                    .position(|&c| c == b'"')
-                    .map(|p| start + p);
-                let stop = end.unwrap_or(bytes.len());
-                if end.is_none() {
-                    diags.error(
-                        span(col),
-                        "found end of line inside a quoted string, expected a closing `\"`",
-                    );
+                    .position(|&c| c == b'"' || c == b'\n')
+                    .map_or(bytes.len(), |n| start + n);
+                if bytes.get(stop) == Some(&b'"') {
+                    tokens.push(Token {
+                        kind: TokenKind::Quoted(&text[start..stop]),
+                        col,
+                    });
+                    i = stop + 1;
+                    continue;
                 }
+                let len = within(stop)?;
+                diags.error(
+                    span(col),
+                    "found end of line inside a quoted string, expected a closing `\"`",
+                );
                 tokens.push(Token {
-                    kind: TokenKind::Quoted(&line[start..stop]),
+                    kind: TokenKind::Quoted(&text[start..stop]),
                     col,
                 });
-                i = stop + 1;
+                return Some(len);
             }
             _ => {
                 let start = i;
-                while i < bytes.len() && !ends_word(bytes[i]) {
-                    i += 1;
-                }
-                let word = &line[start..i];
+                i = bytes[start..]
+                    .iter()
+                    .position(|&b| ends_word(b))
+                    .map_or(bytes.len(), |n| start + n);
+                let word = &text[start..i];
                 if word.starts_with("//") {
                     // Blog posts annotate configs with C++ style comments. keepalived
                     // would take the annotation as more arguments; say so plainly and
                     // skip it so the rest of the file is still checked.
+                    let len = within(start + line_len(&bytes[start..]))?;
                     diags.error(
                         span(col),
                         format!(
                             "found `{}`, expected end of line: keepalived has no `//` comments, \
                              start a comment with `!` or `#`",
-                            line[start..].trim_end()
+                            text[start..len].trim_end()
                         ),
                     );
-                    break;
+                    return Some(len);
                 }
                 tokens.push(Token {
                     kind: TokenKind::Word(word),
@@ -299,6 +367,76 @@ mod tests {
         // A byte order mark is skipped at the start of the text only: elsewhere
         // it is a character of a word.
         assert_eq!(cols, vec![vec![1, 3, 5, 11, 12, 14], vec![1, 4, 5]]);
+    }
+
+    #[test]
+    fn lines_are_numbered_as_written() {
+        let mut diags = Diags::default();
+        let file = diags.reading(&Arc::from("t.conf"));
+        let text = "a\r\n\n  \t\n# c\nb \"q\nc // x \n\"d\" !e\nf";
+        let mut lines = Lines::new(text, file);
+        let mut tokens = Vec::new();
+        let mut seen = Vec::new();
+        while lines.next_line(&mut diags, &mut tokens) {
+            let line = lines.span(&tokens[0]).line;
+            seen.push((line, tokens.iter().map(|t| t.kind).collect::<Vec<_>>()));
+        }
+        assert_eq!(
+            seen,
+            vec![
+                (1, vec![w("a")]),
+                (5, vec![w("b"), TokenKind::Quoted("q")]),
+                (6, vec![w("c")]),
+                (7, vec![TokenKind::Quoted("d")]),
+                (8, vec![w("f")]),
+            ]
+        );
+        let d = diags.into_sorted();
+        let at: Vec<(u32, u32)> = d.iter().map(|d| (d.line, d.col)).collect();
+        assert_eq!(at, [(5, 3), (6, 3)]);
+        assert!(
+            d[1].message.starts_with("found `// x`,"),
+            "{}",
+            d[1].message
+        );
+    }
+
+    #[test]
+    fn a_long_line_is_skipped_whole_and_the_next_is_read() {
+        let mut diags = Diags::default();
+        let file = diags.reading(&Arc::from("t.conf"));
+        // Over the limit in its spaces, in a word and in an unterminated quote.
+        for long in [
+            format!("a{}b", " ".repeat(MAX_LINE_BYTES)),
+            format!("a {}", "b".repeat(MAX_LINE_BYTES)),
+            format!("a \"{}", "b".repeat(MAX_LINE_BYTES)),
+        ] {
+            let text = format!("x\n{long}\ny");
+            let mut diags = Diags::default();
+            let file = diags.reading(&Arc::from("t.conf"));
+            let lines = lex(&text, file, &mut diags);
+            assert_eq!(
+                lines,
+                vec![
+                    vec![Token {
+                        kind: w("x"),
+                        col: 1
+                    }],
+                    vec![Token {
+                        kind: w("y"),
+                        col: 1
+                    }]
+                ]
+            );
+            let d = diags.into_sorted();
+            assert_eq!(d.len(), 1, "{d:?}");
+            assert_eq!((d[0].line, d[0].col), (2, 1));
+            assert!(d[0].message.contains(&format!("{} bytes", long.len())));
+        }
+        // At the limit it is read.
+        let text = format!("a{}b", " ".repeat(MAX_LINE_BYTES - 2));
+        assert_eq!(lex(&text, file, &mut diags).len(), 1);
+        assert!(!diags.has_errors());
     }
 
     #[test]
