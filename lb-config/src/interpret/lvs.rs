@@ -273,7 +273,12 @@ pub(super) fn virtual_server(r: &mut Reader<'_>, st: &Statement) -> Option<Virtu
         }
     }
     let vs_port = header.and_then(|h| h.1);
-    let mut real_servers = Vec::new();
+    let mut real_servers = Vec::with_capacity(
+        block
+            .iter()
+            .filter(|st| st.keyword == "real_server")
+            .count(),
+    );
     for st in &block {
         if st.keyword == "real_server"
             && let Some(rs) = real_server(r, st, vs_port, inhibit_on_failure, &defaults)

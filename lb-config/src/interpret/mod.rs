@@ -54,11 +54,17 @@ pub(crate) fn interpret(stmts: &[Statement], diags: &mut Diags) -> (Config, Decl
     let mut config = Config::default();
     // global_defs and vrrp_script first: instances take their defaults and
     // track_script weights from them wherever they are written.
+    let mut services = 0;
     for st in &stmts {
-        if st.keyword == "global_defs" {
-            global::global_defs(&mut r, st, &mut config.global_defs);
+        match st.keyword {
+            "global_defs" => global::global_defs(&mut r, st, &mut config.global_defs),
+            "virtual_server" => services += 1,
+            _ => {}
         }
     }
+    // Sized once: a configuration may hold thousands of services, each a
+    // large struct, which growing the Vec would copy again and again.
+    config.virtual_servers.reserve(services);
     for st in &stmts {
         if st.keyword == "vrrp_script" {
             if let Some(name) = st.args.first() {

@@ -404,6 +404,12 @@ pub(crate) enum Statements<'s, 't> {
     Split(Vec<Cow<'s, Statement<'t>>>),
 }
 
+impl<'t> Statements<'_, 't> {
+    pub fn iter(&self) -> StatementsIter<'_, 't> {
+        self.into_iter()
+    }
+}
+
 impl<'a, 't> IntoIterator for &'a Statements<'_, 't> {
     type Item = &'a Statement<'t>;
     type IntoIter = StatementsIter<'a, 't>;
