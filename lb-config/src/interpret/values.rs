@@ -371,7 +371,7 @@ impl Reader<'_> {
             let head = Statement {
                 keyword: st.keyword,
                 span: st.span,
-                args: st.args[..k].to_vec(),
+                args: st.args[..k].iter().copied().collect(),
                 block: None,
             };
             let inner = &st.args[k];
@@ -388,7 +388,7 @@ impl Reader<'_> {
             out.push(Cow::Owned(Statement {
                 keyword: inner.text,
                 span: inner.span,
-                args: st.args[k + 1..].to_vec(),
+                args: st.args[k + 1..].iter().copied().collect(),
                 block: st.block.clone(),
             }));
         }

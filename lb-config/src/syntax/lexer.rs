@@ -21,6 +21,17 @@ pub enum TokenKind<'t> {
     Close,
 }
 
+impl<'t> TokenKind<'t> {
+    /// The text of a word or quoted string, and whether it was quoted.
+    pub fn word(self) -> Option<(&'t str, bool)> {
+        match self {
+            TokenKind::Word(text) => Some((text, false)),
+            TokenKind::Quoted(text) => Some((text, true)),
+            TokenKind::Open | TokenKind::Close => None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Token<'t> {
     pub kind: TokenKind<'t>,

@@ -5,16 +5,86 @@
 //! may close several blocks or be followed by another statement on the same
 //! line (`}}`, `} real_server ... {`), which keepalived tolerates too.
 
+use std::fmt;
+use std::ops::Deref;
+
 use crate::diagnostic::{Diags, Pos};
 use crate::limits::MAX_BLOCK_DEPTH;
 
 use super::lexer::{Lines, Token, TokenKind};
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Arg<'t> {
     pub text: &'t str,
     pub quoted: bool,
     pub span: Pos,
+}
+
+/// A statement's arguments, read as a slice.
+///
+/// Nearly every keepalived statement has one or two (`lb_kind DR`,
+/// `real_server IP PORT`): those are kept in the statement itself, and only
+/// more in a Vec, so that a tree of tens of thousands of statements does not
+/// make (and free) an allocation for each.
+#[derive(Clone, Default)]
+pub enum Args<'t> {
+    #[default]
+    None,
+    One([Arg<'t>; 1]),
+    Two([Arg<'t>; 2]),
+    More(Vec<Arg<'t>>),
+}
+
+impl<'t> Deref for Args<'t> {
+    type Target = [Arg<'t>];
+
+    fn deref(&self) -> &[Arg<'t>] {
+        match self {
+            Args::None => &[],
+            Args::One(args) => args,
+            Args::Two(args) => args,
+            Args::More(args) => args,
+        }
+    }
+}
+
+impl<'t> FromIterator<Arg<'t>> for Args<'t> {
+    fn from_iter<I: IntoIterator<Item = Arg<'t>>>(iter: I) -> Self {
+        let mut iter = iter.into_iter();
+        let Some(first) = iter.next() else {
+            return Args::None;
+        };
+        let Some(second) = iter.next() else {
+            return Args::One([first]);
+        };
+        let Some(third) = iter.next() else {
+            return Args::Two([first, second]);
+        };
+        Args::More([first, second, third].into_iter().chain(iter).collect())
+    }
+}
+
+impl<'a, 't> IntoIterator for &'a Args<'t> {
+    type Item = &'a Arg<'t>;
+    type IntoIter = std::slice::Iter<'a, Arg<'t>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl PartialEq for Args<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self[..] == other[..]
+    }
+}
+
+impl Eq for Args<'_> {}
+
+impl fmt::Debug for Args<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,7 +98,7 @@ pub struct Block<'t> {
 pub struct Statement<'t> {
     pub keyword: &'t str,
     pub span: Pos,
-    pub args: Vec<Arg<'t>>,
+    pub args: Args<'t>,
     pub block: Option<Block<'t>>,
 }
 
@@ -89,32 +159,23 @@ pub fn parse<'t>(mut lines: Lines<'t>, root: Pos, diags: &mut Diags) -> Vec<Stat
                     open_block(&mut stack, &mut skipped, None, span, diags);
                 }
                 TokenKind::Word(keyword) | TokenKind::Quoted(keyword) => {
-                    // The arguments are the words up to the end of the line or
-                    // a brace: counted first, so that the Vec is allocated once,
-                    // and not at all for a bare keyword.
-                    let words = tokens
-                        .clone()
-                        .take_while(|t| matches!(t.kind, TokenKind::Word(_) | TokenKind::Quoted(_)))
-                        .count();
-                    let mut stmt = Statement {
-                        keyword,
-                        span: lines.span(token),
-                        args: Vec::with_capacity(words),
-                        block: None,
-                    };
-                    while let Some(&t) = tokens.peek() {
-                        let (text, quoted) = match t.kind {
-                            TokenKind::Word(s) => (s, false),
-                            TokenKind::Quoted(s) => (s, true),
-                            TokenKind::Open | TokenKind::Close => break,
-                        };
-                        tokens.next();
-                        stmt.args.push(Arg {
+                    // The arguments are the words up to the end of the line or a brace.
+                    let args = std::iter::from_fn(|| {
+                        let t = tokens.next_if(|t| t.kind.word().is_some())?;
+                        let (text, quoted) = t.kind.word()?;
+                        Some(Arg {
                             text,
                             quoted,
                             span: lines.span(t),
-                        });
-                    }
+                        })
+                    })
+                    .collect();
+                    let stmt = Statement {
+                        keyword,
+                        span: lines.span(token),
+                        args,
+                        block: None,
+                    };
                     match tokens.next_if(|t| t.kind == TokenKind::Open) {
                         Some(open) => {
                             let span = lines.span(open);
