@@ -16,7 +16,7 @@ use std::cell::{Cell, OnceCell};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::diagnostic::{Diags, Pos};
+use crate::diagnostic::Diags;
 use crate::limits::{MAX_FILES, MAX_GLOB_ENTRIES, MAX_INCLUDE_DEPTH, MAX_TOTAL_BYTES};
 
 use super::glob::{self, GlobError};
@@ -170,13 +170,7 @@ impl<'s, 'd> Loader<'s, 'd> {
         depth: usize,
     ) -> Vec<Statement<'s>> {
         let file = self.diags.reading(&Arc::from(name));
-        let lines = Lines::new(text, file);
-        let root = Pos {
-            file,
-            line: 1,
-            col: 1,
-        };
-        let mut stmts = parse(lines, root, self.diags);
+        let mut stmts = parse(Lines::new(text, file), self.diags);
         // Every keyword is a slice of the text: one that never spells
         // `include` has nothing to splice, and its tree is not walked again.
         if text.contains("include") {

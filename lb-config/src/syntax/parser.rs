@@ -11,7 +11,7 @@ use std::ops::Deref;
 use crate::diagnostic::{Diags, Pos};
 use crate::limits::MAX_BLOCK_DEPTH;
 
-use super::lexer::{Lines, Token, TokenKind};
+use super::lexer::{Lines, TokenKind};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Arg<'t> {
@@ -114,22 +114,105 @@ impl Statement<'_> {
     }
 }
 
+/// A block being read.
 struct Frame<'t> {
+    /// The statement that opened it; None for a stray `{`, whose content is
+    /// read for errors and dropped.
     owner: Option<Statement<'t>>,
-    block: Block<'t>,
+    open: Pos,
+    /// Where its statements start in [`Tree::statements`].
+    first: usize,
+}
+
+/// The statement tree as it is read.
+///
+/// The statements of every open block are kept on one stack, each block's
+/// above its parent's: a block that closes takes its own off the top, into a
+/// Vec of exactly their number, so no block's Vec is grown (and copied) one
+/// statement at a time, and the file's top level is what remains at the end.
+struct Tree<'t> {
+    frames: Vec<Frame<'t>>,
+    statements: Vec<Statement<'t>>,
+    /// Blocks opened beyond MAX_BLOCK_DEPTH: counted, not kept, so braces still balance.
+    skipped: usize,
+}
+
+impl<'t> Tree<'t> {
+    fn push(&mut self, stmt: Statement<'t>) {
+        if self.skipped == 0 {
+            self.statements.push(stmt);
+        }
+    }
+
+    fn open(&mut self, owner: Option<Statement<'t>>, open: Pos, diags: &mut Diags) {
+        if self.skipped > 0 || self.frames.len() >= MAX_BLOCK_DEPTH {
+            if self.skipped == 0 {
+                diags.error(
+                    open,
+                    format!(
+                        "found a block nested more than {MAX_BLOCK_DEPTH} deep, expected fewer levels"
+                    ),
+                );
+            }
+            self.skipped += 1;
+            return;
+        }
+        self.frames.push(Frame {
+            owner,
+            open,
+            first: self.statements.len(),
+        });
+    }
+
+    fn close(&mut self, at: Pos, diags: &mut Diags) {
+        if self.skipped > 0 {
+            self.skipped -= 1;
+            return;
+        }
+        match self.frames.pop() {
+            Some(frame) => self.finish(frame),
+            None => diags.error(at, "found `}`, expected a keyword: no block is open here"),
+        }
+    }
+
+    fn finish(&mut self, frame: Frame<'t>) {
+        let statements = self.statements.split_off(frame.first);
+        // A block that had no keyword was already reported; its content is dropped.
+        if let Some(mut owner) = frame.owner {
+            owner.block = Some(Block {
+                open: frame.open,
+                statements,
+            });
+            self.statements.push(owner);
+        }
+    }
+
+    /// The top level, once blocks still open at the end of the text are
+    /// reported and closed.
+    fn end(mut self, diags: &mut Diags) -> Vec<Statement<'t>> {
+        while let Some(frame) = self.frames.pop() {
+            let what = frame
+                .owner
+                .as_ref()
+                .map(|s| format!("`{}`", s.keyword))
+                .unwrap_or_else(|| "this block".to_string());
+            diags.error(
+                frame.open,
+                format!("found end of file, expected `}}` closing the `{{` of {what}"),
+            );
+            self.finish(frame);
+        }
+        self.statements
+    }
 }
 
 /// The statements of `lines`, which borrow their words from its text.
-pub fn parse<'t>(mut lines: Lines<'t>, root: Pos, diags: &mut Diags) -> Vec<Statement<'t>> {
-    let mut stack = vec![Frame {
-        owner: None,
-        block: Block {
-            open: root,
-            statements: Vec::new(),
-        },
-    }];
-    // Blocks opened beyond MAX_BLOCK_DEPTH: counted, not kept, so braces still balance.
-    let mut skipped = 0usize;
+pub fn parse<'t>(mut lines: Lines<'t>, diags: &mut Diags) -> Vec<Statement<'t>> {
+    let mut tree = Tree {
+        frames: Vec::new(),
+        statements: Vec::new(),
+        skipped: 0,
+    };
     // A statement that ended its line; its block may open on the next line.
     let mut pending: Option<Statement> = None;
 
@@ -139,24 +222,18 @@ pub fn parse<'t>(mut lines: Lines<'t>, root: Pos, diags: &mut Diags) -> Vec<Stat
         let mut tokens = line.iter().peekable();
         if let Some(stmt) = pending.take() {
             if let Some(open) = tokens.next_if(|t| t.kind == TokenKind::Open) {
-                open_block(
-                    &mut stack,
-                    &mut skipped,
-                    Some(stmt),
-                    lines.span(open),
-                    diags,
-                );
+                tree.open(Some(stmt), lines.span(open), diags);
             } else {
-                push_statement(&mut stack, skipped, stmt);
+                tree.push(stmt);
             }
         }
         while let Some(token) = tokens.next() {
             match token.kind {
-                TokenKind::Close => close_block(&mut stack, &mut skipped, &lines, token, diags),
+                TokenKind::Close => tree.close(lines.span(token), diags),
                 TokenKind::Open => {
                     let span = lines.span(token);
                     diags.error(span, "found `{`, expected a keyword before it");
-                    open_block(&mut stack, &mut skipped, None, span, diags);
+                    tree.open(None, span, diags);
                 }
                 TokenKind::Word(keyword) | TokenKind::Quoted(keyword) => {
                     // The arguments are the words up to the end of the line or a brace.
@@ -177,14 +254,9 @@ pub fn parse<'t>(mut lines: Lines<'t>, root: Pos, diags: &mut Diags) -> Vec<Stat
                         block: None,
                     };
                     match tokens.next_if(|t| t.kind == TokenKind::Open) {
-                        Some(open) => {
-                            let span = lines.span(open);
-                            open_block(&mut stack, &mut skipped, Some(stmt), span, diags);
-                        }
+                        Some(open) => tree.open(Some(stmt), lines.span(open), diags),
                         // A `}` ends the statement; the loop above closes the block.
-                        None if tokens.peek().is_some() => {
-                            push_statement(&mut stack, skipped, stmt)
-                        }
+                        None if tokens.peek().is_some() => tree.push(stmt),
                         None => pending = Some(stmt),
                     }
                 }
@@ -192,93 +264,9 @@ pub fn parse<'t>(mut lines: Lines<'t>, root: Pos, diags: &mut Diags) -> Vec<Stat
         }
     }
     if let Some(stmt) = pending.take() {
-        push_statement(&mut stack, skipped, stmt);
+        tree.push(stmt);
     }
-    while stack.len() > 1 {
-        if let Some(frame) = stack.pop() {
-            let what = frame
-                .owner
-                .as_ref()
-                .map(|s| format!("`{}`", s.keyword))
-                .unwrap_or_else(|| "this block".to_string());
-            diags.error(
-                frame.block.open,
-                format!("found end of file, expected `}}` closing the `{{` of {what}"),
-            );
-            finish_frame(&mut stack, frame);
-        }
-    }
-    stack.pop().map(|f| f.block.statements).unwrap_or_default()
-}
-
-fn push_statement<'t>(stack: &mut [Frame<'t>], skipped: usize, stmt: Statement<'t>) {
-    if skipped > 0 {
-        return;
-    }
-    if let Some(top) = stack.last_mut() {
-        top.block.statements.push(stmt);
-    }
-}
-
-fn open_block<'t>(
-    stack: &mut Vec<Frame<'t>>,
-    skipped: &mut usize,
-    owner: Option<Statement<'t>>,
-    open: Pos,
-    diags: &mut Diags,
-) {
-    if *skipped > 0 || stack.len() > MAX_BLOCK_DEPTH {
-        if *skipped == 0 {
-            diags.error(
-                open,
-                format!(
-                    "found a block nested more than {MAX_BLOCK_DEPTH} deep, expected fewer levels"
-                ),
-            );
-        }
-        *skipped += 1;
-        return;
-    }
-    stack.push(Frame {
-        owner,
-        block: Block {
-            open,
-            statements: Vec::new(),
-        },
-    });
-}
-
-fn close_block(
-    stack: &mut Vec<Frame<'_>>,
-    skipped: &mut usize,
-    lines: &Lines<'_>,
-    at: &Token<'_>,
-    diags: &mut Diags,
-) {
-    if *skipped > 0 {
-        *skipped -= 1;
-        return;
-    }
-    if stack.len() <= 1 {
-        diags.error(
-            lines.span(at),
-            "found `}`, expected a keyword: no block is open here",
-        );
-        return;
-    }
-    if let Some(frame) = stack.pop() {
-        finish_frame(stack, frame);
-    }
-}
-
-fn finish_frame<'t>(stack: &mut [Frame<'t>], frame: Frame<'t>) {
-    // A block that had no keyword was already reported; its content is dropped.
-    if let Some(mut owner) = frame.owner {
-        owner.block = Some(frame.block);
-        if let Some(top) = stack.last_mut() {
-            top.block.statements.push(owner);
-        }
-    }
+    tree.end(diags)
 }
 
 #[cfg(test)]
@@ -291,12 +279,7 @@ mod tests {
     fn tree(text: &str) -> (Vec<Statement<'_>>, Vec<crate::Diagnostic>) {
         let mut diags = Diags::default();
         let file = diags.reading(&Arc::from("t.conf"));
-        let root = Pos {
-            file,
-            line: 1,
-            col: 1,
-        };
-        let stmts = parse(Lines::new(text, file), root, &mut diags);
+        let stmts = parse(Lines::new(text, file), &mut diags);
         (stmts, diags.into_sorted())
     }
 
