@@ -22,6 +22,42 @@ impl fmt::Display for Span {
     }
 }
 
+/// One reading of a file in this load, numbered by [`Diags::reading`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileId(u32);
+
+/// A position in a file being read: what the statement tree records for
+/// every word. Unlike a [`Span`] it is `Copy` and holds no `Arc`, so a tree
+/// of a hundred thousand words costs no reference counting; the file's name
+/// is looked up when a diagnostic or an [`crate::Origin`] needs it
+/// ([`Diags::span`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pos {
+    pub file: FileId,
+    pub line: u32,
+    pub col: u32,
+}
+
+/// What a diagnostic points at: a place in the text being read, or one
+/// recorded in the model (an [`crate::Origin`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum At<'a> {
+    Pos(Pos),
+    Span(&'a Span),
+}
+
+impl From<Pos> for At<'_> {
+    fn from(pos: Pos) -> Self {
+        At::Pos(pos)
+    }
+}
+
+impl<'a> From<&'a Span> for At<'a> {
+    fn from(span: &'a Span) -> Self {
+        At::Span(span)
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -252,6 +288,9 @@ pub(crate) struct Diags {
     warnings: Bounded,
     /// Files in the order they were first read, so diagnostics follow reading order.
     files: HashMap<Arc<str>, usize>,
+    /// Every reading, by [`FileId`]: the file's name and its rank in `files`
+    /// (a file included twice is read twice, and ranks as first read).
+    readings: Vec<(Arc<str>, usize)>,
     /// The main file, named in the `... more not shown` summary.
     first_file: Option<Arc<str>>,
     /// The file of the last diagnostic and its rank: floods come from one
@@ -266,6 +305,7 @@ impl Default for Diags {
             errors: Bounded::new(MAX_ERRORS),
             warnings: Bounded::new(MAX_WARNINGS),
             files: HashMap::new(),
+            readings: Vec::new(),
             first_file: None,
             last_rank: None,
             seq: 0,
@@ -274,44 +314,65 @@ impl Default for Diags {
 }
 
 impl Diags {
-    /// Notes that `file` is being read; its diagnostics sort after earlier files'.
-    pub fn reading(&mut self, file: &Arc<str>) {
+    /// Notes that `file` is being read; its diagnostics sort after earlier
+    /// files'. Positions in it name it by the id returned.
+    pub fn reading(&mut self, file: &Arc<str>) -> FileId {
         let next = self.files.len();
-        self.files.entry(file.clone()).or_insert(next);
+        let rank = *self.files.entry(file.clone()).or_insert(next);
         self.first_file.get_or_insert_with(|| file.clone());
         // The cached rank may be that of this file before it was read.
         self.last_rank = None;
+        // At most MAX_FILES readings, far below u32::MAX.
+        let id = FileId(u32::try_from(self.readings.len()).unwrap_or(u32::MAX));
+        self.readings.push((file.clone(), rank));
+        id
     }
 
-    pub fn error(&mut self, at: &Span, message: impl fmt::Display) {
-        self.push(&at.file, at.line, at.col, Severity::Error, message);
+    /// The span of `pos`, to keep in the model.
+    pub fn span(&self, pos: Pos) -> Span {
+        Span {
+            file: self.readings[pos.file.0 as usize].0.clone(),
+            line: pos.line,
+            col: pos.col,
+        }
     }
 
-    pub fn warn(&mut self, at: &Span, message: impl fmt::Display) {
-        self.push(&at.file, at.line, at.col, Severity::Warning, message);
+    pub fn error<'a>(&mut self, at: impl Into<At<'a>>, message: impl fmt::Display) {
+        self.push(at.into(), Severity::Error, message);
+    }
+
+    pub fn warn<'a>(&mut self, at: impl Into<At<'a>>, message: impl fmt::Display) {
+        self.push(at.into(), Severity::Warning, message);
     }
 
     /// A problem about a whole file rather than a place in it.
     pub fn file_error(&mut self, file: &str, message: impl fmt::Display) {
-        self.push(&Arc::from(file), 0, 0, Severity::Error, message);
+        let span = Span {
+            file: Arc::from(file),
+            line: 0,
+            col: 0,
+        };
+        self.push(At::Span(&span), Severity::Error, message);
     }
 
-    fn push(
-        &mut self,
-        file: &Arc<str>,
-        line: u32,
-        col: u32,
-        severity: Severity,
-        message: impl fmt::Display,
-    ) {
-        let file_rank = match &self.last_rank {
-            Some((last, rank)) if Arc::ptr_eq(last, file) => *rank,
-            _ => {
-                // A file not (yet) read, such as a main file that cannot be
-                // opened, sorts last.
-                let rank = self.files.get(file).copied().unwrap_or(usize::MAX);
-                self.last_rank = Some((file.clone(), rank));
-                rank
+    fn push(&mut self, at: At<'_>, severity: Severity, message: impl fmt::Display) {
+        let (file, file_rank, line, col) = match at {
+            At::Pos(pos) => {
+                let (file, rank) = &self.readings[pos.file.0 as usize];
+                (file, *rank, pos.line, pos.col)
+            }
+            At::Span(span) => {
+                let rank = match &self.last_rank {
+                    Some((last, rank)) if Arc::ptr_eq(last, &span.file) => *rank,
+                    _ => {
+                        // A file not (yet) read, such as a main file that
+                        // cannot be opened, sorts last.
+                        let rank = self.files.get(&span.file).copied().unwrap_or(usize::MAX);
+                        self.last_rank = Some((span.file.clone(), rank));
+                        rank
+                    }
+                };
+                (&span.file, rank, span.line, span.col)
             }
         };
         self.seq += 1;

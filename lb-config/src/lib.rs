@@ -86,7 +86,7 @@ pub use model::*;
 
 use diagnostic::Diags;
 use syntax::Statement;
-use syntax::include::Loader;
+use syntax::include::{Loader, Sources};
 
 /// A configuration that has no errors, and what was said about it.
 #[derive(Clone, Debug)]
@@ -99,8 +99,9 @@ pub struct Loaded {
 
 /// Reads the configuration at `path` and every file it includes.
 pub fn load(path: &Path) -> Result<Loaded, Errors> {
+    let sources = Sources::new();
     let mut diags = Diags::default();
-    let mut loader = Loader::new(&mut diags);
+    let mut loader = Loader::new(&sources, &mut diags);
     let stmts = loader.load_file(path);
     let files = loader.files;
     finish(&stmts, files, diags)
@@ -109,14 +110,19 @@ pub fn load(path: &Path) -> Result<Loaded, Errors> {
 /// Reads configuration text; `name` is used in diagnostics, and `include`s are
 /// taken relative to its directory.
 pub fn parse_str(text: &str, name: &str) -> Result<Loaded, Errors> {
+    let sources = Sources::new();
     let mut diags = Diags::default();
-    let mut loader = Loader::new(&mut diags);
+    let mut loader = Loader::new(&sources, &mut diags);
     let stmts = loader.load_text(text, name);
     let files = loader.files;
     finish(&stmts, files, diags)
 }
 
-fn finish(stmts: &[Statement], files: Vec<PathBuf>, mut diags: Diags) -> Result<Loaded, Errors> {
+fn finish(
+    stmts: &[Statement<'_>],
+    files: Vec<PathBuf>,
+    mut diags: Diags,
+) -> Result<Loaded, Errors> {
     let (config, declared) = interpret::interpret(stmts, &mut diags);
     validate::validate(&config, &declared, &mut diags);
     if diags.has_errors() {

@@ -202,7 +202,7 @@ pub struct Authentication {
     pub auth_pass: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum AddressFamily {
     #[serde(rename = "inet")]
     Ipv4,
@@ -405,7 +405,7 @@ impl LbKind {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum Protocol {
     #[serde(rename = "TCP")]
     Tcp,

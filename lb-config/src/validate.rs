@@ -1,7 +1,9 @@
 //! Checks that need the whole configuration: references between blocks,
 //! duplicates, and what xlb can and cannot forward.
 
-use std::collections::HashMap;
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::net::IpAddr;
 
 use crate::diagnostic::{Diags, Span};
@@ -20,16 +22,26 @@ fn at(origin: &Origin) -> Option<&Span> {
 }
 
 /// Reports every item whose key was already seen, naming the first one.
-fn report_duplicates<'a, K: std::hash::Hash + Eq>(
-    items: impl Iterator<Item = (K, &'a Origin, String)>,
+///
+/// `what` names an item in the message; it is displayed only for a duplicate,
+/// so callers pass a [`fmt::from_fn`] rather than format one for every item.
+///
+/// Keys are kept ordered rather than hashed: the keys are small (an address
+/// and a port), a B-tree compares them in a few nanoseconds where SipHash
+/// takes longer, and a small map (the real servers of one service) is one
+/// allocation. Unlike a fast non-keyed hash, no key set written into a
+/// configuration can make it quadratic.
+fn report_duplicates<'a, K: Ord, D: fmt::Display>(
+    items: impl Iterator<Item = (K, &'a Origin, D)>,
     diags: &mut Diags,
 ) {
-    let mut seen: HashMap<K, Option<&Span>> = HashMap::new();
+    let mut seen: BTreeMap<K, Option<&Span>> = BTreeMap::new();
     for (key, origin, what) in items {
-        match seen.get(&key) {
-            Some(first) => {
+        match seen.entry(key) {
+            Entry::Occupied(first) => {
                 if let Some(span) = at(origin) {
                     let first = first
+                        .get()
                         .map(|s| format!(" (first at {s})"))
                         .unwrap_or_default();
                     diags.error(
@@ -38,8 +50,8 @@ fn report_duplicates<'a, K: std::hash::Hash + Eq>(
                     );
                 }
             }
-            None => {
-                seen.insert(key, at(origin));
+            Entry::Vacant(slot) => {
+                slot.insert(at(origin));
             }
         }
     }
@@ -147,7 +159,6 @@ fn unique_vrids(config: &Config, diags: &mut Diags) {
 /// What xlb can forward: DR only, and always Maglev hashing. Called by the
 /// interpreter for every virtual server, even one whose header has errors.
 pub(crate) fn forwarding(vs: &VirtualServer, diags: &mut Diags) {
-    let name = format!("virtual_server {} {}", vs.address, vs.port);
     let kind_at = at(&vs.lb_kind_origin).or(at(&vs.origin));
     if let Some(span) = kind_at {
         let explicit = vs.lb_kind_origin.span().is_some();
@@ -165,8 +176,11 @@ pub(crate) fn forwarding(vs: &VirtualServer, diags: &mut Diags) {
             kind => diags.error(
                 span,
                 format!(
-                    "found no `lb_kind` in `{name}`, so keepalived's default {} applies; expected \
-                     `lb_kind DR`: lb_kind {} not supported yet (xlb forwards in DR mode only)",
+                    "found no `lb_kind` in `virtual_server {} {}`, so keepalived's default {} \
+                     applies; expected `lb_kind DR`: lb_kind {} not supported yet (xlb forwards \
+                     in DR mode only)",
+                    vs.address,
+                    vs.port,
                     kind.name(),
                     kind.name()
                 ),
@@ -203,12 +217,15 @@ fn unique_servers(config: &Config, diags: &mut Diags) {
             (
                 (vs.address, vs.port, vs.protocol),
                 &vs.origin,
-                format!(
-                    "`virtual_server {} {}` ({})",
-                    vs.address,
-                    vs.port,
-                    vs.protocol.name()
-                ),
+                fmt::from_fn(move |f| {
+                    write!(
+                        f,
+                        "`virtual_server {} {}` ({})",
+                        vs.address,
+                        vs.port,
+                        vs.protocol.name()
+                    )
+                }),
             )
         }),
         diags,
@@ -219,10 +236,13 @@ fn unique_servers(config: &Config, diags: &mut Diags) {
                 (
                     (rs.address, rs.port),
                     &rs.origin,
-                    format!(
-                        "`real_server {} {}` in `virtual_server {} {}`",
-                        rs.address, rs.port, vs.address, vs.port
-                    ),
+                    fmt::from_fn(move |f| {
+                        write!(
+                            f,
+                            "`real_server {} {}` in `virtual_server {} {}`",
+                            rs.address, rs.port, vs.address, vs.port
+                        )
+                    }),
                 )
             }),
             diags,

@@ -1,6 +1,6 @@
 //! `global_defs { ... }`.
 
-use crate::model::{GlobalDefs, Origin, Timer};
+use crate::model::{GlobalDefs, Timer};
 use crate::syntax::Statement;
 
 use super::Reader;
@@ -53,7 +53,7 @@ pub(super) fn global_defs(r: &mut Reader<'_>, st: &Statement, g: &mut GlobalDefs
     r.extra_args(st, 0);
     let block = r.block(st);
     for st in block {
-        let kw = st.keyword.as_str();
+        let kw = st.keyword;
         match kw {
             "router_id" | "lvs_id" => {
                 if let Some(id) = r.string(st, "a router name") {
@@ -121,7 +121,7 @@ pub(super) fn global_defs(r: &mut Reader<'_>, st: &Statement, g: &mut GlobalDefs
                     match arg.text.parse::<u32>() {
                         Ok(n) if lb_common::MAGLEV_TABLE_SIZES.contains(&n) => {
                             g.xlb_maglev_table_size = n;
-                            g.xlb_maglev_table_size_origin = Origin(Some(st.span.clone()));
+                            g.xlb_maglev_table_size_origin = r.origin(st.span);
                         }
                         _ => r.bad(st, arg, &expected),
                     }

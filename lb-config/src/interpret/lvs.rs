@@ -1,5 +1,6 @@
 //! `virtual_server`, `real_server` and their health checkers.
 
+use std::fmt;
 use std::net::IpAddr;
 
 use crate::model::{
@@ -9,7 +10,7 @@ use crate::model::{
 use crate::syntax::Statement;
 
 use super::Reader;
-use super::values::parse_uint;
+use super::values::{block_name, parse_uint};
 use crate::validate;
 
 const CHECKERS: &[&str] = &["TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK"];
@@ -53,7 +54,7 @@ struct CheckDefaults {
 impl CheckDefaults {
     /// Reads one of the shared keywords; false if `st` is not one of them.
     fn read(&mut self, r: &mut Reader<'_>, st: &Statement) -> bool {
-        match st.keyword.as_str() {
+        match st.keyword {
             "connect_timeout" => {
                 self.connect_timeout = r
                     .timer(st, Timer::from_micros(1), None)
@@ -109,7 +110,7 @@ fn address_and_port(
         Some(p) => r.port_arg(st, p),
         None if port_required => {
             r.diags.error(
-                &st.span,
+                st.span,
                 format!(
                     "found end of line after `{}`, expected a port: xlb does not balance all ports of an address",
                     st.text()
@@ -128,10 +129,10 @@ pub(super) fn virtual_server(r: &mut Reader<'_>, st: &Statement) -> Option<Virtu
         return None;
     }
     if let Some(first) = st.args.first()
-        && matches!(first.text.as_str(), "fwmark" | "group")
+        && matches!(first.text, "fwmark" | "group")
     {
         r.diags.error(
-            &first.span,
+            first.span,
             format!(
                 "found `virtual_server {}`, expected `virtual_server IP PORT`: \
                      {} virtual servers are not supported by xlb",
@@ -141,14 +142,7 @@ pub(super) fn virtual_server(r: &mut Reader<'_>, st: &Statement) -> Option<Virtu
         return None;
     }
     let header = address_and_port(r, st, true);
-    let context = format!(
-        "virtual_server {}",
-        st.args
-            .iter()
-            .map(|a| a.text.as_str())
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    let context = block_name("virtual_server", st);
     let mut protocol = Protocol::Tcp;
     let mut lb_algo = (LbAlgo::Rr, Origin::default());
     let mut lb_kind = (LbKind::Nat, Origin::default());
@@ -169,17 +163,25 @@ pub(super) fn virtual_server(r: &mut Reader<'_>, st: &Statement) -> Option<Virtu
     let block = r.split_run_together(block, VS_BLOCKS);
     // Virtual-server settings first: real servers inherit them wherever they are written.
     for st in &block {
-        let kw = st.keyword.as_str();
+        let kw = st.keyword;
         if kw == "real_server" || defaults.read(r, st) {
             continue;
         }
         match kw {
             "lb_algo" | "lvs_sched" => {
-                let names: Vec<&str> = LbAlgo::ALL.iter().map(|a| a.name()).collect();
-                let expected = format!("a scheduler: {}", names.join(", "));
+                let expected = fmt::from_fn(|f| {
+                    f.write_str("a scheduler: ")?;
+                    for (i, algo) in LbAlgo::ALL.iter().enumerate() {
+                        if i > 0 {
+                            f.write_str(", ")?;
+                        }
+                        f.write_str(algo.name())?;
+                    }
+                    Ok(())
+                });
                 if let Some(arg) = r.value(st, &expected) {
-                    match LbAlgo::from_name(&arg.text) {
-                        Some(a) => lb_algo = (a, Origin(Some(st.span.clone()))),
+                    match LbAlgo::from_name(arg.text) {
+                        Some(a) => lb_algo = (a, r.origin(st.span)),
                         None => r.bad(st, arg, &expected),
                     }
                 }
@@ -194,10 +196,10 @@ pub(super) fn virtual_server(r: &mut Reader<'_>, st: &Statement) -> Option<Virtu
                 r.no_block(st);
                 match st.args.first() {
                     None => r.missing(st, "DR, NAT or TUN"),
-                    Some(arg) => match arg.text.as_str() {
-                        "DR" => lb_kind = (LbKind::Dr, Origin(Some(st.span.clone()))),
-                        "NAT" => lb_kind = (LbKind::Nat, Origin(Some(st.span.clone()))),
-                        "TUN" => lb_kind = (LbKind::Tun, Origin(Some(st.span.clone()))),
+                    Some(arg) => match arg.text {
+                        "DR" => lb_kind = (LbKind::Dr, r.origin(st.span)),
+                        "NAT" => lb_kind = (LbKind::Nat, r.origin(st.span)),
+                        "TUN" => lb_kind = (LbKind::Tun, r.origin(st.span)),
                         _ => r.bad(st, arg, "DR, NAT or TUN"),
                     },
                 }
@@ -220,11 +222,11 @@ pub(super) fn virtual_server(r: &mut Reader<'_>, st: &Statement) -> Option<Virtu
             }
             "protocol" => {
                 if let Some(arg) = r.value(st, "TCP or UDP") {
-                    match arg.text.as_str() {
+                    match arg.text {
                         "TCP" => protocol = Protocol::Tcp,
                         "UDP" => protocol = Protocol::Udp,
                         "SCTP" => r.diags.error(
-                            &arg.span,
+                            arg.span,
                             "found `SCTP` after `protocol`, expected TCP or UDP: SCTP is not supported by xlb",
                         ),
                         _ => r.bad(st, arg, "TCP or UDP"),
@@ -250,7 +252,7 @@ pub(super) fn virtual_server(r: &mut Reader<'_>, st: &Statement) -> Option<Virtu
                 r.flag(st);
             }
             "nat_mask" => r.diags.warn(
-                &st.span,
+                st.span,
                 "`nat_mask` is obsolete (keepalived dropped it) and ignored by xlb",
             ),
             "ops"
@@ -271,7 +273,12 @@ pub(super) fn virtual_server(r: &mut Reader<'_>, st: &Statement) -> Option<Virtu
         }
     }
     let vs_port = header.and_then(|h| h.1);
-    let mut real_servers = Vec::new();
+    let mut real_servers = Vec::with_capacity(
+        block
+            .iter()
+            .filter(|st| st.keyword == "real_server")
+            .count(),
+    );
     for st in &block {
         if st.keyword == "real_server"
             && let Some(rs) = real_server(r, st, vs_port, inhibit_on_failure, &defaults)
@@ -301,7 +308,7 @@ pub(super) fn virtual_server(r: &mut Reader<'_>, st: &Statement) -> Option<Virtu
         inhibit_on_failure,
         ha_suspend,
         real_servers,
-        origin: Origin(Some(st.span.clone())),
+        origin: r.origin(st.span),
         lb_algo_origin: lb_algo.1,
         lb_kind_origin: lb_kind.1,
     };
@@ -321,14 +328,7 @@ fn real_server(
         return None;
     }
     let header = address_and_port(r, st, false);
-    let context = format!(
-        "real_server {}",
-        st.args
-            .iter()
-            .map(|a| a.text.as_str())
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    let context = block_name("real_server", st);
     let mut weight = 1;
     let mut inhibit_on_failure = None;
     let mut notify_up = None;
@@ -337,7 +337,7 @@ fn real_server(
     let block = r.block(st);
     let block = r.split_run_together(block, RS_BLOCKS);
     for st in &block {
-        let kw = st.keyword.as_str();
+        let kw = st.keyword;
         if RS_BLOCKS.contains(&kw) || own.read(r, st) {
             continue;
         }
@@ -351,7 +351,7 @@ fn real_server(
                     && arg.text != "DR"
                 {
                     r.diags.error(
-                            &arg.span,
+                            arg.span,
                             format!(
                                 "found `{} {}`, expected DR: xlb forwards in DR mode only ({} is not supported yet)",
                                 kw, arg.text, arg.text
@@ -372,14 +372,14 @@ fn real_server(
     let port = port.or(vs_port).unwrap_or(0);
     let mut checkers = Vec::new();
     for st in &block {
-        let kw = st.keyword.as_str();
+        let kw = st.keyword;
         if CHECKERS.contains(&kw) {
             if let Some(c) = checker(r, st, address, port, &defaults) {
                 checkers.push(c);
             }
         } else if UNSUPPORTED_CHECKERS.contains(&kw) {
             r.diags.error(
-                &st.span,
+                st.span,
                 format!(
                     "found `{kw}`, expected TCP_CHECK, HTTP_GET, SSL_GET or MISC_CHECK: \
                      `{kw}` is not supported by xlb"
@@ -395,7 +395,7 @@ fn real_server(
         notify_up,
         notify_down,
         checkers,
-        origin: Origin(Some(st.span.clone())),
+        origin: r.origin(st.span),
     })
 }
 
@@ -409,7 +409,7 @@ fn checker(
     if r.needs_block(st) {
         return None;
     }
-    let kind = st.keyword.as_str();
+    let kind = st.keyword;
     r.extra_args(st, 0);
     let mut own = CheckDefaults::default();
     let mut connect_ip = None;
@@ -426,7 +426,7 @@ fn checker(
     let block = r.block(st);
     let block = r.split_run_together(block, if is_http { &["url"] } else { &[] });
     for st in &block {
-        let kw = st.keyword.as_str();
+        let kw = st.keyword;
         if own.read(r, st) {
             continue;
         }
@@ -483,7 +483,7 @@ fn checker(
         "HTTP_GET" | "SSL_GET" => {
             if urls.is_empty() {
                 r.diags.error(
-                    &st.span,
+                    st.span,
                     format!("found no `url` in `{kind}`, expected `url {{ path ... }}`"),
                 );
             }
@@ -503,7 +503,7 @@ fn checker(
         _ => {
             if misc_path.is_none() {
                 r.diags.error(
-                    &st.span,
+                    st.span,
                     "found no `misc_path` in `MISC_CHECK`, expected the command to run",
                 );
             }
@@ -527,7 +527,7 @@ fn url(r: &mut Reader<'_>, st: &Statement) -> Option<Url> {
     let mut status_code = Vec::new();
     let mut virtualhost = None;
     for st in r.block(st) {
-        match st.keyword.as_str() {
+        match st.keyword {
             "path" => path = r.string(st, "a URL path such as /").or(path),
             "digest" => digest = r.string(st, "an MD5 digest from genhash").or(digest),
             "status_code" => {
@@ -539,7 +539,7 @@ fn url(r: &mut Reader<'_>, st: &Statement) -> Option<Url> {
                 for arg in &st.args {
                     let range = match arg.text.split_once('-') {
                         Some((a, b)) => parse_uint(a).zip(parse_uint(b)),
-                        None => parse_uint(&arg.text).map(|n| (n, n)),
+                        None => parse_uint(arg.text).map(|n| (n, n)),
                     };
                     match range {
                         Some((a, b)) if (100..=599).contains(&a) && (a..=599).contains(&b) => {
@@ -564,7 +564,7 @@ fn url(r: &mut Reader<'_>, st: &Statement) -> Option<Url> {
     }
     let Some(path) = path else {
         r.diags.error(
-            &st.span,
+            st.span,
             "found no `path` in `url`, expected `path /some/path`",
         );
         return None;

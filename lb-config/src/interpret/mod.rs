@@ -54,15 +54,21 @@ pub(crate) fn interpret(stmts: &[Statement], diags: &mut Diags) -> (Config, Decl
     let mut config = Config::default();
     // global_defs and vrrp_script first: instances take their defaults and
     // track_script weights from them wherever they are written.
+    let mut services = 0;
     for st in &stmts {
-        if st.keyword == "global_defs" {
-            global::global_defs(&mut r, st, &mut config.global_defs);
+        match st.keyword {
+            "global_defs" => global::global_defs(&mut r, st, &mut config.global_defs),
+            "virtual_server" => services += 1,
+            _ => {}
         }
     }
+    // Sized once: a configuration may hold thousands of services, each a
+    // large struct, which growing the Vec would copy again and again.
+    config.virtual_servers.reserve(services);
     for st in &stmts {
         if st.keyword == "vrrp_script" {
             if let Some(name) = st.args.first() {
-                declared.vrrp_scripts.insert(name.text.clone());
+                declared.vrrp_scripts.insert(name.text.to_string());
             }
             if let Some(script) = vrrp::vrrp_script(&mut r, st) {
                 config.vrrp_scripts.push(script);
@@ -74,7 +80,7 @@ pub(crate) fn interpret(stmts: &[Statement], diags: &mut Diags) -> (Config, Decl
         scripts.entry(script.name.as_str()).or_insert(script);
     }
     for st in &stmts {
-        match st.keyword.as_str() {
+        match st.keyword {
             "global_defs" | "vrrp_script" => {}
             "vrrp_sync_group" => {
                 if let Some(g) = vrrp::vrrp_sync_group(&mut r, st) {
@@ -83,7 +89,7 @@ pub(crate) fn interpret(stmts: &[Statement], diags: &mut Diags) -> (Config, Decl
             }
             "vrrp_instance" => {
                 if let Some(name) = st.args.first() {
-                    declared.vrrp_instances.insert(name.text.clone());
+                    declared.vrrp_instances.insert(name.text.to_string());
                 }
                 if let Some(i) = vrrp::vrrp_instance(&mut r, st, &config.global_defs, &scripts) {
                     config.vrrp_instances.push(i);
@@ -96,7 +102,7 @@ pub(crate) fn interpret(stmts: &[Statement], diags: &mut Diags) -> (Config, Decl
             }
             kw if UNSUPPORTED_BLOCKS.contains(&kw) => {
                 r.diags.error(
-                    &st.span,
+                    st.span,
                     format!(
                         "found `{kw}`, expected global_defs, vrrp_script, vrrp_sync_group, \
                          vrrp_instance or virtual_server: `{kw}` is not supported by xlb"

@@ -2,10 +2,11 @@
 //! anything missing, extra or malformed.
 
 use std::borrow::Cow;
+use std::fmt;
 use std::net::IpAddr;
 
-use crate::diagnostic::Diags;
-use crate::model::{NotifyScript, ScriptUser, Timer};
+use crate::diagnostic::{Diags, Pos};
+use crate::model::{NotifyScript, Origin, ScriptUser, Timer};
 use crate::syntax::{Arg, Statement};
 
 /// A year: beyond any sensible timer, and far from overflowing.
@@ -16,10 +17,15 @@ pub(crate) struct Reader<'d> {
 }
 
 impl Reader<'_> {
+    /// Where `pos` is, to keep in the model.
+    pub fn origin(&self, pos: Pos) -> Origin {
+        Origin(Some(self.diags.span(pos)))
+    }
+
     pub fn no_block(&mut self, st: &Statement) {
         if let Some(block) = &st.block {
             self.diags.error(
-                &block.open,
+                block.open,
                 format!(
                     "found `{{`, expected end of line: `{}` takes no block",
                     st.keyword
@@ -31,13 +37,13 @@ impl Reader<'_> {
     /// Reports the first argument past the `allowed` ones.
     pub fn extra_args(&mut self, st: &Statement, allowed: usize) {
         if let Some(extra) = st.args.get(allowed) {
-            let mut before = st.keyword.clone();
+            let mut before = st.keyword.to_string();
             for a in &st.args[..allowed] {
                 before.push(' ');
-                before.push_str(&a.text);
+                before.push_str(a.text);
             }
             self.diags.error(
-                &extra.span,
+                extra.span,
                 format!(
                     "found `{}`, expected end of line after `{before}`",
                     extra.text
@@ -46,9 +52,9 @@ impl Reader<'_> {
         }
     }
 
-    pub fn missing(&mut self, st: &Statement, expected: &str) {
+    pub fn missing(&mut self, st: &Statement, expected: impl fmt::Display) {
         self.diags.error(
-            &st.span,
+            st.span,
             format!(
                 "found end of line after `{}`, expected {expected}",
                 st.keyword
@@ -56,9 +62,9 @@ impl Reader<'_> {
         );
     }
 
-    pub fn bad(&mut self, st: &Statement, arg: &Arg, expected: &str) {
+    pub fn bad(&mut self, st: &Statement, arg: &Arg, expected: impl fmt::Display) {
         self.diags.error(
-            &arg.span,
+            arg.span,
             format!(
                 "found `{}` after `{}`, expected {expected}",
                 arg.text, st.keyword
@@ -67,7 +73,14 @@ impl Reader<'_> {
     }
 
     /// The one argument of `keyword VALUE`.
-    pub fn value<'s>(&mut self, st: &'s Statement, expected: &str) -> Option<&'s Arg> {
+    ///
+    /// `expected` is only displayed when the value is missing: callers may
+    /// pass a [`fmt::from_fn`] that formats it then, not on every statement.
+    pub fn value<'s, 't>(
+        &mut self,
+        st: &'s Statement<'t>,
+        expected: impl fmt::Display,
+    ) -> Option<&'s Arg<'t>> {
         self.no_block(st);
         match st.args.first() {
             None => {
@@ -81,8 +94,8 @@ impl Reader<'_> {
         }
     }
 
-    pub fn string(&mut self, st: &Statement, expected: &str) -> Option<String> {
-        self.value(st, expected).map(|a| a.text.clone())
+    pub fn string(&mut self, st: &Statement, expected: impl fmt::Display) -> Option<String> {
+        self.value(st, expected).map(|a| a.text.to_string())
     }
 
     /// All arguments joined, for commands keepalived accepts quoted or not.
@@ -92,26 +105,19 @@ impl Reader<'_> {
             self.missing(st, "a command");
             return None;
         }
-        Some(
-            st.args
-                .iter()
-                .map(|a| a.text.as_str())
-                .collect::<Vec<_>>()
-                .join(" "),
-        )
+        Some(st.args.iter().map(|a| a.text).collect::<Vec<_>>().join(" "))
     }
 
     pub fn uint(&mut self, st: &Statement, lo: u64, hi: u64) -> Option<u64> {
-        let expected = format!("an integer {lo}..{hi}");
-        let arg = self.value(st, &expected)?;
+        let arg = self.value(st, fmt::from_fn(|f| write!(f, "an integer {lo}..{hi}")))?;
         self.uint_arg(st, arg, lo, hi)
     }
 
     pub fn uint_arg(&mut self, st: &Statement, arg: &Arg, lo: u64, hi: u64) -> Option<u64> {
-        match parse_uint(&arg.text) {
+        match parse_uint(arg.text) {
             Some(n) if (lo..=hi).contains(&n) => Some(n),
             _ => {
-                self.bad(st, arg, &format!("an integer {lo}..{hi}"));
+                self.bad(st, arg, format_args!("an integer {lo}..{hi}"));
                 None
             }
         }
@@ -127,13 +133,13 @@ impl Reader<'_> {
             Some(rest) => parse_uint(rest)
                 .and_then(|n| i64::try_from(n).ok())
                 .map(|n| -n),
-            None => parse_uint(arg.text.strip_prefix('+').unwrap_or(&arg.text))
+            None => parse_uint(arg.text.strip_prefix('+').unwrap_or(arg.text))
                 .and_then(|n| i64::try_from(n).ok()),
         };
         match parsed {
             Some(n) if (lo..=hi).contains(&n) => Some(n),
             _ => {
-                self.bad(st, arg, &format!("an integer {lo}..{hi}"));
+                self.bad(st, arg, format_args!("an integer {lo}..{hi}"));
                 None
             }
         }
@@ -141,14 +147,14 @@ impl Reader<'_> {
 
     /// Decimal seconds in `min..=max`; `max` None for no bound worth naming.
     pub fn timer(&mut self, st: &Statement, min: Timer, max: Option<Timer>) -> Option<Timer> {
-        let expected = match max {
-            Some(max) => format!("a number of seconds {min}..{max}"),
-            None if min == Timer::default() => "a number of seconds".to_string(),
-            None => "a number of seconds above 0".to_string(),
-        };
-        let max = max.unwrap_or(MAX_TIMER);
+        let expected = fmt::from_fn(|f| match max {
+            Some(max) => write!(f, "a number of seconds {min}..{max}"),
+            None if min == Timer::default() => f.write_str("a number of seconds"),
+            None => f.write_str("a number of seconds above 0"),
+        });
         let arg = self.value(st, &expected)?;
-        match parse_timer(&arg.text) {
+        let max = max.unwrap_or(MAX_TIMER);
+        match parse_timer(arg.text) {
             Some(t) if min <= t && t <= max => Some(t),
             _ => {
                 self.bad(st, arg, &expected);
@@ -173,7 +179,7 @@ impl Reader<'_> {
     }
 
     pub fn port_arg(&mut self, st: &Statement, arg: &Arg) -> Option<u16> {
-        match parse_uint(&arg.text).and_then(|n| u16::try_from(n).ok()) {
+        match parse_uint(arg.text).and_then(|n| u16::try_from(n).ok()) {
             Some(p) if p > 0 => Some(p),
             _ => {
                 self.bad(st, arg, "a port 1..65535");
@@ -219,19 +225,19 @@ impl Reader<'_> {
         };
         let (user, mut group, split) = match first.text.split_once(':') {
             Some((u, g)) => (u.to_string(), group_of(g), true),
-            None => (first.text.clone(), None, false),
+            None => (first.text.to_string(), None, false),
         };
         let mut used = 1;
         if let Some(second) = args.get(1)
             && group.is_none()
             && (!split || first.text.ends_with(':'))
         {
-            group = group_of(&second.text);
+            group = group_of(second.text);
             used = 2;
         }
         if let Some(extra) = args.get(used) {
             self.diags.error(
-                &extra.span,
+                extra.span,
                 format!(
                     "found `{}`, expected end of line after the user and group of `{}`",
                     extra.text, st.keyword
@@ -258,7 +264,7 @@ impl Reader<'_> {
             // A frequent slip: keepalived reads the word after an unquoted
             // script as the user to run it as, not as its argument.
             self.diags.warn(
-                &next.span,
+                next.span,
                 format!(
                     "`{}` is read as the user to run `{}` as, as keepalived does; \
                          to pass it as an argument write `{} \"{} {}\"`",
@@ -268,18 +274,18 @@ impl Reader<'_> {
         }
         let user = self.script_user(st, &st.args[1..]);
         Some(NotifyScript {
-            command: command.text.clone(),
+            command: command.text.to_string(),
             user,
         })
     }
 
     /// The statements of a block keyword; reports a missing block.
-    pub fn block<'s>(&mut self, st: &'s Statement) -> &'s [Statement] {
+    pub fn block<'s, 't>(&mut self, st: &'s Statement<'t>) -> &'s [Statement<'t>] {
         match &st.block {
             Some(block) => &block.statements,
             None => {
                 self.diags.error(
-                    &st.span,
+                    st.span,
                     format!(
                         "found end of line after `{}`, expected `{{` opening its block",
                         st.text()
@@ -305,10 +311,12 @@ impl Reader<'_> {
         self.no_block(st);
     }
 
-    pub fn unknown(&mut self, st: &Statement, context: &str) {
+    /// `context` names the block `st` is in; it is displayed only if a
+    /// diagnostic is made (see [`block_name`]).
+    pub fn unknown(&mut self, st: &Statement, context: impl fmt::Display) {
         if st.block.is_some() {
             self.diags.error(
-                &st.span,
+                st.span,
                 format!(
                     "found unknown block `{}` in {context}, expected a keepalived block keyword",
                     st.keyword
@@ -316,7 +324,7 @@ impl Reader<'_> {
             );
         } else {
             self.diags.warn(
-                &st.span,
+                st.span,
                 format!(
                     "unknown keyword `{}` in {context}, ignored as keepalived does",
                     st.keyword
@@ -328,7 +336,7 @@ impl Reader<'_> {
     /// A keepalived keyword xlb accepts but does not act on.
     pub fn ignored(&mut self, st: &Statement) {
         self.diags
-            .warn(&st.span, format!("`{}` is ignored by xlb", st.keyword));
+            .warn(st.span, format!("`{}` is ignored by xlb", st.keyword));
     }
 
     /// Separates a block keyword written at the end of another statement's line
@@ -336,33 +344,39 @@ impl Reader<'_> {
     /// breaks): reports it, then reads both as keepalived's author meant them.
     /// Statements that need no split are borrowed, not copied: this runs at
     /// every level of the tree, and a copy would duplicate each subtree there.
-    pub fn split_run_together<'s>(
+    /// A block that needs no split at all, nearly every one, is borrowed whole.
+    pub fn split_run_together<'s, 't>(
         &mut self,
-        stmts: &'s [Statement],
+        stmts: &'s [Statement<'t>],
         block_keywords: &[&str],
-    ) -> Vec<Cow<'s, Statement>> {
-        let mut out = Vec::with_capacity(stmts.len());
-        for st in stmts {
-            let split_at = if st.block.is_some() && !block_keywords.contains(&st.keyword.as_str()) {
-                st.args
-                    .iter()
-                    .position(|a| !a.quoted && block_keywords.contains(&a.text.as_str()))
-            } else {
-                None
-            };
-            let Some(k) = split_at else {
+    ) -> Statements<'s, 't> {
+        let split_at = |st: &Statement<'_>| {
+            if st.block.is_none() || block_keywords.contains(&st.keyword) {
+                return None;
+            }
+            st.args
+                .iter()
+                .position(|a| !a.quoted && block_keywords.contains(&a.text))
+        };
+        let Some(first) = stmts.iter().position(|st| split_at(st).is_some()) else {
+            return Statements::Written(stmts);
+        };
+        let mut out: Vec<Cow<'s, Statement<'t>>> = Vec::with_capacity(stmts.len() + 1);
+        out.extend(stmts[..first].iter().map(Cow::Borrowed));
+        for st in &stmts[first..] {
+            let Some(k) = split_at(st) else {
                 out.push(Cow::Borrowed(st));
                 continue;
             };
             let head = Statement {
-                keyword: st.keyword.clone(),
-                span: st.span.clone(),
-                args: st.args[..k].to_vec(),
+                keyword: st.keyword,
+                span: st.span,
+                args: st.args[..k].iter().copied().collect(),
                 block: None,
             };
             let inner = &st.args[k];
             self.diags.error(
-                &inner.span,
+                inner.span,
                 format!(
                     "found `{}` on the line of `{}`, expected `{}` to start its own line",
                     inner.text,
@@ -372,14 +386,74 @@ impl Reader<'_> {
             );
             out.push(Cow::Owned(head));
             out.push(Cow::Owned(Statement {
-                keyword: inner.text.clone(),
-                span: inner.span.clone(),
-                args: st.args[k + 1..].to_vec(),
+                keyword: inner.text,
+                span: inner.span,
+                args: st.args[k + 1..].iter().copied().collect(),
                 block: st.block.clone(),
             }));
         }
-        out
+        Statements::Split(out)
     }
+}
+
+/// A block's statements as [`Reader::split_run_together`] reads them.
+pub(crate) enum Statements<'s, 't> {
+    /// As written: no statement needed separating.
+    Written(&'s [Statement<'t>]),
+    /// Some did: the others borrowed, the separated ones owned.
+    Split(Vec<Cow<'s, Statement<'t>>>),
+}
+
+impl<'t> Statements<'_, 't> {
+    pub fn iter(&self) -> StatementsIter<'_, 't> {
+        self.into_iter()
+    }
+}
+
+impl<'a, 't> IntoIterator for &'a Statements<'_, 't> {
+    type Item = &'a Statement<'t>;
+    type IntoIter = StatementsIter<'a, 't>;
+
+    fn into_iter(self) -> StatementsIter<'a, 't> {
+        match self {
+            Statements::Written(stmts) => StatementsIter::Written(stmts.iter()),
+            Statements::Split(stmts) => StatementsIter::Split(stmts.iter()),
+        }
+    }
+}
+
+pub(crate) enum StatementsIter<'a, 't> {
+    Written(std::slice::Iter<'a, Statement<'t>>),
+    Split(std::slice::Iter<'a, Cow<'a, Statement<'t>>>),
+}
+
+impl<'a, 't> Iterator for StatementsIter<'a, 't> {
+    type Item = &'a Statement<'t>;
+
+    fn next(&mut self) -> Option<&'a Statement<'t>> {
+        match self {
+            StatementsIter::Written(it) => it.next(),
+            StatementsIter::Split(it) => it.next().map(|st| &**st),
+        }
+    }
+}
+
+/// `NAME ARG...` of a block statement, as messages about its content name it
+/// (`virtual_server 10.0.0.1 80`). Formatted only when displayed: every block
+/// has a name and few have a problem, and a configuration may hold tens of
+/// thousands of blocks.
+pub fn block_name<'s>(name: &'s str, st: &'s Statement) -> impl fmt::Display + 's {
+    fmt::from_fn(move |f| {
+        f.write_str(name)?;
+        f.write_str(" ")?;
+        for (i, arg) in st.args.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            f.write_str(arg.text)?;
+        }
+        Ok(())
+    })
 }
 
 /// Decimal digits only, as keepalived's strtoul-based readers accept.

@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::diagnostic::Span;
+use crate::diagnostic::Pos;
 use crate::model::{
-    AddressFamily, AuthType, Authentication, GlobalDefs, NotifyScript, Origin, SyncGroupMember,
+    AddressFamily, AuthType, Authentication, GlobalDefs, NotifyScript, SyncGroupMember,
     TrackInterface, TrackScript, VirtualIpAddress, VrrpInstance, VrrpScript, VrrpState,
     VrrpSyncGroup,
 };
@@ -59,11 +59,11 @@ const INSTANCE_UNSUPPORTED: &[&str] = &[
 
 fn name_of(r: &mut Reader<'_>, st: &Statement, what: &str) -> Option<String> {
     let Some(name) = st.args.first() else {
-        r.missing(st, &format!("the {what}'s name"));
+        r.missing(st, format_args!("the {what}'s name"));
         return None;
     };
     r.extra_args(st, 1);
-    Some(name.text.clone())
+    Some(name.text.to_string())
 }
 
 pub(super) fn vrrp_script(r: &mut Reader<'_>, st: &Statement) -> Option<VrrpScript> {
@@ -81,7 +81,7 @@ pub(super) fn vrrp_script(r: &mut Reader<'_>, st: &Statement) -> Option<VrrpScri
     let mut user = None;
     let context = format!("vrrp_script {}", name.as_deref().unwrap_or(""));
     for st in r.block(st) {
-        match st.keyword.as_str() {
+        match st.keyword {
             "script" => script = r.command(st).or(script),
             "interval" => interval = r.u32(st, 1, 86400).unwrap_or(interval),
             "timeout" => timeout = r.u32(st, 1, 86400).or(timeout),
@@ -93,7 +93,7 @@ pub(super) fn vrrp_script(r: &mut Reader<'_>, st: &Statement) -> Option<VrrpScri
                         if let Some(w) = r.int_arg(st, arg, -253, 253) {
                             weight = w as i32;
                         }
-                        match st.args.get(1).map(|a| a.text.as_str()) {
+                        match st.args.get(1).map(|a| a.text) {
                             Some("reverse") => {
                                 weight_reverse = true;
                                 r.extra_args(st, 2);
@@ -118,7 +118,7 @@ pub(super) fn vrrp_script(r: &mut Reader<'_>, st: &Statement) -> Option<VrrpScri
     }
     if script.is_none() {
         r.diags.error(
-            &st.span,
+            st.span,
             format!("found no `script` in `{context}`, expected the command to run"),
         );
     }
@@ -132,7 +132,7 @@ pub(super) fn vrrp_script(r: &mut Reader<'_>, st: &Statement) -> Option<VrrpScri
         fall,
         rise,
         user,
-        origin: Origin(Some(st.span.clone())),
+        origin: r.origin(st.span),
     })
 }
 
@@ -149,7 +149,7 @@ pub(super) fn vrrp_sync_group(r: &mut Reader<'_>, st: &Statement) -> Option<Vrrp
     let block = r.block(st);
     let block = r.split_run_together(block, &["group"]);
     for st in &block {
-        match st.keyword.as_str() {
+        match st.keyword {
             "group" => {
                 saw_group = true;
                 r.extra_args(st, 0);
@@ -157,8 +157,8 @@ pub(super) fn vrrp_sync_group(r: &mut Reader<'_>, st: &Statement) -> Option<Vrrp
                     r.list_entry(member);
                     r.extra_args(member, 0);
                     group.push(SyncGroupMember {
-                        name: member.keyword.clone(),
-                        origin: Origin(Some(member.span.clone())),
+                        name: member.keyword.to_string(),
+                        origin: r.origin(member.span),
                     });
                 }
             }
@@ -173,7 +173,7 @@ pub(super) fn vrrp_sync_group(r: &mut Reader<'_>, st: &Statement) -> Option<Vrrp
             }
             kw @ ("track_script" | "track_interface" | "track_file" | "track_process"
             | "track_bfd") => r.diags.error(
-                &st.span,
+                st.span,
                 format!(
                     "found `{kw}` in `{context}`, expected it in each vrrp_instance: \
                      tracking on a sync group is not supported by xlb"
@@ -184,7 +184,7 @@ pub(super) fn vrrp_sync_group(r: &mut Reader<'_>, st: &Statement) -> Option<Vrrp
     }
     if !saw_group {
         r.diags.error(
-            &st.span,
+            st.span,
             format!("found no `group` in `{context}`, expected `group {{ INSTANCE... }}`"),
         );
     }
@@ -204,7 +204,7 @@ pub(super) fn vrrp_sync_group(r: &mut Reader<'_>, st: &Statement) -> Option<Vrrp
         notify_stop,
         notify,
         smtp_alert,
-        origin: Origin(Some(st.span.clone())),
+        origin: r.origin(st.span),
     })
 }
 
@@ -222,18 +222,18 @@ fn notify_slot(keyword: &str) -> usize {
 struct PendingVip {
     vip: VirtualIpAddress,
     dev_written: bool,
-    span: Span,
+    span: Pos,
 }
 
 fn virtual_ipaddress(r: &mut Reader<'_>, st: &Statement) -> Option<PendingVip> {
     r.list_entry(st);
     let (addr_text, prefix_text) = match st.keyword.split_once('/') {
         Some((a, p)) => (a, Some(p)),
-        None => (st.keyword.as_str(), None),
+        None => (st.keyword, None),
     };
     let Ok(address) = addr_text.parse::<IpAddr>() else {
         r.diags.error(
-            &st.span,
+            st.span,
             format!(
                 "found `{}`, expected a virtual address such as `192.168.1.10/24` or `fe80::1/64`",
                 st.keyword
@@ -248,7 +248,7 @@ fn virtual_ipaddress(r: &mut Reader<'_>, st: &Statement) -> Option<PendingVip> {
             Some(n) if n <= u64::from(max_prefix) => n as u8,
             _ => {
                 r.diags.error(
-                    &st.span,
+                    st.span,
                     format!(
                         "found `/{p}` in `{}`, expected a prefix length 0..{max_prefix}",
                         st.keyword
@@ -270,14 +270,14 @@ fn virtual_ipaddress(r: &mut Reader<'_>, st: &Statement) -> Option<PendingVip> {
     let mut dev_written = false;
     let mut args = st.args.iter();
     while let Some(opt) = args.next() {
-        let option = opt.text.as_str();
+        let option = opt.text;
         let takes_value = matches!(option, "dev" | "label" | "brd" | "broadcast" | "scope");
         let value = if takes_value {
             match args.next() {
                 Some(v) => Some(v),
                 None => {
                     r.diags.error(
-                        &opt.span,
+                        opt.span,
                         format!("found end of line after `{option}`, expected its value"),
                     );
                     return None;
@@ -288,15 +288,15 @@ fn virtual_ipaddress(r: &mut Reader<'_>, st: &Statement) -> Option<PendingVip> {
         };
         match (option, value) {
             ("dev", Some(v)) => {
-                vip.dev = v.text.clone();
+                vip.dev = v.text.to_string();
                 dev_written = !v.text.is_empty();
             }
-            ("label", Some(v)) => vip.label = Some(v.text.clone()),
+            ("label", Some(v)) => vip.label = Some(v.text.to_string()),
             ("brd" | "broadcast", Some(v)) => match v.text.parse::<IpAddr>() {
                 Ok(b) if b.is_ipv4() && address.is_ipv4() => vip.brd = Some(b),
                 _ => {
                     r.diags.error(
-                        &v.span,
+                        v.span,
                         format!(
                             "found `{}` after `{option}`, expected an IPv4 broadcast address",
                             v.text
@@ -306,13 +306,11 @@ fn virtual_ipaddress(r: &mut Reader<'_>, st: &Statement) -> Option<PendingVip> {
                 }
             },
             ("scope", Some(v)) => {
-                let ok = matches!(
-                    v.text.as_str(),
-                    "global" | "site" | "link" | "host" | "nowhere"
-                ) || parse_uint(&v.text).is_some_and(|n| n <= 255);
+                let ok = matches!(v.text, "global" | "site" | "link" | "host" | "nowhere")
+                    || parse_uint(v.text).is_some_and(|n| n <= 255);
                 if !ok {
                     r.diags.error(
-                        &v.span,
+                        v.span,
                         format!(
                             "found `{}` after `scope`, expected global, site, link, host, nowhere or 0..255",
                             v.text
@@ -320,18 +318,18 @@ fn virtual_ipaddress(r: &mut Reader<'_>, st: &Statement) -> Option<PendingVip> {
                     );
                     return None;
                 }
-                vip.scope = Some(v.text.clone());
+                vip.scope = Some(v.text.to_string());
             }
             ("no_track", None) => vip.no_track = true,
             ("home" | "-nodad" | "nodad" | "noprefixroute" | "autojoin", None) => {
                 r.diags.warn(
-                    &opt.span,
+                    opt.span,
                     format!("virtual address option `{option}` is ignored by xlb"),
                 );
             }
             _ => {
                 r.diags.error(
-                    &opt.span,
+                    opt.span,
                     format!(
                         "found `{option}` in virtual address `{}`, expected dev, label, brd, scope or no_track",
                         st.keyword
@@ -344,7 +342,7 @@ fn virtual_ipaddress(r: &mut Reader<'_>, st: &Statement) -> Option<PendingVip> {
     Some(PendingVip {
         vip,
         dev_written,
-        span: st.span.clone(),
+        span: st.span,
     })
 }
 
@@ -356,7 +354,7 @@ fn tracked(r: &mut Reader<'_>, st: &Statement) -> (Option<i32>, bool) {
     };
     if first.text != "weight" {
         r.diags.error(
-            &first.span,
+            first.span,
             format!(
                 "found `{}` after `{}`, expected `weight N` or end of line",
                 first.text, st.keyword
@@ -366,13 +364,13 @@ fn tracked(r: &mut Reader<'_>, st: &Statement) -> (Option<i32>, bool) {
     }
     let Some(value) = st.args.get(1) else {
         r.diags.error(
-            &first.span,
+            first.span,
             "found end of line after `weight`, expected an integer -253..253",
         );
         return (None, false);
     };
     let weight = r.int_arg(st, value, -253, 253).map(|w| w as i32);
-    let reverse = match st.args.get(2).map(|a| a.text.as_str()) {
+    let reverse = match st.args.get(2).map(|a| a.text) {
         Some("reverse") => {
             r.extra_args(st, 3);
             true
@@ -406,16 +404,16 @@ pub(super) fn vrrp_instance(
     let g = global_defs;
     let mut state = VrrpState::Backup;
     let mut interface = None;
-    let mut vrid: Option<(u8, Span)> = None;
+    let mut vrid: Option<(u8, Pos)> = None;
     let mut vrid_written = false;
     let mut priority = 100u8;
-    let mut advert: Option<(u32, Span)> = None;
+    let mut advert: Option<(u32, Pos)> = None;
     let mut version = None;
     let mut nopreempt = false;
     let mut nopreempt_at = None;
     let mut preempt_delay = 0;
     let mut preempt_delay_at = None;
-    let mut authentication: Option<(Authentication, Span)> = None;
+    let mut authentication: Option<(Authentication, Pos)> = None;
     let mut vips = Vec::new();
     let mut excluded = Vec::new();
     let mut unicast_src_ip = None;
@@ -433,11 +431,11 @@ pub(super) fn vrrp_instance(
     let block = r.block(st);
     let block = r.split_run_together(block, INSTANCE_BLOCKS);
     for st in &block {
-        let kw = st.keyword.as_str();
+        let kw = st.keyword;
         match kw {
             "state" => {
                 if let Some(arg) = r.value(st, "MASTER or BACKUP") {
-                    match arg.text.as_str() {
+                    match arg.text {
                         "MASTER" => state = VrrpState::Master,
                         "BACKUP" => state = VrrpState::Backup,
                         _ => r.bad(st, arg, "MASTER or BACKUP"),
@@ -448,26 +446,26 @@ pub(super) fn vrrp_instance(
             "virtual_router_id" => {
                 vrid_written = true;
                 if let Some(n) = r.uint(st, 1, 255) {
-                    vrid = Some((n as u8, st.span.clone()));
+                    vrid = Some((n as u8, st.span));
                 }
             }
             "priority" => priority = r.uint(st, 1, 255).map(|n| n as u8).unwrap_or(priority),
             "advert_int" => {
                 let expected = "a number of seconds 0.01..255";
                 if let Some(arg) = r.value(st, expected) {
-                    match parse_timer(&arg.text).map(|t| t.as_micros()) {
+                    match parse_timer(arg.text).map(|t| t.as_micros()) {
                         Some(us) if (10_000..=255_000_000).contains(&us) => {
                             let centis = ((us + 5_000) / 10_000) as u32;
                             if us % 10_000 != 0 {
                                 r.diags.warn(
-                                    &arg.span,
+                                    arg.span,
                                     format!(
                                         "advert_int {} is not a multiple of 0.01s, rounded as keepalived does",
                                         arg.text
                                     ),
                                 );
                             }
-                            advert = Some((centis, st.span.clone()));
+                            advert = Some((centis, st.span));
                         }
                         _ => r.bad(st, arg, expected),
                     }
@@ -476,16 +474,16 @@ pub(super) fn vrrp_instance(
             "version" => version = r.uint(st, 2, 3).map(|v| v as u8).or(version),
             "nopreempt" => {
                 nopreempt = r.flag(st);
-                nopreempt_at = Some(st.span.clone());
+                nopreempt_at = Some(st.span);
             }
             "preempt_delay" => {
                 preempt_delay = r.u32(st, 0, 1000).unwrap_or(preempt_delay);
-                preempt_delay_at = Some(st.span.clone());
+                preempt_delay_at = Some(st.span);
             }
             "authentication" => {
                 r.extra_args(st, 0);
                 if let Some(auth) = authentication_block(r, st) {
-                    authentication = Some((auth, st.span.clone()));
+                    authentication = Some((auth, st.span));
                 }
             }
             "virtual_ipaddress" | "virtual_ipaddress_excluded" => {
@@ -510,7 +508,7 @@ pub(super) fn vrrp_instance(
                     match peer.keyword.parse::<IpAddr>() {
                         Ok(ip) => unicast_peer.push(ip),
                         Err(_) => r.diags.error(
-                            &peer.span,
+                            peer.span,
                             format!(
                                 "found `{}`, expected a peer IPv4 or IPv6 address",
                                 peer.keyword
@@ -518,9 +516,9 @@ pub(super) fn vrrp_instance(
                         ),
                     }
                     if let Some(opt) = peer.args.first() {
-                        if matches!(opt.text.as_str(), "min_ttl" | "max_ttl") {
+                        if matches!(opt.text, "min_ttl" | "max_ttl") {
                             r.diags
-                                .warn(&opt.span, format!("`{}` is ignored by xlb", opt.text));
+                                .warn(opt.span, format!("`{}` is ignored by xlb", opt.text));
                         } else {
                             r.extra_args(peer, 0);
                         }
@@ -534,17 +532,17 @@ pub(super) fn vrrp_instance(
                     // The script's own weight applies unless this line overrides it;
                     // an unknown name is reported by validate.
                     let weight = weight
-                        .or_else(|| scripts.get(entry.keyword.as_str()).map(|s| s.weight))
+                        .or_else(|| scripts.get(entry.keyword).map(|s| s.weight))
                         .unwrap_or(0);
                     let reverse = reverse
                         || scripts
-                            .get(entry.keyword.as_str())
+                            .get(entry.keyword)
                             .is_some_and(|s| s.weight_reverse && entry.args.is_empty());
                     track_script.push(TrackScript {
-                        name: entry.keyword.clone(),
+                        name: entry.keyword.to_string(),
                         weight,
                         reverse,
-                        origin: Origin(Some(entry.span.clone())),
+                        origin: r.origin(entry.span),
                     });
                 }
             }
@@ -553,7 +551,7 @@ pub(super) fn vrrp_instance(
                 for entry in r.block(st) {
                     let (weight, reverse) = tracked(r, entry);
                     track_interface.push(TrackInterface {
-                        name: entry.keyword.clone(),
+                        name: entry.keyword.to_string(),
                         weight,
                         reverse,
                     });
@@ -579,7 +577,7 @@ pub(super) fn vrrp_instance(
             "smtp_alert" => smtp_alert = r.flag(st),
             _ if INSTANCE_IGNORED.contains(&kw) => r.ignored(st),
             _ if INSTANCE_UNSUPPORTED.contains(&kw) => r.diags.error(
-                &st.span,
+                st.span,
                 format!("found `{kw}` in `{context}`: it is not supported by xlb"),
             ),
             _ => r.unknown(st, &context),
@@ -588,7 +586,7 @@ pub(super) fn vrrp_instance(
 
     if !vrid_written {
         r.diags.error(
-            &st.span,
+            st.span,
             format!(
                 "found no `virtual_router_id` in `{context}`, expected one (an integer 1..255)"
             ),
@@ -599,7 +597,7 @@ pub(super) fn vrrp_instance(
         && (state == VrrpState::Master || priority == 255)
     {
         r.diags.warn(
-                &span,
+                span,
                 "nopreempt does not work with `state MASTER` or priority 255, cleared as keepalived does",
             );
         nopreempt = false;
@@ -608,14 +606,14 @@ pub(super) fn vrrp_instance(
         && state == VrrpState::Master
     {
         r.diags.warn(
-            &span,
+            span,
             "preempt_delay does not work with `state MASTER`, cleared as keepalived does",
         );
         preempt_delay = 0;
     }
     let version = version.unwrap_or(g.vrrp_version);
     let mut advert_int_centis = advert.as_ref().map(|(c, _)| *c).unwrap_or(100);
-    if let Some((centis, span)) = &advert {
+    if let Some((centis, span)) = advert {
         if version == 2 && centis % 100 != 0 {
             advert_int_centis = (((centis + 50) / 100) * 100).max(100);
             r.diags.warn(
@@ -627,7 +625,7 @@ pub(super) fn vrrp_instance(
                 ),
             );
         }
-        if version == 3 && *centis > 4095 {
+        if version == 3 && centis > 4095 {
             r.diags.error(
                 span,
                 format!(
@@ -641,7 +639,7 @@ pub(super) fn vrrp_instance(
     let authentication = match authentication {
         Some((_, span)) if version == 3 => {
             r.diags.warn(
-                &span,
+                span,
                 "VRRPv3 has no authentication, ignored as keepalived does",
             );
             None
@@ -649,7 +647,7 @@ pub(super) fn vrrp_instance(
         other => other.map(|(a, _)| a),
     };
     let interface = interface.unwrap_or_else(|| g.default_interface.clone());
-    let fill = |list: Vec<PendingVip>| -> Vec<(VirtualIpAddress, Span)> {
+    let fill = |list: Vec<PendingVip>| -> Vec<(VirtualIpAddress, Pos)> {
         list.into_iter()
             .map(|mut p| {
                 if !p.dev_written {
@@ -665,7 +663,7 @@ pub(super) fn vrrp_instance(
         for (vip, span) in &vips[1..] {
             if AddressFamily::of(&vip.address) != family {
                 r.diags.error(
-                    span,
+                    *span,
                     format!(
                         "found {} in `{context}` whose first virtual address is {}, expected one \
                          address family per instance (put the others in virtual_ipaddress_excluded)",
@@ -712,8 +710,8 @@ pub(super) fn vrrp_instance(
         notify_stop,
         notify,
         smtp_alert,
-        origin: Origin(Some(st.span.clone())),
-        virtual_router_id_origin: Origin(Some(vrid_span)),
+        origin: r.origin(st.span),
+        virtual_router_id_origin: r.origin(vrid_span),
     })
 }
 
@@ -726,11 +724,11 @@ fn authentication_block(r: &mut Reader<'_>, st: &Statement) -> Option<Authentica
     let mut type_written = false;
     let mut pass_written = false;
     for st in r.block(st) {
-        match st.keyword.as_str() {
+        match st.keyword {
             "auth_type" => {
                 type_written = true;
                 if let Some(arg) = r.value(st, "PASS or AH") {
-                    match arg.text.as_str() {
+                    match arg.text {
                         "PASS" => auth_type = Some(AuthType::Pass),
                         "AH" => auth_type = Some(AuthType::Ah),
                         _ => r.bad(st, arg, "PASS or AH"),
@@ -740,11 +738,11 @@ fn authentication_block(r: &mut Reader<'_>, st: &Statement) -> Option<Authentica
             "auth_pass" => {
                 pass_written = true;
                 if let Some(arg) = r.value(st, "a password of up to 8 characters") {
-                    let mut pass = arg.text.clone();
+                    let mut pass = arg.text.to_string();
                     if pass.chars().count() > 8 {
                         pass = pass.chars().take(8).collect();
                         r.diags.warn(
-                            &arg.span,
+                            arg.span,
                             format!(
                                 "auth_pass is longer than 8 characters, truncated to `{pass}` as keepalived does"
                             ),
@@ -758,13 +756,13 @@ fn authentication_block(r: &mut Reader<'_>, st: &Statement) -> Option<Authentica
     }
     if !type_written {
         r.diags.error(
-            &st.span,
+            st.span,
             "found no `auth_type` in `authentication`, expected `auth_type PASS` or `auth_type AH`",
         );
     }
     if !pass_written {
         r.diags.error(
-            &st.span,
+            st.span,
             "found no `auth_pass` in `authentication`, expected `auth_pass PASSWORD`",
         );
     }

@@ -12,10 +12,11 @@
 //! looked at by globs reach theirs, the include that crossed it is reported
 //! and no further include is followed.
 
+use std::cell::{Cell, OnceCell};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::diagnostic::{Diags, Span};
+use crate::diagnostic::Diags;
 use crate::limits::{MAX_FILES, MAX_GLOB_ENTRIES, MAX_INCLUDE_DEPTH, MAX_TOTAL_BYTES};
 
 use super::glob::{self, GlobError};
@@ -23,7 +24,43 @@ use super::lexer::Lines;
 use super::parser::{Statement, parse};
 use super::source::{ReadError, read_config};
 
-pub(crate) struct Loader<'d> {
+/// The texts of the files one load reads, kept for as long as its
+/// statements, which borrow their words from them (no allocation per word).
+///
+/// Includes are found while the tree is being built, so texts are added while
+/// earlier ones are borrowed: each goes into a slot of its own, set once,
+/// and the slots never move. The loader opens at most [`MAX_FILES`] files,
+/// so that many slots are enough.
+pub(crate) struct Sources {
+    slots: Box<[OnceCell<String>]>,
+    used: Cell<usize>,
+}
+
+impl Sources {
+    pub fn new() -> Self {
+        Sources {
+            slots: (0..MAX_FILES).map(|_| OnceCell::new()).collect(),
+            used: Cell::new(0),
+        }
+    }
+
+    /// Keeps `text` until the end of the load; None if every slot is taken,
+    /// which the loader's count of files opened prevents.
+    fn keep(&self, text: String) -> Option<&str> {
+        let slot = self.slots.get(self.used.get())?;
+        self.used.set(self.used.get() + 1);
+        Some(slot.get_or_init(|| text))
+    }
+}
+
+/// Bytes read from a file, as text: invalid UTF-8 becomes U+FFFD, and valid
+/// text (nearly always) is taken as it is, not copied.
+fn text_of(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+pub(crate) struct Loader<'s, 'd> {
+    sources: &'s Sources,
     diags: &'d mut Diags,
     /// Files being read, outermost first, as canonical paths.
     stack: Vec<PathBuf>,
@@ -40,9 +77,10 @@ pub(crate) struct Loader<'d> {
     stopped: bool,
 }
 
-impl<'d> Loader<'d> {
-    pub fn new(diags: &'d mut Diags) -> Self {
+impl<'s, 'd> Loader<'s, 'd> {
+    pub fn new(sources: &'s Sources, diags: &'d mut Diags) -> Self {
         Loader {
+            sources,
             diags,
             stack: Vec::new(),
             files: Vec::new(),
@@ -53,15 +91,18 @@ impl<'d> Loader<'d> {
         }
     }
 
-    pub fn load_file(&mut self, path: &Path) -> Vec<Statement> {
+    pub fn load_file(&mut self, path: &Path) -> Vec<Statement<'s>> {
         let name = path.display().to_string();
         self.opened += 1;
         match read_config(path, self.bytes_left) {
             Ok(bytes) => {
                 self.spend_bytes(bytes.len());
-                let text = String::from_utf8_lossy(&bytes);
+                let Some(text) = self.sources.keep(text_of(bytes)) else {
+                    self.diags.file_error(&name, too_many_files());
+                    return Vec::new();
+                };
                 self.enter(path);
-                let stmts = self.parse_text(&text, &name, parent(path), 0);
+                let stmts = self.parse_text(text, &name, parent(path), 0);
                 self.stack.pop();
                 stmts
             }
@@ -90,7 +131,7 @@ impl<'d> Loader<'d> {
     /// Text not read from disk; its includes are taken relative to `name`'s directory.
     /// It counts against the bytes of the load as a file would, so that text
     /// and file give the same answer.
-    pub fn load_text(&mut self, text: &str, name: &str) -> Vec<Statement> {
+    pub fn load_text(&mut self, text: &'s str, name: &str) -> Vec<Statement<'s>> {
         if u64::try_from(text.len()).map_or(true, |n| n > self.bytes_left) {
             self.diags.file_error(
                 name,
@@ -121,46 +162,62 @@ impl<'d> Loader<'d> {
             .push(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()));
     }
 
-    fn parse_text(&mut self, text: &str, name: &str, dir: &Path, depth: usize) -> Vec<Statement> {
-        let file: Arc<str> = Arc::from(name);
-        self.diags.reading(&file);
-        let lines = Lines::new(text, &file);
-        let root = Span {
-            file,
-            line: 1,
-            col: 1,
-        };
-        let stmts = parse(lines, root, self.diags);
-        self.expand(stmts, dir, depth)
+    fn parse_text(
+        &mut self,
+        text: &'s str,
+        name: &str,
+        dir: &Path,
+        depth: usize,
+    ) -> Vec<Statement<'s>> {
+        let file = self.diags.reading(&Arc::from(name));
+        let mut stmts = parse(Lines::new(text, file), self.diags);
+        // Every keyword is a slice of the text: one that never spells
+        // `include` has nothing to splice, and its tree is not walked again.
+        if text.contains("include") {
+            self.expand(&mut stmts, dir, depth);
+        }
+        stmts
     }
 
-    fn expand(&mut self, stmts: Vec<Statement>, dir: &Path, depth: usize) -> Vec<Statement> {
-        let mut out = Vec::with_capacity(stmts.len());
-        for mut stmt in stmts {
+    /// Replaces each `include` in `stmts`, at any depth, with the statements
+    /// of the files it names, in the order written.
+    ///
+    /// A list without an include (nearly every block) stays where it is: only
+    /// its blocks are walked, so the tree is not rebuilt to splice nothing.
+    fn expand(&mut self, stmts: &mut Vec<Statement<'s>>, dir: &Path, depth: usize) {
+        if !stmts.iter().any(|stmt| stmt.keyword == "include") {
+            for stmt in stmts.iter_mut() {
+                if let Some(block) = stmt.block.as_mut() {
+                    self.expand(&mut block.statements, dir, depth);
+                }
+            }
+            return;
+        }
+        let written = std::mem::take(stmts);
+        stmts.reserve(written.len());
+        for mut stmt in written {
             if stmt.keyword == "include" {
-                out.extend(self.include(&stmt, dir, depth));
+                stmts.extend(self.include(&stmt, dir, depth));
                 continue;
             }
             if let Some(block) = stmt.block.as_mut() {
-                let inner = std::mem::take(&mut block.statements);
-                block.statements = self.expand(inner, dir, depth);
+                self.expand(&mut block.statements, dir, depth);
             }
-            out.push(stmt);
+            stmts.push(stmt);
         }
-        out
     }
 
-    fn include(&mut self, stmt: &Statement, dir: &Path, depth: usize) -> Vec<Statement> {
+    fn include(&mut self, stmt: &Statement<'_>, dir: &Path, depth: usize) -> Vec<Statement<'s>> {
         let Some(pattern) = stmt.args.first() else {
             self.diags.error(
-                &stmt.span,
+                stmt.span,
                 "found end of line after `include`, expected a file name or glob",
             );
             return Vec::new();
         };
         if let Some(extra) = stmt.args.get(1) {
             self.diags.error(
-                &extra.span,
+                extra.span,
                 format!(
                     "found `{}`, expected end of line after `include {}`",
                     extra.text, pattern.text
@@ -169,7 +226,7 @@ impl<'d> Loader<'d> {
         }
         if let Some(block) = &stmt.block {
             self.diags.error(
-                &block.open,
+                block.open,
                 "found `{`, expected end of line (`include` takes no block)",
             );
         }
@@ -178,16 +235,16 @@ impl<'d> Loader<'d> {
         }
         if depth >= MAX_INCLUDE_DEPTH {
             self.diags.error(
-                &pattern.span,
+                pattern.span,
                 format!("found includes nested {MAX_INCLUDE_DEPTH} deep, expected fewer"),
             );
             return Vec::new();
         }
-        let expansion = match glob::expand(&pattern.text, dir, &mut self.glob_budget) {
+        let expansion = match glob::expand(pattern.text, dir, &mut self.glob_budget) {
             Ok(expansion) => expansion,
             Err(e) => {
                 self.stopped = e == GlobError::BudgetSpent;
-                self.diags.error(&pattern.span, e);
+                self.diags.error(pattern.span, e);
                 return Vec::new();
             }
         };
@@ -207,7 +264,7 @@ impl<'d> Loader<'d> {
                 })
                 .unwrap_or_default();
             self.diags.error(
-                &pattern.span,
+                pattern.span,
                 format!(
                     "found no file matching `{}` (looked in {looked_in}{not_inside}), \
                      expected at least one file to include",
@@ -225,7 +282,7 @@ impl<'d> Loader<'d> {
             let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
             if self.stack.contains(&canonical) {
                 self.diags.error(
-                    &pattern.span,
+                    pattern.span,
                     format!(
                         "found an include cycle: `{}` is already being read, expected a file \
                          that does not include itself",
@@ -235,13 +292,7 @@ impl<'d> Loader<'d> {
                 continue;
             }
             if self.opened >= MAX_FILES {
-                self.diags.error(
-                    &pattern.span,
-                    format!(
-                        "found more than {MAX_FILES} files to read, repeats counted (limit), \
-                         expected fewer: an include mesh?"
-                    ),
-                );
+                self.diags.error(pattern.span, too_many_files());
                 self.stopped = true;
                 break;
             }
@@ -250,21 +301,21 @@ impl<'d> Loader<'d> {
                 Ok(bytes) => bytes,
                 Err(ReadError::Io(e)) => {
                     self.diags.error(
-                        &pattern.span,
+                        pattern.span,
                         format!("cannot read included file `{}`: {e}", path.display()),
                     );
                     continue;
                 }
                 Err(ReadError::Refused { what, expected }) => {
                     self.diags.error(
-                        &pattern.span,
+                        pattern.span,
                         format!("found `{}`, {what}, expected {expected}", path.display()),
                     );
                     continue;
                 }
                 Err(ReadError::TooLarge(_)) => {
                     self.diags.error(
-                        &pattern.span,
+                        pattern.span,
                         format!(
                             "found more than {MAX_TOTAL_BYTES} bytes to read with `{}` \
                              (limit), expected fewer: a huge or endless file?",
@@ -276,15 +327,26 @@ impl<'d> Loader<'d> {
                 }
             };
             self.spend_bytes(bytes.len());
-            let text = String::from_utf8_lossy(&bytes);
+            let Some(text) = self.sources.keep(text_of(bytes)) else {
+                self.diags.error(pattern.span, too_many_files());
+                self.stopped = true;
+                break;
+            };
             let name = path.display().to_string();
             self.files.push(path.clone());
             self.stack.push(canonical);
-            out.extend(self.parse_text(&text, &name, parent(&path), depth + 1));
+            out.extend(self.parse_text(text, &name, parent(&path), depth + 1));
             self.stack.pop();
         }
         out
     }
+}
+
+fn too_many_files() -> String {
+    format!(
+        "found more than {MAX_FILES} files to read, repeats counted (limit), \
+         expected fewer: an include mesh?"
+    )
 }
 
 fn parent(path: &Path) -> &Path {

@@ -5,209 +5,268 @@
 //! may close several blocks or be followed by another statement on the same
 //! line (`}}`, `} real_server ... {`), which keepalived tolerates too.
 
-use crate::diagnostic::{Diags, Span};
+use std::fmt;
+use std::ops::Deref;
+
+use crate::diagnostic::{Diags, Pos};
 use crate::limits::MAX_BLOCK_DEPTH;
 
 use super::lexer::{Lines, TokenKind};
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Arg {
-    pub text: String,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arg<'t> {
+    pub text: &'t str,
     pub quoted: bool,
-    pub span: Span,
+    pub span: Pos,
+}
+
+/// A statement's arguments, read as a slice.
+///
+/// Nearly every keepalived statement has one or two (`lb_kind DR`,
+/// `real_server IP PORT`): those are kept in the statement itself, and only
+/// more in a Vec, so that a tree of tens of thousands of statements does not
+/// make (and free) an allocation for each.
+#[derive(Clone, Default)]
+pub enum Args<'t> {
+    #[default]
+    None,
+    One([Arg<'t>; 1]),
+    Two([Arg<'t>; 2]),
+    More(Vec<Arg<'t>>),
+}
+
+impl<'t> Deref for Args<'t> {
+    type Target = [Arg<'t>];
+
+    fn deref(&self) -> &[Arg<'t>] {
+        match self {
+            Args::None => &[],
+            Args::One(args) => args,
+            Args::Two(args) => args,
+            Args::More(args) => args,
+        }
+    }
+}
+
+impl<'t> FromIterator<Arg<'t>> for Args<'t> {
+    fn from_iter<I: IntoIterator<Item = Arg<'t>>>(iter: I) -> Self {
+        let mut iter = iter.into_iter();
+        let Some(first) = iter.next() else {
+            return Args::None;
+        };
+        let Some(second) = iter.next() else {
+            return Args::One([first]);
+        };
+        let Some(third) = iter.next() else {
+            return Args::Two([first, second]);
+        };
+        Args::More([first, second, third].into_iter().chain(iter).collect())
+    }
+}
+
+impl<'a, 't> IntoIterator for &'a Args<'t> {
+    type Item = &'a Arg<'t>;
+    type IntoIter = std::slice::Iter<'a, Arg<'t>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl PartialEq for Args<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self[..] == other[..]
+    }
+}
+
+impl Eq for Args<'_> {}
+
+impl fmt::Debug for Args<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Block {
+pub struct Block<'t> {
     /// Where the `{` is.
-    pub open: Span,
-    pub statements: Vec<Statement>,
+    pub open: Pos,
+    pub statements: Vec<Statement<'t>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Statement {
-    pub keyword: String,
-    pub span: Span,
-    pub args: Vec<Arg>,
-    pub block: Option<Block>,
+pub struct Statement<'t> {
+    pub keyword: &'t str,
+    pub span: Pos,
+    pub args: Args<'t>,
+    pub block: Option<Block<'t>>,
 }
 
-impl Statement {
+impl Statement<'_> {
     /// The keyword and its arguments as written, for messages.
     pub fn text(&self) -> String {
-        let mut s = self.keyword.clone();
+        let mut s = self.keyword.to_string();
         for a in &self.args {
             s.push(' ');
-            s.push_str(&a.text);
+            s.push_str(a.text);
         }
         s
     }
 }
 
-struct Frame {
-    owner: Option<Statement>,
-    block: Block,
+/// A block being read.
+struct Frame<'t> {
+    /// The statement that opened it; None for a stray `{`, whose content is
+    /// read for errors and dropped.
+    owner: Option<Statement<'t>>,
+    open: Pos,
+    /// Where its statements start in [`Tree::statements`].
+    first: usize,
 }
 
-pub fn parse(mut lines: Lines<'_>, root: Span, diags: &mut Diags) -> Vec<Statement> {
-    let mut stack = vec![Frame {
-        owner: None,
-        block: Block {
-            open: root,
-            statements: Vec::new(),
-        },
-    }];
-    // Blocks opened beyond MAX_BLOCK_DEPTH: counted, not kept, so braces still balance.
-    let mut skipped = 0usize;
-    // A statement that ended its line; its block may open on the next line.
-    let mut pending: Option<Statement> = None;
+/// The statement tree as it is read.
+///
+/// The statements of every open block are kept on one stack, each block's
+/// above its parent's: a block that closes takes its own off the top, into a
+/// Vec of exactly their number, so no block's Vec is grown (and copied) one
+/// statement at a time, and the file's top level is what remains at the end.
+struct Tree<'t> {
+    frames: Vec<Frame<'t>>,
+    statements: Vec<Statement<'t>>,
+    /// Blocks opened beyond MAX_BLOCK_DEPTH: counted, not kept, so braces still balance.
+    skipped: usize,
+}
 
-    while let Some(line) = lines.next_line(diags) {
-        let mut tokens = line.into_iter().peekable();
-        if let Some(stmt) = pending.take() {
-            if matches!(tokens.peek().map(|t| &t.kind), Some(TokenKind::Open)) {
-                if let Some(open) = tokens.next() {
-                    open_block(&mut stack, &mut skipped, Some(stmt), open.span, diags);
-                }
-            } else {
-                push_statement(&mut stack, skipped, stmt);
-            }
-        }
-        while let Some(token) = tokens.next() {
-            match token.kind {
-                TokenKind::Close => close_block(&mut stack, &mut skipped, &token.span, diags),
-                TokenKind::Open => {
-                    diags.error(&token.span, "found `{`, expected a keyword before it");
-                    open_block(&mut stack, &mut skipped, None, token.span, diags);
-                }
-                TokenKind::Word(keyword) | TokenKind::Quoted(keyword) => {
-                    let mut stmt = Statement {
-                        keyword,
-                        span: token.span,
-                        args: Vec::new(),
-                        block: None,
-                    };
-                    loop {
-                        match tokens.peek().map(|t| &t.kind) {
-                            Some(TokenKind::Word(_)) | Some(TokenKind::Quoted(_)) => {
-                                if let Some(t) = tokens.next() {
-                                    let (text, quoted) = match t.kind {
-                                        TokenKind::Quoted(s) => (s, true),
-                                        TokenKind::Word(s) => (s, false),
-                                        _ => continue,
-                                    };
-                                    stmt.args.push(Arg {
-                                        text,
-                                        quoted,
-                                        span: t.span,
-                                    });
-                                }
-                            }
-                            Some(TokenKind::Open) => {
-                                if let Some(open) = tokens.next() {
-                                    open_block(
-                                        &mut stack,
-                                        &mut skipped,
-                                        Some(stmt),
-                                        open.span,
-                                        diags,
-                                    );
-                                }
-                                break;
-                            }
-                            Some(TokenKind::Close) => {
-                                push_statement(&mut stack, skipped, stmt);
-                                break;
-                            }
-                            None => {
-                                pending = Some(stmt);
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
+impl<'t> Tree<'t> {
+    fn push(&mut self, stmt: Statement<'t>) {
+        if self.skipped == 0 {
+            self.statements.push(stmt);
         }
     }
-    if let Some(stmt) = pending.take() {
-        push_statement(&mut stack, skipped, stmt);
+
+    fn open(&mut self, owner: Option<Statement<'t>>, open: Pos, diags: &mut Diags) {
+        if self.skipped > 0 || self.frames.len() >= MAX_BLOCK_DEPTH {
+            if self.skipped == 0 {
+                diags.error(
+                    open,
+                    format!(
+                        "found a block nested more than {MAX_BLOCK_DEPTH} deep, expected fewer levels"
+                    ),
+                );
+            }
+            self.skipped += 1;
+            return;
+        }
+        self.frames.push(Frame {
+            owner,
+            open,
+            first: self.statements.len(),
+        });
     }
-    while stack.len() > 1 {
-        if let Some(frame) = stack.pop() {
+
+    fn close(&mut self, at: Pos, diags: &mut Diags) {
+        if self.skipped > 0 {
+            self.skipped -= 1;
+            return;
+        }
+        match self.frames.pop() {
+            Some(frame) => self.finish(frame),
+            None => diags.error(at, "found `}`, expected a keyword: no block is open here"),
+        }
+    }
+
+    fn finish(&mut self, frame: Frame<'t>) {
+        let statements = self.statements.split_off(frame.first);
+        // A block that had no keyword was already reported; its content is dropped.
+        if let Some(mut owner) = frame.owner {
+            owner.block = Some(Block {
+                open: frame.open,
+                statements,
+            });
+            self.statements.push(owner);
+        }
+    }
+
+    /// The top level, once blocks still open at the end of the text are
+    /// reported and closed.
+    fn end(mut self, diags: &mut Diags) -> Vec<Statement<'t>> {
+        while let Some(frame) = self.frames.pop() {
             let what = frame
                 .owner
                 .as_ref()
                 .map(|s| format!("`{}`", s.keyword))
                 .unwrap_or_else(|| "this block".to_string());
             diags.error(
-                &frame.block.open,
+                frame.open,
                 format!("found end of file, expected `}}` closing the `{{` of {what}"),
             );
-            finish_frame(&mut stack, frame);
+            self.finish(frame);
+        }
+        self.statements
+    }
+}
+
+/// The statements of `lines`, which borrow their words from its text.
+pub fn parse<'t>(mut lines: Lines<'t>, diags: &mut Diags) -> Vec<Statement<'t>> {
+    let mut tree = Tree {
+        frames: Vec::new(),
+        statements: Vec::new(),
+        skipped: 0,
+    };
+    // A statement that ended its line; its block may open on the next line.
+    let mut pending: Option<Statement> = None;
+
+    // One buffer for the tokens of every line.
+    let mut line = Vec::new();
+    while lines.next_line(diags, &mut line) {
+        let mut tokens = line.iter().peekable();
+        if let Some(stmt) = pending.take() {
+            if let Some(open) = tokens.next_if(|t| t.kind == TokenKind::Open) {
+                tree.open(Some(stmt), lines.span(open), diags);
+            } else {
+                tree.push(stmt);
+            }
+        }
+        while let Some(token) = tokens.next() {
+            match token.kind {
+                TokenKind::Close => tree.close(lines.span(token), diags),
+                TokenKind::Open => {
+                    let span = lines.span(token);
+                    diags.error(span, "found `{`, expected a keyword before it");
+                    tree.open(None, span, diags);
+                }
+                TokenKind::Word(keyword) | TokenKind::Quoted(keyword) => {
+                    // The arguments are the words up to the end of the line or a brace.
+                    let args = std::iter::from_fn(|| {
+                        let t = tokens.next_if(|t| t.kind.word().is_some())?;
+                        let (text, quoted) = t.kind.word()?;
+                        Some(Arg {
+                            text,
+                            quoted,
+                            span: lines.span(t),
+                        })
+                    })
+                    .collect();
+                    let stmt = Statement {
+                        keyword,
+                        span: lines.span(token),
+                        args,
+                        block: None,
+                    };
+                    match tokens.next_if(|t| t.kind == TokenKind::Open) {
+                        Some(open) => tree.open(Some(stmt), lines.span(open), diags),
+                        // A `}` ends the statement; the loop above closes the block.
+                        None if tokens.peek().is_some() => tree.push(stmt),
+                        None => pending = Some(stmt),
+                    }
+                }
+            }
         }
     }
-    stack.pop().map(|f| f.block.statements).unwrap_or_default()
-}
-
-fn push_statement(stack: &mut [Frame], skipped: usize, stmt: Statement) {
-    if skipped > 0 {
-        return;
+    if let Some(stmt) = pending.take() {
+        tree.push(stmt);
     }
-    if let Some(top) = stack.last_mut() {
-        top.block.statements.push(stmt);
-    }
-}
-
-fn open_block(
-    stack: &mut Vec<Frame>,
-    skipped: &mut usize,
-    owner: Option<Statement>,
-    open: Span,
-    diags: &mut Diags,
-) {
-    if *skipped > 0 || stack.len() > MAX_BLOCK_DEPTH {
-        if *skipped == 0 {
-            diags.error(
-                &open,
-                format!(
-                    "found a block nested more than {MAX_BLOCK_DEPTH} deep, expected fewer levels"
-                ),
-            );
-        }
-        *skipped += 1;
-        return;
-    }
-    stack.push(Frame {
-        owner,
-        block: Block {
-            open,
-            statements: Vec::new(),
-        },
-    });
-}
-
-fn close_block(stack: &mut Vec<Frame>, skipped: &mut usize, at: &Span, diags: &mut Diags) {
-    if *skipped > 0 {
-        *skipped -= 1;
-        return;
-    }
-    if stack.len() <= 1 {
-        diags.error(at, "found `}`, expected a keyword: no block is open here");
-        return;
-    }
-    if let Some(frame) = stack.pop() {
-        finish_frame(stack, frame);
-    }
-}
-
-fn finish_frame(stack: &mut [Frame], frame: Frame) {
-    // A block that had no keyword was already reported; its content is dropped.
-    if let Some(mut owner) = frame.owner {
-        owner.block = Some(frame.block);
-        if let Some(top) = stack.last_mut() {
-            top.block.statements.push(owner);
-        }
-    }
+    tree.end(diags)
 }
 
 #[cfg(test)]
@@ -217,15 +276,10 @@ mod tests {
     use super::super::lexer::Lines;
     use super::*;
 
-    fn tree(text: &str) -> (Vec<Statement>, Vec<crate::Diagnostic>) {
+    fn tree(text: &str) -> (Vec<Statement<'_>>, Vec<crate::Diagnostic>) {
         let mut diags = Diags::default();
-        let file: Arc<str> = Arc::from("t.conf");
-        let root = Span {
-            file: file.clone(),
-            line: 1,
-            col: 1,
-        };
-        let stmts = parse(Lines::new(text, &file), root, &mut diags);
+        let file = diags.reading(&Arc::from("t.conf"));
+        let stmts = parse(Lines::new(text, file), &mut diags);
         (stmts, diags.into_sorted())
     }
 

@@ -69,3 +69,5 @@ pub fn warnings_of(l: &Loaded) -> Vec<&Diagnostic> {
         .filter(|d| d.severity == Severity::Warning)
         .collect()
 }
+
+pub mod edge;
