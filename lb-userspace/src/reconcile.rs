@@ -169,6 +169,30 @@ impl Changes {
     }
 }
 
+/// What was written, in words: `2 real-server entries, 1 Maglev table`.
+impl std::fmt::Display for Changes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts = [
+            (self.vips_added, "service(s) added"),
+            (self.vips_removed, "service(s) removed"),
+            (self.backends_written, "real-server entr(y/ies) written"),
+            (self.tables_written, "Maglev table(s) written"),
+            (self.tables_shared, "service(s) moved to a shared table"),
+            (usize::from(self.control_written), "control word written"),
+        ];
+        let words: Vec<String> = parts
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| format!("{n} {what}"))
+            .collect();
+        if words.is_empty() {
+            f.write_str("nothing written")
+        } else {
+            f.write_str(&words.join(", "))
+        }
+    }
+}
+
 pub struct Reconciler {
     hash_seed: u32,
     maglev_size: u32,

@@ -536,6 +536,18 @@ impl DrLab {
         bpffs: &Path,
         pidfile: Option<&Path>,
     ) -> Result<usize> {
+        self.start_director_args(xlb, config, bpffs, pidfile, &[])
+    }
+
+    /// As [`Self::start_director_with`], with more arguments for `xlb run`.
+    pub fn start_director_args(
+        &mut self,
+        xlb: &Path,
+        config: &Path,
+        bpffs: &Path,
+        pidfile: Option<&Path>,
+        args: &[&str],
+    ) -> Result<usize> {
         lb_userspace::dataplane::pins::Bpffs::ensure(Path::new("/sys/fs/bpf"))?;
         let log_path = self.workdir.join("xlb.log");
         let log = fs::File::create(&log_path)?;
@@ -547,6 +559,7 @@ impl DrLab {
         if let Some(pidfile) = pidfile {
             cmd.arg("--pidfile").arg(pidfile);
         }
+        cmd.args(args);
         cmd.stdout(log.try_clone()?).stderr(log);
         let child = cmd.spawn().context("starting xlb")?;
         self.processes.push(Process {
@@ -569,6 +582,18 @@ impl DrLab {
         })
         .with_context(|| format!("xlb did not resolve its backends; log:\n{}", self.log()))?;
         Ok(self.processes.len() - 1)
+    }
+
+    /// `xlb ARGS -i eth0 --bpffs B --pidfile P` in the director's namespace: its output, or
+    /// its stderr as the error when it fails.
+    pub fn xlb(&self, xlb: &Path, args: &[&str]) -> Result<String> {
+        let mut c = self.director.command(xlb.to_str().context("xlb path")?);
+        c.args(args)
+            .args(["-i", "eth0", "--bpffs"])
+            .arg(self.bpffs())
+            .arg("--pidfile")
+            .arg(self.pidfile());
+        run(&mut c)
     }
 
     /// `xlb stats` of the running xlb: its outcome counters, flow events, VIPs and backends.

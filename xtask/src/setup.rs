@@ -11,15 +11,21 @@ use anyhow::{Context as _, Result, anyhow, bail};
 
 /// bpf-linker release known to build against LLVM 22 (the nightly's).
 const BPF_LINKER_VERSION: &str = "0.13.0";
-/// Commands the labs and tests run, and the Debian package that has each.
-const PACKAGES: [(&str, &str); 6] = [
-    ("ip", "iproute2"),
-    ("ethtool", "ethtool"),
-    ("tcpdump", "tcpdump"),
-    ("nsenter", "util-linux"),
-    ("python3", "python3"),
+/// What the labs and tests run (a shell test that succeeds when it is there), and the Debian
+/// package that has each.
+const PACKAGES: [(&str, &str); 7] = [
+    ("command -v ip", "iproute2"),
+    ("command -v ethtool", "ethtool"),
+    ("command -v tcpdump", "tcpdump"),
+    ("command -v nsenter", "util-linux"),
+    ("command -v python3", "python3"),
     // The peer of the interoperability tests and the baseline of the failover bench.
-    ("keepalived", "keepalived"),
+    ("command -v keepalived", "keepalived"),
+    // The reference parser `/metrics` is checked with.
+    (
+        "/usr/bin/python3 -c 'import prometheus_client.openmetrics.parser'",
+        "python3-prometheus-client",
+    ),
 ];
 
 /// Stops Debian's maintainer scripts from starting the services they install (keepalived
@@ -145,10 +151,12 @@ fn bpf_linker_uses_llvm(major: &str) -> bool {
     runs && !libs.contains("not found") && libs.contains(&format!("libLLVM.so.{major}"))
 }
 
+/// Whether a shell test succeeds (quietly).
 fn have(command: &str) -> bool {
     Command::new("sh")
-        .args(["-c", &format!("command -v {command}")])
+        .args(["-c", command])
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
 }

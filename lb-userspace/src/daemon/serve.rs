@@ -238,21 +238,34 @@ impl<'a> Daemon<'a> {
         let services = crate::health::services(&self.config, self.health);
         let want = desired(&services, self.paths.map(), true).with_claims(&self.vrrp.claims);
         let computed = started.elapsed();
-        match self.reconciler.apply(self.dp, &want) {
-            Ok(changes) if !changes.is_empty() => log::debug!("data plane writes: {changes:?}"),
-            Ok(_) => {}
-            Err(e) => error!("updating the data plane: {e:#}"),
-        }
+        let changes = match self.reconciler.apply(self.dp, &want) {
+            Ok(changes) => changes,
+            Err(e) => {
+                error!("updating the data plane: {e:#}");
+                return;
+            }
+        };
         let forwarding = changes::forwarding(&services, |ip| self.paths.is_resolved(ip));
         if self.forwarding.is_empty() {
-            info!("forwarding {} virtual service(s)", forwarding.len());
+            info!(
+                "data plane updated: forwarding {} virtual service(s)",
+                forwarding.len()
+            );
         } else {
             let lines = changes::describe_forwarding(&self.forwarding, &forwarding);
-            for line in lines.iter().take(MAX_CHANGE_LINES) {
-                info!("{line}");
-            }
-            if lines.len() > MAX_CHANGE_LINES {
-                info!("... and {} more change(s)", lines.len() - MAX_CHANGE_LINES);
+            match lines.len() {
+                0 if changes.is_empty() => {}
+                0 => info!("data plane updated: {changes}"),
+                1..=3 => info!("data plane updated: {}", lines.join("; ")),
+                n => {
+                    info!("data plane updated: {n} changes");
+                    for line in lines.iter().take(MAX_CHANGE_LINES) {
+                        info!("  {line}");
+                    }
+                    if n > MAX_CHANGE_LINES {
+                        info!("  ... and {} more", n - MAX_CHANGE_LINES);
+                    }
+                }
             }
         }
         self.forwarding = forwarding;

@@ -1,0 +1,475 @@
+//! Operating xlb as an operator who ran keepalived and LVS would: `xlb status` in `ipvsadm
+//! -Ln`'s layout (with `--stats`, `--rate`, `--json`), Prometheus `/metrics` checked by the
+//! reference OpenMetrics parser, keepalived's signals, `xlb stop`, and `xlb cleanup` after a
+//! SIGKILL; bad clients and bad start-up arguments are refused without disturbing anything.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpStream},
+    path::Path,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use lb_userspace::status::Status;
+use xlb_tests::lab::{DrLab, output_within, wait_for, xlb_binary};
+
+const METRICS: &str = "127.0.0.1:9650";
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn http_get_check() -> String {
+    "HTTP_GET {\n url {\n path /id\n status_code 200\n }\n delay_loop 1\n connect_timeout 1\n \
+     retry 0\n}"
+        .to_string()
+}
+
+/// `xlb status --json` of the lab's xlb.
+fn status_json(lab: &DrLab) -> Status {
+    let text = lab.xlb(&xlb_binary(), &["status", "--json"]).unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// One GET on a new connection from inside `lab`'s director namespace: (status code, body).
+fn http_get(lab: &DrLab, address: &str, path: &str) -> (u16, String) {
+    let address: SocketAddr = address.parse().unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: xlb\r\nConnection: close\r\n\r\n");
+    lab.director
+        .enter(move || {
+            let mut s = TcpStream::connect_timeout(&address, LIMIT).unwrap();
+            s.set_read_timeout(Some(LIMIT)).unwrap();
+            s.write_all(request.as_bytes()).unwrap();
+            let mut reply = String::new();
+            s.read_to_string(&mut reply).unwrap();
+            let code = reply
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            let body = reply
+                .split_once("\r\n\r\n")
+                .map(|(_, b)| b.to_string())
+                .unwrap_or_default();
+            (code, body)
+        })
+        .unwrap()
+}
+
+/// One sample of an exposition, as the reference parser read it.
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// Parses `text` with prometheus_client's OpenMetrics parser (Debian's python3, which has
+/// it), which refuses anything the format does not allow.
+fn parse_openmetrics(text: &str) -> Vec<Sample> {
+    const SCRIPT: &str = "import sys, json\n\
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
+        for family in text_string_to_metric_families(sys.stdin.read()):\n\
+        \x20   for s in family.samples:\n\
+        \x20       print(json.dumps([s.name, s.labels, s.value]))\n";
+    let mut child = Command::new("/usr/bin/python3")
+        .args(["-c", SCRIPT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the OpenMetrics parser refused the exposition: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| {
+            let (name, labels, value): (String, BTreeMap<String, String>, f64) =
+                serde_json::from_str(line).unwrap();
+            Sample {
+                name,
+                labels,
+                value,
+            }
+        })
+        .collect()
+}
+
+fn sample<'a>(samples: &'a [Sample], name: &str, labels: &[(&str, &str)]) -> Option<&'a Sample> {
+    samples.iter().find(|s| {
+        s.name == name
+            && labels
+                .iter()
+                .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+    })
+}
+
+fn metrics(lab: &DrLab) -> Vec<Sample> {
+    let (code, body) = http_get(lab, METRICS, "/metrics");
+    assert_eq!(code, 200, "{body}");
+    parse_openmetrics(&body)
+}
+
+#[test]
+fn status_metrics_signals_and_stop() {
+    let mut lab = DrLab::new("ops", 3).expect("building the lab");
+    let xlb = xlb_binary();
+    let config = lab.workdir.join("xlb.conf");
+    let text = lab.virtual_server(80, "delay_loop 1", &[(0, 1), (1, 1), (2, 2)], |_| {
+        http_get_check()
+    });
+    fs::write(&config, text).unwrap();
+    let (bpffs, pidfile) = (lab.bpffs(), lab.pidfile());
+    let index = lab
+        .start_director_args(
+            &xlb,
+            &config,
+            &bpffs,
+            Some(&pidfile),
+            &["--metrics-address", METRICS],
+        )
+        .unwrap();
+    wait_for(LIMIT, || {
+        let s = status_json(&lab);
+        s.services.len() == 1
+            && s.services[0].real_servers.iter().all(|rs| {
+                rs.state == "up" && rs.last_check.as_ref().is_some_and(|c| c.failure.is_none())
+            })
+    })
+    .unwrap_or_else(|_| panic!("the real servers never came up: {:#?}", status_json(&lab)));
+
+    const N: usize = 60;
+    let answers = lab.get_many(N, Duration::from_secs(5)).unwrap();
+    assert!(answers.iter().all(|a| a.is_ok()), "{answers:?}");
+
+    // ipvsadm -Ln's layout.
+    let vip = format!("{}:80", lab.vip);
+    let table = lab.xlb(&xlb, &["status"]).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("IP Virtual Server version xlb"),
+        "{table}"
+    );
+    assert_eq!(
+        lines[1], "Prot LocalAddress:Port Scheduler Flags",
+        "{table}"
+    );
+    assert_eq!(
+        lines[2], "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn",
+        "{table}"
+    );
+    assert_eq!(lines[3], format!("TCP  {vip} mh"), "{table}");
+    let mut active = 0;
+    for (i, weight) in [1, 1, 2].into_iter().enumerate() {
+        let line = lines[4 + i];
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            words[..4],
+            [
+                "->",
+                &format!("{}:80", lab.backend_ips[i]),
+                "Route",
+                &weight.to_string()
+            ],
+            "{table}"
+        );
+        active += words[4].parse::<usize>().unwrap();
+        assert_eq!(words[5], "0", "nothing idle yet: {table}");
+    }
+    assert!(
+        (N * 9 / 10..=N).contains(&active),
+        "{active} active connections after {N} GETs: {table}"
+    );
+
+    // --stats: InPkts is the 4th column of the service line, as ipvsadm has it.
+    let stats = lab.xlb(&xlb, &["status", "--stats"]).unwrap();
+    let line = stats
+        .lines()
+        .find(|l| l.starts_with("TCP"))
+        .unwrap_or_else(|| panic!("{stats}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let number = |i: usize| words[i].parse::<u64>().unwrap();
+    assert!(number(2) >= N as u64, "Conns: {stats}");
+    assert!(number(3) >= 4 * N as u64, "InPkts: {stats}");
+    assert_eq!(number(4), 0, "OutPkts of a DR director: {stats}");
+    assert!(number(5) > number(3) * 40, "InBytes: {stats}");
+    let rate = lab.xlb(&xlb, &["status", "--rate"]).unwrap();
+    assert!(
+        rate.contains("CPS    InPPS   OutPPS    InBPS   OutBPS"),
+        "{rate}"
+    );
+    assert_eq!(
+        rate.lines().filter(|l| l.starts_with("  -> ")).count(),
+        4,
+        "{rate}"
+    );
+
+    // --json: the whole model.
+    let status = status_json(&lab);
+    let svc = &status.services[0];
+    assert_eq!(svc.forward, "Route");
+    assert!(svc.active && svc.quorum_up && !svc.sorry_active, "{svc:#?}");
+    assert!(svc.table_checksum.is_some(), "{svc:#?}");
+    assert_eq!(status.dataplane.flow_table_size, 1 << 21);
+    assert!(status.dataplane.flow_table_entries >= active as u64);
+
+    // /metrics, through the reference parser.
+    let samples = metrics(&lab);
+    let local = [
+        ("local_address", lab.vip.to_string()),
+        ("local_port", "80".to_string()),
+        ("proto", "TCP".to_string()),
+    ];
+    let labels = |extra: &[(&'static str, String)]| -> Vec<(&'static str, String)> {
+        local.iter().cloned().chain(extra.iter().cloned()).collect()
+    };
+    let get = |name: &str, labels: &[(&'static str, String)]| -> f64 {
+        let want: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        sample(&samples, name, &want)
+            .unwrap_or_else(|| panic!("no {name} {labels:?} in {samples:#?}"))
+            .value
+    };
+    let mut backend_packets = 0.0;
+    for ip in &lab.backend_ips {
+        let rs = labels(&[
+            ("remote_address", ip.to_string()),
+            ("remote_port", "80".to_string()),
+        ]);
+        backend_packets += get("xlb_backend_incoming_packets_total", &rs);
+        assert_eq!(get("xlb_backend_up", &rs), 1.0);
+    }
+    assert!(backend_packets >= 4.0 * N as f64, "{backend_packets}");
+    assert!(get("xlb_service_incoming_packets_total", &labels(&[])) >= backend_packets);
+    assert!(get("xlb_packets_total", &[("outcome", "tx".to_string())]) >= backend_packets);
+    assert_eq!(get("xlb_flow_table_size", &[]), f64::from(1u32 << 21));
+    assert!(get("xlb_maglev_table_checksum", &labels(&[])) > 0.0);
+    assert_eq!(http_get(&lab, METRICS, "/other").0, 404);
+
+    // A real server that fails its check is listed with the reason, and weighs 0.
+    lab.stop_http(2).unwrap();
+    wait_for(LIMIT, || {
+        status_json(&lab).services[0].real_servers[2].state == "down"
+    })
+    .unwrap();
+    let table = lab.xlb(&xlb, &["status"]).unwrap();
+    let b3 = format!("{}:80", lab.backend_ips[2]);
+    let not_up = table
+        .split("Real servers not up\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        not_up.contains(&format!("{b3} of TCP {vip}: down since"))
+            && not_up.contains("HTTP_CHECK Error connecting"),
+        "{table}"
+    );
+    let samples = metrics(&lab);
+    let b3_ip = lab.backend_ips[2].to_string();
+    let b3_labels = [("remote_address", b3_ip.as_str()), ("proto", "TCP")];
+    assert_eq!(
+        sample(&samples, "xlb_backend_up", &b3_labels)
+            .unwrap()
+            .value,
+        0.0
+    );
+    assert_eq!(
+        sample(&samples, "xlb_backend_weight", &b3_labels)
+            .unwrap()
+            .value,
+        0.0
+    );
+
+    // keepalived's signals: USR1 dumps the status, USR2 the counters, to the log; a stray
+    // signal is logged and changes nothing.
+    let pid = lab.process(index).pid();
+    for (signal, needle) in [
+        (libc::SIGUSR1, "IP Virtual Server version xlb"),
+        (libc::SIGUSR2, "outcome counters:"),
+        (libc::SIGALRM, "SIGALRM received and ignored"),
+    ] {
+        let before = lab.log_count(needle);
+        // SAFETY: signalling the lab's own child, still running (not reaped).
+        unsafe { libc::kill(pid, signal) };
+        lab.wait_for_log(needle, before, LIMIT).unwrap();
+    }
+    assert!(lab.process(index).child.try_wait().unwrap().is_none());
+    assert_eq!(status_json(&lab).services.len(), 1);
+
+    // xlb stop: VRRP handed over (none here), XDP detached, pins and pidfile removed.
+    let out = lab.xlb(&xlb, &["stop"]).unwrap();
+    assert!(out.contains("stopped"), "{out}");
+    let exit = lab.process(index).child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}\n{}", lab.log());
+    assert!(!lab.pin_dir().exists(), "{}", lab.pin_dir().display());
+    assert!(!pidfile.exists());
+    let err = lab.xlb(&xlb, &["status"]).unwrap_err().to_string();
+    assert!(err.contains("no xlb is running here"), "{err}");
+}
+
+#[test]
+fn cleanup_after_kill9() {
+    let mut lab = DrLab::new("cleanup", 1).expect("building the lab");
+    let xlb = xlb_binary();
+    let config = lab.write_config("xlb.conf", &[1]).unwrap();
+    let index = lab.start_director(&xlb, &config).unwrap();
+    assert!(lab.get(Duration::from_secs(5)).is_ok());
+    // Our own child, not yet reaped: its pid is still its own.
+    lab.process(index).child.kill().unwrap();
+    lab.process(index).child.wait().unwrap();
+
+    let err = lab.xlb(&xlb, &["status"]).unwrap_err().to_string();
+    assert!(err.contains("no xlb is running here"), "{err}");
+    let err = lab.xlb(&xlb, &["stats"]).unwrap_err().to_string();
+    assert!(err.contains("no xlb is running here"), "{err}");
+    let link = lab.director.run(&["ip", "link", "show", "eth0"]).unwrap();
+    assert!(
+        link.contains("xdp"),
+        "the pinned link keeps XDP attached: {link}"
+    );
+
+    let out = lab.xlb(&xlb, &["cleanup"]).unwrap();
+    assert!(out.contains("removed the pins"), "{out}");
+    let link = lab.director.run(&["ip", "link", "show", "eth0"]).unwrap();
+    assert!(!link.contains("xdp"), "{link}");
+    assert!(!lab.pin_dir().exists());
+    assert!(!lab.pidfile().exists());
+    assert!(!lab.pidfile().with_extension("sock").exists());
+
+    // And a new xlb starts as on a fresh machine.
+    lab.start_director(&xlb, &config).unwrap();
+    assert!(lab.get(Duration::from_secs(5)).is_ok());
+    // Cleanup is refused while one runs.
+    let err = lab.xlb(&xlb, &["cleanup"]).unwrap_err().to_string();
+    assert!(err.contains("is running on eth0: use `xlb stop"), "{err}");
+    assert!(lab.get(Duration::from_secs(5)).is_ok());
+}
+
+#[test]
+fn bad_arguments_are_refused_before_anything_runs() {
+    let lab = DrLab::new("badargs", 1).expect("building the lab");
+    let xlb = xlb_binary();
+    let config = lab.write_config("xlb.conf", &[1]).unwrap();
+    let run_xlb = |config: &Path, extra: &[&str]| {
+        let mut c = lab.director.command(xlb.to_str().unwrap());
+        c.args(["run", "-f"])
+            .arg(config)
+            .args(["-i", "eth0", "--bpffs"])
+            .arg(lab.bpffs())
+            .arg("--pidfile")
+            .arg(lab.pidfile())
+            .args(extra);
+        let out = output_within(&mut c, LIMIT).unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+
+    // A metrics address in use.
+    let mut holder = lab
+        .director
+        .command("/usr/bin/python3")
+        .args([
+            "-c",
+            "import socket, time\ns = socket.socket()\ns.bind(('127.0.0.1', 9651))\n\
+             s.listen()\nprint('bound', flush=True)\ntime.sleep(60)",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The whole line: python writes its newline apart, and a closed pipe would end it.
+    let mut bound = [0u8; 6];
+    holder
+        .stdout
+        .take()
+        .unwrap()
+        .read_exact(&mut bound)
+        .unwrap();
+    let err = run_xlb(&config, &["--metrics-address", "127.0.0.1:9651"]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(
+        err.contains("--metrics-address 127.0.0.1:9651: cannot listen there"),
+        "{err}"
+    );
+    assert!(!lab.pin_dir().exists(), "nothing was loaded");
+
+    // A VRRP instance on another interface than -i.
+    let other = lab.workdir.join("other.conf");
+    fs::write(
+        &other,
+        format!(
+            "{}\nvrrp_instance VI_9 {{\n    interface eth7\n    virtual_router_id 9\n    \
+             priority 100\n    virtual_ipaddress {{\n        {}/32\n    }}\n}}\n",
+            fs::read_to_string(&config).unwrap(),
+            lab.vip
+        ),
+    )
+    .unwrap();
+    let err = run_xlb(&other, &[]);
+    assert!(
+        err.contains("other.conf:") && err.contains("error: vrrp_instance VI_9 runs on eth7"),
+        "{err}"
+    );
+    assert!(!lab.pin_dir().exists(), "nothing was loaded");
+
+    // A metrics address that is not one.
+    let mut c = lab.director.command(xlb.to_str().unwrap());
+    c.args(["run", "-f"])
+        .arg(&config)
+        .args(["-i", "eth0", "--metrics-address", "localhost"]);
+    let out = output_within(&mut c, LIMIT).unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("invalid value 'localhost'"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn control_socket_clients_cannot_disturb_the_daemon() {
+    let mut lab = DrLab::new("clients", 1).expect("building the lab");
+    let xlb = xlb_binary();
+    let config = lab.write_config("xlb.conf", &[1]).unwrap();
+    lab.start_director(&xlb, &config).unwrap();
+    let socket = lab.pidfile().with_extension("sock");
+
+    // Not root: refused by the socket's mode, before the daemon sees anything.
+    let mut c = lab.director.command("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&xlb)
+        .args(["status", "-i", "eth0", "--pidfile"])
+        .arg(lab.pidfile());
+    let out = output_within(&mut c, LIMIT).unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("permission denied (run as root)"), "{err}");
+
+    // Garbage, an endless line, and clients that say nothing: each answered or dropped.
+    let ask = |bytes: &[u8]| -> String {
+        let mut s = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        s.set_read_timeout(Some(LIMIT)).unwrap();
+        let _ = s.write_all(bytes);
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        answer
+    };
+    let answer = ask(b"{\"command\":\"format_disk\"}\n");
+    assert!(answer.contains("not a request"), "{answer}");
+    let answer = ask(&vec![b'x'; 100 * 1024]);
+    assert!(answer.contains("longer than"), "{answer}");
+    let idle: Vec<_> = (0..20)
+        .map(|_| std::os::unix::net::UnixStream::connect(&socket).unwrap())
+        .collect();
+    let status = lab.xlb(&xlb, &["status"]).unwrap();
+    assert!(status.contains("TCP  "), "{status}");
+    drop(idle);
+    assert!(lab.get(Duration::from_secs(5)).is_ok());
+}
