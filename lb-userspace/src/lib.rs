@@ -12,6 +12,7 @@ pub mod dataplane;
 pub mod health;
 pub mod instance;
 pub mod netlink;
+pub mod notify;
 pub mod reconcile;
 pub mod service;
 pub mod tables;

@@ -302,6 +302,8 @@ async fn serve(
     // A reload that reached the data plane: the running config it replaced, and who waits for
     // the answer. The health checks follow it once the data plane has it.
     let mut reloaded: Option<(Config, Vec<oneshot::Sender<Response>>)> = None;
+    // systemd (crate::notify): READY=1 once the first apply is done and VRRP has started.
+    let mut notified_ready = false;
     loop {
         if resolve != Resolve::Nothing {
             let only_new = resolve == Resolve::New;
@@ -345,6 +347,8 @@ async fn serve(
             for c in &changes {
                 info!("  {c}");
             }
+            crate::notify::ready_after_reload();
+            crate::notify::status(&format!("reloaded: {} change(s)", changes.len()));
             for waiter in waiters {
                 let _ = waiter.send(Response::Reloaded {
                     changes: changes.clone(),
@@ -377,6 +381,15 @@ async fn serve(
                 (Err(e), None) => return Err(e),
             }
         }
+        if !notified_ready {
+            notified_ready = true;
+            crate::notify::ready();
+            crate::notify::status(&format!(
+                "serving {} virtual server(s) on {}",
+                config.virtual_servers.len(),
+                iface.name
+            ));
+        }
         tokio::select! {
             _ = ticker.tick() => {
                 resolve = Resolve::All;
@@ -402,6 +415,7 @@ async fn serve(
                     Some(_) => info!("SIGHUP: a reload is already being read"),
                     None => {
                         info!("SIGHUP: reloading {}", opts.config.display());
+                        crate::notify::reloading();
                         reload = Some(PendingReload {
                             task: start_reload(&opts.config, maglev_size),
                             waiters: Vec::new(),
@@ -414,6 +428,7 @@ async fn serve(
                     Some(pending) => pending.waiters.push(incoming.reply),
                     None => {
                         info!("reload asked on the control socket");
+                        crate::notify::reloading();
                         reload = Some(PendingReload {
                             task: start_reload(&opts.config, maglev_size),
                             waiters: vec![incoming.reply],
@@ -435,6 +450,11 @@ async fn serve(
                             "reload refused, the running config stays in force: {} error(s)",
                             errors.len()
                         );
+                        crate::notify::ready_after_reload();
+                        crate::notify::status(&format!(
+                            "reload refused ({} error(s)), the running config stays",
+                            errors.len()
+                        ));
                         // lb-config keeps at most its first 100 errors, then counts.
                         Response::Refused { errors }
                     }
@@ -472,8 +492,14 @@ async fn serve(
                     let _ = waiter.send(response.clone());
                 }
             }
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
+            _ = sigterm.recv() => {
+                crate::notify::stopping();
+                break;
+            }
+            _ = sigint.recv() => {
+                crate::notify::stopping();
+                break;
+            }
         }
     }
     if let Some(handle) = vrrp_handle {
