@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod health;
 pub mod instance;
+pub mod logging;
 pub mod netlink;
 pub mod notify;
 pub mod reconcile;

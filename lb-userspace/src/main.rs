@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use lb_userspace::{
     cli,
     instance::{InstancePaths, InterfaceName},
+    logging,
 };
 
 #[derive(Parser)]
@@ -99,13 +100,7 @@ enum Mode {
 }
 
 fn main() -> ExitCode {
-    // netlink_proto warns whenever a reply arrives for a request that timed out (a neighbour
-    // probe, say): noise, not news.
-    env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or("info,netlink_proto=error"),
-    )
-    .format_timestamp_millis()
-    .init();
+    logging::init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run {
@@ -138,7 +133,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("xlb: {e:#}");
+            eprintln!("{}xlb: {e:#}", logging::stderr_prefix(log::Level::Error));
             ExitCode::FAILURE
         }
     }

@@ -22,7 +22,12 @@ pub fn load_config(path: &Path) -> Result<Checked> {
         Ok(loaded) => loaded,
         Err(errors) => {
             for d in &errors.diagnostics {
-                eprintln!("{d}");
+                let level = if d.is_error() {
+                    log::Level::Error
+                } else {
+                    log::Level::Warn
+                };
+                eprintln!("{}{d}", crate::logging::stderr_prefix(level));
             }
             bail!("{}: {} error(s)", path.display(), errors.error_count())
         }
@@ -33,8 +38,9 @@ pub fn load_config(path: &Path) -> Result<Checked> {
     match crate::capacity::check(&loaded.config) {
         Ok(usage) => Ok(Checked { loaded, usage }),
         Err(over) => {
+            let prefix = crate::logging::stderr_prefix(log::Level::Error);
             for e in &over {
-                eprintln!("{e}");
+                eprintln!("{prefix}{e}");
             }
             bail!(
                 "{}: {} error(s): over the data plane's limits",
