@@ -3,7 +3,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use aya::programs::XdpMode;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
 use lb_userspace::{
     cli,
     instance::{InstancePaths, InterfaceName},
@@ -14,7 +14,13 @@ use lb_userspace::{
 #[command(
     name = "xlb",
     version,
-    about = "XDP load balancer for highly available virtual IPs"
+    about = "XDP load balancer for highly available virtual IPs",
+    long_about = "XDP load balancer for highly available virtual IPs.\n\n\
+        xlb reads keepalived.conf (virtual_server, real_server, the health checkers and \
+        vrrp_instance) and forwards the traffic of the virtual services in XDP, by Direct \
+        Routing, with weighted Maglev consistent hashing; it speaks VRRP as keepalived does. \
+        One xlb serves one interface: `xlb run -f FILE -i IFACE`, or under systemd \
+        `systemctl enable --now xlb@IFACE`."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -65,6 +71,9 @@ enum Command {
         #[command(flatten)]
         instance: InstanceArgs,
     },
+    /// Write the man pages (xlb.8 and one per subcommand) into DIR.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
 }
 
 /// Which xlb: the one serving an interface in this network namespace.
@@ -129,6 +138,11 @@ fn main() -> ExitCode {
         Command::Check { config, json } => cli::check::check(&config, json),
         Command::Reload { instance } => instance.paths().and_then(|p| cli::reload::reload(&p)),
         Command::Stats { instance } => instance.paths().and_then(|p| cli::stats::print(&p)),
+        Command::Man { dir } => cli::man::generate(Cli::command(), &dir).map(|pages| {
+            for page in pages {
+                println!("{}", page.display());
+            }
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

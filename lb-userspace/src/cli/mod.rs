@@ -1,6 +1,7 @@
 //! The `xlb` subcommands.
 
 pub mod check;
+pub mod man;
 pub mod reload;
 pub mod run;
 pub mod stats;
