@@ -12,7 +12,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 /// bpf-linker release known to build against LLVM 22 (the nightly's).
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Commands the labs and tests run, and the Debian package that has each.
-const PACKAGES: [(&str, &str); 6] = [
+const PACKAGES: [(&str, &str); 7] = [
     ("ip", "iproute2"),
     ("ethtool", "ethtool"),
     ("tcpdump", "tcpdump"),
@@ -20,6 +20,9 @@ const PACKAGES: [(&str, &str); 6] = [
     ("python3", "python3"),
     // The peer of the interoperability tests and the baseline of the failover bench.
     ("keepalived", "keepalived"),
+    // `systemd-analyze verify` of the unit (packaging tests). Without systemd as PID 1 the
+    // package starts nothing, and the policy below holds its services back anyway.
+    ("systemd-analyze", "systemd"),
 ];
 
 /// Stops Debian's maintainer scripts from starting the services they install (keepalived
