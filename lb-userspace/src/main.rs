@@ -3,17 +3,24 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use aya::programs::XdpMode;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
 use lb_userspace::{
     cli,
     instance::{InstancePaths, InterfaceName},
+    logging,
 };
 
 #[derive(Parser)]
 #[command(
     name = "xlb",
     version,
-    about = "XDP load balancer for highly available virtual IPs"
+    about = "XDP load balancer for highly available virtual IPs",
+    long_about = "XDP load balancer for highly available virtual IPs.\n\n\
+        xlb reads keepalived.conf (virtual_server, real_server, the health checkers and \
+        vrrp_instance) and forwards the traffic of the virtual services in XDP, by Direct \
+        Routing, with weighted Maglev consistent hashing; it speaks VRRP as keepalived does. \
+        One xlb serves one interface: `xlb run -f FILE -i IFACE`, or under systemd \
+        `systemctl enable --now xlb@IFACE`."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -98,6 +105,9 @@ enum Command {
         #[command(flatten)]
         instance: InstanceArgs,
     },
+    /// Write the man pages (xlb.8 and one per subcommand) into DIR.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
 }
 
 /// Which xlb: the one serving an interface in this network namespace.
@@ -133,13 +143,7 @@ enum Mode {
 }
 
 fn main() -> ExitCode {
-    // netlink_proto warns whenever a reply arrives for a request that timed out (a neighbour
-    // probe, say): noise, not news.
-    env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or("info,netlink_proto=error"),
-    )
-    .format_timestamp_millis()
-    .init();
+    logging::init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run {
@@ -190,11 +194,16 @@ fn main() -> ExitCode {
         Command::Stats { instance } => instance.paths().and_then(|p| cli::status::stats(&p)),
         Command::Stop { instance } => instance.paths().and_then(|p| cli::stop::stop(&p)),
         Command::Cleanup { instance } => instance.paths().and_then(|p| cli::cleanup::cleanup(&p)),
+        Command::Man { dir } => cli::man::generate(Cli::command(), &dir).map(|pages| {
+            for page in pages {
+                println!("{}", page.display());
+            }
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("xlb: {e:#}");
+            eprintln!("{}xlb: {e:#}", logging::stderr_prefix(log::Level::Error));
             ExitCode::FAILURE
         }
     }

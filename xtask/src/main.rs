@@ -1,8 +1,9 @@
-//! Project tasks: `cargo xtask run | test | bench | setup`.
+//! Project tasks: `cargo xtask run | test | bench | package | setup`.
 //!
 //! Every task first makes sure the toolchain is there (see [`setup`]): the nightly's rust-src,
 //! a bpf-linker built against the nightly's own LLVM, and the Debian packages the labs use.
 
+mod package;
 mod setup;
 
 use std::process::Command;
@@ -42,6 +43,9 @@ enum Task {
     /// failover of xlb beside keepalived (xlb-failover-bench; run counts from
     /// XLB_FAILOVER_RUNS, XLB_SIGTERM_RUNS, XLB_FLAP_RUNS, XLB_FLAP_SECONDS).
     Bench,
+    /// A Debian package of the release xlb, its systemd unit and man pages:
+    /// target/package/xlb_VERSION_ARCH.deb (install it with `dpkg -i`).
+    Package,
 }
 
 fn main() -> Result<()> {
@@ -76,6 +80,13 @@ fn main() -> Result<()> {
                 argv.extend(args.iter().map(String::as_str));
             }
             cargo(&argv)
+        }
+        Task::Package => {
+            cargo(&["build", "--release", "-p", "lb-userspace", "--bin", "xlb"])?;
+            let deb = package::build(&package::target_dir().join("release/xlb"))?;
+            package::check(&deb)?;
+            println!("{}", deb.display());
+            Ok(())
         }
         Task::Bench => {
             // Both benches start the release `xlb` in network namespaces.

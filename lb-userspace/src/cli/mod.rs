@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod cleanup;
+pub mod man;
 pub mod reload;
 pub mod run;
 pub mod status;
@@ -24,7 +25,12 @@ pub fn load_config(path: &Path) -> Result<Checked> {
         Ok(loaded) => loaded,
         Err(errors) => {
             for d in &errors.diagnostics {
-                eprintln!("{d}");
+                let level = if d.is_error() {
+                    log::Level::Error
+                } else {
+                    log::Level::Warn
+                };
+                eprintln!("{}{d}", crate::logging::stderr_prefix(level));
             }
             bail!("{}: {} error(s)", path.display(), errors.error_count())
         }
@@ -35,8 +41,9 @@ pub fn load_config(path: &Path) -> Result<Checked> {
     match crate::capacity::check(&loaded.config) {
         Ok(usage) => Ok(Checked { loaded, usage }),
         Err(over) => {
+            let prefix = crate::logging::stderr_prefix(log::Level::Error);
             for e in &over {
-                eprintln!("{e}");
+                eprintln!("{prefix}{e}");
             }
             bail!(
                 "{}: {} error(s): over the data plane's limits",

@@ -182,8 +182,9 @@ fn refuse_other_interfaces(config: &Config, interface: &str) -> Result<()> {
     if errors.is_empty() {
         return Ok(());
     }
+    let prefix = crate::logging::stderr_prefix(log::Level::Error);
     for line in &errors {
-        eprintln!("{line}");
+        eprintln!("{prefix}{line}");
     }
     bail!(
         "{} VRRP instance(s) on another interface than -i {interface}",

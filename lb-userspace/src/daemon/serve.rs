@@ -144,6 +144,8 @@ impl<'a> Daemon<'a> {
         let mut ticker = tokio::time::interval(super::RESOLVE_INTERVAL);
         let sampler = status::spawn_sampler(self.observer.clone(), self.rates.clone());
         let mut stopped_by: Option<oneshot::Sender<Response>> = None;
+        // systemd (crate::notify): READY=1 once the first apply is done and VRRP has started.
+        let mut notified_ready = false;
         loop {
             self.catch_up().await;
             if let Some((old, waiters)) = self.reloaded.take() {
@@ -153,6 +155,15 @@ impl<'a> Daemon<'a> {
             if self.vrrp.handle.is_none() && !self.vrrp.config.vrrp_instances.is_empty() {
                 self.start_vrrp()?;
                 continue;
+            }
+            if !notified_ready {
+                notified_ready = true;
+                crate::notify::ready();
+                crate::notify::status(&format!(
+                    "serving {} virtual server(s) on {}",
+                    self.config.virtual_servers.len(),
+                    self.iface.name
+                ));
             }
             tokio::select! {
                 _ = ticker.tick() => {
@@ -178,6 +189,7 @@ impl<'a> Daemon<'a> {
                     Signalled::Reload => self.ask_reload(None),
                     Signalled::Stop(name) => {
                         info!("{name}: stopping");
+                        crate::notify::stopping();
                         break;
                     }
                     Signalled::DumpStatus => self.dump(|s| {
@@ -190,6 +202,7 @@ impl<'a> Daemon<'a> {
                     Request::Status => self.answer_status(incoming.reply),
                     Request::Stop => {
                         info!("stop asked on the control socket: stopping");
+                        crate::notify::stopping();
                         stopped_by = Some(incoming.reply);
                         break;
                     }
@@ -315,6 +328,7 @@ impl<'a> Daemon<'a> {
             }
             None => {
                 info!("{from}: reloading {}", self.opts.config.display());
+                crate::notify::reloading();
                 let mut pending = PendingReload::start(
                     &self.opts.config,
                     self.opts.paths.interface.as_str(),
@@ -339,6 +353,11 @@ impl<'a> Daemon<'a> {
                     "reload refused, the running config stays in force: {} error(s)",
                     errors.len()
                 );
+                crate::notify::ready_after_reload();
+                crate::notify::status(&format!(
+                    "reload refused ({} error(s)), the running config stays",
+                    errors.len()
+                ));
                 // lb-config keeps at most its first 100 errors, then counts.
                 let response = Response::Refused { errors };
                 for waiter in waiters {
@@ -397,6 +416,8 @@ impl<'a> Daemon<'a> {
         for c in &changes {
             info!("  {c}");
         }
+        crate::notify::ready_after_reload();
+        crate::notify::status(&format!("reloaded: {} change(s)", changes.len()));
         for waiter in waiters {
             let _ = waiter.send(Response::Reloaded {
                 changes: changes.clone(),
