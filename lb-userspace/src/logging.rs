@@ -4,8 +4,22 @@
 //! `journalctl -p warning` and the colours work.
 //!
 //! The filter is `RUST_LOG`, by default `info` with netlink_proto's noise left out.
+//!
+//! Nothing that logs ever waits for stderr: lines go into a bounded queue that a thread of its
+//! own writes out. When stderr is not being read (a stalled journald, a full pipe) the queue
+//! fills and further lines are dropped and counted, and the count is logged once stderr moves
+//! again. The VRRP thread logs on its real-time path; a blocking write there once stopped its
+//! adverts long enough for a backup to take over.
 
-use std::io::Write as _;
+use std::{
+    io::Write as _,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicU64, Ordering},
+        mpsc::{Receiver, SyncSender, TrySendError, sync_channel},
+    },
+    time::Duration,
+};
 
 use log::Level;
 
@@ -13,11 +27,103 @@ use log::Level;
 /// probe, say): noise, not news.
 const DEFAULT_FILTER: &str = "info,netlink_proto=error";
 
+/// Lines the queue holds before it drops (a few seconds of the busiest logging xlb does).
+const QUEUE_LINES: usize = 4096;
+/// How long [`flush`] waits for the queue to be written out.
+const FLUSH_LIMIT: Duration = Duration::from_secs(2);
+
+enum Message {
+    Line(Vec<u8>),
+    /// Answered once every line before it was written.
+    Flush(SyncSender<()>),
+}
+
+/// The logger's end of the queue.
+struct Queue {
+    tx: SyncSender<Message>,
+    dropped: Arc<AtomicU64>,
+}
+
+static QUEUE: OnceLock<SyncSender<Message>> = OnceLock::new();
+
+impl std::io::Write for Queue {
+    /// env_logger hands over one whole formatted record per write.
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.tx.try_send(Message::Line(buf.to_vec())) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            // The writer is gone (the process is ending): nothing to write to.
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes the queue to stderr. After lines were dropped, says how many (through the logger,
+/// so that the notice has the log's format; the queue has room for it now).
+fn write_out(rx: Receiver<Message>, dropped: Arc<AtomicU64>) {
+    let mut stderr = std::io::stderr();
+    for message in rx {
+        match message {
+            Message::Line(line) => {
+                let _ = stderr.write_all(&line);
+                let lost = dropped.swap(0, Ordering::Relaxed);
+                if lost > 0 {
+                    log::warn!("{lost} log line(s) dropped: stderr was not being read");
+                }
+            }
+            Message::Flush(done) => {
+                let _ = stderr.flush();
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+/// Waits (at most 2 s) until every line logged so far is written: before the process exits.
+pub fn flush() {
+    let Some(tx) = QUEUE.get() else {
+        return;
+    };
+    let (done_tx, done) = sync_channel(1);
+    let deadline = std::time::Instant::now() + FLUSH_LIMIT;
+    let mut message = Message::Flush(done_tx);
+    // std's SyncSender has no send with a deadline: retry while the queue is full.
+    loop {
+        match tx.try_send(message) {
+            Ok(()) => break,
+            Err(TrySendError::Full(back)) if std::time::Instant::now() < deadline => {
+                message = back;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => return,
+        }
+    }
+    let _ = done.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()));
+}
+
 /// Installs the logger; call once, first thing in `main`.
 pub fn init() {
     let mut builder =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(DEFAULT_FILTER));
-    if stderr_is_journal() {
+    let journal = stderr_is_journal();
+    let (tx, rx) = sync_channel(QUEUE_LINES);
+    let dropped = Arc::new(AtomicU64::new(0));
+    let writer = std::thread::Builder::new().name("xlb-log".into()).spawn({
+        let dropped = dropped.clone();
+        move || write_out(rx, dropped)
+    });
+    if writer.is_ok() {
+        let _ = QUEUE.set(tx.clone());
+        builder.target(env_logger::Target::Pipe(Box::new(Queue { tx, dropped })));
+    }
+    if journal {
         builder
             .write_style(env_logger::WriteStyle::Never)
             .format(|buf, record| {

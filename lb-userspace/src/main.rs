@@ -200,6 +200,8 @@ fn main() -> ExitCode {
             }
         }),
     };
+    // What was logged goes out before the last word.
+    logging::flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -132,6 +132,8 @@ pub struct HaLab {
     pub workdir: PathBuf,
     /// The xlb binary started on directors.
     pub xlb: PathBuf,
+    /// More arguments for every `xlb run` (`--metrics-address ...`).
+    pub xlb_args: Vec<String>,
     // Dropped in field order (after Drop::drop stopped them): daemons, servers, the XDP_PASS
     // program, then the namespaces, the switch last.
     running: Vec<Option<Running>>,
@@ -179,6 +181,7 @@ impl HaLab {
             backend_ips: Vec::new(),
             workdir,
             xlb: xlb.to_path_buf(),
+            xlb_args: Vec::new(),
             running: (0..directors).map(|_| None).collect(),
             runs: vec![0; directors],
             local_servers: (0..directors).map(|_| Vec::new()).collect(),
@@ -326,6 +329,17 @@ impl HaLab {
     /// Starts `xlb run` on director `d` with this config text; returns once its VRRP instance
     /// has entered its first state and its backends are resolved.
     pub fn start_xlb(&mut self, d: usize, config: &str) -> Result<()> {
+        self.start_xlb_logging(d, config, None)
+    }
+
+    /// As [`Self::start_xlb`], with xlb's stderr (its log) on `stderr` when given: the log file
+    /// then gets only stdout, and xlb is asked on its control socket whether it has started.
+    pub fn start_xlb_logging(
+        &mut self,
+        d: usize,
+        config: &str,
+        stderr: Option<std::os::fd::OwnedFd>,
+    ) -> Result<()> {
         if self.is_running(d) {
             bail!("{} runs a daemon already", self.director_name(d));
         }
@@ -341,8 +355,13 @@ impl HaLab {
             .arg(self.bpffs(d))
             .arg("--pidfile")
             .arg(self.pidfile(d))
-            .stdout(file.try_clone()?)
-            .stderr(file);
+            .args(&self.xlb_args)
+            .stdout(file.try_clone()?);
+        let logs_elsewhere = stderr.is_some();
+        match stderr {
+            Some(fd) => cmd.stderr(fd),
+            None => cmd.stderr(file),
+        };
         let child = cmd.spawn().context("starting xlb")?;
         self.running[d] = Some(Running {
             daemon: Daemon::Xlb,
@@ -363,6 +382,17 @@ impl HaLab {
             })
             .collect::<std::collections::BTreeSet<_>>()
             .len();
+        if logs_elsewhere {
+            return self.wait_started(d, |lab| {
+                lab.xlb_status(d).is_ok_and(|s| {
+                    s.vrrp.iter().any(|vi| vi.state != "INIT")
+                        && s.services
+                            .iter()
+                            .flat_map(|svc| &svc.real_servers)
+                            .all(|rs| rs.state != "unresolved")
+                })
+            });
+        }
         self.wait_started(d, |lab| {
             let log = lab.log(d);
             log.contains(" Entering ") && log.matches(" is at ").count() >= servers
@@ -839,6 +869,26 @@ impl HaLab {
             .arg("--pidfile")
             .arg(self.pidfile(d));
         lab::run(&mut c)
+    }
+
+    /// `xlb ARGS -i eth0 --bpffs B --pidfile P` on director `d`: its output, or its stderr as
+    /// the error.
+    pub fn xlb_command(&self, d: usize, args: &[&str]) -> Result<String> {
+        let mut c = self.directors[d].command(self.xlb.to_str().context("xlb path")?);
+        c.args(args)
+            .args(["-i", "eth0", "--bpffs"])
+            .arg(self.bpffs(d))
+            .arg("--pidfile")
+            .arg(self.pidfile(d));
+        lab::run(&mut c)
+    }
+
+    /// Replaces the config of the xlb on `d` with `config` and has it reloaded; `xlb reload`'s
+    /// answer (what changed).
+    pub fn reload_xlb(&self, d: usize, config: &str) -> Result<String> {
+        let path = self.workdir.join(format!("{}.conf", self.director_name(d)));
+        fs::write(&path, config)?;
+        self.xlb_command(d, &["reload"])
     }
 
     /// `xlb status --json` of director `d`: what its running xlb reports.

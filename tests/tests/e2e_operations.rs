@@ -10,11 +10,15 @@ use std::{
     net::{SocketAddr, TcpStream},
     path::Path,
     process::{Command, Stdio},
+    thread,
     time::Duration,
 };
 
 use lb_userspace::status::Status;
-use xlb_tests::lab::{DrLab, output_within, wait_for, xlb_binary};
+use xlb_tests::{
+    ha_lab::{Daemon, HaLab, VRRP_GROUP, VrrpSpec, ipv4_packet},
+    lab::{DrLab, Netns, output_within, wait_for, xlb_binary},
+};
 
 const METRICS: &str = "127.0.0.1:9650";
 const LIMIT: Duration = Duration::from_secs(30);
@@ -31,29 +35,28 @@ fn status_json(lab: &DrLab) -> Status {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
-/// One GET on a new connection from inside `lab`'s director namespace: (status code, body).
-fn http_get(lab: &DrLab, address: &str, path: &str) -> (u16, String) {
+/// One GET on a new connection from inside `ns`: (status code, body).
+fn http_get(ns: &Netns, address: &str, path: &str) -> (u16, String) {
     let address: SocketAddr = address.parse().unwrap();
     let request = format!("GET {path} HTTP/1.1\r\nHost: xlb\r\nConnection: close\r\n\r\n");
-    lab.director
-        .enter(move || {
-            let mut s = TcpStream::connect_timeout(&address, LIMIT).unwrap();
-            s.set_read_timeout(Some(LIMIT)).unwrap();
-            s.write_all(request.as_bytes()).unwrap();
-            let mut reply = String::new();
-            s.read_to_string(&mut reply).unwrap();
-            let code = reply
-                .split_whitespace()
-                .nth(1)
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(0);
-            let body = reply
-                .split_once("\r\n\r\n")
-                .map(|(_, b)| b.to_string())
-                .unwrap_or_default();
-            (code, body)
-        })
-        .unwrap()
+    ns.enter(move || {
+        let mut s = TcpStream::connect_timeout(&address, LIMIT).unwrap();
+        s.set_read_timeout(Some(LIMIT)).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        let code = reply
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = reply
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (code, body)
+    })
+    .unwrap()
 }
 
 /// One sample of an exposition, as the reference parser read it.
@@ -114,8 +117,8 @@ fn sample<'a>(samples: &'a [Sample], name: &str, labels: &[(&str, &str)]) -> Opt
     })
 }
 
-fn metrics(lab: &DrLab) -> Vec<Sample> {
-    let (code, body) = http_get(lab, METRICS, "/metrics");
+fn metrics(ns: &Netns) -> Vec<Sample> {
+    let (code, body) = http_get(ns, METRICS, "/metrics");
     assert_eq!(code, 200, "{body}");
     parse_openmetrics(&body)
 }
@@ -224,7 +227,7 @@ fn status_metrics_signals_and_stop() {
     assert!(status.dataplane.flow_table_entries >= active as u64);
 
     // /metrics, through the reference parser.
-    let samples = metrics(&lab);
+    let samples = metrics(&lab.director);
     let local = [
         ("local_address", lab.vip.to_string()),
         ("local_port", "80".to_string()),
@@ -253,7 +256,7 @@ fn status_metrics_signals_and_stop() {
     assert!(get("xlb_packets_total", &[("outcome", "tx".to_string())]) >= backend_packets);
     assert_eq!(get("xlb_flow_table_size", &[]), f64::from(1u32 << 21));
     assert!(get("xlb_maglev_table_checksum", &labels(&[])) > 0.0);
-    assert_eq!(http_get(&lab, METRICS, "/other").0, 404);
+    assert_eq!(http_get(&lab.director, METRICS, "/other").0, 404);
 
     // A real server that fails its check is listed with the reason, and weighs 0.
     lab.stop_http(2).unwrap();
@@ -272,7 +275,7 @@ fn status_metrics_signals_and_stop() {
             && not_up.contains("HTTP_CHECK Error connecting"),
         "{table}"
     );
-    let samples = metrics(&lab);
+    let samples = metrics(&lab.director);
     let b3_ip = lab.backend_ips[2].to_string();
     let b3_labels = [("remote_address", b3_ip.as_str()), ("proto", "TCP")];
     assert_eq!(
@@ -472,4 +475,272 @@ fn control_socket_clients_cannot_disturb_the_daemon() {
     assert!(status.contains("TCP  "), "{status}");
     drop(idle);
     assert!(lab.get(Duration::from_secs(5)).is_ok());
+}
+
+const HIGH: u8 = 150;
+const LOW: u8 = 100;
+
+/// Two xlb directors, d1 MASTER and d2 BACKUP, each serving /metrics.
+fn ha_pair(tag: &str, spec: &VrrpSpec, notify: Option<&Path>) -> HaLab {
+    let mut lab = HaLab::new(tag, 2, 1, &xlb_binary()).expect("building the lab");
+    lab.xlb_args = vec!["--metrics-address".into(), METRICS.into()];
+    for (d, priority) in [(0, HIGH), (1, LOW)] {
+        let spec = VrrpSpec {
+            extra: notify
+                .map(|n| format!("notify {}", n.display()))
+                .unwrap_or_default(),
+            ..spec.clone()
+        };
+        let config = lab.xlb_config(d, &spec, priority);
+        lab.start_xlb(d, &config).unwrap();
+    }
+    lab.wait_master(0, Duration::from_secs(10)).unwrap();
+    lab.wait_state(1, "BACKUP", Duration::from_secs(2)).unwrap();
+    lab
+}
+
+fn vrrp_labels(vip: &str) -> [(&str, &str); 4] {
+    [
+        ("iname", "VI_1"),
+        ("intf", "eth0"),
+        ("vrid", "51"),
+        ("ip_address", vip),
+    ]
+}
+
+#[test]
+fn vrrp_in_status_and_metrics_and_cleanup_after_kill9() {
+    let spec = VrrpSpec::v3("0.1");
+    let mut lab = ha_pair("opsha", &spec, None);
+    let vip = lab.vip.to_string();
+
+    let table = lab.xlb_command(0, &["status"]).unwrap();
+    let vrrp = table
+        .split("\nVRRP\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        vrrp.contains("VI_1 MASTER on eth0 vrid 51: priority 150/150, master since")
+            && vrrp.contains(&format!("{vip}/32")),
+        "{table}"
+    );
+    let master = metrics(&lab.directors[0]);
+    let backup = metrics(&lab.directors[1]);
+    let state = |samples: &[Sample]| {
+        sample(samples, "keepalived_vrrp_state", &vrrp_labels(&vip))
+            .unwrap_or_else(|| panic!("no keepalived_vrrp_state in {samples:#?}"))
+            .value
+    };
+    assert_eq!(state(&master), 2.0);
+    assert_eq!(state(&backup), 1.0);
+    let counter = |samples: &[Sample], name: &str, state: &str| {
+        sample(
+            samples,
+            name,
+            &[("iname", "VI_1"), ("vrid", "51"), ("state", state)],
+        )
+        .unwrap_or_else(|| panic!("no {name} in {samples:#?}"))
+        .value
+    };
+    assert!(counter(&master, "keepalived_advertisements_sent_total", "MASTER") > 0.0);
+    assert!(
+        counter(
+            &backup,
+            "keepalived_advertisements_received_total",
+            "BACKUP"
+        ) > 0.0
+    );
+    assert_eq!(
+        counter(&master, "keepalived_become_master_total", "MASTER"),
+        1.0
+    );
+    assert_eq!(
+        counter(&master, "keepalived_authentication_failure_total", "MASTER"),
+        0.0
+    );
+    let lease = sample(&master, "xlb_claim_lease_seconds", &[("instance", "VI_1")])
+        .unwrap_or_else(|| panic!("{master:#?}"))
+        .value;
+    assert!(lease > 0.0 && lease < 1.0, "{lease}");
+    assert_eq!(sample(&master, "keepalived_up", &[]).unwrap().value, 1.0);
+
+    // kill -9 of the master: the survivor says MASTER in its status and its metrics.
+    lab.kill9(0).unwrap();
+    lab.wait_state(1, "MASTER", Duration::from_secs(5)).unwrap();
+    let survivor = metrics(&lab.directors[1]);
+    assert_eq!(state(&survivor), 2.0);
+    assert_eq!(
+        counter(&survivor, "keepalived_become_master_total", "MASTER"),
+        1.0
+    );
+    assert_eq!(lab.status_state(1).as_deref(), Some("MASTER"));
+    let err = lab.xlb_command(0, &["status"]).unwrap_err().to_string();
+    assert!(err.contains("no xlb is running here"), "{err}");
+
+    // The dead director's kernel still has the VIP; cleanup removes it with the pins.
+    assert_eq!(lab.holders().unwrap(), vec![0, 1]);
+    let out = lab.xlb_command(0, &["cleanup"]).unwrap();
+    assert!(
+        out.contains("removed the pins") && out.contains(&format!("removed VRRP address {vip}/32")),
+        "{out}"
+    );
+    assert_eq!(lab.holders().unwrap(), vec![1]);
+    assert!(!lab.pin_dir(0).exists());
+}
+
+/// keepalived runs notify scripts on transitions only: a reload that changes the priority of a
+/// MASTER that stays MASTER runs none (it used to run `notify MASTER` again, paging whoever
+/// alerts on it at every reload).
+#[test]
+fn notify_runs_on_transitions_only_across_reloads() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let spec = VrrpSpec::v3("0.1");
+    let dir = std::env::temp_dir().join(format!("xlb-notify-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let notified = dir.join("notified");
+    let script = dir.join("notify.sh");
+    fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", notified.display()),
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let lab = ha_pair("notify", &spec, Some(&script));
+    let lines = || {
+        fs::read_to_string(&notified)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    // Both directors write to the file: d1 MASTER, d2 BACKUP.
+    wait_for(LIMIT, || lines().len() >= 2).unwrap();
+    let before = lines();
+    assert!(
+        before.contains(&"INSTANCE VI_1 MASTER 150".to_string()),
+        "{before:?}"
+    );
+
+    let with_priority = |priority: u8| {
+        let spec = VrrpSpec {
+            extra: format!("notify {}", script.display()),
+            ..spec.clone()
+        };
+        lab.xlb_config(0, &spec, priority)
+    };
+    let answer = lab.reload_xlb(0, &with_priority(160)).unwrap();
+    assert!(answer.contains("reloaded"), "{answer}");
+    thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        lines(),
+        before,
+        "a reload that keeps MASTER runs no notify script"
+    );
+    assert_eq!(lab.status_state(0).as_deref(), Some("MASTER"));
+    let status = lab.xlb_status(0).unwrap();
+    assert_eq!(status.vrrp[0].priority, 160);
+
+    // Below the backup's priority: a real transition, and its script runs.
+    lab.reload_xlb(0, &with_priority(50)).unwrap();
+    wait_for(LIMIT, || {
+        lines().iter().any(|l| l == "INSTANCE VI_1 BACKUP 50")
+    })
+    .unwrap_or_else(|_| panic!("{:?}\n{}", lines(), lab.logs()));
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// Nothing on the VRRP thread waits for its log: with stderr a full pipe nobody reads, the
+/// MASTER keeps advertising (its backup never takes over) while its VRRP thread logs, and what
+/// it logged comes out once stderr moves again.
+#[test]
+fn vrrp_adverts_keep_their_interval_while_stderr_is_blocked() {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    let spec = VrrpSpec::v3("0.1");
+    let mut lab = HaLab::new("stderr", 2, 1, &xlb_binary()).expect("building the lab");
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two descriptors we then own.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both descriptors are ours and open.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // The smallest pipe (a page): a few dozen lines fill it.
+    // SAFETY: fcntl on our own descriptor.
+    unsafe { libc::fcntl(read.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+    let config = lab.xlb_config(0, &spec, HIGH);
+    lab.start_xlb_logging(0, &config, Some(write)).unwrap();
+    lab.start(1, Daemon::Xlb, &spec, LOW).unwrap();
+    wait_for(LIMIT, || lab.status_state(0).as_deref() == Some("MASTER")).unwrap();
+    lab.wait_state(1, "BACKUP", Duration::from_secs(2)).unwrap();
+
+    // Fill the pipe: SIGUSR1 dumps the status to the log.
+    let pid = lab.pid(0).unwrap();
+    let queued = || {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD into an int, on our own descriptor.
+        unsafe { libc::ioctl(read.as_raw_fd(), libc::FIONREAD, &mut n) };
+        n
+    };
+    // Full: another dump adds nothing (a line longer than the room left waits whole).
+    let mut full = false;
+    for _ in 0..50 {
+        let before = queued();
+        // SAFETY: the lab's own child, running.
+        unsafe { libc::kill(pid, libc::SIGUSR1) };
+        thread::sleep(Duration::from_millis(100));
+        if before > 3000 && queued() == before {
+            full = true;
+            break;
+        }
+    }
+    assert!(full, "the pipe did not fill: {} bytes", queued());
+
+    // Make the master's VRRP thread log: junk for its VRID, each dropped for a reason of its own.
+    let me = lab.client_ip;
+    let junk: Vec<Vec<u8>> = (0u8..40)
+        .map(|i| {
+            ipv4_packet(
+                me,
+                VRRP_GROUP,
+                255,
+                &[0x31, 51, i, 1, 0, 1, 0, 0, 10, 99, 0, i],
+            )
+        })
+        .collect();
+    lab.send_from_client(&junk).unwrap();
+    let ttl64 = ipv4_packet(
+        me,
+        VRRP_GROUP,
+        64,
+        &[0x31, 51, 200, 1, 0, 1, 0, 0, 10, 99, 0, 1],
+    );
+    lab.send_from_client(&[ttl64]).unwrap();
+    // Three seconds: thirty advert intervals, ten Master_Down_Intervals of the backup.
+    thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        lab.entered(1, "MASTER"),
+        0,
+        "the backup took over: the master stopped advertising\n{}",
+        lab.logs()
+    );
+    assert_eq!(lab.status_state(0).as_deref(), Some("MASTER"));
+    let dropped: u64 = lab.drop_counters(0).values().sum();
+    assert!(dropped >= 40, "the junk reached the VRRP thread: {dropped}");
+
+    // stderr moves again: the lines the VRRP thread logged meanwhile come out (queued, not
+    // lost: the queue holds thousands).
+    // SAFETY: fcntl on our own descriptor.
+    unsafe { libc::fcntl(read.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    let mut file = std::fs::File::from(read);
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let deadline = std::time::Instant::now() + LIMIT;
+    while !String::from_utf8_lossy(&seen).contains("VRRP packet dropped from")
+        && std::time::Instant::now() < deadline
+    {
+        match file.read(&mut chunk) {
+            Ok(n) if n > 0 => seen.extend_from_slice(&chunk[..n]),
+            _ => thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.contains("VRRP packet dropped from"), "{text}");
 }

@@ -446,13 +446,13 @@ impl Dataplane {
 
     /// A handle on the claims map of its own, for the VRRP thread: each VRRP instance writes
     /// only its own entry, so it never contends with the reconciler.
-    pub fn claims_handle(&self) -> Result<Claims> {
+    pub fn claims_handle(&self) -> Result<ClaimWriter> {
         let fd = self
             .claims_fd
             .try_clone()
             .context("duplicating the claims map")?;
         let data = MapData::from_fd(fd).context("opening the claims map")?;
-        Ok(Claims(
+        Ok(ClaimWriter(
             Array::try_from(aya::maps::Map::Array(data)).context("the claims map")?,
         ))
     }
@@ -594,10 +594,12 @@ impl crate::reconcile::MapWriter for Dataplane {
     }
 }
 
-/// The claims map, as the VRRP thread holds it.
-pub struct Claims(Array<MapData, Claim>);
+/// The claims map, as the VRRP thread holds it: the only writer of its instances' claims
+/// besides the reconciler's withdrawals, so that a lease is renewed on the real-time thread
+/// that sends the adverts and by nothing else.
+pub struct ClaimWriter(Array<MapData, Claim>);
 
-impl Claims {
+impl ClaimWriter {
     pub fn set(&mut self, index: u32, claim: Claim) -> Result<()> {
         self.0
             .set(index, claim, 0)

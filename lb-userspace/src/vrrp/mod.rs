@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 use track::{TrackEvent, Tracked};
 
 use crate::{
-    dataplane::{Claims, JiffiesClock},
+    dataplane::{ClaimWriter, JiffiesClock},
     netlink::Netlink,
 };
 
@@ -41,7 +41,7 @@ pub struct VrrpOptions {
     pub config: Config,
     /// The claim index of each instance ([`assign_claims`]).
     pub claims_of: BTreeMap<String, u32>,
-    pub claims: Claims,
+    pub claims: ClaimWriter,
     pub clock: JiffiesClock,
     pub scripts: Arc<ScriptRunner>,
     /// Where states and counters go, replaced whole after every change.
@@ -198,7 +198,7 @@ struct Vrrp {
     tracking: mpsc::UnboundedReceiver<TrackEvent>,
     tracked: Tracked,
     netlink: Netlink,
-    claims: Claims,
+    claims: ClaimWriter,
     clock: JiffiesClock,
     scripts: Arc<ScriptRunner>,
     config: Config,
