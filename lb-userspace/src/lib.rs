@@ -9,6 +9,7 @@ pub mod cli;
 pub mod control;
 pub mod daemon;
 pub mod dataplane;
+pub mod ethtool;
 pub mod health;
 pub mod instance;
 pub mod logging;

@@ -420,6 +420,14 @@ impl DrLab {
         Ok(())
     }
 
+    /// Detaches the XDP_PASS program from the director's switch port: native XDP_TX on the
+    /// director then fails in the veth driver, as on a host set up without it.
+    pub fn remove_peer_xdp(&mut self) -> Result<()> {
+        // Replacing the object drops the old one, which detaches its program.
+        self.peer_xdp = aya::Ebpf::load(lb_userspace::dataplane::FLOOR_OBJECT)?;
+        Ok(())
+    }
+
     /// Where the director's xlb pins its program, link and maps.
     pub fn pin_dir(&self) -> PathBuf {
         self.director

@@ -356,6 +356,35 @@ fn cleanup_after_kill9() {
     assert!(lab.get(Duration::from_secs(5)).is_ok());
 }
 
+/// Native XDP on a veth whose peer runs no XDP program: every XDP_TX frame is dropped by the
+/// driver, invisibly to XDP. xlb reads the driver's counters and says what is wrong and how to
+/// fix it.
+#[test]
+fn lost_xdp_tx_frames_are_reported_with_the_fix() {
+    let mut lab = DrLab::new("txerr", 1).expect("building the lab");
+    let xlb = xlb_binary();
+    let config = lab.write_config("xlb.conf", &[1]).unwrap();
+    lab.start_director(&xlb, &config).unwrap();
+    assert!(lab.get(Duration::from_secs(5)).is_ok());
+    lab.remove_peer_xdp().unwrap();
+    let before = lab.log_count("xdp_tx_errors");
+    // Keep sending: connections now fail (their SYNs go nowhere).
+    for _ in 0..3 {
+        assert!(
+            lab.get(Duration::from_millis(500)).is_err(),
+            "forwarded anyway?"
+        );
+    }
+    lab.wait_for_log("xdp_tx_errors", before, LIMIT)
+        .unwrap_or_else(|e| panic!("{e}: {}", lab.log()));
+    let log = lab.log();
+    assert!(
+        log.contains("the peer interface has an XDP program too")
+            && log.contains("--xdp-mode generic"),
+        "{log}"
+    );
+}
+
 #[test]
 fn bad_arguments_are_refused_before_anything_runs() {
     let lab = DrLab::new("badargs", 1).expect("building the lab");

@@ -9,6 +9,7 @@ mod paths;
 mod reload;
 mod serve;
 mod status;
+mod tx_errors;
 
 use std::{
     collections::BTreeMap,
@@ -253,6 +254,7 @@ struct Daemon<'a> {
     observer: Arc<Mutex<Observer>>,
     rates: Arc<Mutex<status::Rates>>,
     started: SystemTime,
+    tx_errors: tx_errors::TxErrorWatch,
     /// What the data plane forwards, as last applied (to log what changes).
     forwarding: changes::Forwarding,
     /// Set when an input changed: the desired state is computed and applied only then (and at

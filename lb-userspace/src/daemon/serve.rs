@@ -124,6 +124,7 @@ impl<'a> Daemon<'a> {
             rates,
             started: SystemTime::now(),
             forwarding: changes::Forwarding::new(),
+            tx_errors: super::tx_errors::TxErrorWatch::new(opts.paths.interface.as_str()),
             dirty: true,
             resolve: Resolve::All,
             reload: None,
@@ -167,6 +168,7 @@ impl<'a> Daemon<'a> {
             }
             tokio::select! {
                 _ = ticker.tick() => {
+                    self.tx_errors.check();
                     self.resolve = Resolve::All;
                     self.dirty |= self.reconciler.drain_due(Instant::now());
                 }
