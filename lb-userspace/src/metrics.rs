@@ -377,10 +377,22 @@ pub async fn bind(address: SocketAddr) -> Result<TcpListener> {
         .with_context(|| format!("--metrics-address {address}: cannot listen there"))
 }
 
+/// Scrapers served at once; more wait for a place (a scrape takes milliseconds).
+const MAX_CLIENTS: usize = 16;
+/// A client must have sent its request headers within this, and be done within
+/// [`CONNECTION_LIMIT`].
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECTION_LIMIT: Duration = Duration::from_secs(30);
+
 pub fn serve(listener: TcpListener, requests: mpsc::Sender<Incoming>) {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
     tokio::spawn(async move {
         loop {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
             let Ok((stream, _)) = listener.accept().await else {
+                // EMFILE and the like: back off rather than spin.
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
@@ -391,8 +403,11 @@ pub fn serve(listener: TcpListener, requests: mpsc::Sender<Incoming>) {
                     async move { Ok::<_, Infallible>(answer(req, requests).await) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
                     .serve_connection(TokioIo::new(stream), service);
-                let _ = tokio::time::timeout(Duration::from_secs(30), conn).await;
+                let _ = tokio::time::timeout(CONNECTION_LIMIT, conn).await;
+                drop(permit);
             });
         }
     });
