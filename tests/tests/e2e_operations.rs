@@ -275,6 +275,13 @@ fn status_metrics_signals_and_stop() {
             && not_up.contains("HTTP_CHECK Error connecting"),
         "{table}"
     );
+    assert!(
+        lab.log().contains(&format!(
+            "data plane updated: weight of {b3} in TCP {vip} 2 -> 0"
+        )),
+        "{}",
+        lab.log()
+    );
     let samples = metrics(&lab.director);
     let b3_ip = lab.backend_ips[2].to_string();
     let b3_labels = [("remote_address", b3_ip.as_str()), ("proto", "TCP")];
@@ -290,6 +297,19 @@ fn status_metrics_signals_and_stop() {
             .value,
         0.0
     );
+
+    // A real server removed from the config drains: listed, weight 0, its connections kept.
+    let without_b2 =
+        lab.virtual_server(80, "delay_loop 1", &[(0, 1), (2, 2)], |_| http_get_check());
+    lab.reload_with(&xlb, &config, &without_b2).unwrap();
+    let status = status_json(&lab);
+    let b2 = status.services[0]
+        .real_servers
+        .iter()
+        .find(|rs| rs.address == std::net::IpAddr::V4(lab.backend_ips[1]))
+        .unwrap_or_else(|| panic!("{status:#?}"));
+    assert_eq!((b2.state.as_str(), b2.effective_weight), ("draining", 0));
+    assert!(b2.active_conns > 0, "{b2:#?}");
 
     // keepalived's signals: USR1 dumps the status, USR2 the counters, to the log; a stray
     // signal is logged and changes nothing.
@@ -465,6 +485,36 @@ fn bad_arguments_are_refused_before_anything_runs() {
     );
 }
 
+/// A real server with no neighbour entry is reported when first seen, then every 5 minutes:
+/// it used to log every second, forever.
+#[test]
+fn an_unresolvable_real_server_is_reported_once() {
+    let mut lab = DrLab::new("unres", 1).expect("building the lab");
+    let xlb = xlb_binary();
+    let config = lab.write_config("xlb.conf", &[1]).unwrap();
+    lab.start_director(&xlb, &config).unwrap();
+    let ghost = "10.99.0.77";
+    let text = format!(
+        "{}    real_server {ghost} 80 {{\n        weight 1\n    }}\n}}\n",
+        fs::read_to_string(&config)
+            .unwrap()
+            .trim_end()
+            .trim_end_matches('}')
+    );
+    lab.reload_with(&xlb, &config, &text).unwrap();
+    thread::sleep(Duration::from_secs(4));
+    let needle = format!("backend {ghost}: no neighbour entry yet");
+    assert_eq!(lab.log_count(&needle), 1, "{}", lab.log());
+    let status = status_json(&lab);
+    let states: Vec<&str> = status.services[0]
+        .real_servers
+        .iter()
+        .map(|rs| rs.state.as_str())
+        .collect();
+    assert_eq!(states, ["up", "unresolved"], "{status:#?}");
+    assert!(lab.get(Duration::from_secs(5)).is_ok());
+}
+
 #[test]
 fn control_socket_clients_cannot_disturb_the_daemon() {
     let mut lab = DrLab::new("clients", 1).expect("building the lab");
@@ -483,6 +533,23 @@ fn control_socket_clients_cannot_disturb_the_daemon() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("permission denied (run as root)"), "{err}");
+
+    // A socket that is not root's is not talked to.
+    let dir = lab.workdir.join("foreign");
+    fs::create_dir_all(&dir).unwrap();
+    let foreign = std::os::unix::net::UnixListener::bind(dir.join("xlb.sock")).unwrap();
+    std::os::unix::fs::chown(dir.join("xlb.sock"), Some(65534), Some(65534)).unwrap();
+    let mut c = lab.director.command(xlb.to_str().unwrap());
+    c.args(["status", "-i", "eth0", "--pidfile"])
+        .arg(dir.join("xlb.pid"));
+    let out = output_within(&mut c, LIMIT).unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("belongs to uid 65534, not to root: refusing to talk to it"),
+        "{err}"
+    );
+    drop(foreign);
 
     // Garbage, an endless line, and clients that say nothing: each answered or dropped.
     let ask = |bytes: &[u8]| -> String {

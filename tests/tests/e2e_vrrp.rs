@@ -143,7 +143,7 @@ fn kill9_of_the_master() {
         "resumed after the lease:\n{log}"
     );
     assert!(
-        log.contains("Entering BACKUP STATE (Started"),
+        log.contains("Entering BACKUP STATE: started"),
         "starts as BACKUP:\n{log}"
     );
     lab.wait_master(0, Duration::from_secs(5)).unwrap();
@@ -297,7 +297,7 @@ fn restart_within_the_lease_is_hitless() {
     let log = lab.log(0);
     assert!(log.contains("resuming as MASTER"), "{log}");
     assert!(
-        log.contains("Entering MASTER STATE (Resumed"),
+        log.contains("Entering MASTER STATE: resumed"),
         "resumed as MASTER:\n{log}"
     );
     assert_load_clean(&lab, &answers, 100, "restart within the lease");
@@ -463,7 +463,7 @@ fn malformed_adverts_change_nothing() {
     let before = counters(&lab);
     assert!(
         before[0].contains_key("ttl_not_255") && before[1].contains_key("ttl_not_255"),
-        "status files: {before:?}"
+        "drop counters: {before:?}"
     );
     let masters = [lab.entered(0, "MASTER"), lab.entered(1, "MASTER")];
     let backups = [lab.entered(0, "BACKUP"), lab.entered(1, "BACKUP")];

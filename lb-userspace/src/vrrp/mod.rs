@@ -844,10 +844,15 @@ impl Vrrp {
         self.report_due = false;
         let mut report = VrrpReport {
             instances: Vec::new(),
-            dropped: self
-                .drops
+            // Every reason, counted or not: a counter that exists from the start.
+            dropped: DropReason::ALL
                 .iter()
-                .map(|(r, n)| (r.name().to_string(), *n))
+                .map(|r| {
+                    (
+                        r.name().to_string(),
+                        self.drops.get(r).copied().unwrap_or(0),
+                    )
+                })
                 .collect(),
             // Every tracked script, good until it fails (keepalived without init_fail).
             scripts: self
