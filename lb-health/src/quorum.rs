@@ -129,6 +129,20 @@ pub fn effective_backends(
     states: &impl RsStates,
     quorum: &mut QuorumState,
 ) -> EffectiveVs {
+    let healths: Vec<Option<RealServerHealth>> = vs
+        .real_servers
+        .iter()
+        .map(|rs| states.state(rs.address, rs.port))
+        .collect();
+    effective_backends_of(vs, &healths, quorum)
+}
+
+/// [`effective_backends`] given each real server's health in configuration order.
+pub fn effective_backends_of(
+    vs: &VirtualServer,
+    healths: &[Option<RealServerHealth>],
+    quorum: &mut QuorumState,
+) -> EffectiveVs {
     let total: u64 = vs.real_servers.iter().map(|rs| u64::from(rs.weight)).sum();
     let q = u64::from(vs.quorum).min(total);
     let mut h = u64::from(vs.hysteresis);
@@ -136,11 +150,9 @@ pub fn effective_backends(
         h = q.saturating_sub(1);
     }
 
-    let health = |address: IpAddr, port: u16| states.state(address, port);
-    let weight_sum: u64 = vs
-        .real_servers
+    let weight_sum: u64 = healths
         .iter()
-        .filter_map(|rs| health(rs.address, rs.port))
+        .flatten()
         .filter(|s| s.up)
         .map(|s| u64::from(s.weight))
         .sum();
@@ -167,8 +179,8 @@ pub fn effective_backends(
 
     let sorry = (!up).then_some(vs.sorry_server.as_ref()).flatten();
     let mut backends = Vec::new();
-    for rs in &vs.real_servers {
-        let state = health(rs.address, rs.port);
+    for (rs, state) in vs.real_servers.iter().zip(healths) {
+        let state = *state;
         let alive = state.is_some_and(|s| s.up);
         let weight = state.map_or(rs.weight, |s| s.weight);
         let target = |weight| Backend {

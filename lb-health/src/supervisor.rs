@@ -25,7 +25,7 @@ use crate::check::{CheckContext, TlsClient};
 use crate::monitor::{
     HealthEvent, NOTIFY_TIMEOUT, RealServerHealth, RealServerMonitor, run_notify, spawn_notify,
 };
-use crate::quorum::{EffectiveVs, QuorumState, QuorumTransition, effective_backends};
+use crate::quorum::{EffectiveVs, QuorumState, QuorumTransition, effective_backends_of};
 use crate::script::ScriptRunner;
 use crate::{RsKey, VsKey, monitor::MonitorReport, service_trio};
 
@@ -47,8 +47,8 @@ pub struct HealthSupervisor {
     scripts: Arc<ScriptRunner>,
     script_settings: (bool, Option<ScriptUser>),
     tls: TlsClient,
-    monitors: HashMap<(VsKey, RsKey), RealServerMonitor>,
-    virtual_servers: HashMap<VsKey, VsEntry>,
+    monitors: HashMap<(VsKey, RsKey), RealServerMonitor, foldhash::fast::RandomState>,
+    virtual_servers: HashMap<VsKey, VsEntry, foldhash::fast::RandomState>,
     /// Virtual servers in configuration order.
     order: Vec<VsKey>,
 }
@@ -61,8 +61,8 @@ impl HealthSupervisor {
             scripts: Arc::new(ScriptRunner::new(false, None)),
             script_settings: (false, None),
             tls: TlsClient::new(),
-            monitors: HashMap::new(),
-            virtual_servers: HashMap::new(),
+            monitors: HashMap::default(),
+            virtual_servers: HashMap::default(),
             order: Vec::new(),
         }
     }
@@ -220,15 +220,29 @@ impl HealthSupervisor {
     /// logs as keepalived does and runs quorum_up or quorum_down. Call it
     /// after every [`HealthEvent`] of `vs` so that no transition is missed.
     pub fn effective_backends(&mut self, vs: &VsKey) -> Option<EffectiveVs> {
-        // Each real server's monitor looked up as needed: a map per virtual server, or a walk
-        // over every monitor, would be quadratic in the size of the config.
+        self.virtual_server_health(vs)
+            .map(|(effective, _)| effective)
+    }
+
+    /// [`Self::effective_backends`] of `vs`, and the health of each of its configured real
+    /// servers in configuration order (`None`: not monitored), each monitor looked up once.
+    pub fn virtual_server_health(
+        &mut self,
+        vs: &VsKey,
+    ) -> Option<(EffectiveVs, Vec<Option<RealServerHealth>>)> {
         let monitors = &self.monitors;
-        let key = *vs;
-        let states = move |address: std::net::IpAddr, port: u16| {
-            monitors.get(&(key, (address, port))).map(|m| m.health())
-        };
         let entry = self.virtual_servers.get_mut(vs)?;
-        let effective = effective_backends(&entry.config, &states, &mut entry.quorum);
+        let healths: Vec<Option<RealServerHealth>> = entry
+            .config
+            .real_servers
+            .iter()
+            .map(|rs| {
+                monitors
+                    .get(&(*vs, (rs.address, rs.port)))
+                    .map(|m| m.health())
+            })
+            .collect();
+        let effective = effective_backends_of(&entry.config, &healths, &mut entry.quorum);
         if let Some(transition) = effective.transition {
             let name = vs.to_string();
             if let Some(line) = effective.transition_line(&name) {
@@ -255,7 +269,7 @@ impl HealthSupervisor {
                 spawn_notify(self.scripts.clone(), script.clone(), NOTIFY_TIMEOUT);
             }
         }
-        Some(effective)
+        Some((effective, healths))
     }
 
     /// [`Self::effective_backends`] of every virtual server, in configuration order.

@@ -15,13 +15,12 @@ pub fn services(config: &Config, health: &mut HealthSupervisor) -> Vec<Service> 
         .virtual_servers
         .iter()
         .map(|vs| {
-            let key = VsKey::of(vs);
-            let sorry = health
-                .effective_backends(&key)
-                .is_some_and(|effective| effective.sorry);
-            let state_of = |rs: &lb_config::RealServer| {
-                health.real_server_health(&key, &(rs.address, rs.port))
+            // Each real server's monitor looked up once (tens of thousands per recomputation).
+            let (sorry, healths) = match health.virtual_server_health(&VsKey::of(vs)) {
+                Some((effective, healths)) => (effective.sorry, healths),
+                None => (false, Vec::new()),
             };
+            let state_of = |i: usize, _: &lb_config::RealServer| healths.get(i).copied().flatten();
             service(vs, sorry, state_of)
         })
         .collect()
@@ -33,22 +32,23 @@ pub fn configured(config: &Config) -> Vec<Service> {
     config
         .virtual_servers
         .iter()
-        .map(|vs| service(vs, false, |_| None))
+        .map(|vs| service(vs, false, |_, _| None))
         .collect()
 }
 
-/// One virtual server as a [`Service`], given each real server's health (`None`: not checked
-/// yet, so as configured) and whether the sorry server is in use.
+/// One virtual server as a [`Service`], given each real server's health by its position in the
+/// config (`None`: not checked yet, so as configured) and whether the sorry server is in use.
 fn service(
     vs: &VirtualServer,
     sorry: bool,
-    state_of: impl Fn(&lb_config::RealServer) -> Option<RealServerHealth>,
+    state_of: impl Fn(usize, &lb_config::RealServer) -> Option<RealServerHealth>,
 ) -> Service {
     let mut real_servers: Vec<RealServer> = vs
         .real_servers
         .iter()
-        .map(|rs| {
-            let (alive, weight) = match state_of(rs) {
+        .enumerate()
+        .map(|(i, rs)| {
+            let (alive, weight) = match state_of(i, rs) {
                 // keepalived's inhibit_on_failure: weight 0 rather than removal, so the
                 // connections it has carry on (IPVS keeps a weight-0 destination's).
                 Some(h) if !h.up && h.inhibit_on_failure => (true, 0),

@@ -252,7 +252,10 @@ impl Daemon<'_> {
         for (vs, svc) in self.config.virtual_servers.iter().zip(&services) {
             let key = svc.key();
             let vs_key = VsKey::of(vs);
-            let effective = self.health.effective_backends(&vs_key);
+            let (effective, healths) = match self.health.virtual_server_health(&vs_key) {
+                Some((effective, healths)) => (Some(effective), healths),
+                None => (None, Vec::new()),
+            };
             let sorry_active = effective.as_ref().is_some_and(|e| e.sorry);
             let quorum_up = effective.as_ref().is_none_or(|e| e.quorum_up);
             let claim = self
@@ -274,13 +277,11 @@ impl Daemon<'_> {
                 lb_config::LbKind::Tun => "Tunnel",
             };
             let mut real_servers = Vec::new();
-            for rs in &svc.real_servers {
-                let configured = vs
-                    .real_servers
-                    .iter()
-                    .find(|c| SocketAddr::new(c.address, c.port) == rs.addr);
+            // The service lists the configured real servers in order, then the sorry server.
+            for (i, rs) in svc.real_servers.iter().enumerate() {
+                let configured = vs.real_servers.get(i);
                 let rs_key = (rs.addr.ip(), rs.addr.port());
-                let health = self.health.real_server_health(&vs_key, &rs_key);
+                let health = healths.get(i).copied().flatten();
                 let report = self.health.real_server_report(&vs_key, &rs_key);
                 let resolved = self.paths.is_resolved(&rs.addr.ip());
                 let state = match configured {

@@ -72,7 +72,10 @@ fn measure(lab: &EdgeLab, started: Instant) -> Result<()> {
     let cpus = aya::util::nr_cpus().map(|n| n.max(1)).unwrap_or(1);
     let estimate = capacity::memory(lb_common::DEFAULT_MAGLEV_TABLE_SIZE, cpus, 65536);
 
-    // A reload that removes one real server: SYNs that went to it, until none does.
+    // A reload that removes one real server: SYNs that went to it, until none does. Measured
+    // on a settled daemon, as an operator's reload is: start-up's last recomputations (as the
+    // neighbours resolve) would otherwise be counted in.
+    std::thread::sleep(Duration::from_secs(3));
     let removed = 5usize;
     let gone = mac_of_real(removed);
     let probes = syns_reaching(&prog, removed, 64)?;

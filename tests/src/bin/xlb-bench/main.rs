@@ -48,6 +48,11 @@ fn summary(mut v: Vec<f64>) -> (f64, f64, f64) {
 }
 
 fn main() -> Result<()> {
+    // `xlb-bench edge`: only the edge director (start-up, reload, memory).
+    if std::env::args().nth(1).as_deref() == Some("edge") {
+        let exe = std::env::current_exe()?;
+        return edge::run(&exe.parent().context("no target dir")?.join("xlb"));
+    }
     let mut dp = Dataplane::load(
         None,
         LoadOptions {
