@@ -96,7 +96,7 @@ mod tests {
     fn dead_real_servers_are_listed_down() {
         let c = config(VS);
         let vs = &c.virtual_servers[0];
-        let s = service(vs, false, |rs| {
+        let s = service(vs, false, |_, rs| {
             Some(RealServerHealth {
                 up: rs.address.to_string() != "10.0.0.11",
                 weight: rs.weight,
@@ -113,7 +113,7 @@ mod tests {
     #[test]
     fn inhibited_servers_stay_alive_at_weight_zero() {
         let c = config(VS);
-        let s = service(&c.virtual_servers[0], false, |rs| {
+        let s = service(&c.virtual_servers[0], false, |_, rs| {
             Some(RealServerHealth {
                 up: false,
                 weight: rs.weight,
@@ -127,7 +127,7 @@ mod tests {
     #[test]
     fn below_quorum_the_sorry_server_takes_new_connections() {
         let c = config(VS);
-        let s = service(&c.virtual_servers[0], true, |_| None);
+        let s = service(&c.virtual_servers[0], true, |_, _| None);
         assert_eq!(s.real_servers.len(), 3);
         assert!(
             s.real_servers[..2]
@@ -142,7 +142,7 @@ mod tests {
     fn unchecked_servers_start_as_configured() {
         let alpha = VS.replace("protocol TCP", "protocol TCP\n  alpha");
         let c = config(&alpha);
-        let s = service(&c.virtual_servers[0], false, |_| None);
+        let s = service(&c.virtual_servers[0], false, |_, _| None);
         assert!(
             !s.real_servers[0].alive,
             "alpha: checked servers start down"
