@@ -129,6 +129,8 @@ pub mod names {
     pub const FLOWS: &str = "XLB_FLOWS";
     pub const RECENT_FLOWS: &str = "XLB_RECENT_FLOWS";
     pub const FLOW_EVENTS: &str = "XLB_FLOW_EVENTS";
+    pub const NAT_SOURCES: &str = "XLB_NAT_SOURCES";
+    pub const NAT_FILTER: &str = "XLB_NAT_FILTER";
     /// Reports the data plane's clock when run with BPF_PROG_TEST_RUN.
     pub const CLOCK_PROGRAM: &str = "xlb_clock";
 }
@@ -198,6 +200,71 @@ pub struct VipSlot {
 
 /// Hash on the client address only (IPVS `sh`, or `persistence_timeout`), not the 5-tuple.
 pub const VIP_F_SOURCE_HASH: u32 = 1 << 0;
+/// NAT (IPVS "Masq"): the destination becomes the real server's address and port, and its
+/// replies come back through the director, which puts the VIP back as their source. Without
+/// it, Direct Routing: only the Ethernet addresses change and replies go straight to clients.
+pub const VIP_F_NAT: u32 = 1 << 1;
+
+/// How a service's packets reach its real servers, as the program reads it from
+/// [`VipValue::flags`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Forwarding {
+    DirectRouting,
+    Nat,
+}
+
+impl Forwarding {
+    #[inline(always)]
+    pub const fn of(flags: u32) -> Self {
+        if flags & VIP_F_NAT != 0 {
+            Forwarding::Nat
+        } else {
+            Forwarding::DirectRouting
+        }
+    }
+
+    pub const fn flags(self) -> u32 {
+        match self {
+            Forwarding::DirectRouting => 0,
+            Forwarding::Nat => VIP_F_NAT,
+        }
+    }
+}
+
+/// Real servers' (address, port, protocol) whose replies a NAT director translates: one per
+/// NAT real server of every service, as backends are.
+pub const MAX_NAT_SOURCES: u32 = MAX_BACKENDS;
+/// Words of the NAT source filter: as the VIP address filter ([`vip_filter_bit`]), one bit per
+/// hash of a NAT real server's address, so that a packet from anyone else is passed after one
+/// array read.
+pub const NAT_FILTER_WORDS: u32 = VIP_FILTER_WORDS;
+
+/// Key of the NAT source map: a real server as its replies show it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NatSource {
+    pub addr: Addr,
+    /// Network byte order, as in the packet.
+    pub port: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+
+/// What a real server's replies are translated back to: the virtual service they answer for.
+/// A real server (address, port, protocol) of exactly one NAT service needs nothing else, so a
+/// director translates replies of connections it never saw (after a takeover) as well as its
+/// own.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NatReply {
+    /// The service: its address and port become the reply's source.
+    pub vip: VipKey,
+    /// The backend entry of this real server in that service: its replies are counted there.
+    pub backend_id: u32,
+    /// The service's claim: only the director that serves the VIP translates.
+    pub claim: u32,
+    pub _pad: u32,
+}
 
 /// What the data plane knows of a virtual service.
 #[repr(C)]
@@ -254,7 +321,8 @@ pub struct Backend {
     /// id's previous owner is not sent to the new one.
     pub generation: u32,
     // Which real server of which VIP the id stands for, so that a restarted control plane can
-    // adopt ids and generations as they are. The program never reads past this point.
+    // adopt ids and generations as they are; NAT rewrites the destination to `real_server` and
+    // `real_server_port`, DR never reads past this point.
     pub vip: VipKey,
     pub real_server: Addr,
     /// Host byte order.
@@ -437,6 +505,22 @@ pub struct Counters {
     /// Connections placed by Maglev (IPVS's Conns): a SYN, or the first packet of a flow the
     /// flow table did not know.
     pub conns: u64,
+    /// Replies translated back to the client (NAT; a DR director never sees them).
+    pub out_packets: u64,
+    pub out_bytes: u64,
+}
+
+impl Counters {
+    /// Both counts added up (per-CPU values summed, a retiring backend's folded into its VIP's).
+    pub const fn plus(&self, other: &Counters) -> Counters {
+        Counters {
+            packets: self.packets + other.packets,
+            bytes: self.bytes + other.bytes,
+            conns: self.conns + other.conns,
+            out_packets: self.out_packets + other.out_packets,
+            out_bytes: self.out_bytes + other.out_bytes,
+        }
+    }
 }
 
 /// What the program did with a packet and why: one per-CPU counter each.
@@ -473,10 +557,16 @@ pub enum Outcome {
     /// An ICMP "fragmentation needed" / ICMPv6 "packet too big" quoting a VIP flow but not
     /// addressed to that VIP (to the director itself, or forged): the kernel's, not a backend's.
     PassIcmpNotToVip = 12,
+    /// A NAT reply translated, then handed to the kernel: no neighbour entry for where it goes
+    /// yet (the kernel forwards it and resolves one), or the kernel's routes say otherwise.
+    PassNatUnresolved = 13,
+    /// A NAT packet whose TTL (hop limit) would reach 0 on the way through: a router's to
+    /// drop.
+    DropTtlExceeded = 14,
 }
 
 impl Outcome {
-    pub const COUNT: u32 = 13;
+    pub const COUNT: u32 = 15;
     pub const ALL: [Outcome; Self::COUNT as usize] = [
         Outcome::PassNotIp,
         Outcome::PassNotVip,
@@ -491,6 +581,8 @@ impl Outcome {
         Outcome::DropNoTable,
         Outcome::DropLeaseExpired,
         Outcome::PassIcmpNotToVip,
+        Outcome::PassNatUnresolved,
+        Outcome::DropTtlExceeded,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -508,6 +600,8 @@ impl Outcome {
             Outcome::DropNoTable => "drop_no_table",
             Outcome::DropLeaseExpired => "drop_lease_expired",
             Outcome::PassIcmpNotToVip => "pass_icmp_not_to_vip",
+            Outcome::PassNatUnresolved => "pass_nat_unresolved",
+            Outcome::DropTtlExceeded => "drop_ttl_exceeded",
         }
     }
 }
@@ -533,7 +627,11 @@ const _: () = {
     assert!(size_of::<RecentFlow>() == 40);
     assert!(offset_of!(RecentFlow, seen) == 32);
     assert!(RECENT_FLOW_SLOTS.is_power_of_two());
-    assert!(size_of::<Counters>() == 24);
+    assert!(size_of::<Counters>() == 40);
+    assert!(size_of::<NatSource>() == 20);
+    assert!(offset_of!(NatSource, port) == 16);
+    assert!(size_of::<NatReply>() == 32);
+    assert!(offset_of!(NatReply, backend_id) == 20);
     assert!(size_of::<RingChunk>() == 8);
     assert!(size_of::<MemberSlot>() == 8);
     assert!(VIP_SLOTS.is_power_of_two());

@@ -26,6 +26,9 @@ pub const ICMP_DEST_UNREACH: u8 = 3;
 pub const ICMP_FRAG_NEEDED: u8 = 4;
 pub const ICMPV6_PKT_TOOBIG: u8 = 2;
 
+pub const AF_INET: u8 = 2;
+pub const AF_INET6: u8 = 10;
+
 pub const TCP_SYN: u8 = 0x02;
 pub const TCP_ACK: u8 = 0x10;
 
@@ -113,6 +116,26 @@ pub struct TcpPrefix {
     pub ack: u32,
     pub data_offset: u8,
     pub flags: u8,
+}
+
+/// The TCP header up to its checksum.
+#[repr(C)]
+pub struct TcpToCheck {
+    pub src: u16,
+    pub dst: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub data_offset_flags: u16,
+    pub window: u16,
+    pub check: u16,
+}
+
+#[repr(C)]
+pub struct UdpHdr {
+    pub src: u16,
+    pub dst: u16,
+    pub len: u16,
+    pub check: u16,
 }
 
 #[repr(C)]

@@ -10,13 +10,14 @@
 #![no_main]
 
 mod headers;
+mod nat;
 
 use aya_ebpf::{
     bindings::{
-        BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU,
+        BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup,
         xdp_action::{XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX},
     },
-    helpers::bpf_jiffies64,
+    helpers::{bpf_fib_lookup as fib_lookup, bpf_jiffies64},
     macros::{map, xdp},
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
     programs::XdpContext,
@@ -24,12 +25,14 @@ use aya_ebpf::{
 use headers::*;
 use lb_common::{
     Addr, BACKEND_F_VALID, Backend, Claim, Control, Counters, DEFAULT_FLOW_TABLE_SIZE,
-    DEFAULT_MAGLEV_TABLE_SIZE, FlowEvent, FlowKey, FlowValue, MAX_BACKENDS, MAX_CLAIMS,
-    MAX_SERVICES, MAX_TX_PORTS, MEMBER_SLOTS, MemberSlot, NO_MEMBER, Outcome, PROTO_TCP,
-    RECENT_FLOW_SLOTS, RING_CHUNK, RecentFlow, RingChunk, VIP_ADDR_CLAIM_MASK, VIP_ADDR_F_SERVICES,
-    VIP_F_SOURCE_HASH, VIP_FILTER_WORDS, VIP_PROBES, VIP_SLOTS, VipAddrValue, VipKey, VipSlot,
-    VipValue, hash, ring_chunks, v4_mapped, vip_filter_bit,
+    DEFAULT_MAGLEV_TABLE_SIZE, FlowEvent, FlowKey, FlowValue, Forwarding, MAX_BACKENDS, MAX_CLAIMS,
+    MAX_NAT_SOURCES, MAX_SERVICES, MAX_TX_PORTS, MEMBER_SLOTS, MemberSlot, NAT_FILTER_WORDS,
+    NO_MEMBER, NatReply, NatSource, Outcome, PROTO_TCP, RECENT_FLOW_SLOTS, RING_CHUNK, RecentFlow,
+    RingChunk, VIP_ADDR_CLAIM_MASK, VIP_ADDR_F_SERVICES, VIP_F_SOURCE_HASH, VIP_FILTER_WORDS,
+    VIP_PROBES, VIP_SLOTS, VipAddrValue, VipKey, VipSlot, VipValue, hash, ring_chunks, v4_mapped,
+    vip_filter_bit,
 };
+use nat::{End, Headers};
 
 /// Two halves of [`VIP_SLOTS`] slots; `Control::vip_half` says which one is live. Mapped into
 /// the control plane's memory, which writes a whole half at memory speed.
@@ -73,6 +76,14 @@ static XLB_OUTCOMES: PerCpuArray<u64> = PerCpuArray::with_max_entries(Outcome::C
 #[map]
 static XLB_FLOWS: LruHashMap<FlowKey, FlowValue> =
     LruHashMap::with_max_entries(DEFAULT_FLOW_TABLE_SIZE, BPF_F_NO_COMMON_LRU);
+/// NAT real servers (address, port, protocol) and the service their replies answer for.
+#[map]
+static XLB_NAT_SOURCES: HashMap<NatSource, NatReply> =
+    HashMap::with_max_entries(MAX_NAT_SOURCES, 0);
+/// A bit per hash of a NAT real server's address ([`lb_common::vip_filter_bit`]): replies are
+/// looked for only among packets from those.
+#[map]
+static XLB_NAT_FILTER: Array<u64> = Array::with_max_entries(NAT_FILTER_WORDS, BPF_F_MMAPABLE);
 #[map]
 static XLB_FLOW_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(FlowEvent::COUNT, 0);
 /// Per CPU, the flows it saw in their last jiffy ([`RecentFlow`]): a packet of a flow already
@@ -96,13 +107,15 @@ pub fn xlb(ctx: XdpContext) -> u32 {
         | Outcome::PassNotVip
         | Outcome::PassInactive
         | Outcome::PassMalformed
-        | Outcome::PassIcmpNotToVip => XDP_PASS,
+        | Outcome::PassIcmpNotToVip
+        | Outcome::PassNatUnresolved => XDP_PASS,
         Outcome::DropFragment
         | Outcome::DropNoBackend
         | Outcome::DropRedirect
         | Outcome::DropIpv6Ext
         | Outcome::DropNoTable
-        | Outcome::DropLeaseExpired => XDP_DROP,
+        | Outcome::DropLeaseExpired
+        | Outcome::DropTtlExceeded => XDP_DROP,
     }
 }
 
@@ -117,7 +130,9 @@ pub fn xlb_clock(ctx: XdpContext) -> u32 {
     XDP_PASS
 }
 
-/// A client-to-VIP flow, as parsed from the packet (or from the ICMP error quoting it).
+/// A TCP or UDP flow as parsed from the packet (or from the ICMP error quoting it), seen as a
+/// client's flow to a VIP: `vip` is where it goes, `client` where it comes from. A NAT real
+/// server's reply parses the same way, its destination the client's.
 struct Flow {
     vip: VipKey,
     client: Addr,
@@ -125,6 +140,11 @@ struct Flow {
     v4: bool,
     /// A TCP SYN: a new connection, even when a closed one left this 5-tuple in the flow table.
     opens: bool,
+    /// Its destination address may be a VIP's (the VIP address filter says so).
+    to_vip_addr: bool,
+    /// Parsed from an ICMP error quoting it, whose own headers `at` describes.
+    quoted: bool,
+    at: Headers,
 }
 
 impl Flow {
@@ -212,7 +232,8 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
     let l4_len = tot_len - header_len;
     match proto {
         IPPROTO_TCP | IPPROTO_UDP => {
-            if !maybe_vip_addr(&v4_mapped(daddr)) {
+            let to_vip_addr = maybe_vip_addr(&v4_mapped(daddr));
+            if !to_vip_addr && !maybe_nat_source(&v4_mapped(saddr)) {
                 return Err(Outcome::PassNotVip);
             }
             let (src, dst, opens) = transport(ctx, l4, l4_len, proto)?;
@@ -227,9 +248,17 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
                 client_port: src,
                 v4: true,
                 opens,
+                to_vip_addr,
+                quoted: false,
+                at: Headers {
+                    l3,
+                    l4,
+                    v4: true,
+                    proto,
+                },
             })
         }
-        IPPROTO_ICMP => parse_icmpv4_frag_needed(ctx, l4, opaque(l4_len), daddr),
+        IPPROTO_ICMP => parse_icmpv4_frag_needed(ctx, l3, l4, opaque(l4_len), daddr),
         _ => Err(Outcome::PassNotVip),
     }
 }
@@ -270,6 +299,7 @@ fn transport(
 #[inline(always)]
 fn parse_icmpv4_frag_needed(
     ctx: &XdpContext,
+    l3: usize,
     l4: usize,
     len: usize,
     daddr: u32,
@@ -311,6 +341,14 @@ fn parse_icmpv4_frag_needed(
         client_port: dst,
         v4: true,
         opens: false,
+        to_vip_addr: true,
+        quoted: true,
+        at: Headers {
+            l3,
+            l4,
+            v4: true,
+            proto: IPPROTO_ICMP,
+        },
     })
 }
 
@@ -334,11 +372,12 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
     let daddr = unsafe { (*ip).daddr };
     match next_hdr {
         IPPROTO_TCP | IPPROTO_UDP => {
-            if !maybe_vip_addr(&daddr) {
+            let saddr = unsafe { (*ip).saddr };
+            let to_vip_addr = maybe_vip_addr(&daddr);
+            if !to_vip_addr && !maybe_nat_source(&saddr) {
                 return Err(Outcome::PassNotVip);
             }
             let (src, dst, opens) = transport(ctx, l4, payload_len, next_hdr)?;
-            let saddr = unsafe { (*ip).saddr };
             Ok(Flow {
                 vip: VipKey {
                     addr: daddr,
@@ -350,9 +389,17 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
                 client_port: src,
                 v4: false,
                 opens,
+                to_vip_addr,
+                quoted: false,
+                at: Headers {
+                    l3,
+                    l4,
+                    v4: false,
+                    proto: next_hdr,
+                },
             })
         }
-        IPPROTO_ICMPV6 => parse_icmpv6(ctx, l4, opaque(payload_len), &daddr),
+        IPPROTO_ICMPV6 => parse_icmpv6(ctx, l3, l4, opaque(payload_len), &daddr),
         IPPROTO_FRAGMENT => Err(not_for_a_vip(&daddr, Outcome::DropFragment)),
         IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
             Err(not_for_a_vip(&daddr, Outcome::DropIpv6Ext))
@@ -365,7 +412,13 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
 /// payload's `len` bytes, addressed to the quoting VIP); neighbour solicitations for a VIP address whose claim lapsed are dropped,
 /// like ARP requests.
 #[inline(always)]
-fn parse_icmpv6(ctx: &XdpContext, l4: usize, len: usize, daddr: &Addr) -> Result<Flow, Outcome> {
+fn parse_icmpv6(
+    ctx: &XdpContext,
+    l3: usize,
+    l4: usize,
+    len: usize,
+    daddr: &Addr,
+) -> Result<Flow, Outcome> {
     let icmp = ptr_at::<IcmpHdr>(ctx, l4).ok_or(Outcome::PassMalformed)?;
     if len < size_of::<IcmpHdr>() {
         return Err(Outcome::PassMalformed);
@@ -413,6 +466,14 @@ fn parse_icmpv6(ctx: &XdpContext, l4: usize, len: usize, daddr: &Addr) -> Result
         client_port: dst,
         v4: false,
         opens: false,
+        to_vip_addr: true,
+        quoted: true,
+        at: Headers {
+            l3,
+            l4,
+            v4: false,
+            proto: IPPROTO_ICMPV6,
+        },
     })
 }
 
@@ -449,6 +510,17 @@ fn maybe_vip_addr(addr: &Addr) -> bool {
     }
 }
 
+/// Whether `addr` may be a NAT real server's, whose replies are translated: its bit in the NAT
+/// source filter is set.
+#[inline(always)]
+fn maybe_nat_source(addr: &Addr) -> bool {
+    let bit = vip_filter_bit(addr);
+    match XLB_NAT_FILTER.get(bit / 64) {
+        Some(word) => word & (1u64 << (bit % 64)) != 0,
+        None => false,
+    }
+}
+
 /// Whether `addr` is a VIP address whose claim has lapsed: this director's control plane died,
 /// another director may hold the address now, and the stack (which may still have it) must
 /// not answer for it.
@@ -482,7 +554,16 @@ fn forward(ctx: &XdpContext, flow: &Flow) -> Outcome {
     let Some(control) = XLB_CONTROL.get(0) else {
         return Outcome::DropNoTable;
     };
-    let Some(vip) = find_vip(&flow.vip, control.vip_half) else {
+    let vip = if flow.to_vip_addr {
+        find_vip(&flow.vip, control.vip_half)
+    } else {
+        None
+    };
+    let Some(vip) = vip else {
+        // Not to a VIP: a NAT real server's reply, or none of the data plane's business.
+        if !flow.quoted && maybe_nat_source(&flow.client) {
+            return reply(ctx, flow);
+        }
         return Outcome::PassNotVip;
     };
     let bytes = (ctx.data_end() - ctx.data()) as u64;
@@ -535,10 +616,10 @@ fn serve(ctx: &XdpContext, flow: &Flow, vip: &VipValue, control: &Control, bytes
             Err(outcome) => return outcome,
         };
         note_recent(recent, &key, id, backend, now, 1);
-        return finish(ctx, id, backend, bytes, NEW_CONNECTION);
+        return finish(ctx, flow, vip, id, backend, bytes, NEW_CONNECTION);
     }
     let (backend_id, backend, conns) = match recently_seen(recent, &key, now, control.syn_window) {
-        Some(Recent::Seen(id, backend)) => return finish(ctx, id, backend, bytes, 0),
+        Some(Recent::Seen(id, backend)) => return finish(ctx, flow, vip, id, backend, bytes, 0),
         // Counted at its SYN.
         Some(Recent::Opened(id, backend)) => {
             remember(&key, id, backend, now);
@@ -558,7 +639,7 @@ fn serve(ctx: &XdpContext, flow: &Flow, vip: &VipValue, control: &Control, bytes
         },
     };
     note_recent(recent, &key, backend_id, backend, now, 0);
-    finish(ctx, backend_id, backend, bytes, conns)
+    finish(ctx, flow, vip, backend_id, backend, bytes, conns)
 }
 
 /// What a placement adds to a backend's connection count (IPVS's Conns).
@@ -605,10 +686,33 @@ fn note_recent(
     }
 }
 
-/// Counts the packet (and a new connection) on its backend, rewrites it for the backend and
-/// sends it there.
+/// Rewrites the packet for its backend as the service forwards, counts it (and a new
+/// connection) on the backend, and sends it there.
 #[inline(always)]
-fn finish(ctx: &XdpContext, backend_id: u32, backend: &Backend, bytes: u64, conns: u64) -> Outcome {
+fn finish(
+    ctx: &XdpContext,
+    flow: &Flow,
+    vip: &VipValue,
+    backend_id: u32,
+    backend: &Backend,
+    bytes: u64,
+    conns: u64,
+) -> Outcome {
+    match Forwarding::of(vip.flags) {
+        // DR: the real server holds the VIP itself; the Ethernet addresses are all that change.
+        Forwarding::DirectRouting => {}
+        Forwarding::Nat => {
+            // An ICMP error quoting a NAT flow is the kernel's for now: the real server is
+            // not told (its path MTU does not shrink).
+            if flow.quoted {
+                return Outcome::PassNotVip;
+            }
+            let port = backend.real_server_port.to_be();
+            if nat::rewrite(ctx, &flow.at, End::Destination, &backend.real_server, port).is_err() {
+                return Outcome::DropTtlExceeded;
+            }
+        }
+    }
     if let Some(c) = XLB_BACKEND_STATS.get_ptr_mut(backend_id) {
         // SAFETY: a per-CPU slot; XDP does not preempt itself on one CPU.
         unsafe {
@@ -625,6 +729,107 @@ fn finish(ctx: &XdpContext, backend_id: u32, backend: &Backend, bytes: u64, conn
         return Outcome::Tx;
     }
     match XLB_TX_PORTS.redirect(backend.ifindex, 0) {
+        Ok(_) => Outcome::Redirect,
+        Err(_) => Outcome::DropRedirect,
+    }
+}
+
+/// A NAT real server's reply to a client: its source becomes the VIP's address and port again,
+/// and it goes where the kernel's routes and neighbours say the client is. Only the director
+/// whose claim on the service is live translates.
+#[inline(always)]
+fn reply(ctx: &XdpContext, flow: &Flow) -> Outcome {
+    let source = NatSource {
+        addr: flow.client,
+        port: flow.client_port,
+        proto: flow.vip.proto,
+        _pad: 0,
+    };
+    let Some(nat) = (unsafe { XLB_NAT_SOURCES.get(&source) }) else {
+        return Outcome::PassNotVip;
+    };
+    let Some(claim) = XLB_CLAIMS.get(nat.claim) else {
+        return Outcome::DropNoTable;
+    };
+    if claim.active == 0 {
+        return Outcome::PassInactive;
+    }
+    if claim.forwarding_lapsed(unsafe { bpf_jiffies64() }) {
+        return Outcome::DropLeaseExpired;
+    }
+    let (vip_addr, vip_port, backend_id) = (nat.vip.addr, nat.vip.port, nat.backend_id);
+    let bytes = (ctx.data_end() - ctx.data()) as u64;
+    if nat::rewrite(ctx, &flow.at, End::Source, &vip_addr, vip_port).is_err() {
+        return Outcome::DropTtlExceeded;
+    }
+    if let Some(c) = XLB_BACKEND_STATS.get_ptr_mut(backend_id) {
+        // SAFETY: a per-CPU slot; XDP does not preempt itself on one CPU.
+        unsafe {
+            (*c).out_packets += 1;
+            (*c).out_bytes += bytes;
+        }
+    }
+    route(
+        ctx,
+        &flow.at,
+        &vip_addr,
+        &flow.vip.addr,
+        vip_port,
+        flow.vip.port,
+    )
+}
+
+/// Sends a translated packet where the kernel's routes and neighbours say `dst` is: out of the
+/// receiving interface, or redirected to another. Without a neighbour entry yet, the kernel
+/// gets the packet (already translated): it forwards it and resolves the neighbour.
+#[inline(always)]
+fn route(
+    ctx: &XdpContext,
+    at: &Headers,
+    src: &Addr,
+    dst: &Addr,
+    sport: u16,
+    dport: u16,
+) -> Outcome {
+    // SAFETY: a plain C struct, all zeroes valid.
+    let mut fib: bpf_fib_lookup = unsafe { core::mem::zeroed() };
+    fib.family = if at.v4 { AF_INET } else { AF_INET6 };
+    fib.l4_protocol = at.proto;
+    fib.sport = sport;
+    fib.dport = dport;
+    fib.__bindgen_anon_1.tot_len = nat::ip_len(ctx, at);
+    fib.ifindex = ctx.ingress_ifindex() as u32;
+    if at.v4 {
+        fib.__bindgen_anon_3.ipv4_src = src[3];
+        fib.__bindgen_anon_4.ipv4_dst = dst[3];
+    } else {
+        fib.__bindgen_anon_3.ipv6_src = *src;
+        fib.__bindgen_anon_4.ipv6_dst = *dst;
+    }
+    // SAFETY: the helper reads and writes `fib`, of the size given.
+    let rc = unsafe {
+        fib_lookup(
+            ctx.ctx as *mut _,
+            &mut fib,
+            size_of::<bpf_fib_lookup>() as i32,
+            0,
+        )
+    };
+    if rc != BPF_FIB_LKUP_RET_SUCCESS as i64 {
+        return Outcome::PassNatUnresolved;
+    }
+    if let Some(eth) = ptr_at::<EthHdr>(ctx, 0) {
+        let eth = eth as *mut EthHdr;
+        // SAFETY: the Ethernet header lies inside the packet.
+        unsafe {
+            (*eth).dst = fib.dmac;
+            (*eth).src = fib.smac;
+        }
+    }
+    if fib.ifindex as usize == ctx.ingress_ifindex() {
+        return Outcome::Tx;
+    }
+    match XLB_TX_PORTS.redirect(fib.ifindex, 0) {
         Ok(_) => Outcome::Redirect,
         Err(_) => Outcome::DropRedirect,
     }

@@ -51,25 +51,28 @@ impl Rates {
         self.latest = Some((Instant::now(), sample));
     }
 
-    /// Per second over the last interval: (connections, packets, bytes).
-    fn rate(&self, pick: impl Fn(&Sample) -> Option<Counters>) -> (f64, f64, f64) {
+    /// Per second over the last interval: connections, packets and bytes in, packets and
+    /// bytes out.
+    fn rate(&self, pick: impl Fn(&Sample) -> Option<Counters>) -> [f64; 5] {
         let (Some((t0, s0)), Some((t1, s1))) = (&self.previous, &self.latest) else {
-            return (0.0, 0.0, 0.0);
+            return [0.0; 5];
         };
         let secs = t1.duration_since(*t0).as_secs_f64();
         let (Some(a), Some(b)) = (pick(s0), pick(s1)) else {
-            return (0.0, 0.0, 0.0);
+            return [0.0; 5];
         };
         if secs <= 0.0 {
-            return (0.0, 0.0, 0.0);
+            return [0.0; 5];
         }
         // A counter that went back (an id handed to another backend) reads as no traffic.
         let per_sec = |x: u64, y: u64| y.saturating_sub(x) as f64 / secs;
-        (
+        [
             per_sec(a.conns, b.conns),
             per_sec(a.packets, b.packets),
             per_sec(a.bytes, b.bytes),
-        )
+            per_sec(a.out_packets, b.out_packets),
+            per_sec(a.out_bytes, b.out_bytes),
+        ]
     }
 }
 
@@ -101,15 +104,18 @@ fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>> {
         .map_err(|_| anyhow!("a reader of the data plane panicked"))
 }
 
-fn traffic(counters: Counters, (cps, pps, bps): (f64, f64, f64)) -> Traffic {
+fn traffic(counters: Counters, [cps, in_pps, in_bps, out_pps, out_bps]: [f64; 5]) -> Traffic {
     Traffic {
         conns: counters.conns,
         in_packets: counters.packets,
         in_bytes: counters.bytes,
+        out_packets: counters.out_packets,
+        out_bytes: counters.out_bytes,
         cps,
-        in_pps: pps,
-        in_bps: bps,
-        ..Traffic::default()
+        in_pps,
+        in_bps,
+        out_pps,
+        out_bps,
     }
 }
 

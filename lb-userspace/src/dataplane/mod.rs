@@ -580,11 +580,7 @@ impl crate::reconcile::MapWriter for Dataplane {
         let sums: Vec<Counters> = into
             .iter()
             .zip(from.iter())
-            .map(|(v, b)| Counters {
-                packets: v.packets + b.packets,
-                bytes: v.bytes + b.bytes,
-                conns: v.conns + b.conns,
-            })
+            .map(|(v, b)| v.plus(b))
             .collect();
         let sums = PerCpuValues::try_from(sums).context("per-CPU counters")?;
         self.vip_stats

@@ -157,11 +157,7 @@ impl Observer {
     /// counter (packets that reached none) plus those of the backends whose entries name it.
     pub fn stats(&self) -> Result<Stats> {
         let add_u64 = |a: &mut u64, b: &u64| *a += *b;
-        let add_counters = |a: &mut Counters, b: &Counters| {
-            a.packets += b.packets;
-            a.bytes += b.bytes;
-            a.conns += b.conns;
-        };
+        let add_counters = |a: &mut Counters, b: &Counters| *a = a.plus(b);
         let mut stats = Stats::default();
         let events = self.per_cpu_sums(&self.flow_events, names::FLOW_EVENTS, add_u64)?;
         for event in FlowEvent::ALL {
