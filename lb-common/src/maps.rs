@@ -663,6 +663,8 @@ mod pod {
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowValue {}
     unsafe impl aya::Pod for super::RecentFlow {}
+    unsafe impl aya::Pod for super::NatSource {}
+    unsafe impl aya::Pod for super::NatReply {}
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@
 use lb_config::{Config, VirtualServer};
 use lb_health::{HealthSupervisor, RealServerHealth, VsKey};
 
+use lb_common::Forwarding;
+
 use crate::service::{Protocol, RealServer, Service};
 
 pub fn services(config: &Config, health: &mut HealthSupervisor) -> Vec<Service> {
@@ -76,6 +78,11 @@ fn service(
         vip: (vs.address, vs.port).into(),
         protocol: Protocol::from(vs.protocol),
         source_hash: vs.hash_on_source_only(),
+        forwarding: match vs.lb_kind {
+            lb_config::LbKind::Nat => Forwarding::Nat,
+            // TUN is refused by the config check.
+            lb_config::LbKind::Dr | lb_config::LbKind::Tun => Forwarding::DirectRouting,
+        },
         real_servers,
     }
 }

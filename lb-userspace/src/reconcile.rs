@@ -19,9 +19,9 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use lb_common::{
-    Addr, Backend, CLAIM_STATIC, Claim, Control, MAX_BACKENDS, MAX_SERVICES, MEMBER_SLOTS,
-    VIP_FILTER_WORDS, VIP_PROBES, VIP_SLOTS, VipAddrValue, VipKey, VipSlot, VipValue,
-    maglev::MaglevScratch, table_slots, vip_filter_bit,
+    Addr, Backend, CLAIM_STATIC, Claim, Control, Forwarding, MAX_BACKENDS, MAX_SERVICES,
+    MEMBER_SLOTS, NAT_FILTER_WORDS, NatReply, NatSource, VIP_FILTER_WORDS, VIP_PROBES, VIP_SLOTS,
+    VipAddrValue, VipKey, VipSlot, VipValue, maglev::MaglevScratch, table_slots, vip_filter_bit,
 };
 
 use crate::{
@@ -42,6 +42,11 @@ pub trait MapWriter {
     fn set_vip_filter(&mut self, word: u32, bits: u64) -> Result<()>;
     fn set_vip_addr(&mut self, addr: &Addr, value: VipAddrValue) -> Result<()>;
     fn remove_vip_addr(&mut self, addr: &Addr) -> Result<()>;
+    /// A NAT real server's replies and the service they answer for.
+    fn set_nat_source(&mut self, source: &NatSource, reply: &NatReply) -> Result<()>;
+    fn remove_nat_source(&mut self, source: &NatSource) -> Result<()>;
+    /// One word of the NAT source filter.
+    fn set_nat_filter(&mut self, word: u32, bits: u64) -> Result<()>;
     fn add_tx_port(&mut self, ifindex: u32) -> Result<()>;
     fn set_control(&mut self, control: &Control) -> Result<()>;
     fn set_claim(&mut self, index: u32, claim: &Claim) -> Result<()>;
@@ -62,6 +67,16 @@ pub enum CounterKind {
 /// member block: wait this long before writing either again. XDP handles a packet in well
 /// under a microsecond.
 const TABLE_GRACE: Duration = Duration::from_millis(10);
+
+/// The NAT source filter's words for these real servers.
+fn nat_filter_of(sources: &BTreeMap<NatSource, NatReply>) -> Vec<u64> {
+    let mut filter = vec![0u64; NAT_FILTER_WORDS as usize];
+    for source in sources.keys() {
+        let bit = vip_filter_bit(&source.addr);
+        filter[(bit / 64) as usize] |= 1 << (bit % 64);
+    }
+    filter
+}
 
 /// One half of the VIP table, placed by Robin Hood linear probing: a service that has probed
 /// further than the one in a slot takes the slot, and the other moves on. Probe runs stay short
@@ -126,6 +141,8 @@ pub struct PinnedState {
     pub vip_addrs: Vec<(Addr, VipAddrValue)>,
     /// The VIP address filter, word by word.
     pub vip_filter: Vec<u64>,
+    pub nat_sources: Vec<(NatSource, NatReply)>,
+    pub nat_filter: Vec<u64>,
     /// The claim of VIPs no VRRP instance holds.
     pub static_claim: Claim,
     /// Backend entries marked valid, by id.
@@ -215,6 +232,9 @@ pub struct Reconciler {
     vip_addrs: BTreeMap<Addr, VipAddrValue>,
     /// The VIP address filter as the kernel holds it.
     vip_filter: Vec<u64>,
+    /// NAT real servers' replies as the kernel holds them, and their filter.
+    nat_sources: BTreeMap<NatSource, NatReply>,
+    nat_filter: Vec<u64>,
     static_claim: Option<Claim>,
     tx_ports: BTreeSet<u32>,
     control: Option<Control>,
@@ -331,6 +351,8 @@ impl Reconciler {
             next_generation: 1,
             vip_addrs: BTreeMap::new(),
             vip_filter: vec![0; VIP_FILTER_WORDS as usize],
+            nat_sources: BTreeMap::new(),
+            nat_filter: vec![0; NAT_FILTER_WORDS as usize],
             static_claim: None,
             tx_ports: BTreeSet::new(),
             control: None,
@@ -392,6 +414,10 @@ impl Reconciler {
             );
         }
         self.vip_addrs = pinned.vip_addrs.into_iter().collect();
+        self.nat_sources = pinned.nat_sources.into_iter().collect();
+        if pinned.nat_filter.len() == NAT_FILTER_WORDS as usize {
+            self.nat_filter = pinned.nat_filter;
+        }
         if pinned.vip_filter.len() == VIP_FILTER_WORDS as usize {
             self.vip_filter = pinned.vip_filter;
         }
@@ -520,6 +546,22 @@ impl Reconciler {
             .map(|(new, old)| new | old)
             .collect();
         self.write_filter(w, &widened)?;
+        // NAT replies before the services whose connections they answer go live; the filter
+        // widens now and narrows once the flip is done.
+        let nat_sources = self.nat_sources_of(desired);
+        let nat_filter = nat_filter_of(&nat_sources);
+        let widened: Vec<u64> = nat_filter
+            .iter()
+            .zip(&self.nat_filter)
+            .map(|(new, old)| new | old)
+            .collect();
+        for (source, reply) in &nat_sources {
+            if self.nat_sources.get(source) != Some(reply) {
+                w.set_nat_source(source, reply)?;
+                self.nat_sources.insert(*source, *reply);
+            }
+        }
+        self.write_nat_filter(w, &widened)?;
 
         // Removed services free their ids for added ones; they leave the VIP table at the
         // flip, and their tables and member blocks retire with it.
@@ -634,6 +676,19 @@ impl Reconciler {
         }
 
         self.retire_backends(w, desired, &mut changes)?;
+        // Drains that just ended took their real servers' replies with them.
+        let nat_sources = self.nat_sources_of(desired);
+        self.write_nat_filter(w, &nat_filter_of(&nat_sources))?;
+        let gone: Vec<NatSource> = self
+            .nat_sources
+            .keys()
+            .filter(|s| !nat_sources.contains_key(*s))
+            .copied()
+            .collect();
+        for source in gone {
+            w.remove_nat_source(&source)?;
+            self.nat_sources.remove(&source);
+        }
 
         if self.control != Some(control) {
             w.set_control(&control)?;
@@ -646,6 +701,47 @@ impl Reconciler {
             changes.control_written = true;
         }
         Ok(changes)
+    }
+
+    fn write_nat_filter(&mut self, w: &mut impl MapWriter, filter: &[u64]) -> Result<()> {
+        for (i, (&new, old)) in filter.iter().zip(self.nat_filter.iter_mut()).enumerate() {
+            if new != *old {
+                w.set_nat_filter(i as u32, new)?;
+                *old = new;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every NAT real server's replies and the service they answer for: configured real
+    /// servers (live or not: a real server going down may still answer) and draining ones
+    /// (removed from the config, keeping their connections). A real server (address, port,
+    /// protocol) of two NAT services answers for the first (the config check refuses it).
+    fn nat_sources_of(&self, desired: &DesiredState) -> BTreeMap<NatSource, NatReply> {
+        let mut out = BTreeMap::new();
+        let live = self.backends.iter().map(|(k, (id, _))| (k, *id));
+        let draining = self.draining.iter().map(|(k, (id, _, _))| (k, *id));
+        for (key, id) in live.chain(draining) {
+            let Some(vip) = desired.vips.get(&key.vip) else {
+                continue;
+            };
+            if Forwarding::of(vip.flags) != Forwarding::Nat {
+                continue;
+            }
+            let source = NatSource {
+                addr: crate::service::addr_words(key.real_server.ip()),
+                port: key.real_server.port().to_be(),
+                proto: key.vip.proto,
+                _pad: 0,
+            };
+            out.entry(source).or_insert(NatReply {
+                vip: key.vip,
+                backend_id: id,
+                claim: vip.claim,
+                _pad: 0,
+            });
+        }
+        out
     }
 
     fn write_filter(&mut self, w: &mut impl MapWriter, filter: &[u64]) -> Result<()> {
@@ -1008,6 +1104,8 @@ mod tests {
         Control(u32),
         /// (claim index, active).
         Claim(u32, u32),
+        /// A NAT source written (real server port, service id... the VIP's port) or removed.
+        NatSource(u16, Option<u16>),
     }
 
     #[derive(Default)]
@@ -1033,6 +1131,20 @@ mod tests {
             Ok(())
         }
         fn set_vip_filter(&mut self, _: u32, _: u64) -> Result<()> {
+            Ok(())
+        }
+        fn set_nat_source(&mut self, s: &NatSource, r: &NatReply) -> Result<()> {
+            self.0.push(Write::NatSource(
+                u16::from_be(s.port),
+                Some(u16::from_be(r.vip.port)),
+            ));
+            Ok(())
+        }
+        fn remove_nat_source(&mut self, s: &NatSource) -> Result<()> {
+            self.0.push(Write::NatSource(u16::from_be(s.port), None));
+            Ok(())
+        }
+        fn set_nat_filter(&mut self, _: u32, _: u64) -> Result<()> {
             Ok(())
         }
         fn set_vip_addr(&mut self, _: &Addr, _: VipAddrValue) -> Result<()> {
@@ -1078,6 +1190,7 @@ mod tests {
             vip: format!("10.0.0.100:{port}").parse().unwrap(),
             protocol: Protocol::Tcp,
             source_hash: false,
+            forwarding: Forwarding::DirectRouting,
             real_servers: weights
                 .iter()
                 .enumerate()
@@ -1299,6 +1412,7 @@ mod tests {
             max_generation: 2,
             control,
             member_blocks: BTreeMap::from([(0, 2)]),
+            ..PinnedState::default()
         });
         let mut w = Recorder::default();
         restarted.apply(&mut w, &d).unwrap();
@@ -1448,5 +1562,82 @@ mod tests {
                 assert!(distance < VIP_PROBES);
             }
         }
+    }
+
+    /// A NAT service's real servers get NAT source entries (their port, the VIP's port back)
+    /// before the service goes live; one removed from the config keeps its entry while it
+    /// drains (its connections' replies are still translated), and loses it with the drain.
+    #[test]
+    fn nat_sources_follow_nat_services_and_their_drains() {
+        let mut nat = service(80, &[1, 1]);
+        nat.forwarding = Forwarding::Nat;
+        for rs in &mut nat.real_servers {
+            rs.addr.set_port(8080);
+        }
+        let resolved = paths(2);
+        let mut r = reconciler().with_drain(Duration::from_millis(50));
+        let mut w = Recorder::default();
+        r.apply(
+            &mut w,
+            &desired(std::slice::from_ref(&nat), &resolved, true),
+        )
+        .unwrap();
+        let first_nat =
+            w.0.iter()
+                .position(|x| matches!(x, Write::NatSource(..)))
+                .unwrap();
+        let first_slot =
+            w.0.iter()
+                .position(|x| matches!(x, Write::VipSlot(..)))
+                .unwrap();
+        assert!(first_nat < first_slot, "{:?}", w.0);
+        let nat_writes: Vec<&Write> =
+            w.0.iter()
+                .filter(|x| matches!(x, Write::NatSource(..)))
+                .collect();
+        assert_eq!(
+            nat_writes,
+            [
+                &Write::NatSource(8080, Some(80)),
+                &Write::NatSource(8080, Some(80))
+            ]
+        );
+
+        // One real server removed: it drains, its entry stays.
+        let mut one = nat.clone();
+        one.real_servers.truncate(1);
+        let mut w = Recorder::default();
+        r.apply(
+            &mut w,
+            &desired(std::slice::from_ref(&one), &resolved, true),
+        )
+        .unwrap();
+        assert!(
+            !w.0.iter().any(|x| matches!(x, Write::NatSource(..))),
+            "{:?}",
+            w.0
+        );
+        // The drain ends: the entry goes.
+        thread::sleep(Duration::from_millis(60));
+        let mut w = Recorder::default();
+        r.apply(
+            &mut w,
+            &desired(std::slice::from_ref(&one), &resolved, true),
+        )
+        .unwrap();
+        assert_eq!(
+            w.0.iter()
+                .filter(|x| matches!(x, Write::NatSource(..)))
+                .collect::<Vec<_>>(),
+            [&Write::NatSource(8080, None)]
+        );
+
+        // A DR service has none.
+        let mut r = reconciler();
+        let mut w = Recorder::default();
+        let dr = service(80, &[1, 1]);
+        r.apply(&mut w, &desired(std::slice::from_ref(&dr), &paths(2), true))
+            .unwrap();
+        assert!(!w.0.iter().any(|x| matches!(x, Write::NatSource(..))));
     }
 }

@@ -7,8 +7,8 @@ use std::{
 };
 
 use lb_common::{
-    Addr, BACKEND_F_VALID, Backend, CLAIM_STATIC, PROTO_TCP, PROTO_UDP, VIP_ADDR_F_SERVICES,
-    VIP_F_SOURCE_HASH, VipAddrValue, VipKey,
+    Addr, BACKEND_F_VALID, Backend, CLAIM_STATIC, Forwarding, PROTO_TCP, PROTO_UDP,
+    VIP_ADDR_F_SERVICES, VIP_F_SOURCE_HASH, VipAddrValue, VipKey,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -51,6 +51,8 @@ pub struct Service {
     pub protocol: Protocol,
     /// Hash on the client address only (`lb_algo sh` or `persistence_timeout`).
     pub source_hash: bool,
+    /// How packets reach the real servers (`lb_kind`).
+    pub forwarding: Forwarding,
     pub real_servers: Vec<RealServer>,
 }
 
@@ -198,11 +200,12 @@ pub fn desired(
             }
         }
         members.sort();
-        let flags = if service.source_hash {
+        let hashing = if service.source_hash {
             VIP_F_SOURCE_HASH
         } else {
             0
         };
+        let flags = hashing | service.forwarding.flags();
         state.vips.insert(
             service.key(),
             DesiredVip {
@@ -227,6 +230,7 @@ mod tests {
             vip: vip.parse().unwrap(),
             protocol: Protocol::Tcp,
             source_hash: false,
+            forwarding: Forwarding::DirectRouting,
             real_servers: rs
                 .iter()
                 .map(|(a, w)| RealServer {

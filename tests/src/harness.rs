@@ -52,6 +52,7 @@ impl Harness {
                     vip: (ip, port).into(),
                     protocol,
                     source_hash: false,
+                    forwarding: lb_common::Forwarding::DirectRouting,
                     real_servers: backends
                         .iter()
                         .zip(1..)

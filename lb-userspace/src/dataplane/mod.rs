@@ -27,7 +27,8 @@ use aya::{
 pub use clock::{Clock, JiffiesClock};
 use lb_common::{
     Addr, Backend, CLAIM_STATIC, Claim, Control, Counters, DEFAULT_FLOW_TABLE_SIZE,
-    DEFAULT_MAGLEV_TABLE_SIZE, MemberSlot, NO_MEMBER, VipAddrValue, VipSlot, names, ring_chunks,
+    DEFAULT_MAGLEV_TABLE_SIZE, MemberSlot, NO_MEMBER, NatReply, NatSource, VipAddrValue, VipSlot,
+    names, ring_chunks,
 };
 pub use mapped::MappedArray;
 use observe::ObservedMaps;
@@ -49,6 +50,8 @@ pub struct Dataplane {
     vips: MappedArray<VipSlot>,
     vip_filter: MappedArray<u64>,
     vip_addrs: HashMap<MapData, Addr, VipAddrValue>,
+    nat_sources: HashMap<MapData, NatSource, NatReply>,
+    nat_filter: MappedArray<u64>,
     claims: Array<MapData, Claim>,
     /// Another descriptor of the claims map, for [`Dataplane::claims_handle`].
     claims_fd: std::os::fd::OwnedFd,
@@ -258,6 +261,8 @@ impl Dataplane {
             vips: take_mapped(&mut ebpf, names::VIPS)?,
             vip_filter: take_mapped(&mut ebpf, names::VIP_FILTER)?,
             vip_addrs: take(&mut ebpf, names::VIP_ADDRS)?,
+            nat_sources: take(&mut ebpf, names::NAT_SOURCES)?,
+            nat_filter: take_mapped(&mut ebpf, names::NAT_FILTER)?,
             rings: take_mapped(&mut ebpf, names::RINGS)?,
             members: take_mapped(&mut ebpf, names::MEMBERS)?,
             backends: take(&mut ebpf, names::BACKENDS)?,
@@ -311,6 +316,12 @@ impl Dataplane {
                 .vip_addrs
                 .push(entry.context("reading the VIP address map")?);
         }
+        for entry in self.nat_sources.iter() {
+            state
+                .nat_sources
+                .push(entry.context("reading the NAT source map")?);
+        }
+        state.nat_filter = self.nat_filter.read(0, self.nat_filter.len());
         state.static_claim = self.claim(CLAIM_STATIC)?;
         for id in 0..self.backend_entries.len() {
             let Some(backend) = self.backend_entries.get(id) else {
@@ -543,6 +554,24 @@ impl crate::reconcile::MapWriter for Dataplane {
         self.vip_addrs
             .remove(addr)
             .context("removing a VIP address")
+    }
+
+    fn set_nat_source(&mut self, source: &NatSource, reply: &NatReply) -> Result<()> {
+        self.nat_sources
+            .insert(source, reply, 0)
+            .context("writing a NAT real server")
+    }
+
+    fn remove_nat_source(&mut self, source: &NatSource) -> Result<()> {
+        self.nat_sources
+            .remove(source)
+            .context("removing a NAT real server")
+    }
+
+    fn set_nat_filter(&mut self, word: u32, bits: u64) -> Result<()> {
+        self.nat_filter
+            .write(word as usize, &[bits])
+            .context("writing the NAT source filter")
     }
 
     fn add_tx_port(&mut self, ifindex: u32) -> Result<()> {

@@ -16,7 +16,7 @@ use anyhow::{Context as _, Result, bail};
 use lb_common::names;
 
 /// Every map the program pins, by name.
-pub const MAP_NAMES: [&str; 15] = [
+pub const MAP_NAMES: [&str; 17] = [
     names::VIPS,
     names::VIP_FILTER,
     names::VIP_ADDRS,
@@ -32,6 +32,8 @@ pub const MAP_NAMES: [&str; 15] = [
     names::FLOWS,
     names::FLOW_EVENTS,
     names::RECENT_FLOWS,
+    names::NAT_SOURCES,
+    names::NAT_FILTER,
 ];
 
 /// The pinned XDP link and program.

@@ -73,6 +73,7 @@ fn main() -> Result<()> {
             vip: (vip.parse::<IpAddr>()?, 80).into(),
             protocol: Protocol::Tcp,
             source_hash: false,
+            forwarding: lb_common::Forwarding::DirectRouting,
             real_servers: backends
                 .iter()
                 .map(|b| {
