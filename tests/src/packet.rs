@@ -35,6 +35,10 @@ pub struct PacketSpec {
     pub payload: Vec<u8>,
     /// TCP flags: SYN unless changed.
     pub tcp_flags: u8,
+    /// IPv4 TTL or IPv6 hop limit: 64 unless changed.
+    pub ttl: u8,
+    /// Send a UDP datagram over IPv4 without a checksum (0).
+    pub no_udp_checksum: bool,
 }
 
 impl PacketSpec {
@@ -48,7 +52,14 @@ impl PacketSpec {
             vlan: None,
             payload: b"hello xlb".to_vec(),
             tcp_flags: TCP_SYN,
+            ttl: 64,
+            no_udp_checksum: false,
         }
+    }
+
+    pub fn ttl(mut self, ttl: u8) -> Self {
+        self.ttl = ttl;
+        self
     }
 
     /// A segment of an established connection (ACK, no SYN).
@@ -63,7 +74,7 @@ impl PacketSpec {
     }
 
     pub fn build(&self) -> Vec<u8> {
-        let l4 = l4_segment(
+        let mut l4 = l4_segment(
             self.src,
             self.dst,
             self.src_port,
@@ -72,7 +83,10 @@ impl PacketSpec {
             self.tcp_flags,
             &self.payload,
         );
-        let ip = ip_packet(self.src, self.dst, self.l4.number(), &l4);
+        if self.no_udp_checksum && self.l4 == L4::Udp {
+            l4[6..8].copy_from_slice(&[0, 0]);
+        }
+        let ip = ip_packet_ttl(self.src, self.dst, self.l4.number(), &l4, self.ttl);
         ethernet(self.vlan, ether_type(self.src), &ip)
     }
 }
@@ -170,12 +184,17 @@ pub fn l4_segment(
 
 /// An IPv4 header (no options) or IPv6 header in front of `payload`.
 pub fn ip_packet(src: IpAddr, dst: IpAddr, proto: u8, payload: &[u8]) -> Vec<u8> {
+    ip_packet_ttl(src, dst, proto, payload, 64)
+}
+
+/// [`ip_packet`] with this TTL (hop limit).
+pub fn ip_packet_ttl(src: IpAddr, dst: IpAddr, proto: u8, payload: &[u8], ttl: u8) -> Vec<u8> {
     let mut p = Vec::new();
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             p.extend_from_slice(&[0x45, 0]);
             p.extend_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
-            p.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, proto, 0, 0]);
+            p.extend_from_slice(&[0x12, 0x34, 0x40, 0, ttl, proto, 0, 0]);
             p.extend_from_slice(&s.octets());
             p.extend_from_slice(&d.octets());
             let c = checksum(&[&p]);
@@ -184,7 +203,7 @@ pub fn ip_packet(src: IpAddr, dst: IpAddr, proto: u8, payload: &[u8]) -> Vec<u8>
         (IpAddr::V6(s), IpAddr::V6(d)) => {
             p.extend_from_slice(&[0x60, 0, 0, 0]);
             p.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-            p.extend_from_slice(&[proto, 64]);
+            p.extend_from_slice(&[proto, ttl]);
             p.extend_from_slice(&s.octets());
             p.extend_from_slice(&d.octets());
         }

@@ -1,0 +1,290 @@
+//! NAT (lb_kind NAT) under BPF_PROG_TEST_RUN: the exact bytes out, in both directions, for IPv4
+//! and IPv6, TCP and UDP, with the real server's port differing from the VIP's. Every expected
+//! frame is built from scratch by the test's packet builder (checksums computed whole), so
+//! equality also proves the program's incremental checksum updates.
+//!
+//! Replies are routed by the kernel's FIB: they run "on" an interface of a network namespace
+//! this test builds, with the client behind a second interface (a static neighbour entry), or
+//! not yet resolved.
+
+use std::{collections::HashMap, net::IpAddr};
+
+use lb_common::{Forwarding, Outcome};
+use lb_userspace::service::{BackendPath, Protocol, RealServer, Service};
+use xlb_tests::{
+    harness::{Harness, LO_IFINDEX, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX, backend_mac},
+    lab::{Netns, mac_of, unique_name},
+    packet::{DIRECTOR_MAC, L4, PacketSpec, TCP_ACK},
+};
+
+const VIP4: &str = "10.0.0.100";
+const VIP6: &str = "2001:db8::100";
+const CLIENT4: &str = "192.0.2.10";
+const CLIENT6: &str = "2001:db8:c::10";
+const CLIENT_MAC: [u8; 6] = [0x02, 0xc1, 0, 0, 0, 0x10];
+/// The real servers: one per family, listening on other ports than the VIP's.
+const RS4: &str = "10.0.2.1";
+const RS6: &str = "2001:db8:2::1";
+const RS_PORT_TCP: u16 = 8080;
+const RS_PORT_UDP: u16 = 5353;
+
+fn nat_service(vip: &str, port: u16, protocol: Protocol, rs: &str, rs_port: u16) -> Service {
+    let vip: IpAddr = vip.parse().unwrap();
+    let rs: IpAddr = rs.parse().unwrap();
+    Service {
+        vip: (vip, port).into(),
+        protocol,
+        source_hash: false,
+        forwarding: Forwarding::Nat,
+        real_servers: vec![RealServer {
+            addr: (rs, rs_port).into(),
+            weight: 1,
+            alive: true,
+        }],
+    }
+}
+
+fn harness() -> Harness {
+    let services = vec![
+        nat_service(VIP4, 80, Protocol::Tcp, RS4, RS_PORT_TCP),
+        nat_service(VIP4, 53, Protocol::Udp, RS4, RS_PORT_UDP),
+        nat_service(VIP6, 80, Protocol::Tcp, RS6, RS_PORT_TCP),
+        nat_service(VIP6, 53, Protocol::Udp, RS6, RS_PORT_UDP),
+    ];
+    let paths = HashMap::from([
+        (
+            RS4.parse().unwrap(),
+            BackendPath {
+                ifindex: LO_IFINDEX,
+                mac: backend_mac(1),
+                src_mac: DIRECTOR_MAC,
+            },
+        ),
+        (
+            RS6.parse().unwrap(),
+            BackendPath {
+                ifindex: LO_IFINDEX,
+                mac: backend_mac(2),
+                src_mac: DIRECTOR_MAC,
+            },
+        ),
+    ]);
+    Harness::with(services, paths, 1 << 16)
+}
+
+fn with_macs(mut frame: Vec<u8>, dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
+    frame[0..6].copy_from_slice(&dst);
+    frame[6..12].copy_from_slice(&src);
+    frame
+}
+
+/// (what, vip, client, real server, vip port, real server port, protocol, backend MAC)
+fn cases() -> Vec<(
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    u16,
+    u16,
+    L4,
+    u8,
+)> {
+    vec![
+        ("IPv4 TCP", VIP4, CLIENT4, RS4, 80, RS_PORT_TCP, L4::Tcp, 1),
+        ("IPv4 UDP", VIP4, CLIENT4, RS4, 53, RS_PORT_UDP, L4::Udp, 1),
+        ("IPv6 TCP", VIP6, CLIENT6, RS6, 80, RS_PORT_TCP, L4::Tcp, 2),
+        ("IPv6 UDP", VIP6, CLIENT6, RS6, 53, RS_PORT_UDP, L4::Udp, 2),
+    ]
+}
+
+/// Client to VIP: destination rewritten to the real server's address and port, TTL one less,
+/// Ethernet addresses to the real server's; sent back out (the real server is on the same
+/// interface here).
+#[test]
+fn requests_go_to_the_real_server_address_and_port() {
+    let mut h = harness();
+    for (what, vip, client, rs, vport, rport, l4, mac) in cases() {
+        for established in [false, true] {
+            let mut spec = PacketSpec::new(client, vip, 40000, vport, l4);
+            if established {
+                spec = spec.established();
+            }
+            let (action, out) = h.run(&spec.build());
+            let mut expected = spec.clone();
+            expected.dst = rs.parse().unwrap();
+            expected.dst_port = rport;
+            let expected = with_macs(expected.ttl(63).build(), backend_mac(mac), DIRECTOR_MAC);
+            assert_eq!(action, XDP_TX, "{what}");
+            assert_eq!(out, expected, "{what} (established {established})");
+        }
+    }
+    // An IPv4 UDP datagram without a checksum keeps none.
+    let mut spec = PacketSpec::new(CLIENT4, VIP4, 40001, 53, L4::Udp);
+    spec.no_udp_checksum = true;
+    let (action, out) = h.run(&spec.build());
+    let mut expected = spec.clone();
+    expected.dst = RS4.parse().unwrap();
+    expected.dst_port = RS_PORT_UDP;
+    let expected = with_macs(expected.ttl(63).build(), backend_mac(1), DIRECTOR_MAC);
+    assert_eq!((action, out), (XDP_TX, expected));
+
+    // A TTL that would reach 0 on the way through: dropped, as a router drops it.
+    let before = h.outcome(Outcome::DropTtlExceeded);
+    for (_, vip, client, _, vport, _, l4, _) in cases() {
+        let (action, _) = h.run(
+            &PacketSpec::new(client, vip, 40002, vport, l4)
+                .ttl(1)
+                .build(),
+        );
+        assert_eq!(action, XDP_DROP);
+    }
+    assert_eq!(h.outcome(Outcome::DropTtlExceeded), before + 4);
+}
+
+/// A namespace where replies arrive: the real servers' side on `srv`, the client's on `cli`
+/// (with a static neighbour entry for the client unless `resolved` is false), forwarding on.
+struct ReplyNet {
+    ns: Netns,
+    srv: u32,
+    cli: u32,
+    cli_mac: [u8; 6],
+}
+
+impl ReplyNet {
+    fn new(resolved: bool) -> Self {
+        let ns = Netns::new(unique_name("natr")).expect("a namespace");
+        for argv in [
+            vec![
+                "ip", "link", "add", "srv", "type", "veth", "peer", "name", "srvp",
+            ],
+            vec![
+                "ip", "link", "add", "cli", "type", "veth", "peer", "name", "clip",
+            ],
+            vec!["ip", "addr", "add", "10.0.2.254/24", "dev", "srv"],
+            vec!["ip", "addr", "add", "192.0.2.254/24", "dev", "cli"],
+            vec![
+                "ip",
+                "addr",
+                "add",
+                "2001:db8:2::fe/64",
+                "dev",
+                "srv",
+                "nodad",
+            ],
+            vec![
+                "ip",
+                "addr",
+                "add",
+                "2001:db8:c::fe/64",
+                "dev",
+                "cli",
+                "nodad",
+            ],
+            vec!["sysctl", "-qw", "net.ipv4.ip_forward=1"],
+            vec!["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"],
+        ] {
+            ns.run(&argv).unwrap();
+        }
+        for dev in ["srv", "srvp", "cli", "clip"] {
+            ns.run(&["ip", "link", "set", dev, "up"]).unwrap();
+        }
+        if resolved {
+            let mac = CLIENT_MAC
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":");
+            for client in [CLIENT4, CLIENT6] {
+                ns.run(&[
+                    "ip",
+                    "neigh",
+                    "replace",
+                    client,
+                    "lladdr",
+                    &mac,
+                    "dev",
+                    "cli",
+                    "nud",
+                    "permanent",
+                ])
+                .unwrap();
+            }
+        }
+        // Asked of `ip`: /sys shows the namespace that mounted it, not this one.
+        let index = |dev: &str| -> u32 {
+            let line = ns.run(&["ip", "-o", "link", "show", "dev", dev]).unwrap();
+            line.split(':').next().unwrap().trim().parse().unwrap()
+        };
+        let (srv, cli) = (index("srv"), index("cli"));
+        let cli_mac = mac_of(&ns, "cli").unwrap();
+        Self {
+            ns,
+            srv,
+            cli,
+            cli_mac,
+        }
+    }
+}
+
+/// Real server to client: the VIP's address and port back as the source, TTL one less, then
+/// where the FIB says the client is: redirected to the client's interface with the neighbour's
+/// MAC. The director never saw the connection (no flow table entry): the mapping is enough.
+#[test]
+fn replies_get_the_vip_back_and_go_where_the_client_is() {
+    let mut h = harness();
+    let net = ReplyNet::new(true);
+    let cli = net.cli;
+    net.ns
+        .enter(|| {
+            h.dp.add_tx_port(cli)
+                .expect("the client's interface in the devmap")
+        })
+        .unwrap();
+    for (what, vip, client, rs, vport, rport, l4, _) in cases() {
+        let mut reply = PacketSpec::new(rs, client, rport, 40000, l4);
+        reply.tcp_flags = TCP_ACK;
+        let (action, out) = net.ns.enter(|| h.run_on(&reply.build(), net.srv)).unwrap();
+        let mut expected = reply.clone();
+        expected.src = vip.parse().unwrap();
+        expected.src_port = vport;
+        let expected = with_macs(expected.ttl(63).build(), CLIENT_MAC, net.cli_mac);
+        assert_eq!(action, XDP_REDIRECT, "{what}");
+        assert_eq!(out, expected, "{what}");
+    }
+    // Replies are counted out on their backend.
+    let stats = h.dp.stats().unwrap();
+    let out_packets: u64 = stats.backends.iter().map(|b| b.counters.out_packets).sum();
+    assert_eq!(out_packets, 4);
+
+    // From a real server port no service uses: not a reply to translate.
+    let other = PacketSpec::new(RS4, CLIENT4, 9999, 40000, L4::Tcp).established();
+    let (action, out) = net.ns.enter(|| h.run_on(&other.build(), net.srv)).unwrap();
+    assert_eq!((action, out), (XDP_PASS, other.build()));
+}
+
+/// After a takeover the new master may have no neighbour entry for the client yet: the reply
+/// is handed to the kernel already translated (it forwards it and resolves the neighbour), never
+/// untranslated.
+#[test]
+fn an_unresolved_client_gets_its_reply_through_the_kernel_translated() {
+    let mut h = harness();
+    let net = ReplyNet::new(false);
+    let before = h.outcome(Outcome::PassNatUnresolved);
+    for (what, vip, client, rs, vport, rport, l4, _) in cases() {
+        let reply = PacketSpec::new(rs, client, rport, 40000, l4).established();
+        let frame = reply.build();
+        let (action, out) = net.ns.enter(|| h.run_on(&frame, net.srv)).unwrap();
+        let mut expected = reply.clone();
+        expected.src = vip.parse().unwrap();
+        expected.src_port = vport;
+        // The Ethernet addresses are the kernel's to choose.
+        let expected = with_macs(expected.ttl(63).build(), frame[0..6].try_into().unwrap(), {
+            let mut m = [0; 6];
+            m.copy_from_slice(&frame[6..12]);
+            m
+        });
+        assert_eq!(action, XDP_PASS, "{what}");
+        assert_eq!(out, expected, "{what}");
+    }
+    assert_eq!(h.outcome(Outcome::PassNatUnresolved), before + 4);
+}
