@@ -15,6 +15,49 @@ pub(crate) fn validate(config: &Config, declared: &Declared, diags: &mut Diags) 
     vrrp_references(config, declared, diags);
     unique_vrids(config, diags);
     unique_servers(config, diags);
+    nat_real_servers_serve_one_service(config, diags);
+}
+
+/// A NAT director tells replies apart by the real server's address, port and protocol alone
+/// (so that a director that takes over translates replies of connections it never saw): a real
+/// server of two NAT services could not be answered for.
+fn nat_real_servers_serve_one_service(config: &Config, diags: &mut Diags) {
+    let mut first: BTreeMap<(IpAddr, u16, crate::model::Protocol), (&VirtualServer, &Origin)> =
+        BTreeMap::new();
+    for vs in config
+        .virtual_servers
+        .iter()
+        .filter(|vs| vs.lb_kind == LbKind::Nat)
+    {
+        for rs in &vs.real_servers {
+            match first.entry((rs.address, rs.port, vs.protocol)) {
+                Entry::Vacant(slot) => {
+                    slot.insert((vs, &rs.origin));
+                }
+                Entry::Occupied(seen) => {
+                    let (other, other_at) = *seen.get();
+                    if std::ptr::eq(other, vs) {
+                        continue; // a duplicate real server, reported as such
+                    }
+                    if let Some(span) = at(&rs.origin) {
+                        let where_first = at(other_at)
+                            .map(|s| format!(" (at {s})"))
+                            .unwrap_or_default();
+                        diags.error(
+                            span,
+                            format!(
+                                "found `real_server {} {}` in NAT `virtual_server {} {}` and in \
+                                 NAT `virtual_server {} {}`{where_first}, expected it in one: \
+                                 replies are translated by the real server's address and port \
+                                 alone; give it another port for one of them",
+                                rs.address, rs.port, vs.address, vs.port, other.address, other.port
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn at(origin: &Origin) -> Option<&Span> {
@@ -156,7 +199,7 @@ fn unique_vrids(config: &Config, diags: &mut Diags) {
     );
 }
 
-/// What xlb can forward: DR only, and always Maglev hashing. Called by the
+/// What xlb can forward: DR and NAT (not TUN), and always Maglev hashing. Called by the
 /// interpreter for every virtual server, even one whose header has errors.
 pub(crate) fn forwarding(vs: &VirtualServer, diags: &mut Diags) {
     let kind_at = at(&vs.lb_kind_origin).or(at(&vs.origin));
@@ -164,11 +207,21 @@ pub(crate) fn forwarding(vs: &VirtualServer, diags: &mut Diags) {
         let explicit = vs.lb_kind_origin.span().is_some();
         match vs.lb_kind {
             LbKind::Dr => {}
+            LbKind::Nat if explicit => {}
+            LbKind::Nat => diags.warn(
+                span,
+                format!(
+                    "found no `lb_kind` in `virtual_server {} {}`: keepalived's default NAT \
+                     applies (replies must come back through this director); write `lb_kind \
+                     NAT` or `lb_kind DR` to silence this",
+                    vs.address, vs.port
+                ),
+            ),
             kind if explicit => diags.error(
                 span,
                 format!(
-                    "found `lb_kind {}`, expected `lb_kind DR`: lb_kind {} not supported yet \
-                     (xlb forwards in DR mode only)",
+                    "found `lb_kind {}`, expected `lb_kind DR` or `lb_kind NAT`: lb_kind {} \
+                     is not supported yet",
                     kind.name(),
                     kind.name()
                 ),
@@ -177,8 +230,8 @@ pub(crate) fn forwarding(vs: &VirtualServer, diags: &mut Diags) {
                 span,
                 format!(
                     "found no `lb_kind` in `virtual_server {} {}`, so keepalived's default {} \
-                     applies; expected `lb_kind DR`: lb_kind {} not supported yet (xlb forwards \
-                     in DR mode only)",
+                     applies; expected `lb_kind DR` or `lb_kind NAT`: lb_kind {} is not \
+                     supported yet",
                     vs.address,
                     vs.port,
                     kind.name(),
@@ -270,7 +323,7 @@ fn unique_servers(config: &Config, diags: &mut Diags) {
                     span,
                     format!(
                         "found {} real server {} in `virtual_server {} {}`, expected {}: \
-                             DR forwarding keeps the packet's address family",
+                             xlb keeps the packet's address family",
                         family_name(&rs.address),
                         rs.address,
                         vs.address,

@@ -150,27 +150,55 @@ fn references_to_unknown_scripts_and_instances() {
 }
 
 #[test]
-fn nat_and_tun_are_not_supported_yet() {
-    for kind in ["NAT", "TUN"] {
-        let e = parse_err(&with_base(&format!(
-            "virtual_server 10.0.0.1 80 {{\n    lb_algo mh\n    lb_kind {kind}\n}}\n"
-        )));
-        let d = only_error(&e);
-        assert_eq!((d.line, d.col), (10, 5));
-        assert_eq!(
-            d.message,
-            format!(
-                "found `lb_kind {kind}`, expected `lb_kind DR`: lb_kind {kind} not supported yet (xlb forwards in DR mode only)"
-            )
-        );
-    }
-    // keepalived's default is NAT: a virtual server without lb_kind is refused too.
+fn dr_and_nat_are_supported_tun_is_not_yet() {
     let e = parse_err(&with_base(
-        "virtual_server 10.0.0.1 80 {\n    lb_algo mh\n}\n",
+        "virtual_server 10.0.0.1 80 {\n    lb_algo mh\n    lb_kind TUN\n}\n",
     ));
     let d = only_error(&e);
-    assert_eq!((d.line, d.col), (8, 1));
-    assert!(d.message.contains("keepalived's default NAT"), "{d}");
+    assert_eq!((d.line, d.col), (10, 5));
+    assert_eq!(
+        d.message,
+        "found `lb_kind TUN`, expected `lb_kind DR` or `lb_kind NAT`: lb_kind TUN is not supported yet"
+    );
+    parse_ok(&with_base(
+        "virtual_server 10.0.0.1 80 {\n    lb_algo mh\n    lb_kind NAT\n}\n",
+    ));
+    // keepalived's default is NAT: without lb_kind, NAT it is, with a warning that says so.
+    let loaded = parse_ok(&with_base(
+        "virtual_server 10.0.0.1 80 {\n    lb_algo mh\n}\n",
+    ));
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.to_string().contains("keepalived's default NAT applies")),
+        "{:?}",
+        loaded.warnings
+    );
+    // A NAT real server serves one NAT service: replies are told apart by it.
+    let e = parse_err(&with_base(
+        "virtual_server 10.0.0.1 80 {\n    lb_algo mh\n    lb_kind NAT\n    real_server 10.0.0.11 8080 {\n    }\n}\nvirtual_server 10.0.0.2 80 {\n    lb_algo mh\n    lb_kind NAT\n    real_server 10.0.0.11 8080 {\n    }\n}\n",
+    ));
+    let d = only_error(&e);
+    assert_eq!((d.line, d.col), (17, 5));
+    assert!(
+        d.message
+            .contains("expected it in one: replies are translated by the real server's address"),
+        "{d}"
+    );
+    // A real server may repeat its virtual server's method, not choose another.
+    parse_ok(&with_base(
+        "virtual_server 10.0.0.1 80 {\n    lb_algo mh\n    lb_kind NAT\n    real_server 10.0.0.11 8080 {\n        lvs_method NAT\n    }\n}\n",
+    ));
+    let e = parse_err(&with_base(
+        "virtual_server 10.0.0.1 80 {\n    lb_algo mh\n    lb_kind NAT\n    real_server 10.0.0.11 8080 {\n        lvs_method DR\n    }\n}\n",
+    ));
+    assert!(
+        only_error(&e)
+            .message
+            .contains("in a real_server whose virtual_server forwards by NAT"),
+        "{e:?}"
+    );
     // lvs_method is keepalived's newer name.
     parse_ok(&with_base(
         "virtual_server 10.0.0.1 80 {\n    lvs_sched mh\n    lvs_method DR\n}\n",
@@ -271,7 +299,6 @@ virtual_server 10.0.0.1 80 {
             (7, 23),
             (10, 19),
             (14, 9),
-            (19, 5),
             (20, 27),
             (21, 16),
             (22, 9),
@@ -284,7 +311,7 @@ virtual_server 10.0.0.1 80 {
         e.warnings()
             .any(|w| w.line == 18 && w.message.contains("Maglev"))
     );
-    assert!(e.to_string().ends_with("9 errors found"));
+    assert!(e.to_string().ends_with("8 errors found"));
 }
 
 #[test]

@@ -281,7 +281,7 @@ pub(super) fn virtual_server(r: &mut Reader<'_>, st: &Statement) -> Option<Virtu
     );
     for st in &block {
         if st.keyword == "real_server"
-            && let Some(rs) = real_server(r, st, vs_port, inhibit_on_failure, &defaults)
+            && let Some(rs) = real_server(r, st, vs_port, inhibit_on_failure, &defaults, lb_kind.0)
         {
             real_servers.push(rs);
         }
@@ -323,6 +323,7 @@ fn real_server(
     vs_port: Option<u16>,
     vs_inhibit: bool,
     vs_defaults: &CheckDefaults,
+    vs_kind: LbKind,
 ) -> Option<RealServer> {
     if r.needs_block(st) {
         return None;
@@ -347,16 +348,22 @@ fn real_server(
             "notify_up" => notify_up = r.notify_script(st).or(notify_up),
             "notify_down" => notify_down = r.notify_script(st).or(notify_down),
             "lvs_method" | "lb_kind" => {
+                // keepalived allows one per real server; xlb forwards a service one way, so a
+                // real server may only repeat its virtual server's.
                 if let Some(arg) = st.args.first()
-                    && arg.text != "DR"
+                    && arg.text != vs_kind.name()
                 {
                     r.diags.error(
-                            arg.span,
-                            format!(
-                                "found `{} {}`, expected DR: xlb forwards in DR mode only ({} is not supported yet)",
-                                kw, arg.text, arg.text
-                            ),
-                        );
+                        arg.span,
+                        format!(
+                            "found `{} {}` in a real_server whose virtual_server forwards by {}, \
+                             expected {}: xlb forwards every real server of a service the same way",
+                            kw,
+                            arg.text,
+                            vs_kind.name(),
+                            vs_kind.name()
+                        ),
+                    );
                 }
                 r.value(st, "DR");
             }
