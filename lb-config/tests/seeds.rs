@@ -161,7 +161,6 @@ fn seed_003_without_numbers_reports_every_damaged_line() {
             41, 42, 44, 47, // VI_To_server: the same
             54, // virtual_server without port
             55, // delay_loop
-            57, // lb_kind NAT
             59, // `protocol TCP real_server 10.0.0.102 {`: two statements run together
             60, 62, // weight, connect_timeout
             65, 67, // the second real_server's weight, connect_timeout
@@ -184,16 +183,16 @@ fn seed_003_without_numbers_reports_every_damaged_line() {
     );
 }
 
-/// The same config with plausible numbers put back: a NAT setup, which is
-/// exactly one error (DR only for now) and nothing else wrong.
+/// The same config with plausible numbers put back: the two-armed NAT director, which
+/// loads: a sync group of the client-side VIP and the real servers' gateway, NAT with
+/// persistence and TCP_CHECK.
 #[test]
-fn seed_003_repaired_is_nat_and_only_nat_is_refused() {
-    let e = load_err(&fixture(&format!("{S003}-1.repaired.conf")));
-    let d = only_error(&e);
-    assert_eq!((d.line, d.col), (57, 1));
-    assert!(d.message.contains("lb_kind NAT not supported yet"), "{d}");
-    assert!(
-        d.message
-            .starts_with("found `lb_kind NAT`, expected `lb_kind DR`")
-    );
+fn seed_003_repaired_is_a_nat_director() {
+    let l = load_ok(&fixture(&format!("{S003}-1.repaired.conf")));
+    let c = &l.config;
+    assert_eq!(c.vrrp_sync_groups[0].group.len(), 2);
+    let vs = &c.virtual_servers[0];
+    assert_eq!(vs.lb_kind, lb_config::LbKind::Nat);
+    assert!(vs.persistence_timeout > 0);
+    assert_eq!(vs.real_servers.len(), 2);
 }
