@@ -36,6 +36,10 @@ enum Command {
         config: PathBuf,
         #[command(flatten)]
         instance: InstanceArgs,
+        /// Another interface to serve besides -i (repeatable): a NAT director's server side,
+        /// where the real servers' replies arrive. Commands find this xlb by its -i.
+        #[arg(long = "also-interface", value_name = "IFACE")]
+        also_interface: Vec<InterfaceName>,
         #[arg(long, value_enum, default_value_t = Mode::Native)]
         xdp_mode: Mode,
         /// Flow-hash seed; every director sharing the VIPs must use the same one.
@@ -149,6 +153,7 @@ fn main() -> ExitCode {
         Command::Run {
             config,
             instance,
+            also_interface,
             xdp_mode,
             hash_seed,
             flow_table_size,
@@ -169,6 +174,7 @@ fn main() -> ExitCode {
                 },
                 hash_seed,
                 metrics_address,
+                also: also_interface,
             })
         }),
         Command::Check { config, json } => cli::check::check(&config, json),

@@ -69,13 +69,33 @@ pub struct DaemonOptions {
     pub udp_idle: Duration,
     /// Where to serve Prometheus `/metrics` (none: not served).
     pub metrics_address: Option<SocketAddr>,
+    /// Interfaces served besides `paths.interface` (a NAT director's server side).
+    pub also: Vec<crate::instance::InterfaceName>,
+}
+
+impl DaemonOptions {
+    /// Every interface served, the instance's own first.
+    pub fn interfaces(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.paths.interface.as_str()).chain(self.also.iter().map(|i| i.as_str()))
+    }
 }
 
 /// `xlb run`: validates, claims the interface, serves until SIGTERM or SIGINT.
 pub async fn run(opts: DaemonOptions) -> Result<()> {
     let checked = crate::cli::load_config(&opts.config)?;
-    refuse_other_interfaces(&checked.loaded.config, opts.paths.interface.as_str())?;
+    let served: Vec<&str> = opts.interfaces().collect();
+    refuse_other_interfaces(&checked.loaded.config, &served)?;
+    if let Some(missing) = nat_forwarding_missing(&checked.loaded.config) {
+        bail!("{missing}");
+    }
     let ifindex = interface_index(opts.paths.interface.as_str())?;
+    for also in &opts.also {
+        if also.as_str() == opts.paths.interface.as_str() {
+            bail!("--also-interface {also}: it is -i already");
+        }
+        interface_index(also.as_str())?;
+    }
+    accept_translated_replies(&checked.loaded.config, &served);
     // Bound before anything runs: an address in use is an error now, not a surprise later.
     let metrics = match opts.metrics_address {
         Some(address) => Some(crate::metrics::bind(address).await?),
@@ -94,6 +114,22 @@ async fn run_on_bpffs(
     metrics: Option<tokio::net::TcpListener>,
 ) -> Result<()> {
     let lock = InstanceLock::acquire(&opts.paths.pin_dir)?;
+    // The other interfaces are this instance's too: no xlb of their own may run on them.
+    let mut others = Vec::new();
+    for also in &opts.also {
+        let paths = InstancePaths::new(&opts.paths.bpffs, also, None)?;
+        match InstanceLock::acquire(&paths.pin_dir) {
+            Ok(other) => others.push((other, paths.pin_dir)),
+            Err(e) => {
+                for (other, dir) in others {
+                    drop(other);
+                    let _ = std::fs::remove_dir(&dir);
+                }
+                pins::remove_empty_parents(lock.path(), &opts.paths.bpffs);
+                return Err(e.context(format!("--also-interface {also}")));
+            }
+        }
+    }
     let result = match write_pidfile(&opts.paths.pidfile) {
         Ok(()) => {
             let result = run_locked(opts, config, ifindex, metrics).await;
@@ -102,6 +138,11 @@ async fn run_on_bpffs(
         }
         Err(e) => Err(e),
     };
+    for (other, dir) in others {
+        drop(other);
+        let _ = std::fs::remove_dir(&dir);
+        pins::remove_empty_parents(&dir, &opts.paths.bpffs);
+    }
     pins::remove_empty_parents(lock.path(), &opts.paths.bpffs);
     drop(lock);
     result
@@ -158,11 +199,12 @@ async fn run_locked(
 
 /// One xlb serves one interface: a VRRP instance on another would run once per xlb sharing
 /// the config. Each one refused is an error with where it is written.
-fn other_interface_errors(config: &Config, interface: &str) -> Vec<String> {
+fn other_interface_errors(config: &Config, served: &[&str]) -> Vec<String> {
+    let interface = served.join(", ");
     config
         .vrrp_instances
         .iter()
-        .filter(|vi| vi.interface != interface)
+        .filter(|vi| !served.contains(&vi.interface.as_str()))
         .map(|vi| {
             let at = vi
                 .origin
@@ -178,8 +220,66 @@ fn other_interface_errors(config: &Config, interface: &str) -> Vec<String> {
         .collect()
 }
 
-fn refuse_other_interfaces(config: &Config, interface: &str) -> Result<()> {
-    let errors = other_interface_errors(config, interface);
+/// What NAT needs of the kernel and does not find, if anything: IP forwarding (the kernel
+/// forwards the replies xlb hands it translated when their next hop is not resolved yet, and
+/// XDP's route lookups answer only where forwarding is on), as IPVS's NAT needs it.
+fn nat_forwarding_missing(config: &Config) -> Option<String> {
+    let nat = config
+        .virtual_servers
+        .iter()
+        .filter(|vs| vs.lb_kind == lb_config::LbKind::Nat);
+    let (mut v4, mut v6) = (false, false);
+    for vs in nat {
+        v4 |= vs.address.is_ipv4();
+        v6 |= vs.address.is_ipv6();
+    }
+    let off = |path: &str| std::fs::read_to_string(path).map_or(true, |v| v.trim() != "1");
+    let mut missing = Vec::new();
+    if v4 && off("/proc/sys/net/ipv4/ip_forward") {
+        missing.push("sysctl -w net.ipv4.ip_forward=1");
+    }
+    if v6 && off("/proc/sys/net/ipv6/conf/all/forwarding") {
+        missing.push("sysctl -w net.ipv6.conf.all.forwarding=1");
+    }
+    (!missing.is_empty()).then(|| {
+        format!(
+            "lb_kind NAT needs IP forwarding, as IPVS's NAT does, and it is off: {}",
+            missing.join(" and ")
+        )
+    })
+}
+
+/// A reply handed to the kernel translated has the VIP, one of this host's addresses, as its
+/// source: the kernel drops such packets as martians unless the interface accepts local
+/// sources. Set on every interface served when NAT services are configured.
+fn accept_translated_replies(config: &Config, served: &[&str]) {
+    let nat4 = config
+        .virtual_servers
+        .iter()
+        .any(|vs| vs.lb_kind == lb_config::LbKind::Nat && vs.address.is_ipv4());
+    if !nat4 {
+        return;
+    }
+    for interface in served {
+        let path = format!("/proc/sys/net/ipv4/conf/{interface}/accept_local");
+        if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == "1") {
+            continue;
+        }
+        match std::fs::write(&path, "1") {
+            Ok(()) => info!(
+                "{interface}: accept_local set to 1, so that the kernel forwards the NAT replies \
+                 xlb hands it translated (their source is the VIP, a local address)"
+            ),
+            Err(e) => warn!(
+                "{interface}: setting accept_local: {e}; NAT replies to clients not resolved \
+                 yet will be dropped by the kernel"
+            ),
+        }
+    }
+}
+
+fn refuse_other_interfaces(config: &Config, served: &[&str]) -> Result<()> {
+    let errors = other_interface_errors(config, served);
     if errors.is_empty() {
         return Ok(());
     }
@@ -188,8 +288,9 @@ fn refuse_other_interfaces(config: &Config, interface: &str) -> Result<()> {
         eprintln!("{prefix}{line}");
     }
     bail!(
-        "{} VRRP instance(s) on another interface than -i {interface}",
-        errors.len()
+        "{} VRRP instance(s) on another interface than -i {}",
+        errors.len(),
+        served.join(" --also-interface ")
     )
 }
 
@@ -254,7 +355,7 @@ struct Daemon<'a> {
     observer: Arc<Mutex<Observer>>,
     rates: Arc<Mutex<status::Rates>>,
     started: SystemTime,
-    tx_errors: tx_errors::TxErrorWatch,
+    tx_errors: Vec<tx_errors::TxErrorWatch>,
     /// What the data plane forwards, as last applied (to log what changes).
     forwarding: changes::Forwarding,
     /// Set when an input changed: the desired state is computed and applied only then (and at

@@ -19,9 +19,9 @@ pub(super) struct PendingReload {
 }
 
 impl PendingReload {
-    pub fn start(path: &Path, interface: &str, maglev_size: u32) -> Self {
+    pub fn start(path: &Path, served: Vec<String>, maglev_size: u32) -> Self {
         Self {
-            task: start_reload(path, interface.to_string(), maglev_size),
+            task: start_reload(path, served, maglev_size),
             waiters: Vec::new(),
         }
     }
@@ -31,7 +31,7 @@ impl PendingReload {
 /// the data plane's limits and the running table size.
 fn start_reload(
     path: &Path,
-    interface: String,
+    served: Vec<String>,
     maglev_size: u32,
 ) -> JoinHandle<Result<Config, Vec<String>>> {
     let path = path.to_path_buf();
@@ -75,10 +75,15 @@ fn start_reload(
                          as running: a new table size moves most flows and needs a restart"
                     )]);
                 }
-                let elsewhere = super::other_interface_errors(&loaded.config, &interface);
+                let served: Vec<&str> = served.iter().map(String::as_str).collect();
+                let elsewhere = super::other_interface_errors(&loaded.config, &served);
                 if !elsewhere.is_empty() {
                     return Err(elsewhere);
                 }
+                if let Some(missing) = super::nat_forwarding_missing(&loaded.config) {
+                    return Err(vec![missing]);
+                }
+                super::accept_translated_replies(&loaded.config, &served);
                 for w in &loaded.warnings {
                     warn!("{w}");
                 }

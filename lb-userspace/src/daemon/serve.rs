@@ -74,6 +74,17 @@ impl<'a> Daemon<'a> {
             iface.index,
             config.virtual_servers.len()
         );
+        // Replies and redirects may leave by any interface served: each is in the devmap.
+        dp.add_tx_port(iface.index)?;
+        for also in &opts.also {
+            let other = netlink.interface(also.as_str()).await?;
+            dp.attach_also(also.as_str(), opts.mode, other.index)?;
+            dp.add_tx_port(other.index)?;
+            info!(
+                "XDP attached to {} (ifindex {}) too",
+                other.name, other.index
+            );
+        }
         let clock = dp.clock();
         let timeouts = FlowTimeouts {
             tcp_idle: clock.ticks(opts.tcp_idle),
@@ -124,7 +135,10 @@ impl<'a> Daemon<'a> {
             rates,
             started: SystemTime::now(),
             forwarding: changes::Forwarding::new(),
-            tx_errors: super::tx_errors::TxErrorWatch::new(opts.paths.interface.as_str()),
+            tx_errors: opts
+                .interfaces()
+                .map(super::tx_errors::TxErrorWatch::new)
+                .collect(),
             dirty: true,
             resolve: Resolve::All,
             reload: None,
@@ -168,7 +182,9 @@ impl<'a> Daemon<'a> {
             }
             tokio::select! {
                 _ = ticker.tick() => {
-                    self.tx_errors.check();
+                    for watch in &mut self.tx_errors {
+                        watch.check();
+                    }
                     self.resolve = Resolve::All;
                     self.dirty |= self.reconciler.drain_due(Instant::now());
                 }
@@ -333,7 +349,7 @@ impl<'a> Daemon<'a> {
                 crate::notify::reloading();
                 let mut pending = PendingReload::start(
                     &self.opts.config,
-                    self.opts.paths.interface.as_str(),
+                    self.opts.interfaces().map(str::to_string).collect(),
                     self.dp.maglev_size(),
                 );
                 pending.waiters.extend(reply);

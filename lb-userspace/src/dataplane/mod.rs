@@ -71,7 +71,8 @@ pub struct Dataplane {
     clock: Clock,
     maglev_size: u32,
     pin_dir: Option<PathBuf>,
-    attached: Option<String>,
+    /// The interfaces the program is attached to.
+    attached: Vec<String>,
 }
 
 /// Choices made when the program is loaded.
@@ -291,7 +292,7 @@ impl Dataplane {
             maglev_size: options.maglev_size,
             ebpf,
             pin_dir: pin_dir.map(Path::to_path_buf),
-            attached: None,
+            attached: Vec::new(),
         })
     }
 
@@ -382,9 +383,27 @@ impl Dataplane {
     /// Attaches the program to `interface`. With a pin directory the link is pinned too; a link
     /// already pinned there (a previous xlb) gets this program swapped in atomically instead.
     pub fn attach(&mut self, interface: &str, mode: XdpMode) -> Result<()> {
+        self.attach_pinned(interface, mode, LINK_PIN)
+    }
+
+    /// [`Self::attach`] to another interface the instance serves (NAT's server side), its link
+    /// pinned as `link-IFACE`. A pinned link attached elsewhere (the interface was re-created)
+    /// is replaced.
+    pub fn attach_also(&mut self, interface: &str, mode: XdpMode, ifindex: u32) -> Result<()> {
+        let name = pins::link_pin(interface, false);
+        if let Some(dir) = &self.pin_dir
+            && let Some(why) = pins::foreign_link(&dir.join(&name), ifindex)
+        {
+            log::warn!("not adopting the XDP link pinned for {interface}: {why}");
+            let _ = fs::remove_file(dir.join(&name));
+        }
+        self.attach_pinned(interface, mode, &name)
+    }
+
+    fn attach_pinned(&mut self, interface: &str, mode: XdpMode, pin: &str) -> Result<()> {
         let pin_dir = self.pin_dir.clone();
         let program = self.program()?;
-        if let Some(path) = pin_dir.as_ref().map(|d| d.join(LINK_PIN))
+        if let Some(path) = pin_dir.as_ref().map(|d| d.join(pin))
             && path.exists()
         {
             match PinnedLink::from_pin(&path) {
@@ -397,7 +416,7 @@ impl Dataplane {
                     log::info!(
                         "took over the pinned XDP link on {interface}: program replaced in place"
                     );
-                    self.attached = Some(interface.to_string());
+                    self.attached.push(interface.to_string());
                     return Ok(());
                 }
                 Err(e) => {
@@ -413,12 +432,12 @@ impl Dataplane {
             let link = program.take_link(link_id)?;
             let link = FdLink::try_from(link)
                 .context("this kernel attaches XDP without bpf_link; it cannot be pinned")?;
-            let path = dir.join(LINK_PIN);
+            let path = dir.join(pin);
             let _ = fs::remove_file(&path);
             link.pin(&path)
                 .with_context(|| format!("pinning the XDP link at {}", path.display()))?;
         }
-        self.attached = Some(interface.to_string());
+        self.attached.push(interface.to_string());
         Ok(())
     }
 

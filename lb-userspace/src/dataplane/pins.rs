@@ -39,9 +39,31 @@ pub const MAP_NAMES: [&str; 17] = [
 /// The pinned XDP link and program.
 pub const LINK_PIN: &str = "link";
 pub const PROGRAM_PIN: &str = "prog";
+/// Links to the other interfaces an instance serves (NAT's server side): `link-IFACE`.
+const OTHER_LINK_PREFIX: &str = "link-";
+
+/// The pin of the XDP link on `interface`: [`LINK_PIN`] for the instance's own interface (the
+/// one its pins are named after), `link-IFACE` for another it also serves.
+pub fn link_pin(interface: &str, own: bool) -> String {
+    if own {
+        LINK_PIN.to_string()
+    } else {
+        format!("{OTHER_LINK_PREFIX}{interface}")
+    }
+}
 
 /// Removes every pin of the set and the directory if that leaves it empty.
 pub fn remove_pin_set(dir: &Path) -> Result<()> {
+    // Links to other interfaces first: removing the last reference detaches each.
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with(OTHER_LINK_PREFIX) {
+                let path = entry.path();
+                fs::remove_file(&path).with_context(|| format!("unpinning {}", path.display()))?;
+            }
+        }
+    }
     for entry in [LINK_PIN, PROGRAM_PIN].into_iter().chain(MAP_NAMES) {
         let path = dir.join(entry);
         match fs::remove_file(&path) {
@@ -56,11 +78,16 @@ pub fn remove_pin_set(dir: &Path) -> Result<()> {
 /// Why the pin set in `dir` cannot be adopted for the interface with index `ifindex`, if it
 /// cannot: its link is attached to another interface or to none.
 pub fn foreign_pin_set(dir: &Path, ifindex: u32) -> Option<String> {
-    let link = dir.join(LINK_PIN);
+    foreign_link(&dir.join(LINK_PIN), ifindex)
+}
+
+/// Why the XDP link pinned at `link` cannot be adopted for the interface with index `ifindex`,
+/// if it cannot.
+pub fn foreign_link(link: &Path, ifindex: u32) -> Option<String> {
     if !link.exists() {
         return None;
     }
-    match pinned_xdp_ifindex(&link) {
+    match pinned_xdp_ifindex(link) {
         Ok(0) => {
             Some("its XDP link was severed: the interface it was attached to is gone".to_string())
         }
