@@ -14,7 +14,8 @@ mod nat;
 
 use aya_ebpf::{
     bindings::{
-        BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup,
+        BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, BPF_FIB_LKUP_RET_NOT_FWDED, BPF_FIB_LKUP_RET_SUCCESS,
+        bpf_fib_lookup,
         xdp_action::{XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX},
     },
     helpers::{bpf_fib_lookup as fib_lookup, bpf_jiffies64},
@@ -735,8 +736,9 @@ fn finish(
 }
 
 /// A NAT real server's reply to a client: its source becomes the VIP's address and port again,
-/// and it goes where the kernel's routes and neighbours say the client is. Only the director
-/// whose claim on the service is live translates.
+/// and it goes where the kernel's routes and neighbours say the client is (no neighbour entry
+/// yet: the kernel gets it translated, forwards it and resolves one). Only the director whose
+/// claim on the service is live translates.
 #[inline(always)]
 fn reply(ctx: &XdpContext, flow: &Flow) -> Outcome {
     let source = NatSource {
@@ -758,6 +760,19 @@ fn reply(ctx: &XdpContext, flow: &Flow) -> Outcome {
         return Outcome::DropLeaseExpired;
     }
     let (vip_addr, vip_port, backend_id) = (nat.vip.addr, nat.vip.port, nat.backend_id);
+    // Where it goes, asked before anything is rewritten: a packet to this host itself (the
+    // answer to a health check, say) is the director's own connection, not a reply.
+    let route = route(
+        ctx,
+        &flow.at,
+        &vip_addr,
+        &flow.vip.addr,
+        vip_port,
+        flow.vip.port,
+    );
+    if let Route::Local = route {
+        return Outcome::PassNotVip;
+    }
     let bytes = (ctx.data_end() - ctx.data()) as u64;
     if nat::rewrite(ctx, &flow.at, End::Source, &vip_addr, vip_port).is_err() {
         return Outcome::DropTtlExceeded;
@@ -769,28 +784,51 @@ fn reply(ctx: &XdpContext, flow: &Flow) -> Outcome {
             (*c).out_bytes += bytes;
         }
     }
-    route(
-        ctx,
-        &flow.at,
-        &vip_addr,
-        &flow.vip.addr,
-        vip_port,
-        flow.vip.port,
-    )
+    let Route::Via {
+        ifindex,
+        dmac,
+        smac,
+    } = route
+    else {
+        // No neighbour entry yet (or a route the kernel must handle): the kernel gets it,
+        // translated, forwards it and resolves the neighbour.
+        return Outcome::PassNatUnresolved;
+    };
+    if let Some(eth) = ptr_at::<EthHdr>(ctx, 0) {
+        let eth = eth as *mut EthHdr;
+        // SAFETY: the Ethernet header lies inside the packet.
+        unsafe {
+            (*eth).dst = dmac;
+            (*eth).src = smac;
+        }
+    }
+    if ifindex as usize == ctx.ingress_ifindex() {
+        return Outcome::Tx;
+    }
+    match XLB_TX_PORTS.redirect(ifindex, 0) {
+        Ok(_) => Outcome::Redirect,
+        Err(_) => Outcome::DropRedirect,
+    }
 }
 
-/// Sends a translated packet where the kernel's routes and neighbours say `dst` is: out of the
-/// receiving interface, or redirected to another. Without a neighbour entry yet, the kernel
-/// gets the packet (already translated): it forwards it and resolves the neighbour.
+/// Where the kernel's routes and neighbours send a packet.
+enum Route {
+    /// Out of `ifindex`, to `dmac`, from `smac`.
+    Via {
+        ifindex: u32,
+        dmac: [u8; 6],
+        smac: [u8; 6],
+    },
+    /// To this host itself.
+    Local,
+    /// No neighbour entry yet, or a route only the kernel handles.
+    Unresolved,
+}
+
+/// The route of a packet from `src` to `dst` (as it will be once translated), arriving on the
+/// receiving interface.
 #[inline(always)]
-fn route(
-    ctx: &XdpContext,
-    at: &Headers,
-    src: &Addr,
-    dst: &Addr,
-    sport: u16,
-    dport: u16,
-) -> Outcome {
+fn route(ctx: &XdpContext, at: &Headers, src: &Addr, dst: &Addr, sport: u16, dport: u16) -> Route {
     // SAFETY: a plain C struct, all zeroes valid.
     let mut fib: bpf_fib_lookup = unsafe { core::mem::zeroed() };
     fib.family = if at.v4 { AF_INET } else { AF_INET6 };
@@ -815,23 +853,14 @@ fn route(
             0,
         )
     };
-    if rc != BPF_FIB_LKUP_RET_SUCCESS as i64 {
-        return Outcome::PassNatUnresolved;
-    }
-    if let Some(eth) = ptr_at::<EthHdr>(ctx, 0) {
-        let eth = eth as *mut EthHdr;
-        // SAFETY: the Ethernet header lies inside the packet.
-        unsafe {
-            (*eth).dst = fib.dmac;
-            (*eth).src = fib.smac;
-        }
-    }
-    if fib.ifindex as usize == ctx.ingress_ifindex() {
-        return Outcome::Tx;
-    }
-    match XLB_TX_PORTS.redirect(fib.ifindex, 0) {
-        Ok(_) => Outcome::Redirect,
-        Err(_) => Outcome::DropRedirect,
+    match rc as u32 {
+        BPF_FIB_LKUP_RET_SUCCESS => Route::Via {
+            ifindex: fib.ifindex,
+            dmac: fib.dmac,
+            smac: fib.smac,
+        },
+        BPF_FIB_LKUP_RET_NOT_FWDED => Route::Local,
+        _ => Route::Unresolved,
     }
 }
 

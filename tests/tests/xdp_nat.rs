@@ -256,6 +256,19 @@ fn replies_get_the_vip_back_and_go_where_the_client_is() {
     let out_packets: u64 = stats.backends.iter().map(|b| b.counters.out_packets).sum();
     assert_eq!(out_packets, 4);
 
+    // To this host itself (a health check's answer, from the real server's service port):
+    // the director's own connection, untouched.
+    for (_, _, _, rs, _, rport, l4, _) in cases() {
+        let own = if rs.contains(':') {
+            "2001:db8:2::fe"
+        } else {
+            "10.0.2.254"
+        };
+        let answer = PacketSpec::new(rs, own, rport, 40000, l4).established();
+        let (action, out) = net.ns.enter(|| h.run_on(&answer.build(), net.srv)).unwrap();
+        assert_eq!((action, out), (XDP_PASS, answer.build()));
+    }
+
     // From a real server port no service uses: not a reply to translate.
     let other = PacketSpec::new(RS4, CLIENT4, 9999, 40000, L4::Tcp).established();
     let (action, out) = net.ns.enter(|| h.run_on(&other.build(), net.srv)).unwrap();
