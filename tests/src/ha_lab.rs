@@ -143,8 +143,21 @@ pub struct HaLab {
     local_servers: Vec<Vec<Process>>,
     servers: Vec<Process>,
     _peer_xdp: aya::Ebpf,
+    /// A NAT lab's server side ([`HaLab::nat`]).
+    pub server: Option<ServerSide>,
     switch: Netns,
 }
+
+/// The second network of a NAT lab: the directors' eth1 and the real servers, whose default
+/// route is the gateway address VRRP moves with the client-side VIP.
+pub struct ServerSide {
+    pub gateway: Ipv4Addr,
+    _peer_xdp: aya::Ebpf,
+    pub switch: Netns,
+}
+
+/// The server side's subnet in a NAT lab.
+pub const SERVER_SUBNET: &str = "10.98.0";
 
 impl HaLab {
     /// Builds the lab; `xlb` is the binary [`HaLab::start_xlb`] runs.
@@ -187,6 +200,7 @@ impl HaLab {
             local_servers: (0..directors).map(|_| Vec::new()).collect(),
             servers: Vec::new(),
             _peer_xdp: peer_xdp,
+            server: None,
             switch,
         };
         let echo = lab.workdir.join("echo.py");
@@ -210,6 +224,110 @@ impl HaLab {
             }
         }
         Ok(lab)
+    }
+
+    /// A NAT lab (keepalived's two-armed LVS-NAT, as seed 003 builds it): the client and the
+    /// directors' eth0 on the client network (10.99.0.0/24, VIP 10.99.0.100), the directors' eth1
+    /// and the real servers on a server network (10.98.0.0/24) whose default route is the
+    /// gateway 10.98.0.254 that VRRP moves with the VIP. Directors forward IP; xlb runs with
+    /// `--also-interface eth1`.
+    pub fn nat(tag: &str, directors: usize, backends: usize, xlb: &Path) -> Result<Self> {
+        let mut lab = Self::new(tag, directors, 0, xlb)?;
+        let base = lab
+            .workdir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("lab name")?
+            .to_string();
+        let switch = Netns::new(format!("{base}-ss"))?;
+        switch.run(&["ip", "link", "add", "br0", "type", "bridge"])?;
+        switch.run(&["ip", "link", "set", "br0", "up"])?;
+        let mut ports = Vec::new();
+        for (d, ns) in lab.directors.iter().enumerate() {
+            let port = format!("sd{}", d + 1);
+            lab::plug(
+                &switch,
+                ns,
+                &port,
+                "eth1",
+                [0x02, 0x98, 0, 0, 0, 2 + d as u8],
+                &format!("{SERVER_SUBNET}.{}/24", 2 + d),
+            )?;
+            ns.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+            ports.push(port);
+        }
+        let port_names: Vec<&str> = ports.iter().map(String::as_str).collect();
+        let peer_xdp = attach_xdp_pass(&switch, &port_names)?;
+        let gateway: Ipv4Addr = format!("{SERVER_SUBNET}.254").parse()?;
+        let echo = lab.workdir.join("echo.py");
+        for i in 0..backends {
+            let octet = 11 + i as u8;
+            let name = format!("b{}", i + 1);
+            let ns = Netns::new(format!("{base}-{name}"))?;
+            lab::plug(
+                &switch,
+                &ns,
+                &format!("s{name}"),
+                "eth0",
+                [0x02, 0x98, 0, 0, 0, octet],
+                &format!("{SERVER_SUBNET}.{octet}/24"),
+            )?;
+            ns.run(&["ip", "route", "add", "default", "via", &gateway.to_string()])?;
+            lab.backend_ips
+                .push(format!("{SERVER_SUBNET}.{octet}").parse()?);
+            let docroot = lab.workdir.join(&name);
+            fs::create_dir_all(&docroot)?;
+            fs::write(docroot.join("id"), &name)?;
+            lab.servers
+                .push(spawn_http_server(&ns, &docroot, &format!("http {name}"))?);
+            lab.servers.push(spawn_echo_server(&ns, &echo, &name)?);
+            lab.backends.push(ns);
+        }
+        for ns in &lab.backends {
+            for port in [80, ECHO_PORT] {
+                wait_listening(ns, port, Duration::from_secs(10))?;
+            }
+        }
+        lab.xlb_args = vec!["--also-interface".into(), "eth1".into()];
+        lab.server = Some(ServerSide {
+            gateway,
+            _peer_xdp: peer_xdp,
+            switch,
+        });
+        Ok(lab)
+    }
+
+    /// Stops backend `backend`'s HTTP server (its echo server keeps running).
+    pub fn stop_backend_http(&mut self, backend: usize) -> Result<()> {
+        // Each backend's servers were started HTTP first, then echo.
+        let server = self
+            .servers
+            .get_mut(2 * backend)
+            .context("no such backend")?;
+        server.stop(Duration::from_secs(3));
+        Ok(())
+    }
+
+    /// The directors holding `address` on any interface.
+    pub fn holders_of(&self, address: Ipv4Addr) -> Result<Vec<usize>> {
+        let needle = format!("inet {address}/");
+        let mut out = Vec::new();
+        for (d, ns) in self.directors.iter().enumerate() {
+            if ns.run(&["ip", "-o", "addr", "show"])?.contains(&needle) {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The state xlb on `d` reports for instance `name`.
+    pub fn instance_state(&self, d: usize, name: &str) -> Option<String> {
+        let status = self.xlb_status(d).ok()?;
+        status
+            .vrrp
+            .into_iter()
+            .find(|vi| vi.name == name)
+            .map(|vi| vi.state)
     }
 
     /// d1, d2, ...

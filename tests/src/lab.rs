@@ -892,35 +892,45 @@ pub fn add_host(switch: &Netns, base: &str, role: &str, octet: u8) -> Result<Net
     Ok(ns)
 }
 
-/// Gives host `ns` its eth0 on the switch, as [`add_host`] describes.
-pub fn plug_host(switch: &Netns, ns: &Netns, role: &str, octet: u8) -> Result<()> {
-    let port = format!("p{role}");
+/// Gives host `ns` an interface `dev` (MAC `mac`, address `cidr`) on `switch`'s br0, through
+/// the switch port `port`.
+pub fn plug(
+    switch: &Netns,
+    ns: &Netns,
+    port: &str,
+    dev: &str,
+    mac: [u8; 6],
+    cidr: &str,
+) -> Result<()> {
     switch.run(&[
-        "ip", "link", "add", &port, "type", "veth", "peer", "name", "tmp0",
+        "ip", "link", "add", port, "type", "veth", "peer", "name", "tmp0",
     ])?;
     switch.run(&["ip", "link", "set", "tmp0", "netns", &ns.name])?;
-    switch.run(&["ip", "link", "set", &port, "master", "br0", "up"])?;
-    ns.run(&["ip", "link", "set", "tmp0", "name", "eth0"])?;
-    ns.run(&[
-        "ip",
-        "link",
-        "set",
-        "eth0",
-        "address",
-        &format!("02:99:00:00:00:{octet:02x}"),
-    ])?;
-    ns.run(&[
-        "ip",
-        "addr",
-        "add",
-        &format!("{SUBNET}.{octet}/24"),
-        "dev",
-        "eth0",
-    ])?;
-    ns.run(&["ip", "link", "set", "eth0", "up"])?;
+    switch.run(&["ip", "link", "set", port, "master", "br0", "up"])?;
+    ns.run(&["ip", "link", "set", "tmp0", "name", dev])?;
+    let mac = mac
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    ns.run(&["ip", "link", "set", dev, "address", &mac])?;
+    ns.run(&["ip", "addr", "add", cidr, "dev", dev])?;
+    ns.run(&["ip", "link", "set", dev, "up"])?;
     // Local TCP/UDP on veth leaves checksums partial; offload off makes them real.
-    ns.run(&["ethtool", "-K", "eth0", "tx", "off"])?;
+    ns.run(&["ethtool", "-K", dev, "tx", "off"])?;
     Ok(())
+}
+
+/// Gives host `ns` its eth0 on the switch, as [`add_host`] describes.
+pub fn plug_host(switch: &Netns, ns: &Netns, role: &str, octet: u8) -> Result<()> {
+    plug(
+        switch,
+        ns,
+        &format!("p{role}"),
+        "eth0",
+        [0x02, 0x99, 0, 0, 0, octet],
+        &format!("{SUBNET}.{octet}/24"),
+    )
 }
 
 impl Drop for DrLab {
