@@ -99,29 +99,16 @@ pub async fn watch_links(
 /// Watches the track_files instances name and sends each one's value at once, then every
 /// change. Ends when `events` is closed.
 pub async fn watch_track_files(files: Vec<TrackFile>, events: mpsc::UnboundedSender<TrackEvent>) {
-    let values = lb_health::track_file::watch_files(&files);
-    let mut receivers: Vec<(String, tokio::sync::watch::Receiver<i64>)> = values
-        .iter()
-        .map(|(name, rx)| (name.clone(), rx.clone()))
-        .collect();
-    drop(values);
-    for (name, rx) in &mut receivers {
-        let value = *rx.borrow_and_update();
-        if events
-            .send(TrackEvent::File {
-                name: name.clone(),
-                value,
-            })
-            .is_err()
-        {
-            return;
-        }
-    }
-    let mut changes = futures::stream::FuturesUnordered::new();
-    for (name, rx) in receivers {
-        changes.push(next_change(name, rx));
-    }
     use futures::StreamExt as _;
+    let values = lb_health::track_file::watch_files(&files);
+    let mut changes = futures::stream::FuturesUnordered::new();
+    for (name, rx) in values.iter() {
+        let mut rx = rx.clone();
+        // The value read at start counts as the first change.
+        rx.mark_changed();
+        changes.push(next_change(name.clone(), rx));
+    }
+    drop(values);
     while let Some((name, mut rx, changed)) = changes.next().await {
         if !changed {
             continue;
