@@ -109,7 +109,15 @@ pub async fn watch_track_files(files: Vec<TrackFile>, events: mpsc::UnboundedSen
         changes.push(next_change(name.clone(), rx));
     }
     drop(values);
-    while let Some((name, mut rx, changed)) = changes.next().await {
+    loop {
+        let next = tokio::select! {
+            next = changes.next() => next,
+            // Nobody listens (the VRRP thread is being replaced): stop watching.
+            _ = events.closed() => return,
+        };
+        let Some((name, mut rx, changed)) = next else {
+            return;
+        };
         if !changed {
             continue;
         }
@@ -144,7 +152,14 @@ pub async fn watch_track_processes(
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel::<ProcessEvent>();
     let census = tokio::spawn(watch_processes(processes, tx));
-    while let Some(ProcessEvent { name, have_quorum }) = rx.recv().await {
+    loop {
+        let event = tokio::select! {
+            event = rx.recv() => event,
+            _ = events.closed() => None,
+        };
+        let Some(ProcessEvent { name, have_quorum }) = event else {
+            break;
+        };
         if events
             .send(TrackEvent::Process { name, have_quorum })
             .is_err()
