@@ -415,3 +415,88 @@ fn ping_udp_dns_smtp_and_file_checkers_follow_real_servers() {
     eprintln!("FILE_CHECK weight 2, file 5: weight 11 after {took:?}");
     assert!(took <= at_once, "the weight changed after {took:?}");
 }
+
+/// PING_CHECK over unprivileged ICMP datagram sockets, which xlb uses when the namespace's
+/// ping_group_range lets root's group open them (the test above runs on raw sockets, the
+/// range being empty by default): the same removal and return, IPv4 and IPv6.
+#[test]
+fn ping_check_over_datagram_sockets() {
+    let mut lab = DrLab::new("pingdgram", 2).expect("building the lab");
+    let xlb = xlb_binary();
+    lab.director
+        .run(&["sysctl", "-q", "-w", "net.ipv4.ping_group_range=0 0"])
+        .unwrap();
+    lab.director
+        .run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{V6_DIRECTOR}/64"),
+            "dev",
+            "eth0",
+            "nodad",
+        ])
+        .unwrap();
+    lab.backends[1]
+        .run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{V6_B2}/64"),
+            "dev",
+            "eth0",
+            "nodad",
+        ])
+        .unwrap();
+    let config = [
+        lab.virtual_server(PING4, "", &[(0, 1)], |_| {
+            format!("PING_CHECK {{\n{TIMING}\n}}")
+        }),
+        lab.virtual_server(PING6, "", &[(1, 1)], |_| {
+            format!("PING_CHECK {{\nconnect_ip {V6_B2}\n{TIMING}\n}}")
+        }),
+    ]
+    .concat();
+    let path = lab.workdir.join("xlb.conf");
+    fs::write(&path, &config).unwrap();
+    lab.start_director(&xlb, &path).unwrap();
+    let vip = lab.vip;
+    for (what, b, port, key) in [
+        (
+            "PING_CHECK (ICMP, datagram)",
+            0,
+            PING4,
+            "net.ipv4.icmp_echo_ignore_all",
+        ),
+        (
+            "PING_CHECK (ICMPv6, datagram)",
+            1,
+            PING6,
+            "net.ipv6.icmp.echo_ignore_all",
+        ),
+    ] {
+        let service = trio(lab.backend_ips[b], port);
+        next_line(
+            &lab,
+            &format!("ICMP connection to {service} success."),
+            0,
+            Duration::from_secs(DELAY_LOOP + 3),
+        );
+        let ns = &lab.backends[b];
+        out_and_back(
+            &lab,
+            what,
+            &service,
+            &trio(vip, port),
+            (removal_bound(), readd_bound()),
+            || {
+                sysctl(ns, key, 1);
+                Instant::now()
+            },
+            || {
+                sysctl(ns, key, 0);
+                Instant::now()
+            },
+        );
+    }
+}
