@@ -117,6 +117,22 @@ fn smtp_server(lab: &DrLab) -> Process {
     )
 }
 
+/// IPv6 on the lab's bridge, for ICMPv6 echo from the director to b2.
+fn add_ipv6(lab: &DrLab) {
+    for (ns, address) in [(&lab.director, V6_DIRECTOR), (&lab.backends[1], V6_B2)] {
+        ns.run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{address}/64"),
+            "dev",
+            "eth0",
+            "nodad",
+        ])
+        .unwrap();
+    }
+}
+
 fn sysctl(ns: &Netns, key: &str, value: u8) {
     ns.run(&["sysctl", "-q", "-w", &format!("{key}={value}")])
         .unwrap();
@@ -170,29 +186,7 @@ fn out_and_back(
 fn ping_udp_dns_smtp_and_file_checkers_follow_real_servers() {
     let mut lab = DrLab::new("checkers", 2).expect("building the lab");
     let xlb = xlb_binary();
-    // IPv6 on the lab's bridge, for ICMPv6 echo from the director to b2.
-    lab.director
-        .run(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{V6_DIRECTOR}/64"),
-            "dev",
-            "eth0",
-            "nodad",
-        ])
-        .unwrap();
-    lab.backends[1]
-        .run(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{V6_B2}/64"),
-            "dev",
-            "eth0",
-            "nodad",
-        ])
-        .unwrap();
+    add_ipv6(&lab);
     // Each server is stopped (dropped: by its pid) and started again from two closures.
     let echo = RefCell::new(Some(udp_echo(&lab)));
     let dns = RefCell::new(Some(dnsmasq(&lab)));
@@ -426,28 +420,7 @@ fn ping_check_over_datagram_sockets() {
     lab.director
         .run(&["sysctl", "-q", "-w", "net.ipv4.ping_group_range=0 0"])
         .unwrap();
-    lab.director
-        .run(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{V6_DIRECTOR}/64"),
-            "dev",
-            "eth0",
-            "nodad",
-        ])
-        .unwrap();
-    lab.backends[1]
-        .run(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{V6_B2}/64"),
-            "dev",
-            "eth0",
-            "nodad",
-        ])
-        .unwrap();
+    add_ipv6(&lab);
     let config = [
         lab.virtual_server(PING4, "", &[(0, 1)], |_| {
             format!("PING_CHECK {{\n{TIMING}\n}}")
