@@ -55,12 +55,18 @@
 //!   nopreempt, preempt_delay, authentication, virtual_ipaddress[_excluded]
 //!   with dev/brd/scope/label/no_track, unicast_src_ip, unicast_peer,
 //!   mcast_src_ip, track_script, track_interface, garp_master_*, notify_*);
-//! - `virtual_server IP PORT` with real_server, TCP_CHECK, HTTP_GET, SSL_GET
-//!   and MISC_CHECK; checker settings inherit from real and virtual server.
+//! - `track_file` (and `vrrp_track_file`), `vrrp_track_process`, and an instance's
+//!   `track_file`/`track_process` blocks;
+//! - `virtual_server IP PORT` with real_server, TCP_CHECK, HTTP_GET, SSL_GET,
+//!   MISC_CHECK, PING_CHECK, UDP_CHECK, DNS_CHECK, SMTP_CHECK (with the deprecated
+//!   `host` blocks, each one more checker) and FILE_CHECK; checker settings
+//!   inherit from real and virtual server. Settings that can never pass (a
+//!   reply shorter than it must be long, an empty DNS label, a quorum above
+//!   quorum_max...) are errors.
 //!
 //! Refused with an error: `lb_kind NAT`/`TUN` (xlb forwards DR only),
 //! `virtual_server fwmark|group`, virtual_server_group, static routes/addresses,
-//! track_file/track_process/BFD, checkers other than the four above. Any
+//! BFD, tracking on a sync group. Any
 //! `lb_algo` but `mh` is accepted with a warning: xlb always uses weighted
 //! consistent hashing (Maglev), on the client address only when
 //! [`VirtualServer::hash_on_source_only`]. Unknown keywords inside a known

@@ -84,6 +84,9 @@ impl Serialize for Timer {
 pub struct Config {
     pub global_defs: GlobalDefs,
     pub vrrp_scripts: Vec<VrrpScript>,
+    /// `track_file` blocks (and the older `vrrp_track_file`), for instances and FILE_CHECK.
+    pub track_files: Vec<TrackFile>,
+    pub vrrp_track_processes: Vec<VrrpTrackProcess>,
     pub vrrp_sync_groups: Vec<VrrpSyncGroup>,
     pub vrrp_instances: Vec<VrrpInstance>,
     pub virtual_servers: Vec<VirtualServer>,
@@ -96,6 +99,14 @@ impl Config {
 
     pub fn vrrp_instance(&self, name: &str) -> Option<&VrrpInstance> {
         self.vrrp_instances.iter().find(|i| i.name == name)
+    }
+
+    pub fn track_file(&self, name: &str) -> Option<&TrackFile> {
+        self.track_files.iter().find(|f| f.name == name)
+    }
+
+    pub fn vrrp_track_process(&self, name: &str) -> Option<&VrrpTrackProcess> {
+        self.vrrp_track_processes.iter().find(|p| p.name == name)
     }
 }
 
@@ -180,6 +191,69 @@ pub struct VrrpScript {
     pub origin: Origin,
 }
 
+/// `track_file NAME { file PATH ... }`: a file whose number moves priorities and weights.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TrackFile {
+    pub name: String,
+    /// The file read, as written.
+    pub file: String,
+    /// The default weight of those that track it without one (keepalived: 1).
+    pub weight: i32,
+    pub weight_reverse: bool,
+    /// `init_file [VALUE] [overwrite]`: written at start-up (not on reload) if the file is
+    /// missing, or always with `overwrite`.
+    pub init_file: Option<TrackFileInit>,
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct TrackFileInit {
+    pub value: i32,
+    pub overwrite: bool,
+}
+
+/// How a process's arguments must match those written after `process`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamMatch {
+    /// Arguments are not looked at.
+    #[default]
+    None,
+    /// The same arguments, no more.
+    Exact,
+    /// The written arguments, then any others.
+    Partial,
+    /// As partial, and the last written argument may be the start of the process's.
+    Initial,
+}
+
+/// `vrrp_track_process NAME { process ... }`: how many processes of a name run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VrrpTrackProcess {
+    pub name: String,
+    /// The process name (/proc/PID/stat's), or with `full_command` the first word of its
+    /// command line.
+    pub process: String,
+    /// The arguments written after the process, matched by `param_match`.
+    pub params: Vec<String>,
+    pub param_match: ParamMatch,
+    pub full_command: bool,
+    /// The default weight of instances that track it without one (keepalived: 0).
+    pub weight: i32,
+    pub weight_reverse: bool,
+    /// Fewest matching processes for success; 0 only with `quorum_max 0`.
+    pub quorum: u32,
+    /// Most matching processes for success; `None` is unlimited.
+    pub quorum_max: Option<u32>,
+    /// How long the quorum must hold after it is gained before it counts.
+    pub fork_delay: Timer,
+    /// How long the quorum must stay lost before it counts.
+    pub terminate_delay: Timer,
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum VrrpState {
@@ -243,6 +317,17 @@ pub struct TrackScript {
     pub origin: Origin,
 }
 
+/// An entry of a vrrp_instance's `track_file` or `track_process` block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TrackObject {
+    pub name: String,
+    /// The tracked object's own weight unless `weight N` overrides it here.
+    pub weight: i32,
+    pub reverse: bool,
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TrackInterface {
     pub name: String,
@@ -274,6 +359,8 @@ pub struct VrrpInstance {
     pub mcast_src_ip: Option<IpAddr>,
     pub track_script: Vec<TrackScript>,
     pub track_interface: Vec<TrackInterface>,
+    pub track_file: Vec<TrackObject>,
+    pub track_process: Vec<TrackObject>,
     pub garp_master_delay: u32,
     pub garp_master_repeat: u32,
     pub garp_master_refresh: u32,
@@ -545,6 +632,137 @@ pub struct MiscCheck {
     pub user: Option<ScriptUser>,
 }
 
+/// PING_CHECK: an ICMP (or ICMPv6) echo answered within connect_timeout.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PingCheck {
+    pub connection: Connection,
+    pub timing: CheckTiming,
+}
+
+/// Bytes written in keepalived's free hex format (`payload`, `require_reply`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct HexBytes {
+    pub data: Vec<u8>,
+    /// Bits of `data` that are not compared (written `X`); empty when none are.
+    pub mask: Vec<u8>,
+}
+
+/// UDP_CHECK: a datagram sent; the server is down if an ICMP unreachable comes back, or,
+/// with `require_reply`, if no fitting reply does within connect_timeout.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UdpCheck {
+    pub connection: Connection,
+    pub timing: CheckTiming,
+    /// What is sent; keepalived sends 32 bytes of `keepalived check - ` when not written.
+    pub payload: Option<HexBytes>,
+    pub require_reply: bool,
+    /// What the reply must start with (compared up to the shorter of the two).
+    pub reply: Option<HexBytes>,
+    pub min_reply_length: u16,
+    pub max_reply_length: u16,
+}
+
+/// The record types DNS_CHECK asks for (keepalived's list).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum DnsType {
+    A,
+    #[serde(rename = "NS")]
+    Ns,
+    #[serde(rename = "CNAME")]
+    Cname,
+    #[serde(rename = "SOA")]
+    Soa,
+    #[serde(rename = "MX")]
+    Mx,
+    #[serde(rename = "TXT")]
+    Txt,
+    #[serde(rename = "AAAA")]
+    Aaaa,
+    #[serde(rename = "RRSIG")]
+    Rrsig,
+    #[serde(rename = "DNSKEY")]
+    Dnskey,
+}
+
+impl DnsType {
+    pub const ALL: [DnsType; 9] = [
+        DnsType::A,
+        DnsType::Ns,
+        DnsType::Cname,
+        DnsType::Soa,
+        DnsType::Mx,
+        DnsType::Txt,
+        DnsType::Aaaa,
+        DnsType::Rrsig,
+        DnsType::Dnskey,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DnsType::A => "A",
+            DnsType::Ns => "NS",
+            DnsType::Cname => "CNAME",
+            DnsType::Soa => "SOA",
+            DnsType::Mx => "MX",
+            DnsType::Txt => "TXT",
+            DnsType::Aaaa => "AAAA",
+            DnsType::Rrsig => "RRSIG",
+            DnsType::Dnskey => "DNSKEY",
+        }
+    }
+
+    /// The QTYPE on the wire.
+    pub fn code(self) -> u16 {
+        match self {
+            DnsType::A => 1,
+            DnsType::Ns => 2,
+            DnsType::Cname => 5,
+            DnsType::Soa => 6,
+            DnsType::Mx => 15,
+            DnsType::Txt => 16,
+            DnsType::Aaaa => 28,
+            DnsType::Rrsig => 46,
+            DnsType::Dnskey => 48,
+        }
+    }
+
+    /// keepalived compares type names without regard to case.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(name))
+    }
+}
+
+/// DNS_CHECK: a query over UDP answered without an error code within connect_timeout.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DnsCheck {
+    pub connection: Connection,
+    pub timing: CheckTiming,
+    pub query_type: DnsType,
+    /// The name asked for; `.` (the root) when not written.
+    pub name: String,
+}
+
+/// SMTP_CHECK: a 220 banner, `HELO`, a 250 answer and `QUIT`, each within connect_timeout.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SmtpCheck {
+    pub connection: Connection,
+    pub timing: CheckTiming,
+    pub helo_name: String,
+}
+
+/// FILE_CHECK: the real server follows a `track_file`; no polling, no retries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FileCheck {
+    pub track_file: String,
+    /// Multiplies the number in the file; 0 means any non-zero number is a failure.
+    pub weight: i32,
+    pub reverse: bool,
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "type")]
 pub enum Checker {
@@ -554,14 +772,43 @@ pub enum Checker {
     Http(HttpCheck),
     #[serde(rename = "MISC_CHECK")]
     Misc(MiscCheck),
+    #[serde(rename = "PING_CHECK")]
+    Ping(PingCheck),
+    #[serde(rename = "UDP_CHECK")]
+    Udp(UdpCheck),
+    #[serde(rename = "DNS_CHECK")]
+    Dns(DnsCheck),
+    #[serde(rename = "SMTP_CHECK")]
+    Smtp(SmtpCheck),
+    #[serde(rename = "FILE_CHECK")]
+    File(FileCheck),
 }
 
 impl Checker {
-    pub fn timing(&self) -> &CheckTiming {
+    /// When the checker runs; `None` for FILE_CHECK, which follows its file instead.
+    pub fn timing(&self) -> Option<&CheckTiming> {
         match self {
-            Checker::Tcp(c) => &c.timing,
-            Checker::Http(c) => &c.timing,
-            Checker::Misc(c) => &c.timing,
+            Checker::Tcp(c) => Some(&c.timing),
+            Checker::Http(c) => Some(&c.timing),
+            Checker::Misc(c) => Some(&c.timing),
+            Checker::Ping(c) => Some(&c.timing),
+            Checker::Udp(c) => Some(&c.timing),
+            Checker::Dns(c) => Some(&c.timing),
+            Checker::Smtp(c) => Some(&c.timing),
+            Checker::File(_) => None,
+        }
+    }
+
+    /// Where a network checker connects.
+    pub fn connection(&self) -> Option<&Connection> {
+        match self {
+            Checker::Tcp(c) => Some(&c.connection),
+            Checker::Http(c) => Some(&c.connection),
+            Checker::Ping(c) => Some(&c.connection),
+            Checker::Udp(c) => Some(&c.connection),
+            Checker::Dns(c) => Some(&c.connection),
+            Checker::Smtp(c) => Some(&c.connection),
+            Checker::Misc(_) | Checker::File(_) => None,
         }
     }
 }

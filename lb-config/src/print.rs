@@ -6,9 +6,9 @@
 use std::fmt::{self, Write};
 
 use crate::model::{
-    CheckTiming, Checker, Config, Connection, GlobalDefs, NotifyScript, RealServer, ScriptUser,
-    StatusRange, Url, VirtualIpAddress, VirtualServer, VrrpInstance, VrrpScript, VrrpState,
-    VrrpSyncGroup,
+    CheckTiming, Checker, Config, Connection, GlobalDefs, HexBytes, NotifyScript, ParamMatch,
+    RealServer, ScriptUser, StatusRange, TrackFile, TrackObject, Url, VirtualIpAddress,
+    VirtualServer, VrrpInstance, VrrpScript, VrrpState, VrrpSyncGroup, VrrpTrackProcess,
 };
 use crate::syntax::lexer::is_space;
 
@@ -76,6 +76,34 @@ fn status(ranges: &[StatusRange]) -> String {
         .join(" ")
 }
 
+/// Bytes in keepalived's hex format, two digits each, `X` for a digit not compared.
+fn hex(b: &HexBytes) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(b.data.len() * 3);
+    for (i, byte) in b.data.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let mask = b.mask.get(i).copied().unwrap_or(0);
+        for shift in [4, 0] {
+            if (mask >> shift) & 0x0f == 0x0f {
+                out.push('X');
+            } else {
+                out.push(DIGITS[usize::from((byte >> shift) & 0x0f)] as char);
+            }
+        }
+    }
+    out
+}
+
+fn weight_reverse(weight: i32, reverse: bool) -> String {
+    if reverse {
+        format!("{weight} reverse")
+    } else {
+        weight.to_string()
+    }
+}
+
 struct Printer {
     out: String,
     depth: usize,
@@ -121,6 +149,14 @@ impl Printer {
         for s in &c.vrrp_scripts {
             self.out.push('\n');
             self.vrrp_script(s);
+        }
+        for f in &c.track_files {
+            self.out.push('\n');
+            self.track_file(f);
+        }
+        for p in &c.vrrp_track_processes {
+            self.out.push('\n');
+            self.track_process(p);
         }
         for g in &c.vrrp_sync_groups {
             self.out.push('\n');
@@ -185,6 +221,73 @@ impl Printer {
         self.line(format!("rise {}", s.rise));
         if let Some(u) = &s.user {
             self.line(format!("user {}", user(u)));
+        }
+        self.close();
+    }
+
+    fn track_file(&mut self, f: &TrackFile) {
+        self.open(format!("track_file {}", word(&f.name)));
+        self.line(format!("file {}", quoted(&f.file)));
+        self.line(format!(
+            "weight {}",
+            weight_reverse(f.weight, f.weight_reverse)
+        ));
+        if let Some(init) = &f.init_file {
+            self.line(format!(
+                "init_file {}{}",
+                init.value,
+                if init.overwrite { " overwrite" } else { "" }
+            ));
+        }
+        self.close();
+    }
+
+    fn track_process(&mut self, p: &VrrpTrackProcess) {
+        self.open(format!("vrrp_track_process {}", word(&p.name)));
+        let mut process = format!("process {}", quoted(&p.process));
+        for param in &p.params {
+            let _ = write!(process, " {}", quoted(param));
+        }
+        self.line(process);
+        match p.param_match {
+            ParamMatch::None => {}
+            ParamMatch::Exact => self.line("param_match"),
+            ParamMatch::Partial => self.line("param_match partial"),
+            ParamMatch::Initial => self.line("param_match initial"),
+        }
+        self.flag("full_command", p.full_command);
+        self.line(format!(
+            "weight {}",
+            weight_reverse(p.weight, p.weight_reverse)
+        ));
+        // `quorum_max 0` sets the quorum to 0, which `quorum` itself cannot be written as.
+        if p.quorum_max != Some(0) {
+            self.line(format!("quorum {}", p.quorum));
+        }
+        if let Some(max) = p.quorum_max {
+            self.line(format!("quorum_max {max}"));
+        }
+        if p.fork_delay.as_micros() > 0 {
+            self.line(format!("fork_delay {}", p.fork_delay));
+        }
+        if p.terminate_delay.as_micros() > 0 {
+            self.line(format!("terminate_delay {}", p.terminate_delay));
+        }
+        self.close();
+    }
+
+    fn track_objects(&mut self, keyword: &str, objects: &[TrackObject]) {
+        if objects.is_empty() {
+            return;
+        }
+        self.open(keyword);
+        for t in objects {
+            self.line(format!(
+                "{} weight {} {}",
+                word(&t.name),
+                t.weight,
+                if t.reverse { "reverse" } else { "noreverse" }
+            ));
         }
         self.close();
     }
@@ -295,6 +398,8 @@ impl Printer {
             }
             self.close();
         }
+        self.track_objects("track_file", &i.track_file);
+        self.track_objects("track_process", &i.track_process);
         self.line(format!("garp_master_delay {}", i.garp_master_delay));
         self.line(format!("garp_master_repeat {}", i.garp_master_repeat));
         self.line(format!("garp_master_refresh {}", i.garp_master_refresh));
@@ -419,6 +524,45 @@ impl Printer {
                     self.line(format!("user {}", user(u)));
                 }
                 self.timing(&m.timing);
+            }
+            Checker::Ping(p) => {
+                self.open("PING_CHECK");
+                self.connection(&p.connection);
+                self.timing(&p.timing);
+            }
+            Checker::Udp(u) => {
+                self.open("UDP_CHECK");
+                self.connection(&u.connection);
+                self.timing(&u.timing);
+                if let Some(payload) = &u.payload {
+                    self.line(format!("payload {}", hex(payload)));
+                }
+                if u.require_reply {
+                    match &u.reply {
+                        Some(reply) => self.line(format!("require_reply {}", hex(reply))),
+                        None => self.line("require_reply"),
+                    }
+                }
+                self.line(format!("min_reply_length {}", u.min_reply_length));
+                self.line(format!("max_reply_length {}", u.max_reply_length));
+            }
+            Checker::Dns(d) => {
+                self.open("DNS_CHECK");
+                self.connection(&d.connection);
+                self.timing(&d.timing);
+                self.line(format!("type {}", d.query_type.name()));
+                self.line(format!("name {}", word(&d.name)));
+            }
+            Checker::Smtp(s) => {
+                self.open("SMTP_CHECK");
+                self.connection(&s.connection);
+                self.timing(&s.timing);
+                self.line(format!("helo_name {}", word(&s.helo_name)));
+            }
+            Checker::File(f) => {
+                self.open("FILE_CHECK");
+                self.line(format!("track_file {}", word(&f.track_file)));
+                self.line(format!("weight {}", weight_reverse(f.weight, f.reverse)));
             }
         }
         self.close();

@@ -285,7 +285,7 @@ virtual_server 10.0.0.1 80 {
     lb_kind NAT
     real_server 10.0.0.11 http {
         weight heavy
-        SMTP_CHECK {
+        BFD_CHECK {
         }
     }
 }

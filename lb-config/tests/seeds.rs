@@ -79,7 +79,9 @@ fn seed_001_node01_cleaned_loads_as_dr() {
     assert_eq!(vs.lb_algo, LbAlgo::Rr);
     assert!(!vs.hash_on_source_only());
     assert_eq!(vs.real_servers.len(), 2);
-    let timing = vs.real_servers[0].checkers[0].timing();
+    let timing = vs.real_servers[0].checkers[0]
+        .timing()
+        .expect("a polled checker");
     assert_eq!(timing.retry, 3); // nb_get_retry, keepalived's old name for retry
     // One warning for the scheduler, at the lb_algo line.
     let algo: Vec<_> = l

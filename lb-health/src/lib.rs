@@ -7,7 +7,10 @@
 //!   keepalived's quoting, own process group, `user`/`script_user`,
 //!   `enable_script_security`, SIGTERM then SIGKILL on timeout). Shared by
 //!   MISC_CHECK, notify scripts and, later, vrrp_script.
-//! - [`check`]: one attempt of TCP_CHECK, HTTP_GET, SSL_GET or MISC_CHECK.
+//! - [`check`]: one attempt of TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK,
+//!   PING_CHECK, UDP_CHECK, DNS_CHECK or SMTP_CHECK.
+//! - [`track_file`]: track_file values (FILE_CHECK and vrrp_instances follow them).
+//! - [`track_process`]: vrrp_track_process quorums.
 //! - [`monitor`]: one task per real server applying keepalived's retry,
 //!   warmup and alpha rules, logging like keepalived, running notify_up /
 //!   notify_down and sending [`HealthEvent`]s.
@@ -37,6 +40,8 @@ pub mod monitor;
 pub mod quorum;
 pub mod script;
 pub mod supervisor;
+pub mod track_file;
+pub mod track_process;
 
 #[cfg(test)]
 mod test_support;

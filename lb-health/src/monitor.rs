@@ -17,7 +17,12 @@
 //!   from ...`, or `Enabling/Disabling ... of ...` with inhibit_on_failure),
 //!   its notify_up/notify_down script runs and a [`HealthEvent`] is sent;
 //! - a `misc_dynamic` weight change is logged (`Changing weight from A to B
-//!   for [in]active service ...`) and sent as an event while up.
+//!   for [in]active service ...`) and sent as an event while up;
+//! - SMTP_CHECK retries within every round, even while down, and its first
+//!   check too (check_smtp.c starts each round with no retry spent);
+//! - FILE_CHECK is not polled: it follows its track_file, up or down and with a
+//!   weight added from the file's value, as soon as the file changes, with no
+//!   retries (check_file.c, track_file.c).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -32,8 +37,11 @@ use rand::Rng;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::check::{CheckContext, CheckFailure, CheckSuccess, checker_label, run_check};
+use crate::check::{
+    CheckContext, CheckFailure, CheckSuccess, checker_label, failed_line, run_check, success_line,
+};
 use crate::script::{ScriptOutcome, ScriptRunner};
+use crate::track_file::checker_effect;
 use crate::{RsKey, VsKey, service_trio};
 
 /// How long a notify_up/notify_down script may run. keepalived starts them
@@ -120,12 +128,22 @@ impl RealServerMonitor {
         // keepalived: checkers start down in alpha mode; a real server with
         // no checkers has nothing failing and is up.
         let checkers_up = !vs.alpha;
-        let alive = rs.checkers.is_empty() || checkers_up;
+        let checkers: Vec<CheckerRun> = rs
+            .checkers
+            .iter()
+            .map(|c| CheckerRun {
+                config: Arc::new(c.clone()),
+                state: CheckerState::starting(c, checkers_up, &ctx),
+            })
+            .collect();
+        let failed_checkers = checkers.iter().filter(|c| !c.state.up).count();
+        let alive = failed_checkers == 0;
+        let weight = effective_weight(rs.weight, &checkers);
         let health = Arc::new(Mutex::new(RealServerHealth {
             up: alive,
-            weight: rs.weight,
+            weight,
             inhibit_on_failure: rs.inhibit_on_failure,
-            failed_checkers: if checkers_up { 0 } else { rs.checkers.len() },
+            failed_checkers,
         }));
         let (updates, updates_rx) = mpsc::unbounded_channel();
         let settings = (rs.clone(), ctx.scripts.clone());
@@ -140,24 +158,9 @@ impl RealServerMonitor {
             rs_name: service_trio(rs.address, rs.port, vs.protocol),
             rs: rs.clone(),
             ctx,
-            checkers: rs
-                .checkers
-                .iter()
-                .map(|c| CheckerRun {
-                    config: Arc::new(c.clone()),
-                    state: CheckerState {
-                        up: checkers_up,
-                        has_run: false,
-                        // keepalived (check_data.c): "For non alpha mode, one
-                        // failure is enough initially" - the retries are
-                        // spent before the first check.
-                        retry_it: c.timing().retry,
-                        dynamic_weight: None,
-                    },
-                })
-                .collect(),
+            checkers,
             alive,
-            weight: rs.weight,
+            weight,
             last_sent: None,
             health: health.clone(),
             report: report.clone(),
@@ -222,14 +225,55 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// keepalived's per-checker state: `is_up`, `has_run`, `retry_it`, and
-/// MISC_CHECK's dynamic weight.
+/// keepalived's per-checker state: `is_up`, `has_run`, `retry_it`, and the
+/// weight a checker sets: MISC_CHECK's dynamic weight, FILE_CHECK's `cur_weight`.
 #[derive(Clone, Debug)]
 struct CheckerState {
     up: bool,
     has_run: bool,
     retry_it: u32,
     dynamic_weight: Option<u32>,
+    /// Added to the real server's weight while the FILE_CHECK is up.
+    file_weight: i64,
+}
+
+impl CheckerState {
+    fn starting(c: &Checker, up: bool, ctx: &CheckContext) -> Self {
+        let mut st = CheckerState {
+            up,
+            has_run: false,
+            // keepalived (check_data.c): "For non alpha mode, one failure is
+            // enough initially" - the retries are spent before the first
+            // check. SMTP_CHECK starts every round afresh, its first included.
+            retry_it: match c {
+                Checker::Smtp(_) => 0,
+                _ => c.timing().map(|t| t.retry).unwrap_or(0),
+            },
+            dynamic_weight: None,
+            file_weight: 0,
+        };
+        if let Checker::File(f) = c {
+            // keepalived reads the file before checking starts, alpha or not.
+            let value = ctx.file_value(&f.track_file);
+            st.has_run = true;
+            match checker_effect(value, f.weight, f.reverse) {
+                Some(w) => (st.up, st.file_weight) = (true, w),
+                None => st.up = false,
+            }
+        }
+        st
+    }
+}
+
+/// keepalived's effective weight: the configured weight moved by every
+/// misc_dynamic checker's (status - 2 - weight) and every FILE_CHECK's value.
+fn effective_weight(base: u32, checkers: &[CheckerRun]) -> u32 {
+    let base = i64::from(base);
+    let w = checkers.iter().fold(base, |acc, c| {
+        let dynamic = c.state.dynamic_weight.map_or(0, |d| i64::from(d) - base);
+        acc + dynamic + c.state.file_weight
+    });
+    u32::try_from(w.max(0)).unwrap_or(u32::MAX)
 }
 
 struct CheckerRun {
@@ -237,8 +281,13 @@ struct CheckerRun {
     state: CheckerState,
 }
 
-type Attempt =
-    Pin<Box<dyn Future<Output = (usize, Result<CheckSuccess, CheckFailure>, Duration)> + Send>>;
+/// What a checker's pending future yields: an attempt's result, or a track_file's new value.
+enum Outcome {
+    Check(Result<CheckSuccess, CheckFailure>, Duration),
+    File(i64),
+}
+
+type Attempt = Pin<Box<dyn Future<Output = (usize, Outcome)> + Send>>;
 
 struct Task {
     vs: VsKey,
@@ -265,11 +314,16 @@ impl Task {
         self.publish().await;
         let mut pending: FuturesUnordered<Attempt> = FuturesUnordered::new();
         for idx in 0..self.checkers.len() {
+            let Some(timing) = self.checkers[idx].config.timing() else {
+                // FILE_CHECK: nothing to activate, its file is followed.
+                pending.push(self.attempt(idx, Duration::ZERO));
+                continue;
+            };
             info!(
                 "Activating healthchecker for service {} for VS {}",
                 self.rs_name, self.vs_name
             );
-            let warmup = self.checkers[idx].config.timing().warmup.as_micros();
+            let warmup = timing.warmup.as_micros();
             let delay = if warmup == 0 {
                 0
             } else {
@@ -279,9 +333,17 @@ impl Task {
         }
         loop {
             tokio::select! {
-                Some((idx, result, took)) = pending.next(), if !pending.is_empty() => {
-                    self.record(idx, &result, took);
-                    let delay = self.on_result(idx, result).await;
+                Some((idx, outcome)) = pending.next(), if !pending.is_empty() => {
+                    let delay = match outcome {
+                        Outcome::Check(result, took) => {
+                            self.record(idx, &result, took);
+                            self.on_result(idx, result).await
+                        }
+                        Outcome::File(value) => {
+                            self.on_file(idx, value).await;
+                            Duration::ZERO
+                        }
+                    };
                     pending.push(self.attempt(idx, delay));
                 }
                 update = self.updates.recv() => match update {
@@ -295,12 +357,24 @@ impl Task {
 
     fn attempt(&self, idx: usize, delay: Duration) -> Attempt {
         let checker = self.checkers[idx].config.clone();
+        if let Checker::File(f) = &*checker {
+            // The next change of the file; none ever if it is not watched.
+            let values = self.ctx.files.get(&f.track_file).cloned();
+            return Box::pin(async move {
+                if let Some(mut rx) = values
+                    && rx.changed().await.is_ok()
+                {
+                    return (idx, Outcome::File(*rx.borrow_and_update()));
+                }
+                std::future::pending().await
+            });
+        }
         let ctx = self.ctx.clone();
         Box::pin(async move {
             tokio::time::sleep(delay).await;
             let started = std::time::Instant::now();
             let result = run_check(&checker, &ctx).await;
-            (idx, result, started.elapsed())
+            (idx, Outcome::Check(result, started.elapsed()))
         })
     }
 
@@ -321,7 +395,9 @@ impl Task {
         result: Result<CheckSuccess, CheckFailure>,
     ) -> Duration {
         let checker = self.checkers[idx].config.clone();
-        let timing = checker.timing().clone();
+        let Some(timing) = checker.timing().cloned() else {
+            return Duration::ZERO;
+        };
         let label = checker_label(&checker);
         let mut next = timing.delay_loop.as_duration();
         match result {
@@ -340,12 +416,17 @@ impl Task {
                     false
                 };
                 if !was_up || first {
-                    info!("{}", self.success_line(&checker));
+                    if let Some(line) = success_line(&checker, &self.rs_name, &self.vs_name) {
+                        info!("{line}");
+                    }
                     self.set_checker_state(idx, true, first).await;
                 }
                 if weight_changed {
                     self.refresh_weight().await;
                 }
+            }
+            Err(failure) if matches!(&*checker, Checker::Smtp(_)) => {
+                return self.on_smtp_failure(idx, &failure, &timing).await;
             }
             Err(failure) => {
                 let st = &mut self.checkers[idx].state;
@@ -359,6 +440,8 @@ impl Task {
                     );
                     return next;
                 }
+                // DNS_CHECK says nothing of an attempt it will retry.
+                let quiet_retries = matches!(&*checker, Checker::Dns(_));
                 if st.retry_it < timing.retry {
                     st.retry_it += 1;
                     next = timing.delay_before_retry.as_duration();
@@ -366,46 +449,34 @@ impl Task {
                         format!(
                             ", will do {} {}",
                             timing.retry,
-                            if timing.retry == 1 {
-                                "retry"
-                            } else {
-                                "retries"
-                            }
+                            plural_retries(timing.retry)
                         )
                     } else {
                         format!(" on retry {}/{}", st.retry_it - 1, timing.retry)
                     };
-                    info!("{}", failure.log_line(&self.rs_name, &self.vs_name, &note));
+                    let line = failure.log_line(&self.rs_name, &self.vs_name, &note);
+                    if quiet_retries {
+                        debug!("{line}");
+                    } else {
+                        info!("{line}");
+                    }
                     debug!("{label} attempt on {} failed: {failure}", self.rs_name);
                     return next;
                 }
                 st.retry_it = 0;
                 // A failed MISC_CHECK gives up its dynamic weight (cur_weight = 0).
                 let weight_reset = st.dynamic_weight.take().is_some();
-                let note = if timing.retry == 0 {
-                    " with retry disabled".to_string()
-                } else {
-                    format!(
-                        " after {} {}",
-                        timing.retry,
-                        if timing.retry == 1 {
-                            "retry"
-                        } else {
-                            "retries"
-                        }
-                    )
+                let note = match &*checker {
+                    // dns_final: " after N retries" once the checker has run, even N = 0.
+                    Checker::Dns(_) if !first => format!(" after {} retries", timing.retry),
+                    Checker::Dns(_) => String::new(),
+                    _ if timing.retry == 0 => " with retry disabled".to_string(),
+                    _ => format!(" after {} {}", timing.retry, plural_retries(timing.retry)),
                 };
                 info!("{}", failure.log_line(&self.rs_name, &self.vs_name, &note));
-                if !matches!(&*checker, Checker::Misc(_)) {
-                    if timing.retry > 0 && !first {
-                        // keepalived says "retries" even for one.
-                        info!(
-                            "{label} on service {} failed after {} retries.",
-                            self.rs_name, timing.retry
-                        );
-                    } else {
-                        info!("{label} on service {} failed.", self.rs_name);
-                    }
+                let retries = (timing.retry > 0 && !first).then_some(timing.retry);
+                if let Some(line) = failed_line(&checker, &self.rs_name, &self.vs_name, retries) {
+                    info!("{line}");
                 }
                 debug!("{label} on {} failed: {failure}", self.rs_name);
                 self.set_checker_state(idx, false, first).await;
@@ -417,16 +488,61 @@ impl Task {
         next
     }
 
-    fn success_line(&self, checker: &Checker) -> String {
-        match checker {
-            Checker::Tcp(_) => format!("TCP connection to {} success.", self.rs_name),
-            Checker::Http(_) => format!("Remote Web server {} succeed on service.", self.rs_name),
-            Checker::Misc(m) => format!(
-                "Misc check for [{} VS {}] by [{}] succeeded.",
-                self.rs_name,
-                self.vs_name,
-                crate::check::misc::script_name(&m.misc_path)
-            ),
+    /// keepalived's `smtp_final` for a failed attempt: every round has its retries, down or
+    /// not; the failure is logged on the last one while the checker is up or has not run.
+    async fn on_smtp_failure(
+        &mut self,
+        idx: usize,
+        failure: &CheckFailure,
+        timing: &lb_config::CheckTiming,
+    ) -> Duration {
+        let st = &mut self.checkers[idx].state;
+        let first = !st.has_run;
+        let watched = st.up || first;
+        let line = failure.log_line(&self.rs_name, &self.vs_name, "");
+        if watched && st.retry_it >= timing.retry {
+            info!("{line}");
+        } else {
+            debug!("{line}");
+        }
+        st.retry_it += 1;
+        if st.retry_it <= timing.retry {
+            return timing.delay_before_retry.as_duration();
+        }
+        // The next round starts with its retries unspent.
+        st.retry_it = 0;
+        if watched {
+            self.set_checker_state(idx, false, first).await;
+        }
+        timing.delay_loop.as_duration()
+    }
+
+    /// FILE_CHECK: the track_file now holds `value` (check_file.c,
+    /// `process_update_checker_track_file_status`): down on a fault, else up with the value
+    /// times the weight added to the real server's weight.
+    async fn on_file(&mut self, idx: usize, value: i64) {
+        let Checker::File(f) = &*self.checkers[idx].config else {
+            return;
+        };
+        let effect = checker_effect(value, f.weight, f.reverse);
+        let st = &mut self.checkers[idx].state;
+        match effect {
+            None if st.up => {
+                st.file_weight = 0;
+                self.set_checker_state(idx, false, false).await;
+                self.weight = self.effective_weight();
+                self.publish().await;
+            }
+            Some(w) if !st.up => {
+                st.file_weight = w;
+                self.weight = self.effective_weight();
+                self.set_checker_state(idx, true, false).await;
+            }
+            Some(w) if st.file_weight != w => {
+                st.file_weight = w;
+                self.refresh_weight().await;
+            }
+            _ => {}
         }
     }
 
@@ -459,16 +575,8 @@ impl Task {
         self.publish().await;
     }
 
-    /// keepalived's effective weight: the configured weight moved by every
-    /// misc_dynamic checker's (status - 2 - weight).
     fn effective_weight(&self) -> u32 {
-        let base = i64::from(self.rs.weight);
-        let w = self
-            .checkers
-            .iter()
-            .filter_map(|c| c.state.dynamic_weight)
-            .fold(base, |acc, d| acc + i64::from(d) - base);
-        u32::try_from(w.max(0)).unwrap_or(u32::MAX)
+        effective_weight(self.rs.weight, &self.checkers)
     }
 
     async fn refresh_weight(&mut self) {
@@ -530,6 +638,10 @@ impl Task {
             spawn_notify(self.ctx.scripts.clone(), script.clone(), NOTIFY_TIMEOUT);
         }
     }
+}
+
+fn plural_retries(n: u32) -> &'static str {
+    if n == 1 { "retry" } else { "retries" }
 }
 
 /// Starts a notify script in the background and logs how it went.

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use lb_config::{Checker, Config, NotifyScript, ScriptUser, VirtualServer};
+use lb_config::{Checker, Config, NotifyScript, ScriptUser, TrackFile, VirtualServer};
 use log::{info, warn};
 use tokio::sync::mpsc;
 
@@ -27,6 +27,7 @@ use crate::monitor::{
 };
 use crate::quorum::{EffectiveVs, QuorumState, QuorumTransition, effective_backends_of};
 use crate::script::ScriptRunner;
+use crate::track_file::{self, FileValues};
 use crate::{RsKey, VsKey, monitor::MonitorReport, service_trio};
 
 /// How long notify scripts run at shutdown may take (keepalived gives
@@ -48,6 +49,11 @@ pub struct HealthSupervisor {
     script_settings: (bool, Option<ScriptUser>),
     tls: TlsClient,
     monitors: HashMap<(VsKey, RsKey), RealServerMonitor, foldhash::fast::RandomState>,
+    /// The track_files FILE_CHECKs follow, and their values.
+    track_files: Vec<TrackFile>,
+    files: FileValues,
+    /// Whether a configuration was applied already: `init_file` is for start-up only.
+    started: bool,
     virtual_servers: HashMap<VsKey, VsEntry, foldhash::fast::RandomState>,
     /// Virtual servers in configuration order.
     order: Vec<VsKey>,
@@ -62,6 +68,9 @@ impl HealthSupervisor {
             script_settings: (false, None),
             tls: TlsClient::new(),
             monitors: HashMap::default(),
+            track_files: Vec::new(),
+            files: FileValues::default(),
+            started: false,
             virtual_servers: HashMap::default(),
             order: Vec::new(),
         }
@@ -84,6 +93,11 @@ impl HealthSupervisor {
             self.script_settings = settings;
         }
         self.audit_scripts(config);
+        if !self.started {
+            track_file::initialise(&config.track_files);
+            self.started = true;
+        }
+        let files_changed = self.follow_files(config);
 
         let mut old = std::mem::take(&mut self.monitors);
         let mut old_vs = std::mem::take(&mut self.virtual_servers);
@@ -104,8 +118,14 @@ impl HealthSupervisor {
                     );
                     continue;
                 }
+                // A FILE_CHECK whose file is watched anew needs the new watch.
+                let keep = |m: &RealServerMonitor| {
+                    m.checkers() == rs.checkers.as_slice()
+                        && !(files_changed
+                            && m.checkers().iter().any(|c| matches!(c, Checker::File(_))))
+                };
                 let monitor = match old.remove(&key) {
-                    Some(mut m) if m.checkers() == rs.checkers.as_slice() => {
+                    Some(mut m) if keep(&m) => {
                         m.update(rs, self.scripts.clone());
                         m
                     }
@@ -156,10 +176,37 @@ impl HealthSupervisor {
         }
     }
 
+    /// Watches the track_files that FILE_CHECKs name; true if they changed.
+    fn follow_files(&mut self, config: &Config) -> bool {
+        let named: std::collections::BTreeSet<&str> = config
+            .virtual_servers
+            .iter()
+            .flat_map(|vs| &vs.real_servers)
+            .flat_map(|rs| &rs.checkers)
+            .filter_map(|c| match c {
+                Checker::File(f) => Some(f.track_file.as_str()),
+                _ => None,
+            })
+            .collect();
+        let needed: Vec<TrackFile> = config
+            .track_files
+            .iter()
+            .filter(|f| named.contains(f.name.as_str()))
+            .cloned()
+            .collect();
+        if needed == self.track_files {
+            return false;
+        }
+        self.files = track_file::watch_files(&needed);
+        self.track_files = needed;
+        true
+    }
+
     fn context(&self) -> CheckContext {
         CheckContext {
             scripts: self.scripts.clone(),
             tls: self.tls.clone(),
+            files: self.files.clone(),
         }
     }
 

@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// What the labs and tests run (a shell test that succeeds when it is there), and the Debian
 /// package that has each.
-const PACKAGES: [(&str, &str); 8] = [
+const PACKAGES: [(&str, &str); 10] = [
     ("command -v ip", "iproute2"),
     ("command -v ethtool", "ethtool"),
     ("command -v tcpdump", "tcpdump"),
@@ -26,6 +26,10 @@ const PACKAGES: [(&str, &str); 8] = [
         "/usr/bin/python3 -c 'import prometheus_client.openmetrics.parser'",
         "python3-prometheus-client",
     ),
+    // The DNS server DNS_CHECK is tested against: the binary only, no service to hold back.
+    ("command -v dnsmasq", "dnsmasq-base"),
+    // The SMTP server SMTP_CHECK is tested against (Debian's, for Debian's python3).
+    ("/usr/bin/python3 -c 'import aiosmtpd'", "python3-aiosmtpd"),
     // `systemd-analyze verify` of the unit (packaging tests). Without systemd as PID 1 the
     // package starts nothing, and the policy below holds its services back anyway.
     ("command -v systemd-analyze", "systemd"),

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use crate::diagnostic::Pos;
 use crate::model::{
     CheckTiming, Checker, Connection, HttpCheck, LbAlgo, LbKind, MiscCheck, Origin, Protocol,
     RealServer, SorryServer, StatusRange, TcpCheck, Timer, Url, VirtualServer,
@@ -10,18 +11,21 @@ use crate::model::{
 use crate::syntax::Statement;
 
 use super::Reader;
+use super::checkers::{Options, TrackFiles, check_connection, file_check};
 use super::values::{block_name, parse_uint};
 use crate::validate;
 
-const CHECKERS: &[&str] = &["TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK"];
-const UNSUPPORTED_CHECKERS: &[&str] = &[
+const CHECKERS: &[&str] = &[
+    "TCP_CHECK",
+    "HTTP_GET",
+    "SSL_GET",
+    "MISC_CHECK",
     "SMTP_CHECK",
     "DNS_CHECK",
-    "BFD_CHECK",
     "UDP_CHECK",
     "PING_CHECK",
-    "FILE_CHECK",
 ];
+const UNSUPPORTED_CHECKERS: &[&str] = &["BFD_CHECK"];
 const VS_BLOCKS: &[&str] = &["real_server"];
 const RS_BLOCKS: &[&str] = &[
     "TCP_CHECK",
@@ -124,7 +128,11 @@ fn address_and_port(
     Some((ip?, port))
 }
 
-pub(super) fn virtual_server(r: &mut Reader<'_>, st: &Statement) -> Option<VirtualServer> {
+pub(super) fn virtual_server(
+    r: &mut Reader<'_>,
+    st: &Statement,
+    files: &TrackFiles<'_>,
+) -> Option<VirtualServer> {
     if r.needs_block(st) {
         return None;
     }
@@ -281,7 +289,15 @@ pub(super) fn virtual_server(r: &mut Reader<'_>, st: &Statement) -> Option<Virtu
     );
     for st in &block {
         if st.keyword == "real_server"
-            && let Some(rs) = real_server(r, st, vs_port, inhibit_on_failure, &defaults, lb_kind.0)
+            && let Some(rs) = real_server(
+                r,
+                st,
+                vs_port,
+                inhibit_on_failure,
+                &defaults,
+                lb_kind.0,
+                files,
+            )
         {
             real_servers.push(rs);
         }
@@ -324,6 +340,7 @@ fn real_server(
     vs_inhibit: bool,
     vs_defaults: &CheckDefaults,
     vs_kind: LbKind,
+    files: &TrackFiles<'_>,
 ) -> Option<RealServer> {
     if r.needs_block(st) {
         return None;
@@ -381,15 +398,15 @@ fn real_server(
     for st in &block {
         let kw = st.keyword;
         if CHECKERS.contains(&kw) {
-            if let Some(c) = checker(r, st, address, port, &defaults) {
-                checkers.push(c);
-            }
+            checkers.extend(checker(r, st, address, port, &defaults));
+        } else if kw == "FILE_CHECK" {
+            checkers.extend(file_check(r, st, files).map(Checker::File));
         } else if UNSUPPORTED_CHECKERS.contains(&kw) {
             r.diags.error(
                 st.span,
                 format!(
-                    "found `{kw}`, expected TCP_CHECK, HTTP_GET, SSL_GET or MISC_CHECK: \
-                     `{kw}` is not supported by xlb"
+                    "found `{kw}`, expected TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK, SMTP_CHECK, \
+                     DNS_CHECK, UDP_CHECK, PING_CHECK or FILE_CHECK: `{kw}` is not supported by xlb"
                 ),
             );
         }
@@ -406,23 +423,25 @@ fn real_server(
     })
 }
 
+/// One checker block; SMTP_CHECK with `host` blocks gives one checker per host.
 fn checker(
     r: &mut Reader<'_>,
     st: &Statement,
     rs_ip: IpAddr,
     rs_port: u16,
     outer: &CheckDefaults,
-) -> Option<Checker> {
+) -> Vec<Checker> {
     if r.needs_block(st) {
-        return None;
+        return Vec::new();
     }
     let kind = st.keyword;
     r.extra_args(st, 0);
     let mut own = CheckDefaults::default();
-    let mut connect_ip = None;
+    let mut connect_ip: Option<(IpAddr, Pos)> = None;
     let mut connect_port = None;
-    let mut bindto = None;
+    let mut bindto: Option<(IpAddr, Pos)> = None;
     let mut bind_port = None;
+    let mut options = Options::for_kind(kind);
     let mut urls = Vec::new();
     let mut misc_path = None;
     let mut misc_timeout = None;
@@ -431,16 +450,25 @@ fn checker(
     let is_http = matches!(kind, "HTTP_GET" | "SSL_GET");
     let is_misc = kind == "MISC_CHECK";
     let block = r.block(st);
-    let block = r.split_run_together(block, if is_http { &["url"] } else { &[] });
+    let block = r.split_run_together(
+        block,
+        if is_http {
+            &["url"]
+        } else {
+            Options::block_keywords(kind)
+        },
+    );
     for st in &block {
         let kw = st.keyword;
-        if own.read(r, st) {
+        if own.read(r, st) || options.as_mut().is_some_and(|o| o.read(r, st)) {
             continue;
         }
         match kw {
-            "connect_ip" if !is_misc => connect_ip = r.ip(st).or(connect_ip),
+            "connect_ip" if !is_misc => {
+                connect_ip = r.ip(st).map(|ip| (ip, st.span)).or(connect_ip)
+            }
             "connect_port" if !is_misc => connect_port = r.port(st).or(connect_port),
-            "bindto" if !is_misc => bindto = r.ip(st).or(bindto),
+            "bindto" if !is_misc => bindto = r.ip(st).map(|ip| (ip, st.span)).or(bindto),
             "bind_port" if !is_misc => bind_port = r.port(st).or(bind_port),
             "url" if is_http => {
                 r.extra_args(st, 0);
@@ -467,25 +495,48 @@ fn checker(
     }
     let d = own.over(outer);
     let delay_loop = d.delay_loop.unwrap_or(Timer::from_secs(60));
+    // keepalived 2.2: MISC_CHECK does not retry unless told to, DNS_CHECK retries 3 times
+    // and waits a delay_loop between; HTTP waits longer.
+    let default_retry = match &options {
+        Some(o) => o.default_retry(),
+        None if is_misc => 0,
+        None => 1,
+    };
+    let default_delay_before_retry = match &options {
+        Some(o) => o.default_delay_before_retry(delay_loop),
+        None => Timer::from_secs(if is_http { 3 } else { 1 }),
+    };
     let timing = CheckTiming {
         delay_loop,
-        // keepalived 2.2: MISC_CHECK does not retry unless told to; HTTP waits longer.
-        retry: d.retry.unwrap_or(if is_misc { 0 } else { 1 }),
-        delay_before_retry: d.delay_before_retry.unwrap_or(Timer::from_secs(if is_http {
-            3
-        } else {
-            1
-        })),
+        retry: d.retry.unwrap_or(default_retry),
+        delay_before_retry: d.delay_before_retry.unwrap_or(default_delay_before_retry),
         warmup: d.warmup.unwrap_or(delay_loop),
     };
+    let connection_written = connect_ip.is_some()
+        || connect_port.is_some()
+        || bindto.is_some()
+        || bind_port.is_some()
+        || own.connect_timeout.is_some();
     let connection = Connection {
-        connect_ip: connect_ip.unwrap_or(rs_ip),
+        connect_ip: connect_ip.map(|c| c.0).unwrap_or(rs_ip),
         connect_port: connect_port.unwrap_or(rs_port),
-        bindto,
+        bindto: bindto.map(|b| b.0),
         bind_port,
         connect_timeout: d.connect_timeout.unwrap_or(Timer::from_secs(5)),
     };
-    match kind {
+    if !is_misc {
+        check_connection(
+            r,
+            &connection,
+            connect_ip.map(|c| c.1),
+            bindto.map(|b| b.1),
+            st.span,
+        );
+    }
+    if let Some(options) = options {
+        return options.finish(r, st, connection, connection_written, timing);
+    }
+    let one = match kind {
         "TCP_CHECK" => Some(Checker::Tcp(TcpCheck { connection, timing })),
         "HTTP_GET" | "SSL_GET" => {
             if urls.is_empty() {
@@ -514,15 +565,18 @@ fn checker(
                     "found no `misc_path` in `MISC_CHECK`, expected the command to run",
                 );
             }
-            Some(Checker::Misc(MiscCheck {
-                misc_timeout: misc_timeout.unwrap_or(timing.delay_loop),
-                timing,
-                misc_path: misc_path?,
-                misc_dynamic,
-                user,
-            }))
+            misc_path.map(|misc_path| {
+                Checker::Misc(MiscCheck {
+                    misc_timeout: misc_timeout.unwrap_or(timing.delay_loop),
+                    timing,
+                    misc_path,
+                    misc_dynamic,
+                    user,
+                })
+            })
         }
-    }
+    };
+    one.into_iter().collect()
 }
 
 fn url(r: &mut Reader<'_>, st: &Statement) -> Option<Url> {

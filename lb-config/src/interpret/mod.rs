@@ -4,8 +4,10 @@
 //! Cross-references (names, duplicates) are left to `validate`, which sees the
 //! whole configuration.
 
+mod checkers;
 mod global;
 mod lvs;
+mod track;
 mod values;
 mod vrrp;
 
@@ -23,9 +25,6 @@ const UNSUPPORTED_BLOCKS: &[&str] = &[
     "static_ipaddress",
     "static_routes",
     "static_rules",
-    "vrrp_track_file",
-    "track_file",
-    "vrrp_track_process",
     "garp_group",
     "linkbeat_interfaces",
     "bfd_instance",
@@ -34,6 +33,9 @@ const UNSUPPORTED_BLOCKS: &[&str] = &[
 const TOP_BLOCKS: &[&str] = &[
     "global_defs",
     "vrrp_script",
+    "track_file",
+    "vrrp_track_file",
+    "vrrp_track_process",
     "vrrp_sync_group",
     "vrrp_instance",
     "virtual_server",
@@ -45,6 +47,8 @@ const TOP_BLOCKS: &[&str] = &[
 pub(crate) struct Declared {
     pub vrrp_scripts: HashSet<String>,
     pub vrrp_instances: HashSet<String>,
+    pub track_files: HashSet<String>,
+    pub vrrp_track_processes: HashSet<String>,
 }
 
 pub(crate) fn interpret(stmts: &[Statement], diags: &mut Diags) -> (Config, Declared) {
@@ -62,9 +66,6 @@ pub(crate) fn interpret(stmts: &[Statement], diags: &mut Diags) -> (Config, Decl
             _ => {}
         }
     }
-    // Sized once: a configuration may hold thousands of services, each a
-    // large struct, which growing the Vec would copy again and again.
-    config.virtual_servers.reserve(services);
     for st in &stmts {
         if st.keyword == "vrrp_script" {
             if let Some(name) = st.args.first() {
@@ -75,13 +76,41 @@ pub(crate) fn interpret(stmts: &[Statement], diags: &mut Diags) -> (Config, Decl
             }
         }
     }
+    // Tracked objects too: instances and FILE_CHECKs take their weights from them.
+    for st in &stmts {
+        let name = st.args.first().map(|a| a.text.to_string());
+        match st.keyword {
+            "track_file" | "vrrp_track_file" => {
+                declared.track_files.extend(name);
+                config.track_files.extend(track::track_file(&mut r, st));
+            }
+            "vrrp_track_process" => {
+                declared.vrrp_track_processes.extend(name);
+                config
+                    .vrrp_track_processes
+                    .extend(track::vrrp_track_process(&mut r, st));
+            }
+            _ => {}
+        }
+    }
     let mut scripts: HashMap<&str, &VrrpScript> = HashMap::new();
     for script in &config.vrrp_scripts {
         scripts.entry(script.name.as_str()).or_insert(script);
     }
+    let files = track::Named::new(&config.track_files, &declared.track_files);
+    let processes = track::Named::new(&config.vrrp_track_processes, &declared.vrrp_track_processes);
+    let trackable = vrrp::Trackable {
+        files: &files,
+        processes: &processes,
+    };
+    let mut instances = Vec::new();
+    // Sized once: a configuration may hold thousands of services, each a
+    // large struct, which growing the Vec would copy again and again.
+    let mut virtual_servers = Vec::with_capacity(services);
     for st in &stmts {
         match st.keyword {
-            "global_defs" | "vrrp_script" => {}
+            "global_defs" | "vrrp_script" | "track_file" | "vrrp_track_file"
+            | "vrrp_track_process" => {}
             "vrrp_sync_group" => {
                 if let Some(g) = vrrp::vrrp_sync_group(&mut r, st) {
                     config.vrrp_sync_groups.push(g);
@@ -91,26 +120,31 @@ pub(crate) fn interpret(stmts: &[Statement], diags: &mut Diags) -> (Config, Decl
                 if let Some(name) = st.args.first() {
                     declared.vrrp_instances.insert(name.text.to_string());
                 }
-                if let Some(i) = vrrp::vrrp_instance(&mut r, st, &config.global_defs, &scripts) {
-                    config.vrrp_instances.push(i);
+                if let Some(i) =
+                    vrrp::vrrp_instance(&mut r, st, &config.global_defs, &scripts, &trackable)
+                {
+                    instances.push(i);
                 }
             }
             "virtual_server" => {
-                if let Some(vs) = lvs::virtual_server(&mut r, st) {
-                    config.virtual_servers.push(vs);
+                if let Some(vs) = lvs::virtual_server(&mut r, st, &files) {
+                    virtual_servers.push(vs);
                 }
             }
             kw if UNSUPPORTED_BLOCKS.contains(&kw) => {
                 r.diags.error(
                     st.span,
                     format!(
-                        "found `{kw}`, expected global_defs, vrrp_script, vrrp_sync_group, \
-                         vrrp_instance or virtual_server: `{kw}` is not supported by xlb"
+                        "found `{kw}`, expected global_defs, vrrp_script, track_file, \
+                         vrrp_track_process, vrrp_sync_group, vrrp_instance or virtual_server: \
+                         `{kw}` is not supported by xlb"
                     ),
                 );
             }
             _ => r.unknown(st, "the top level"),
         }
     }
+    config.vrrp_instances = instances;
+    config.virtual_servers = virtual_servers;
     (config, declared)
 }

@@ -5,17 +5,26 @@ use std::net::IpAddr;
 
 use crate::diagnostic::Pos;
 use crate::model::{
-    AddressFamily, AuthType, Authentication, GlobalDefs, NotifyScript, SyncGroupMember,
-    TrackInterface, TrackScript, VirtualIpAddress, VrrpInstance, VrrpScript, VrrpState,
-    VrrpSyncGroup,
+    AddressFamily, AuthType, Authentication, GlobalDefs, NotifyScript, SyncGroupMember, TrackFile,
+    TrackInterface, TrackObject, TrackScript, VirtualIpAddress, VrrpInstance, VrrpScript,
+    VrrpState, VrrpSyncGroup, VrrpTrackProcess,
 };
 use crate::syntax::Statement;
 
 use super::Reader;
+use super::track::{HasName, Named};
 use super::values::{parse_timer, parse_uint};
+
+/// What an instance's `track_file` and `track_process` entries may name.
+pub(crate) struct Trackable<'a> {
+    pub files: &'a Named<'a, TrackFile>,
+    pub processes: &'a Named<'a, VrrpTrackProcess>,
+}
 
 const INSTANCE_BLOCKS: &[&str] = &[
     "authentication",
+    "track_file",
+    "track_process",
     "virtual_ipaddress",
     "virtual_ipaddress_excluded",
     "unicast_peer",
@@ -49,13 +58,7 @@ const INSTANCE_IGNORED: &[&str] = &[
 ];
 
 /// Instance blocks that would change what the instance does if dropped.
-const INSTANCE_UNSUPPORTED: &[&str] = &[
-    "track_file",
-    "track_process",
-    "track_bfd",
-    "virtual_routes",
-    "virtual_rules",
-];
+const INSTANCE_UNSUPPORTED: &[&str] = &["track_bfd", "virtual_routes", "virtual_rules"];
 
 fn name_of(r: &mut Reader<'_>, st: &Statement, what: &str) -> Option<String> {
     let Some(name) = st.args.first() else {
@@ -346,8 +349,9 @@ fn virtual_ipaddress(r: &mut Reader<'_>, st: &Statement) -> Option<PendingVip> {
     })
 }
 
-/// `NAME [weight N [reverse|noreverse]]` in track_script / track_interface.
-fn tracked(r: &mut Reader<'_>, st: &Statement) -> (Option<i32>, bool) {
+/// `NAME [weight N [reverse|noreverse]]` in track_script / track_interface (weights
+/// -253..253) and track_file / track_process (-254..254).
+fn tracked(r: &mut Reader<'_>, st: &Statement, limit: i64) -> (Option<i32>, bool) {
     r.list_entry(st);
     let Some(first) = st.args.first() else {
         return (None, false);
@@ -362,29 +366,62 @@ fn tracked(r: &mut Reader<'_>, st: &Statement) -> (Option<i32>, bool) {
         );
         return (None, false);
     }
-    let Some(value) = st.args.get(1) else {
+    if st.args.len() < 2 {
         r.diags.error(
             first.span,
-            "found end of line after `weight`, expected an integer -253..253",
+            format!(
+                "found end of line after `weight`, expected an integer {}..{limit}",
+                -limit
+            ),
         );
         return (None, false);
+    }
+    match weight_and_reverse(r, st, &st.args[1..], -limit, limit) {
+        Some((w, reverse)) => (Some(w), reverse),
+        None => (None, false),
+    }
+}
+
+/// `W [reverse|noreverse]` from `args`: the weight in `lo..=hi` and whether it is reversed.
+pub(super) fn weight_and_reverse(
+    r: &mut Reader<'_>,
+    st: &Statement,
+    args: &[crate::syntax::Arg],
+    lo: i64,
+    hi: i64,
+) -> Option<(i32, bool)> {
+    let Some(value) = args.first() else {
+        r.missing(st, format_args!("an integer {lo}..{hi}"));
+        return None;
     };
-    let weight = r.int_arg(st, value, -253, 253).map(|w| w as i32);
-    let reverse = match st.args.get(2).map(|a| a.text) {
-        Some("reverse") => {
-            r.extra_args(st, 3);
-            true
-        }
-        Some("noreverse" | "no_reverse") => {
-            r.extra_args(st, 3);
+    let weight = r
+        .int_arg(st, value, lo, hi)
+        .and_then(|w| i32::try_from(w).ok());
+    let reverse = match args.get(1).map(|a| a.text) {
+        None => false,
+        Some("reverse") => true,
+        Some("noreverse" | "no_reverse") => false,
+        Some(other) => {
+            r.diags.error(
+                args[1].span,
+                format!(
+                    "found `{other}` after the weight of `{}`, expected reverse, noreverse or end of line",
+                    st.keyword
+                ),
+            );
             false
         }
-        _ => {
-            r.extra_args(st, 2);
-            false
-        }
     };
-    (weight, reverse)
+    if let Some(extra) = args.get(2) {
+        r.diags.error(
+            extra.span,
+            format!(
+                "found `{}`, expected end of line after the weight",
+                extra.text
+            ),
+        );
+    }
+    weight.map(|w| (w, reverse))
 }
 
 /// `scripts` are the vrrp_scripts by name (the first of a name, as
@@ -395,6 +432,7 @@ pub(super) fn vrrp_instance(
     st: &Statement,
     global_defs: &GlobalDefs,
     scripts: &HashMap<&str, &VrrpScript>,
+    trackable: &Trackable<'_>,
 ) -> Option<VrrpInstance> {
     if r.needs_block(st) {
         return None;
@@ -421,6 +459,8 @@ pub(super) fn vrrp_instance(
     let mut mcast_src_ip = None;
     let mut track_script = Vec::new();
     let mut track_interface = Vec::new();
+    let mut track_file = Vec::new();
+    let mut track_process = Vec::new();
     let mut garp_master_delay = g.vrrp_garp_master_delay;
     let mut garp_master_repeat = g.vrrp_garp_master_repeat;
     let mut garp_master_refresh = g.vrrp_garp_master_refresh;
@@ -528,7 +568,7 @@ pub(super) fn vrrp_instance(
             "track_script" => {
                 r.extra_args(st, 0);
                 for entry in r.block(st) {
-                    let (weight, reverse) = tracked(r, entry);
+                    let (weight, reverse) = tracked(r, entry, 253);
                     // The script's own weight applies unless this line overrides it;
                     // an unknown name is reported by validate.
                     let weight = weight
@@ -549,13 +589,29 @@ pub(super) fn vrrp_instance(
             "track_interface" => {
                 r.extra_args(st, 0);
                 for entry in r.block(st) {
-                    let (weight, reverse) = tracked(r, entry);
+                    let (weight, reverse) = tracked(r, entry, 253);
                     track_interface.push(TrackInterface {
                         name: entry.keyword.to_string(),
                         weight,
                         reverse,
                     });
                 }
+            }
+            "track_file" => {
+                r.extra_args(st, 0);
+                track_file.extend(track_objects(r, st, trackable.files, "track_file", |f| {
+                    (f.weight, f.weight_reverse)
+                }));
+            }
+            "track_process" => {
+                r.extra_args(st, 0);
+                track_process.extend(track_objects(
+                    r,
+                    st,
+                    trackable.processes,
+                    "track_process",
+                    |p| (p.weight, p.weight_reverse),
+                ));
             }
             "garp_master_delay" => {
                 garp_master_delay = r.u32(st, 0, 86400).unwrap_or(garp_master_delay)
@@ -700,6 +756,8 @@ pub(super) fn vrrp_instance(
         mcast_src_ip,
         track_script,
         track_interface,
+        track_file,
+        track_process,
         garp_master_delay,
         garp_master_repeat,
         garp_master_refresh,
@@ -713,6 +771,55 @@ pub(super) fn vrrp_instance(
         origin: r.origin(st.span),
         virtual_router_id_origin: r.origin(vrid_span),
     })
+}
+
+/// The entries of an instance's `track_file` or `track_process` block, each
+/// `NAME [weight W [reverse|noreverse]]` (-254..254), the object's own weight by default.
+fn track_objects<T: HasName>(
+    r: &mut Reader<'_>,
+    st: &Statement,
+    named: &Named<'_, T>,
+    keyword: &str,
+    own_weight: impl Fn(&T) -> (i32, bool),
+) -> Vec<TrackObject> {
+    let mut out: Vec<TrackObject> = Vec::new();
+    let what = if keyword == "track_file" {
+        "a track_file"
+    } else {
+        "a vrrp_track_process"
+    };
+    for entry in r.block(st) {
+        let (weight, reverse) = tracked(r, entry, 254);
+        let Some(object) =
+            named.resolve(r, entry.keyword, entry.span, &format!("in {keyword}"), what)
+        else {
+            continue;
+        };
+        if out.iter().any(|t| t.name == entry.keyword) {
+            // keepalived: "duplicate track_file %s - ignoring".
+            r.diags.warn(
+                entry.span,
+                format!(
+                    "duplicate {keyword} {} - ignoring, as keepalived does",
+                    entry.keyword
+                ),
+            );
+            continue;
+        }
+        let (own, own_reverse) = own_weight(object);
+        out.push(TrackObject {
+            name: entry.keyword.to_string(),
+            weight: weight.unwrap_or(own),
+            // keepalived keeps the object's reverse unless this line says reverse or noreverse.
+            reverse: if entry.args.len() >= 3 {
+                reverse
+            } else {
+                own_reverse
+            },
+            origin: r.origin(entry.span),
+        });
+    }
+    out
 }
 
 fn authentication_block(r: &mut Reader<'_>, st: &Statement) -> Option<Authentication> {

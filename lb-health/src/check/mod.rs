@@ -4,19 +4,30 @@
 //! passed; retries, delays and state belong to [`crate::monitor`]. Failures
 //! carry keepalived's wording ([`CheckFailure::log_line`]).
 
+pub mod dns;
 pub mod http;
 pub mod misc;
+pub mod ping;
+pub mod smtp;
 pub mod tcp;
+pub mod udp;
+pub mod words;
 
 use std::sync::Arc;
 
 use lb_config::Checker;
 
 use crate::script::ScriptRunner;
+use crate::track_file::FileValues;
 
+pub use dns::check_dns;
 pub use http::{TlsClient, check_http};
 pub use misc::check_misc;
+pub use ping::check_ping;
+pub use smtp::check_smtp;
 pub use tcp::check_tcp;
+pub use udp::check_udp;
+pub use words::{checker_label, failed_line, success_line};
 
 /// A passed attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +73,22 @@ pub enum CheckFailure {
         script: String,
         failure: MiscFailure,
     },
+    #[error("ICMP echo timeout")]
+    PingTimeout,
+    #[error("ICMP echo failed: {0}")]
+    PingFailed(String),
+    #[error("UDP connection failed: {0}")]
+    UdpFailed(String),
+    #[error("UDP reply required, none came")]
+    UdpNoReply,
+    #[error("UDP reply data mismatch")]
+    UdpMismatch,
+    /// DNS_CHECK: keepalived's words after `DNS_CHECK ([rs])` (`read timeout from socket`).
+    #[error("{0}")]
+    Dns(String),
+    /// SMTP_CHECK: keepalived's words after `SMTP_CHECK ` (`Bad HELO response from server ...`).
+    #[error("{0}")]
+    Smtp(String),
 }
 
 impl CheckFailure {
@@ -81,6 +108,14 @@ impl CheckFailure {
             CheckFailure::TcpTimeout => format!("TCP connection to {rs} timeout."),
             CheckFailure::TcpFailed(_) => format!("TCP connection to {rs} failed."),
             CheckFailure::Http { what, .. } => format!("{what} server {rs}."),
+            CheckFailure::PingTimeout => format!("ICMP connection to address {rs} timeout."),
+            CheckFailure::PingFailed(_) => format!("ICMP connection to {rs} of {vs} failed."),
+            CheckFailure::UdpFailed(_) | CheckFailure::UdpNoReply => {
+                format!("UDP connection to {rs} failed.")
+            }
+            CheckFailure::UdpMismatch => format!("UDP check to {rs} reply data mismatch."),
+            CheckFailure::Dns(what) => format!("DNS_CHECK ({rs}) {what}{retry_note}"),
+            CheckFailure::Smtp(what) => format!("SMTP_CHECK {what}"),
             CheckFailure::Misc { script, failure } => {
                 let head = format!("Misc check for [{rs} VS {vs}] by [{script}]");
                 match failure {
@@ -103,6 +138,8 @@ impl CheckFailure {
 pub struct CheckContext {
     pub scripts: Arc<ScriptRunner>,
     pub tls: TlsClient,
+    /// The track_files FILE_CHECKs follow.
+    pub files: FileValues,
 }
 
 impl CheckContext {
@@ -110,30 +147,32 @@ impl CheckContext {
         CheckContext {
             scripts,
             tls: TlsClient::new(),
+            files: FileValues::default(),
         }
+    }
+
+    /// A track_file's value now; 0 if it is not watched (as a missing file reads).
+    pub fn file_value(&self, name: &str) -> i64 {
+        self.files.get(name).map_or(0, |rx| *rx.borrow())
     }
 }
 
-/// One attempt of any checker.
+/// One attempt of a polled checker. FILE_CHECK is not polled: the monitor follows its
+/// file ([`crate::track_file`]) and never calls this for it.
 pub async fn run_check(
     checker: &Checker,
     ctx: &CheckContext,
 ) -> Result<CheckSuccess, CheckFailure> {
+    let plain = |r: Result<(), CheckFailure>| r.map(|()| CheckSuccess::PLAIN);
     match checker {
-        Checker::Tcp(c) => check_tcp(&c.connection).await.map(|()| CheckSuccess::PLAIN),
-        Checker::Http(c) => check_http(c, &ctx.tls).await.map(|()| CheckSuccess::PLAIN),
+        Checker::Tcp(c) => plain(check_tcp(&c.connection).await),
+        Checker::Http(c) => plain(check_http(c, &ctx.tls).await),
         Checker::Misc(c) => check_misc(c, &ctx.scripts).await,
-    }
-}
-
-/// keepalived's name for a checker in its summary lines
-/// (`TCP_CHECK on service ... failed.`).
-pub fn checker_label(checker: &Checker) -> &'static str {
-    match checker {
-        Checker::Tcp(_) => "TCP_CHECK",
-        Checker::Http(c) if c.tls => "SSL_CHECK",
-        Checker::Http(_) => "HTTP_CHECK",
-        Checker::Misc(_) => "MISC_CHECK",
+        Checker::Ping(c) => plain(check_ping(&c.connection).await),
+        Checker::Udp(c) => plain(check_udp(c).await),
+        Checker::Dns(c) => plain(check_dns(c).await),
+        Checker::Smtp(c) => plain(check_smtp(c).await),
+        Checker::File(_) => std::future::pending().await,
     }
 }
 

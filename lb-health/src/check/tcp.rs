@@ -17,6 +17,19 @@ pub(crate) enum ConnectError {
     Failed(io::Error),
 }
 
+/// Where a checker's packets come from: `bindto`/`bind_port`, or any address and port of
+/// the checked address's family.
+pub(crate) fn source(conn: &Connection) -> SocketAddr {
+    let unspecified = match conn.connect_ip {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    SocketAddr::new(
+        conn.bindto.unwrap_or(unspecified),
+        conn.bind_port.unwrap_or(0),
+    )
+}
+
 /// Opens a TCP connection as a checker does: from `bindto`/`bind_port` when
 /// set, within connect_timeout.
 pub(crate) async fn connect(conn: &Connection) -> Result<TcpStream, ConnectError> {
@@ -27,14 +40,7 @@ pub(crate) async fn connect(conn: &Connection) -> Result<TcpStream, ConnectError
     }
     .map_err(ConnectError::Failed)?;
     if conn.bindto.is_some() || conn.bind_port.is_some() {
-        let unspecified = match dst {
-            SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        };
-        let src = SocketAddr::new(
-            conn.bindto.unwrap_or(unspecified),
-            conn.bind_port.unwrap_or(0),
-        );
+        let src = source(conn);
         if conn.bind_port.is_some() {
             // A fixed source port is reused every delay_loop; TIME_WAIT of the
             // previous check must not make the bind fail.

@@ -345,3 +345,78 @@ async fn stopping_kills_a_running_check_script() {
     monitor.stop();
     assert!(wait_until(|| crate::test_support::process_gone(pid)).await);
 }
+
+/// SMTP_CHECK starts every round with its retries unspent (check_smtp.c resets retry_it at
+/// each round): its first check is retried, unlike the others', and a down server is still
+/// tried retry + 1 times each round. The server here accepts and closes at once (no banner).
+#[tokio::test]
+async fn smtp_check_retries_in_every_round_even_down() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let server = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    let checker = Checker::Smtp(lb_config::SmtpCheck {
+        connection: crate::test_support::connection(port, 200),
+        timing: timing(400, 2, 20),
+        helo_name: "test".into(),
+    });
+    let vs = virtual_server(vec![real_server(port, 1, vec![checker])]);
+    let (_monitor, mut rx) = spawn(&vs);
+    assert!(next_event(&mut rx).await.up, "non-alpha: up at start");
+    let down = next_event(&mut rx).await;
+    assert!(!down.up);
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        3,
+        "the first round was retried twice before down"
+    );
+    assert!(wait_until(|| accepted.load(Ordering::SeqCst) >= 6).await);
+    assert!(rx.try_recv().is_err(), "still down, nothing more sent");
+    server.abort();
+}
+
+/// DNS_CHECK against a real UDP server on the loopback: an answer with the query's id and no
+/// error is up; NXDOMAIN (RCODE 3) is down.
+#[tokio::test]
+async fn dns_check_follows_the_answer_code() {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let rcode = Arc::new(std::sync::atomic::AtomicU8::new(0));
+    let code = rcode.clone();
+    let server = tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        while let Ok((len, peer)) = socket.recv_from(&mut buf).await {
+            let mut answer = buf[..len].to_vec();
+            // QR set, RD and RA, the RCODE asked for.
+            answer[2] = 0x81;
+            answer[3] = 0x80 | code.load(std::sync::atomic::Ordering::SeqCst);
+            let _ = socket.send_to(&answer, peer).await;
+        }
+    });
+    let checker = Checker::Dns(lb_config::DnsCheck {
+        connection: crate::test_support::connection(port, 200),
+        timing: timing(50, 0, 50),
+        query_type: lb_config::DnsType::A,
+        name: "www.example.test".into(),
+    });
+    let vs = virtual_server(vec![real_server(port, 1, vec![checker])]);
+    let (monitor, mut rx) = spawn(&vs);
+    assert!(next_event(&mut rx).await.up);
+    assert!(wait_until(|| monitor.report().last_check.is_some()).await);
+    assert!(monitor.health().up, "NOERROR is up");
+    rcode.store(3, std::sync::atomic::Ordering::SeqCst);
+    assert!(!next_event(&mut rx).await.up, "NXDOMAIN is down");
+    rcode.store(0, std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        next_event(&mut rx).await.up,
+        "one good answer brings it back"
+    );
+    server.abort();
+}

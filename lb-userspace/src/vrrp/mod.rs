@@ -345,6 +345,34 @@ impl Vrrp {
                 tracking_tx.clone(),
             ));
         }
+        // track_file and vrrp_track_process: watched only if an instance names them.
+        let named = |names: fn(&VrrpInstance) -> &[lb_config::TrackObject]| {
+            config
+                .vrrp_instances
+                .iter()
+                .flat_map(|vi| names(vi).iter().map(|t| t.name.clone()))
+                .collect::<std::collections::BTreeSet<String>>()
+        };
+        let files = named(|vi| &vi.track_file);
+        let files: Vec<_> = config
+            .track_files
+            .iter()
+            .filter(|f| files.contains(&f.name))
+            .cloned()
+            .collect();
+        if !files.is_empty() {
+            tokio::spawn(track::watch_track_files(files, tracking_tx.clone()));
+        }
+        let processes = named(|vi| &vi.track_process);
+        let processes: Vec<_> = config
+            .vrrp_track_processes
+            .iter()
+            .filter(|p| processes.contains(&p.name))
+            .cloned()
+            .collect();
+        if !processes.is_empty() {
+            tokio::spawn(track::watch_track_processes(processes, tracking_tx.clone()));
+        }
         Ok(Self {
             groups,
             routes,
