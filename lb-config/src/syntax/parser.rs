@@ -4,6 +4,9 @@
 //! The block's `{` may end the keyword's line or start the next one, and `}`
 //! may close several blocks or be followed by another statement on the same
 //! line (`}}`, `} real_server ... {`), which keepalived tolerates too.
+//!
+//! An `include` is read where it is written, as keepalived does: parameters
+//! its files define apply to the lines after it.
 
 use std::fmt;
 use std::ops::Deref;
@@ -11,7 +14,18 @@ use std::ops::Deref;
 use crate::diagnostic::{Diags, Pos};
 use crate::limits::MAX_BLOCK_DEPTH;
 
-use super::lexer::{Lines, TokenKind};
+use super::lexer::{Lines, Token, TokenKind, is_include};
+
+/// Where the parser gets its lines from, and what reads its includes.
+pub(crate) trait Source<'t> {
+    /// The tokens of the next line of `lines` that has any; false at its end.
+    fn next_line(&mut self, lines: &mut Lines<'t>, tokens: &mut Vec<Token<'t>>) -> bool;
+
+    fn diags(&mut self) -> &mut Diags;
+
+    /// The statements of the files `include` names, read now.
+    fn include(&mut self, include: &Statement<'t>) -> Vec<Statement<'t>>;
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Arg<'t> {
@@ -144,6 +158,14 @@ impl<'t> Tree<'t> {
         }
     }
 
+    /// Reads an `include` in place: its files' statements go where it is.
+    fn include(&mut self, stmt: Statement<'t>, src: &mut impl Source<'t>) {
+        if self.skipped == 0 {
+            let included = src.include(&stmt);
+            self.statements.extend(included);
+        }
+    }
+
     fn open(&mut self, owner: Option<Statement<'t>>, open: Pos, diags: &mut Diags) {
         if self.skipped > 0 || self.frames.len() >= MAX_BLOCK_DEPTH {
             if self.skipped == 0 {
@@ -206,8 +228,9 @@ impl<'t> Tree<'t> {
     }
 }
 
-/// The statements of `lines`, which borrow their words from its text.
-pub fn parse<'t>(mut lines: Lines<'t>, diags: &mut Diags) -> Vec<Statement<'t>> {
+/// The statements of `lines`, which borrow their words from its text (or
+/// from the load's arena, for rewritten lines).
+pub(crate) fn parse<'t>(mut lines: Lines<'t>, src: &mut impl Source<'t>) -> Vec<Statement<'t>> {
     let mut tree = Tree {
         frames: Vec::new(),
         statements: Vec::new(),
@@ -218,7 +241,8 @@ pub fn parse<'t>(mut lines: Lines<'t>, diags: &mut Diags) -> Vec<Statement<'t>> 
 
     // One buffer for the tokens of every line.
     let mut line = Vec::new();
-    while lines.next_line(diags, &mut line) {
+    while src.next_line(&mut lines, &mut line) {
+        let diags = src.diags();
         let mut tokens = line.iter().peekable();
         if let Some(stmt) = pending.take() {
             if let Some(open) = tokens.next_if(|t| t.kind == TokenKind::Open) {
@@ -228,6 +252,7 @@ pub fn parse<'t>(mut lines: Lines<'t>, diags: &mut Diags) -> Vec<Statement<'t>> 
             }
         }
         while let Some(token) = tokens.next() {
+            let diags = src.diags();
             match token.kind {
                 TokenKind::Close => tree.close(lines.span(token), diags),
                 TokenKind::Open => {
@@ -253,8 +278,13 @@ pub fn parse<'t>(mut lines: Lines<'t>, diags: &mut Diags) -> Vec<Statement<'t>> 
                         args,
                         block: None,
                     };
+                    // keepalived reads an include at once: it takes no block.
+                    if is_include(token.kind) {
+                        tree.include(stmt, src);
+                        continue;
+                    }
                     match tokens.next_if(|t| t.kind == TokenKind::Open) {
-                        Some(open) => tree.open(Some(stmt), lines.span(open), diags),
+                        Some(open) => tree.open(Some(stmt), lines.span(open), src.diags()),
                         // A `}` ends the statement; the loop above closes the block.
                         None if tokens.peek().is_some() => tree.push(stmt),
                         None => pending = Some(stmt),
@@ -266,20 +296,20 @@ pub fn parse<'t>(mut lines: Lines<'t>, diags: &mut Diags) -> Vec<Statement<'t>> 
     if let Some(stmt) = pending.take() {
         tree.push(stmt);
     }
-    tree.end(diags)
+    tree.end(src.diags())
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use super::super::lexer::Lines;
+    use super::super::include::{Loader, Sources};
     use super::*;
 
     fn tree(text: &str) -> (Vec<Statement<'_>>, Vec<crate::Diagnostic>) {
         let mut diags = Diags::default();
-        let file = diags.reading(&Arc::from("t.conf"));
-        let stmts = parse(Lines::new(text, file), &mut diags);
+        // Leaked: the statements borrow from it for the rest of the test.
+        let sources: &Sources = Box::leak(Box::new(Sources::new()));
+        let text: &str = Box::leak(text.to_string().into_boxed_str());
+        let stmts = Loader::new(sources, &mut diags, None).load_text(text, "t.conf");
         (stmts, diags.into_sorted())
     }
 
