@@ -157,7 +157,12 @@ fn diagnostics_follow_reading_order_across_files() {
     )
     .unwrap();
     std::fs::write(dir.join("aa.conf"), "middle_block {\n}\n").unwrap();
-    let e = load_err(&dir.join("zz/main.conf"));
+    // Unknown blocks are warnings, keepalived ignoring them; errors with --strict.
+    let strict = lb_config::LoadOptions {
+        strict: true,
+        ..Default::default()
+    };
+    let e = lb_config::load_with(&dir.join("zz/main.conf"), &strict).unwrap_err();
     let order: Vec<(String, u32)> = e
         .errors()
         .map(|d| (d.file.rsplit('/').next().unwrap().to_string(), d.line))

@@ -6,6 +6,7 @@
 
 mod global;
 mod lvs;
+mod unknown;
 mod values;
 mod vrrp;
 
@@ -38,6 +39,9 @@ const TOP_BLOCKS: &[&str] = &[
     "vrrp_instance",
     "virtual_server",
 ];
+
+/// Blocks OpenWrt writes empty; nothing to do for those.
+const EMPTY_ACCEPTED: &[&str] = &["static_ipaddress", "static_routes", "static_rules"];
 
 /// Names declared in the file, including those whose block had errors, so that
 /// a reference to a broken instance is not reported a second time as unknown.
@@ -91,14 +95,41 @@ pub(crate) fn interpret(stmts: &[Statement], diags: &mut Diags) -> (Config, Decl
                 if let Some(name) = st.args.first() {
                     declared.vrrp_instances.insert(name.text.to_string());
                 }
-                if let Some(i) = vrrp::vrrp_instance(&mut r, st, &config.global_defs, &scripts) {
-                    config.vrrp_instances.push(i);
+                if let Some(i) = vrrp::vrrp_instance(
+                    &mut r,
+                    st,
+                    &config.global_defs,
+                    &scripts,
+                    &declared.vrrp_scripts,
+                ) {
+                    // keepalived: "vrrp instance X already defined", the block skipped.
+                    match config.vrrp_instances.iter().find(|f| f.name == i.name) {
+                        Some(first) => r.diags.tolerate(
+                            st.span,
+                            format!(
+                                "found a second `vrrp_instance {}`{}: keepalived skips it, and \
+                                 so does xlb",
+                                i.name,
+                                first
+                                    .origin
+                                    .span()
+                                    .map(|s| format!(" (first at {s})"))
+                                    .unwrap_or_default()
+                            ),
+                        ),
+                        None => config.vrrp_instances.push(i),
+                    }
                 }
             }
             "virtual_server" => {
                 if let Some(vs) = lvs::virtual_server(&mut r, st) {
                     config.virtual_servers.push(vs);
                 }
+            }
+            kw if EMPTY_ACCEPTED.contains(&kw)
+                && st.block.as_ref().is_some_and(|b| b.statements.is_empty()) =>
+            {
+                r.extra_args(st, 0);
             }
             kw if UNSUPPORTED_BLOCKS.contains(&kw) => {
                 r.diags.error(
@@ -109,8 +140,35 @@ pub(crate) fn interpret(stmts: &[Statement], diags: &mut Diags) -> (Config, Decl
                     ),
                 );
             }
-            _ => r.unknown(st, "the top level"),
+            _ => unknown_at_top(&mut r, st),
         }
     }
     (config, declared)
+}
+
+/// keepalived reads past an unknown keyword at the top level, and past each
+/// line of an unknown block (none of which it knows there either): xlb
+/// ignores the block whole, saying what was probably meant.
+fn unknown_at_top(r: &mut Reader<'_>, st: &Statement) {
+    let known: Vec<&str> = TOP_BLOCKS
+        .iter()
+        .chain(UNSUPPORTED_BLOCKS)
+        .copied()
+        .collect();
+    if st.block.is_none() {
+        r.unknown_among(st, "the top level", &known);
+        return;
+    }
+    let found = match unknown::odd_blank(st.keyword) {
+        Some(odd) => format!("found {odd} opening a block, expected spaces or tabs"),
+        None => format!(
+            "unknown block `{}` at the top level{}",
+            st.keyword,
+            unknown::did_you_mean(st.keyword, &known)
+        ),
+    };
+    r.diags.tolerate(
+        st.span,
+        format!("{found}: keepalived ignores it and every line in it, and so does xlb"),
+    );
 }

@@ -128,12 +128,63 @@ impl Statement<'_> {
     }
 }
 
+/// keepalived's keywords that open a block (a sub-level or a list of
+/// values): one whose line is not followed by `{` still opens its block, as
+/// keepalived reads it ("Missing '{' at beginning of configuration block").
+fn opens_block(keyword: &str) -> bool {
+    matches!(
+        keyword,
+        "global_defs"
+            | "vrrp_script"
+            | "vrrp_sync_group"
+            | "vrrp_instance"
+            | "virtual_server"
+            | "virtual_server_group"
+            | "real_server"
+            | "TCP_CHECK"
+            | "HTTP_GET"
+            | "SSL_GET"
+            | "MISC_CHECK"
+            | "SMTP_CHECK"
+            | "DNS_CHECK"
+            | "UDP_CHECK"
+            | "PING_CHECK"
+            | "FILE_CHECK"
+            | "BFD_CHECK"
+            | "url"
+            | "group"
+            | "authentication"
+            | "virtual_ipaddress"
+            | "virtual_ipaddress_excluded"
+            | "virtual_routes"
+            | "virtual_rules"
+            | "static_ipaddress"
+            | "static_routes"
+            | "static_rules"
+            | "unicast_peer"
+            | "track_script"
+            | "track_interface"
+            | "track_file"
+            | "track_process"
+            | "track_bfd"
+            | "vrrp_track_file"
+            | "vrrp_track_process"
+            | "notification_email"
+            | "garp_group"
+            | "linkbeat_interfaces"
+            | "bfd_instance"
+    )
+}
+
 /// A block being read.
 struct Frame<'t> {
     /// The statement that opened it; None for a stray `{`, whose content is
     /// read for errors and dropped.
     owner: Option<Statement<'t>>,
+    /// Where its `{` is, or its keyword when the `{` is missing.
     open: Pos,
+    /// Opened without `{` (see [`opens_block`]).
+    implicit: bool,
     /// Where its statements start in [`Tree::statements`].
     first: usize,
 }
@@ -166,6 +217,28 @@ impl<'t> Tree<'t> {
         }
     }
 
+    /// Opens the block of `owner`, whose line ended without `{`: keepalived
+    /// reads the next lines as its block all the same.
+    fn open_missing_brace(&mut self, owner: Statement<'t>, next: Pos, diags: &mut Diags) {
+        diags.tolerate(
+            owner.span,
+            format!(
+                "found `{}` without `{{` (the next line, {}:{}, starts its block): keepalived \
+                 reads the block without it, and so does xlb",
+                owner.text(),
+                next.line,
+                next.col
+            ),
+        );
+        let at = owner.span;
+        self.open(Some(owner), at, diags);
+        if let Some(frame) = self.frames.last_mut()
+            && self.skipped == 0
+        {
+            frame.implicit = true;
+        }
+    }
+
     fn open(&mut self, owner: Option<Statement<'t>>, open: Pos, diags: &mut Diags) {
         if self.skipped > 0 || self.frames.len() >= MAX_BLOCK_DEPTH {
             if self.skipped == 0 {
@@ -182,6 +255,7 @@ impl<'t> Tree<'t> {
         self.frames.push(Frame {
             owner,
             open,
+            implicit: false,
             first: self.statements.len(),
         });
     }
@@ -218,9 +292,14 @@ impl<'t> Tree<'t> {
                 .as_ref()
                 .map(|s| format!("`{}`", s.keyword))
                 .unwrap_or_else(|| "this block".to_string());
+            let opening = if frame.implicit {
+                "the block (its `{` is missing too)"
+            } else {
+                "the `{`"
+            };
             diags.error(
                 frame.open,
-                format!("found end of file, expected `}}` closing the `{{` of {what}"),
+                format!("found end of file, expected `}}` closing {opening} of {what}"),
             );
             self.finish(frame);
         }
@@ -247,6 +326,10 @@ pub(crate) fn parse<'t>(mut lines: Lines<'t>, src: &mut impl Source<'t>) -> Vec<
         if let Some(stmt) = pending.take() {
             if let Some(open) = tokens.next_if(|t| t.kind == TokenKind::Open) {
                 tree.open(Some(stmt), lines.span(open), diags);
+            } else if opens_block(stmt.keyword)
+                && let Some(next) = tokens.peek()
+            {
+                tree.open_missing_brace(stmt, lines.span(next), diags);
             } else {
                 tree.push(stmt);
             }
