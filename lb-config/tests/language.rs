@@ -275,3 +275,64 @@ fn sequences_and_random_values_are_refused_with_what_to_write() {
         );
     }
 }
+
+#[test]
+fn keepalived_reads_conditions_and_parameters_alike() {
+    let text = "\
+@main $PRIORITY=300
+@backup $PRIORITY=200
+$NET=10.0.${SUB}
+$SUB=7
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 51
+    priority $PRIORITY
+    virtual_ipaddress {
+        ${NET}.300
+    }
+}
+";
+    let dir = TempDir::new("keepalived-language");
+    let path = dir.write("keepalived.conf", text);
+    for (id, priority_refused) in [("main", true), ("backup", false)] {
+        let Some(said) = keepalived_config_test(&path, &["--config-id", id]) else {
+            eprintln!("keepalived is not installed: skipping the comparison with it");
+            return;
+        };
+        // keepalived names the values it substituted, at the line using them.
+        let says = |line: u32, words: &str| {
+            said.iter()
+                .any(|l| l.contains(&format!("Line {line})")) && l.contains(words))
+        };
+        assert!(says(10, "invalid IP 10.0.7.300"), "{said:#?}");
+        assert_eq!(
+            says(8, "number '300' outside range"),
+            priority_refused,
+            "{said:#?}"
+        );
+
+        let e = lb_config::load_with(&path, &with_id(id)).unwrap_err();
+        let errors: Vec<String> = e.errors().map(|d| d.to_string()).collect();
+        let vip = errors
+            .iter()
+            .find(|d| d.contains("found `10.0.7.300`"))
+            .unwrap_or_else(|| panic!("{errors:#?}"));
+        assert!(vip.contains("(in `$NET` at "), "{vip}");
+        assert!(vip.contains("keepalived.conf:10:9)"), "{vip}");
+        let priority = errors
+            .iter()
+            .find(|d| d.contains("found `300` after `priority`"));
+        assert_eq!(priority.is_some(), priority_refused, "{errors:#?}");
+        if let Some(priority) = priority {
+            assert!(
+                priority.contains("keepalived.conf:1:17: error:"),
+                "{priority}"
+            );
+            assert!(
+                priority.contains("(in `$PRIORITY` at ")
+                    && priority.contains("keepalived.conf:8:14)"),
+                "{priority}"
+            );
+        }
+    }
+}

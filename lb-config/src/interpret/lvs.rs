@@ -259,7 +259,8 @@ pub(super) fn virtual_server(r: &mut Reader<'_>, st: &Statement) -> Option<Virtu
     let header = address_and_port(r, st, true);
     let context = block_name("virtual_server", st);
     let mut protocol = Protocol::Tcp;
-    let mut lb_algo = (LbAlgo::Rr, Origin::default());
+    // keepalived 2.2: "no scheduler set, setting default 'wlc'".
+    let mut lb_algo = (LbAlgo::Wlc, Origin::default());
     let mut lb_kind = (LbKind::Nat, Origin::default());
     let mut persistence_timeout = 0;
     let mut persistence_granularity = None;

@@ -99,4 +99,18 @@ impl Drop for TempDir {
     }
 }
 
+/// What `keepalived --config-test` says of the file at `path` (its stderr
+/// lines), with `args` (such as `--config-id ID`); None when keepalived is
+/// not installed. It reads the file and checks it, and starts nothing.
+pub fn keepalived_config_test(path: &Path, args: &[&str]) -> Option<Vec<String>> {
+    let output = std::process::Command::new("keepalived")
+        .args(["--config-test", "--log-console", "--use-file"])
+        .arg(path)
+        .args(args)
+        .output()
+        .ok()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    Some(stderr.lines().map(str::to_string).collect())
+}
+
 pub mod edge;
