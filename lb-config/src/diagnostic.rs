@@ -26,6 +26,11 @@ impl fmt::Display for Span {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileId(u32);
 
+impl FileId {
+    /// The first reading of a load (its main file).
+    pub(crate) const FIRST: FileId = FileId(0);
+}
+
 /// A position in a file being read: what the statement tree records for
 /// every word. Unlike a [`Span`] it is `Copy` and holds no `Arc`, so a tree
 /// of a hundred thousand words costs no reference counting; the file's name
@@ -281,16 +286,38 @@ impl Bounded {
     }
 }
 
+/// One reading of a file, or of a parameter's value substituted somewhere.
+#[derive(Debug)]
+struct Reading {
+    name: Arc<str>,
+    /// Its rank in [`Diags::files`]: a file included twice is read twice,
+    /// and ranks as first read.
+    rank: usize,
+    /// For text put in place of a `$NAME`: which parameter, and where the
+    /// `$NAME` was written (itself perhaps substituted text).
+    via: Option<Via>,
+}
+
+#[derive(Debug)]
+struct Via {
+    parameter: Arc<str>,
+    at: Pos,
+    /// Substitutions this one is nested in, plus one.
+    depth: usize,
+}
+
 /// Collects diagnostics while a configuration is read.
 #[derive(Debug)]
 pub(crate) struct Diags {
     errors: Bounded,
     warnings: Bounded,
+    /// Problems keepalived tolerates are errors rather than warnings
+    /// (`xlb check --strict`).
+    strict: bool,
     /// Files in the order they were first read, so diagnostics follow reading order.
     files: HashMap<Arc<str>, usize>,
-    /// Every reading, by [`FileId`]: the file's name and its rank in `files`
-    /// (a file included twice is read twice, and ranks as first read).
-    readings: Vec<(Arc<str>, usize)>,
+    /// Every reading, by [`FileId`].
+    readings: Vec<Reading>,
     /// The main file, named in the `... more not shown` summary.
     first_file: Option<Arc<str>>,
     /// The file of the last diagnostic and its rank: floods come from one
@@ -304,6 +331,7 @@ impl Default for Diags {
         Diags {
             errors: Bounded::new(MAX_ERRORS),
             warnings: Bounded::new(MAX_WARNINGS),
+            strict: false,
             files: HashMap::new(),
             readings: Vec::new(),
             first_file: None,
@@ -314,6 +342,14 @@ impl Default for Diags {
 }
 
 impl Diags {
+    /// Diagnostics of a load that refuses what keepalived only tolerates.
+    pub fn strict() -> Self {
+        Diags {
+            strict: true,
+            ..Diags::default()
+        }
+    }
+
     /// Notes that `file` is being read; its diagnostics sort after earlier
     /// files'. Positions in it name it by the id returned.
     pub fn reading(&mut self, file: &Arc<str>) -> FileId {
@@ -323,18 +359,96 @@ impl Diags {
         // The cached rank may be that of this file before it was read.
         self.last_rank = None;
         // At most MAX_FILES readings, far below u32::MAX.
+        self.push_reading(Reading {
+            name: file.clone(),
+            rank,
+            via: None,
+        })
+    }
+
+    /// Text written at `written` (in a parameter's value) being put in place
+    /// of `$parameter` at `at`: positions in it keep their line and column in
+    /// the value, in the reading returned, whose diagnostics also name where
+    /// the parameter was used. Returns None when `at` is already nested
+    /// `max_depth` substitutions deep.
+    pub fn substitution(
+        &mut self,
+        written: FileId,
+        parameter: &Arc<str>,
+        at: Pos,
+        max_depth: usize,
+    ) -> Option<FileId> {
+        let depth = self.substitution_depth(at) + 1;
+        if depth > max_depth {
+            return None;
+        }
+        let source = &self.readings[written.0 as usize];
+        let reading = Reading {
+            name: source.name.clone(),
+            rank: source.rank,
+            via: Some(Via {
+                parameter: parameter.clone(),
+                at,
+                depth,
+            }),
+        };
+        Some(self.push_reading(reading))
+    }
+
+    /// How many substitutions `pos` is nested in (0 for text as written).
+    pub fn substitution_depth(&self, pos: Pos) -> usize {
+        self.readings[pos.file.0 as usize]
+            .via
+            .as_ref()
+            .map_or(0, |via| via.depth)
+    }
+
+    /// Where the outermost `$NAME` that put `pos` in place was written
+    /// (`pos` itself for text as written).
+    pub fn written_at(&self, mut pos: Pos) -> Pos {
+        while let Some(via) = &self.readings[pos.file.0 as usize].via {
+            pos = via.at;
+        }
+        pos
+    }
+
+    fn push_reading(&mut self, reading: Reading) -> FileId {
+        // At most MAX_FILES readings of files and a bounded number of
+        // substitutions (crate::limits), far below u32::MAX.
         let id = FileId(u32::try_from(self.readings.len()).unwrap_or(u32::MAX));
-        self.readings.push((file.clone(), rank));
+        self.readings.push(reading);
         id
     }
 
     /// The span of `pos`, to keep in the model.
     pub fn span(&self, pos: Pos) -> Span {
         Span {
-            file: self.readings[pos.file.0 as usize].0.clone(),
+            file: self.readings[pos.file.0 as usize].name.clone(),
             line: pos.line,
             col: pos.col,
         }
+    }
+
+    /// Where substituted text at `pos` came from, for messages:
+    /// ` (in `$B` at k.conf:3:9, in `$A` at k.conf:7:14)`; empty for text as
+    /// written.
+    fn substituted_from(&self, mut pos: Pos) -> String {
+        let mut note = String::new();
+        while let Some(via) = &self.readings[pos.file.0 as usize].via {
+            note.push_str(if note.is_empty() {
+                " (in `$"
+            } else {
+                ", in `$"
+            });
+            note.push_str(&via.parameter);
+            note.push_str("` at ");
+            note.push_str(&self.span(via.at).to_string());
+            pos = via.at;
+        }
+        if !note.is_empty() {
+            note.push(')');
+        }
+        note
     }
 
     pub fn error<'a>(&mut self, at: impl Into<At<'a>>, message: impl fmt::Display) {
@@ -343,6 +457,21 @@ impl Diags {
 
     pub fn warn<'a>(&mut self, at: impl Into<At<'a>>, message: impl fmt::Display) {
         self.push(at.into(), Severity::Warning, message);
+    }
+
+    /// Something keepalived reads past, logging a line, and so does xlb: a
+    /// warning that says what keepalived (and xlb) do instead, or an error
+    /// under `--strict`.
+    pub fn tolerate<'a>(&mut self, at: impl Into<At<'a>>, message: impl fmt::Display) {
+        if self.strict {
+            self.push(
+                at.into(),
+                Severity::Error,
+                format_args!("{message} (refused by --strict)"),
+            );
+        } else {
+            self.push(at.into(), Severity::Warning, message);
+        }
     }
 
     /// A problem about a whole file rather than a place in it.
@@ -356,10 +485,14 @@ impl Diags {
     }
 
     fn push(&mut self, at: At<'_>, severity: Severity, message: impl fmt::Display) {
+        let mut note = String::new();
         let (file, file_rank, line, col) = match at {
             At::Pos(pos) => {
-                let (file, rank) = &self.readings[pos.file.0 as usize];
-                (file, *rank, pos.line, pos.col)
+                let reading = &self.readings[pos.file.0 as usize];
+                if reading.via.is_some() {
+                    note = self.substituted_from(pos);
+                }
+                (&reading.name, reading.rank, pos.line, pos.col)
             }
             At::Span(span) => {
                 let rank = match &self.last_rank {
@@ -388,7 +521,7 @@ impl Diags {
             line,
             col,
             severity,
-            message: message.to_string(),
+            message: format!("{message}{note}"),
         };
         match severity {
             Severity::Error => self.errors.push(place, make),

@@ -42,10 +42,18 @@
 //! ```
 //!
 //! Supported:
-//! - syntax: `!`/`#` comments, quoted strings, `{` on the keyword line or the
-//!   next, `}}` and `} keyword ...` on one line, `include` with `*`, `?`,
-//!   `[...]` globs relative to the including file (missing files and cycles
+//! - syntax: `!`/`#` comments anywhere outside quotes (`\#` keeps the
+//!   character), quoted strings, `{` on the keyword line or the next, `}}`
+//!   and `} keyword ...` on one line, `include` (and its checking variants
+//!   `includea`, `includer`, ...) with `*`, `?`, `[...]` and `{a,b}` globs
+//!   relative to the including file, read where it is written (a pattern that
+//!   matches nothing is skipped with a warning, as keepalived does; cycles
 //!   are errors);
+//! - keepalived's language above keywords: conditional lines `@ID ...` and
+//!   `@^ID ...` for [`LoadOptions::config_id`], parameters `$NAME=VALUE`
+//!   (multi-line with `\`), `$NAME`, `${NAME}`, `${_PWD}`, `${_INSTANCE}`,
+//!   `${_HASH}`, `${_BANG}`; a diagnostic about substituted text points into
+//!   the value and names where it was used;
 //! - `global_defs`: router_id, vrrp_version, script_user,
 //!   enable_script_security, default_interface, vrrp_strict,
 //!   vrrp_skip_check_adv_addr, vrrp_garp/gna_interval, vrrp_garp_master_*;
@@ -64,7 +72,10 @@
 //!   reply shorter than it must be long, an empty DNS label, a quorum above
 //!   quorum_max...) are errors.
 //!
-//! Refused with an error: `lb_kind NAT`/`TUN` (xlb forwards DR only),
+//! Forwarding: `lb_kind DR` and `NAT` (keepalived's default, with a warning
+//! when it is not written).
+//!
+//! Refused with an error: `lb_kind TUN`,
 //! `virtual_server fwmark|group`, virtual_server_group, static routes/addresses,
 //! BFD, tracking on a sync group. Any
 //! `lb_algo` but `mh` is accepted with a warning: xlb always uses weighted
@@ -103,25 +114,78 @@ pub struct Loaded {
     pub files: Vec<PathBuf>,
 }
 
-/// Reads the configuration at `path` and every file it includes.
+/// How to read a configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// keepalived's config id (its `-i`/`--config-id`): a line `@ID rest` is
+    /// read (as `rest`) only when ID is this one, `@^ID rest` only when it is
+    /// not. None reads no `@ID` line and every `@^ID` line, as keepalived
+    /// without an id would; keepalived's own default is the node name, see
+    /// [`node_config_id`].
+    pub config_id: Option<String>,
+    /// Refuses what keepalived only tolerates (`xlb check --strict`): each
+    /// problem keepalived reads past, which is otherwise a warning saying
+    /// what keepalived and xlb do instead, is an error.
+    pub strict: bool,
+}
+
+/// keepalived's default config id: the node name (uname(2)) up to its first dot.
+pub fn node_config_id() -> Option<String> {
+    // SAFETY: uname only writes into the zeroed struct we own.
+    let mut name: libc::utsname = unsafe { std::mem::zeroed() };
+    if unsafe { libc::uname(&mut name) } != 0 {
+        return None;
+    }
+    let bytes: Vec<u8> = name
+        .nodename
+        .iter()
+        .take_while(|c| **c != 0)
+        .map(|c| *c as u8)
+        .collect();
+    let node = String::from_utf8_lossy(&bytes);
+    let id = node.split('.').next().unwrap_or_default();
+    (!id.is_empty()).then(|| id.to_string())
+}
+
+/// Reads the configuration at `path` and every file it includes, with the
+/// default [`LoadOptions`] (no config id, keepalived's leniency).
 pub fn load(path: &Path) -> Result<Loaded, Errors> {
+    load_with(path, &LoadOptions::default())
+}
+
+/// Reads the configuration at `path` and every file it includes.
+pub fn load_with(path: &Path, options: &LoadOptions) -> Result<Loaded, Errors> {
     let sources = Sources::new();
-    let mut diags = Diags::default();
-    let mut loader = Loader::new(&sources, &mut diags);
+    let mut diags = diags_for(options);
+    let mut loader = Loader::new(&sources, &mut diags, options.config_id.clone());
     let stmts = loader.load_file(path);
     let files = loader.files;
     finish(&stmts, files, diags)
 }
 
+/// Reads configuration text, with the default [`LoadOptions`]; `name` is
+/// used in diagnostics, and `include`s are taken relative to its directory.
+pub fn parse_str(text: &str, name: &str) -> Result<Loaded, Errors> {
+    parse_str_with(text, name, &LoadOptions::default())
+}
+
 /// Reads configuration text; `name` is used in diagnostics, and `include`s are
 /// taken relative to its directory.
-pub fn parse_str(text: &str, name: &str) -> Result<Loaded, Errors> {
+pub fn parse_str_with(text: &str, name: &str, options: &LoadOptions) -> Result<Loaded, Errors> {
     let sources = Sources::new();
-    let mut diags = Diags::default();
-    let mut loader = Loader::new(&sources, &mut diags);
+    let mut diags = diags_for(options);
+    let mut loader = Loader::new(&sources, &mut diags, options.config_id.clone());
     let stmts = loader.load_text(text, name);
     let files = loader.files;
     finish(&stmts, files, diags)
+}
+
+fn diags_for(options: &LoadOptions) -> Diags {
+    if options.strict {
+        Diags::strict()
+    } else {
+        Diags::default()
+    }
 }
 
 fn finish(

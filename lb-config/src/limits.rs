@@ -67,3 +67,17 @@ pub const MAX_INCLUDE_DEPTH: usize = 16;
 /// real_server > HTTP_GET > url) is four; deeper blocks are skipped, which
 /// keeps every later walk of the statement tree shallow whatever the input.
 pub const MAX_BLOCK_DEPTH: usize = 12;
+
+/// Parameters (`$NAME`) substituted within one another: a value may use
+/// other parameters, each of which may use more; deeper than this is a
+/// parameter that uses itself, directly or through others, which would
+/// otherwise never end.
+pub const MAX_SUBSTITUTION_DEPTH: usize = 32;
+
+/// Bytes written by substituting parameters in one load (each substitution
+/// writes its line again), as [`MAX_TOTAL_BYTES`] bounds the bytes read:
+/// parameters that double each other's length reach any size in a few lines,
+/// and a line of thousands of short `$NAME`s would otherwise be copied
+/// thousands of times; a template that generates a big config from a few
+/// multi-line values stays far below this.
+pub const MAX_SUBSTITUTED_BYTES: u64 = 16 * 1024 * 1024;

@@ -10,7 +10,7 @@ use crate::model::{
     RealServer, ScriptUser, StatusRange, TrackFile, TrackObject, Url, VirtualIpAddress,
     VirtualServer, VrrpInstance, VrrpScript, VrrpState, VrrpSyncGroup, VrrpTrackProcess,
 };
-use crate::syntax::lexer::is_space;
+use crate::syntax::lexer::{INCLUDE_KEYWORDS, is_space};
 
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -31,14 +31,16 @@ impl Config {
 }
 
 /// A value as one keepalived token: quoted when it would otherwise split,
-/// start a comment or a block.
+/// start a comment (anywhere in a word) or a block, or, at the start of a
+/// line, be read as a conditional, a definition, a sequence or an include.
 fn word(s: &str) -> String {
     let plain = !s.is_empty()
         && !s
             .chars()
-            .any(|c| is_space(c) || matches!(c, '{' | '}' | '"'))
-        && !s.starts_with(['!', '#'])
-        && !s.starts_with("//");
+            .any(|c| is_space(c) || matches!(c, '{' | '}' | '"' | '!' | '#'))
+        && !s.starts_with(['@', '$', '~'])
+        && !s.starts_with("//")
+        && !INCLUDE_KEYWORDS.contains(&s);
     if plain { s.to_string() } else { quoted(s) }
 }
 

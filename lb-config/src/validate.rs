@@ -200,10 +200,11 @@ fn unique_vrids(config: &Config, diags: &mut Diags) {
 }
 
 /// What xlb can forward: DR and NAT (not TUN), and always Maglev hashing. Called by the
-/// interpreter for every virtual server, even one whose header has errors.
-pub(crate) fn forwarding(vs: &VirtualServer, diags: &mut Diags) {
+/// interpreter for every virtual server, even one whose header has errors; `nat_said` when
+/// it already said why keepalived's default NAT applies.
+pub(crate) fn forwarding(vs: &VirtualServer, diags: &mut Diags, nat_said: bool) {
     let kind_at = at(&vs.lb_kind_origin).or(at(&vs.origin));
-    if let Some(span) = kind_at {
+    if let Some(span) = kind_at.filter(|_| !nat_said) {
         let explicit = vs.lb_kind_origin.span().is_some();
         match vs.lb_kind {
             LbKind::Dr => {}

@@ -52,8 +52,10 @@ fn missing_values_and_missing_required_keywords() {
             "test.conf:2:5: error: found end of line after `priority`, expected an integer 1..255",
         ]
     );
-    let e = parse_err("vrrp_script chk {\n    interval 2\n}\n");
-    assert_eq!(error_positions(&e), vec![(1, 1)]);
+    // keepalived removes a vrrp_script without script, and reads on.
+    let l = parse_ok("vrrp_script chk {\n    interval 2\n}\n");
+    assert!(l.config.vrrp_scripts.is_empty());
+    assert_eq!((l.warnings[0].line, l.warnings[0].col), (1, 1));
     let e = parse_err(&with_base("virtual_server 10.0.0.1 {\n    lb_kind DR\n}\n"));
     assert_eq!(error_positions(&e), vec![(8, 1)]);
     assert!(only_error(&e).message.contains("expected a port"));
@@ -86,9 +88,14 @@ fn duplicate_vrid_on_one_interface() {
 }
 
 #[test]
-fn unknown_block_is_an_error_unknown_keyword_a_warning() {
-    let e = parse_err(&with_base("vrrp_bogus X {\n}\n"));
-    assert_eq!(error_positions(&e), vec![(8, 1)]);
+fn unknown_block_in_a_block_is_an_error_unknown_keyword_a_warning() {
+    // At the top level keepalived ignores an unknown block whole: so does xlb.
+    let l = parse_ok(&with_base(
+        "vrrp_bogus X {\n    vrrp_instance {\n    }\n}\n",
+    ));
+    assert_eq!(l.config.vrrp_instances.len(), 1);
+    assert_eq!((l.warnings[0].line, l.warnings[0].col), (8, 1));
+    // Inside a block keepalived would end the enclosing block at its `}`.
     let e = parse_err(
         "vrrp_instance VI_1 {\n    virtual_router_id 1\n    frobnicate {\n        x\n    }\n}\n",
     );
@@ -138,11 +145,18 @@ fn references_to_unknown_scripts_and_instances() {
          vrrp_sync_group G1 {\n    group {\n        VI_1\n        VI_9\n    }\n}\n\
          vrrp_sync_group G2 {\n    group {\n        VI_1\n    }\n}\n",
     );
+    // keepalived ignores a track_script it does not know ("not found").
+    let warning = e.warnings().find(|w| w.line == 4).unwrap().to_string();
+    assert_eq!(
+        warning,
+        "test.conf:4:9: warning: found `chk_missing` in track_script of `vrrp_instance VI_1`, \
+         expected the name of a vrrp_script: keepalived ignores it (track script not found), \
+         and so does xlb"
+    );
     let errors: Vec<String> = e.errors().map(|d| d.to_string()).collect();
     assert_eq!(
         errors,
         vec![
-            "test.conf:4:9: error: found `chk_missing` in track_script of `vrrp_instance VI_1`, expected the name of a vrrp_script",
             "test.conf:10:9: error: found `VI_9` in `vrrp_sync_group G1`, expected the name of a vrrp_instance",
             "test.conf:15:9: error: found `VI_1` in `vrrp_sync_group G2` although it is already in `G1`, expected an instance in one sync group only",
         ]
@@ -377,10 +391,15 @@ fn brace_mistakes() {
     );
     let e = parse_err("vrrp_instance VI_1 {\n    virtual_router_id 1\n}\n}\n");
     assert_eq!(error_positions(&e), vec![(4, 1)]);
-    // No `{`: one error for the missing block, not for what it lacks.
+    // No `{`: keepalived reads the block without it (one warning); here the
+    // `}` is missing too, one error.
     let e = parse_err("vrrp_instance VI_1\n    virtual_router_id 1\n");
     assert_eq!(error_positions(&e), vec![(1, 1)], "{e}");
-    assert!(e.warnings().any(|w| (w.line, w.col) == (2, 5)));
+    assert!(
+        e.errors()
+            .all(|d| d.message.contains("(its `{` is missing too)"))
+    );
+    assert!(e.warnings().any(|w| (w.line, w.col) == (1, 1)));
     let e =
         parse_err("vrrp_instance VI_1 {\n    virtual_router_id 1\n    priority 100 {\n    }\n}\n");
     assert_eq!(error_positions(&e), vec![(3, 18)]);

@@ -1,5 +1,7 @@
 //! `include`: globs relative to the including file, in name order, at any
-//! level; missing files and cycles are errors, not hangs.
+//! level; a pattern that matches nothing is skipped with a warning as
+//! keepalived's `include` skips it (an error with `includea` and the other
+//! checking variants, or `--strict`); cycles are errors, not hangs.
 
 mod common;
 
@@ -71,13 +73,66 @@ fn include_cycle_is_an_error_not_a_hang() {
 }
 
 #[test]
-fn missing_includes_are_errors() {
-    let e = load_err(&fixture("include-missing/keepalived.conf"));
+fn missing_includes_are_skipped_as_keepalived_does() {
+    let path = fixture("include-missing/keepalived.conf");
+    let l = load_ok(&path);
+    assert_eq!(l.config.global_defs.router_id.as_deref(), Some("x"));
+    let at: Vec<(u32, u32)> = l.warnings.iter().map(|d| (d.line, d.col)).collect();
+    assert_eq!(at, vec![(4, 9), (5, 9)], "{:?}", l.warnings);
+    assert!(l.warnings.iter().all(|d| {
+        d.message.starts_with("found no file matching")
+            && d.message
+                .contains("keepalived's `include` reads on without it")
+    }));
+    let strict = lb_config::LoadOptions {
+        strict: true,
+        ..Default::default()
+    };
+    let e = lb_config::load_with(&path, &strict).unwrap_err();
     assert_eq!(error_positions(&e), vec![(4, 9), (5, 9)], "{e}");
     assert!(
         e.errors()
-            .all(|d| d.message.starts_with("found no file matching"))
+            .all(|d| d.message.ends_with("(refused by --strict)"))
     );
+}
+
+#[test]
+fn checking_include_variants_make_a_missing_file_an_error() {
+    for keyword in ["includea", "includer", "includem", "includew", "includeb"] {
+        let e = parse_err(&format!("{keyword} /nonexistent/dir/*.conf\n"));
+        let d = only_error(&e);
+        assert_eq!((d.line, d.col), (1, keyword.len() as u32 + 2));
+        assert!(
+            d.message.contains(&format!("(`{keyword}` checks it)")),
+            "{d}"
+        );
+    }
+}
+
+#[test]
+fn brace_patterns_and_names_with_spaces() {
+    let dir = TempDir::new("braces");
+    let main = dir.write(
+        "main.conf",
+        "include conf.d/{b,a}.conf  # b before a, as glob(3) with GLOB_BRACE\ninclude my file.conf\n",
+    );
+    for (name, weight) in [("a", "1"), ("b", "2")] {
+        dir.write(
+            &format!("conf.d/{name}.conf"),
+            &format!("vrrp_script chk_{name} {{\n    script /bin/true\n    weight {weight}\n}}\n"),
+        );
+    }
+    dir.write("my file.conf", "global_defs {\n    router_id spaced\n}\n");
+    let l = load_ok(&main);
+    let names: Vec<&str> = l
+        .config
+        .vrrp_scripts
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(names, ["chk_b", "chk_a"]);
+    assert_eq!(l.config.global_defs.router_id.as_deref(), Some("spaced"));
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
 }
 
 #[test]
@@ -102,7 +157,12 @@ fn diagnostics_follow_reading_order_across_files() {
     )
     .unwrap();
     std::fs::write(dir.join("aa.conf"), "middle_block {\n}\n").unwrap();
-    let e = load_err(&dir.join("zz/main.conf"));
+    // Unknown blocks are warnings, keepalived ignoring them; errors with --strict.
+    let strict = lb_config::LoadOptions {
+        strict: true,
+        ..Default::default()
+    };
+    let e = lb_config::load_with(&dir.join("zz/main.conf"), &strict).unwrap_err();
     let order: Vec<(String, u32)> = e
         .errors()
         .map(|d| (d.file.rsplit('/').next().unwrap().to_string(), d.line))

@@ -56,39 +56,14 @@ fn expect_err(what: &str, result: Result<Loaded, Errors>) -> Errors {
     }
 }
 
-/// A directory of its own under the temp dir, removed when dropped, even
-/// when the test fails.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("lb-config-limits-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).expect("write temp file");
-        path
-    }
-
-    fn fifo(&self, name: &str) -> PathBuf {
-        let path = self.0.join(name);
-        let c = CString::new(path.as_os_str().as_bytes()).expect("no NUL in temp path");
-        // SAFETY: mkfifo only reads the NUL-terminated path.
-        let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
-        assert_eq!(rc, 0, "mkfifo: {}", std::io::Error::last_os_error());
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A FIFO named `name` in `dir`.
+fn make_fifo(dir: &TempDir, name: &str) -> PathBuf {
+    let path = dir.0.join(name);
+    let c = CString::new(path.as_os_str().as_bytes()).expect("no NUL in temp path");
+    // SAFETY: mkfifo only reads the NUL-terminated path.
+    let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
+    assert_eq!(rc, 0, "mkfifo: {}", std::io::Error::last_os_error());
+    path
 }
 
 /// The number of kept diagnostics is bounded, and when errors were dropped the
@@ -241,9 +216,9 @@ fn a_line_over_the_limit_is_one_error_and_skipped() {
 
 #[test]
 fn errors_kept_are_the_earliest_in_the_file() {
-    // The unknown block on line 1 is found after every parse error below it
-    // (the interpreter runs after the parser), yet it is kept and shown first.
-    let text = format!("bogus_block {{\n}}\n{}", "}\n".repeat(150));
+    // The unsupported block on line 1 is found after every parse error below
+    // it (the interpreter runs after the parser), yet it is kept and shown first.
+    let text = format!("virtual_server_group g {{\n}}\n{}", "}\n".repeat(150));
     let e = parse_err(&text);
     assert_capped("150 stray braces", &e, 151);
     assert_eq!(e.error_count(), 151);
@@ -272,7 +247,7 @@ fn fifos_are_refused_not_waited_on() {
     // No process ever opens these FIFOs for writing: reading one would block
     // for ever, and so would a blocking open(2).
     let dir = TempDir::new("fifo");
-    let fifo = dir.fifo("keepalived.conf");
+    let fifo = make_fifo(&dir, "keepalived.conf");
     let e = expect_err(
         "a FIFO as main file",
         load_within("a FIFO as main file", &fifo),
@@ -282,7 +257,7 @@ fn fifos_are_refused_not_waited_on() {
         "found a FIFO (named pipe), expected a regular file"
     );
 
-    dir.fifo("snippet.conf");
+    make_fifo(&dir, "snippet.conf");
     let main = dir.write("main.conf", "include snippet.conf\n");
     let e = expect_err("an included FIFO", load_within("an included FIFO", &main));
     let d = only_error(&e);
@@ -359,15 +334,19 @@ fn kernel_filesystems_are_never_read() {
             "found `/proc/self/status`, a file on procfs, expected a file on an ordinary \
              filesystem: procfs holds kernel state, not configuration",
         ),
+        // `includea`: keepalived's `include` would skip a pattern that
+        // matches nothing with a warning only.
         (
-            "include /proc/*/status\n",
+            "includea /proc/*/status\n",
             "found no file matching `/proc/*/status` (looked in /, not inside /proc: \
-             procfs holds kernel state, not configuration), expected at least one file to include",
+             procfs holds kernel state, not configuration), expected at least one file to \
+             include (`includea` checks it)",
         ),
         (
-            "include /proc/self/*\n",
+            "includea /proc/self/*\n",
             "found no file matching `/proc/self/*` (looked in /, not inside /proc/self: \
-             procfs holds kernel state, not configuration), expected at least one file to include",
+             procfs holds kernel state, not configuration), expected at least one file to \
+             include (`includea` checks it)",
         ),
         (
             "include /*/*/*\n",

@@ -34,6 +34,11 @@ enum Command {
         /// keepalived.conf syntax.
         #[arg(short = 'f', long = "config")]
         config: PathBuf,
+        /// keepalived's config id: lines `@ID ...` are read only when ID is this, `@^ID ...`
+        /// only when it is not [default: the node name up to its first dot, as keepalived].
+        /// Reloads keep it.
+        #[arg(long, value_name = "ID")]
+        config_id: Option<String>,
         #[command(flatten)]
         instance: InstanceArgs,
         /// Another interface to serve besides -i (repeatable): a NAT director's server side,
@@ -71,6 +76,13 @@ enum Command {
     Check {
         #[arg(short = 'f', long = "config")]
         config: PathBuf,
+        /// keepalived's config id, as for `xlb run` [default: the node name up to its first dot].
+        #[arg(long, value_name = "ID")]
+        config_id: Option<String>,
+        /// Refuse what keepalived only tolerates (unknown keywords, extra words, a missing
+        /// `{`, ...): each such warning is an error, and the exit status non-zero.
+        #[arg(long)]
+        strict: bool,
         /// Print JSON instead of keepalived syntax.
         #[arg(long)]
         json: bool,
@@ -152,6 +164,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run {
             config,
+            config_id,
             instance,
             also_interface,
             xdp_mode,
@@ -165,7 +178,7 @@ fn main() -> ExitCode {
                 flow_table_size,
                 tcp_idle: std::time::Duration::from_secs(tcp_idle_timeout.into()),
                 udp_idle: std::time::Duration::from_secs(udp_idle_timeout.into()),
-                config,
+                config: cli::ConfigFile::new(config, config_id, false),
                 paths,
                 mode: match xdp_mode {
                     Mode::Native => XdpMode::Driver,
@@ -177,7 +190,12 @@ fn main() -> ExitCode {
                 also: also_interface,
             })
         }),
-        Command::Check { config, json } => cli::check::check(&config, json),
+        Command::Check {
+            config,
+            config_id,
+            strict,
+            json,
+        } => cli::check::check(&cli::ConfigFile::new(config, config_id, strict), json),
         Command::Reload { instance } => instance.paths().and_then(|p| cli::reload::reload(&p)),
         Command::Status {
             instance,

@@ -5,17 +5,12 @@ use crate::syntax::Statement;
 
 use super::Reader;
 
-/// Mail and SNMP notification settings: xlb reports through its own logs and
-/// metrics, so these are accepted and ignored.
+/// Why mail and SNMP settings are ignored.
+const NOTIFICATION_WHY: &str = "xlb reports state changes in its log and as Prometheus metrics \
+     (`xlb run --metrics-address`), not by mail or SNMP";
+
+/// Mail and SNMP notification settings (and any `notification_*`, `smtp_*`).
 const NOTIFICATION: &[&str] = &[
-    "notification_email",
-    "notification_email_from",
-    "smtp_server",
-    "smtp_connect_timeout",
-    "smtp_helo_name",
-    "smtp_alert",
-    "smtp_alert_vrrp",
-    "smtp_alert_checker",
     "email_faults",
     "enable_traps",
     "enable_snmp_vrrp",
@@ -26,27 +21,88 @@ const NOTIFICATION: &[&str] = &[
     "snmp_socket",
 ];
 
-/// keepalived tuning that has no counterpart in xlb.
-const IGNORED: &[&str] = &[
-    "lvs_flush",
-    "lvs_flush_on_stop",
-    "lvs_sync_daemon",
-    "lvs_timeouts",
-    "vrrp_mcast_group4",
-    "vrrp_mcast_group6",
-    "vrrp_iptables",
-    "vrrp_ipsets",
-    "nftables",
-    "vrrp_check_unicast_src",
-    "vrrp_lower_prio_no_advert",
-    "vrrp_higher_prio_send_advert",
-    "vrrp_no_swap",
-    "checker_no_swap",
-    "vrrp_priority",
-    "checker_priority",
-    "max_auto_priority",
-    "dynamic_interfaces",
-    "script_max_wait",
+/// keepalived tuning that has no counterpart in xlb, and why.
+const IGNORED: &[(&str, &str)] = &[
+    (
+        "lvs_flush",
+        "xlb does not use IPVS; its data plane holds the configured services only",
+    ),
+    (
+        "lvs_flush_on_stop",
+        "xlb does not use IPVS; a clean stop removes its data plane",
+    ),
+    (
+        "lvs_sync_daemon",
+        "xlb does not use IPVS connection sync: directors sharing a VIP place flows alike by \
+         consistent hashing (Maglev, same `--hash-seed`)",
+    ),
+    (
+        "lvs_timeouts",
+        "xlb does not use IPVS; its flow timeouts are `xlb run --tcp-idle-timeout` and \
+         `--udp-idle-timeout`",
+    ),
+    (
+        "vrrp_iptables",
+        "xlb adds no firewall rules (keepalived's drop traffic to VIPs it does not own with \
+         vrrp_strict); the data plane only forwards VIPs of a live claim",
+    ),
+    (
+        "vrrp_ipsets",
+        "xlb adds no firewall rules (keepalived's drop traffic to VIPs it does not own with \
+         vrrp_strict); the data plane only forwards VIPs of a live claim",
+    ),
+    (
+        "nftables",
+        "xlb adds no firewall rules (keepalived's drop traffic to VIPs it does not own with \
+         vrrp_strict); the data plane only forwards VIPs of a live claim",
+    ),
+    (
+        "vrrp_check_unicast_src",
+        "xlb takes unicast adverts from any source that passes its other checks",
+    ),
+    (
+        "vrrp_lower_prio_no_advert",
+        "xlb's MASTER answers a lower priority advert with its own, as keepalived's default",
+    ),
+    (
+        "vrrp_higher_prio_send_advert",
+        "xlb's MASTER yields to a higher priority advert without sending one first, as \
+         keepalived's default",
+    ),
+    (
+        "vrrp_no_swap",
+        "it tunes keepalived's processes; xlb is one process (set its limits in a systemd drop-in)",
+    ),
+    (
+        "checker_no_swap",
+        "it tunes keepalived's processes; xlb is one process (set its limits in a systemd drop-in)",
+    ),
+    (
+        "vrrp_priority",
+        "it tunes keepalived's processes; xlb is one process (set Nice= in a systemd drop-in)",
+    ),
+    (
+        "checker_priority",
+        "it tunes keepalived's processes; xlb is one process (set Nice= in a systemd drop-in)",
+    ),
+    (
+        "max_auto_priority",
+        "it tunes keepalived's processes; xlb is one process (set Nice= in a systemd drop-in)",
+    ),
+    (
+        "dynamic_interfaces",
+        "xlb serves the one interface of `xlb run -i`, which must exist when it starts",
+    ),
+    (
+        "script_max_wait",
+        "xlb stops each script at its own timeout and kills what is left at exit",
+    ),
+];
+
+/// keepalived's multicast groups for adverts: xlb uses the RFC's only.
+const MCAST_GROUPS: &[(&str, &str)] = &[
+    ("vrrp_mcast_group4", "224.0.0.18"),
+    ("vrrp_mcast_group6", "ff02::12"),
 ];
 
 pub(super) fn global_defs(r: &mut Reader<'_>, st: &Statement, g: &mut GlobalDefs) {
@@ -129,17 +185,40 @@ pub(super) fn global_defs(r: &mut Reader<'_>, st: &Statement, g: &mut GlobalDefs
             }
             // Still checked: a missing number here is the same slip as anywhere else.
             "smtp_connect_timeout" => {
-                r.ignored(st);
+                r.ignored(st, NOTIFICATION_WHY);
                 r.uint(st, 1, 3600);
             }
             _ if NOTIFICATION.contains(&kw)
                 || kw.starts_with("notification_")
-                || kw.starts_with("smtp_")
-                || IGNORED.contains(&kw) =>
+                || kw.starts_with("smtp_") =>
             {
-                r.ignored(st)
+                r.ignored(st, NOTIFICATION_WHY)
+            }
+            _ if r.ignored_from(st, IGNORED) => {}
+            _ if let Some((_, group)) = MCAST_GROUPS.iter().find(|(k, _)| *k == kw) => {
+                mcast_group(r, st, group)
             }
             _ => r.unknown(st, "global_defs"),
         }
+    }
+}
+
+/// `vrrp_mcast_group4/6 ADDRESS`: xlb sends and listens on `group`, the
+/// RFC's; another one would split the routers, so it is refused.
+fn mcast_group(r: &mut Reader<'_>, st: &Statement, group: &str) {
+    let Some(arg) = r.value(st, "a multicast address") else {
+        return;
+    };
+    match arg.text.parse::<std::net::IpAddr>() {
+        Ok(ip) if group.parse() == Ok(ip) => r.ignored(st, "it names the group xlb always uses"),
+        _ => r.diags.error(
+            arg.span,
+            format!(
+                "found `{} {}`, expected {group}: xlb sends and hears VRRP adverts on the RFC's \
+                 group only (routers on another group would not hear each other); use \
+                 `unicast_peer` for another path",
+                st.keyword, arg.text
+            ),
+        ),
     }
 }

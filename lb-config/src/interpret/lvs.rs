@@ -10,9 +10,9 @@ use crate::model::{
 };
 use crate::syntax::Statement;
 
-use super::Reader;
 use super::checkers::{Options, TrackFiles, check_connection, file_check};
 use super::values::{block_name, parse_uint};
+use super::{Reader, unknown};
 use crate::validate;
 
 const CHECKERS: &[&str] = &[
@@ -38,6 +38,120 @@ const RS_BLOCKS: &[&str] = &[
     "UDP_CHECK",
     "PING_CHECK",
     "FILE_CHECK",
+];
+
+/// IPVS scheduler flags: xlb's scheduling is Maglev.
+const SCHEDULER_FLAG_WHY: &str = "it is an IPVS scheduler flag; xlb places each new connection by \
+     weighted consistent hashing (Maglev) over the real servers that are up, on the connection, \
+     or on the client address with persistence or `lb_algo sh`";
+
+/// Virtual-server keywords xlb accepts and does not act on, and why.
+const VS_IGNORED: &[(&str, &str)] = &[
+    (
+        "ops",
+        "xlb remembers UDP flows (`xlb run --udp-idle-timeout`) rather than scheduling each \
+         packet",
+    ),
+    ("hashed", SCHEDULER_FLAG_WHY),
+    ("flag-1", SCHEDULER_FLAG_WHY),
+    ("flag-2", SCHEDULER_FLAG_WHY),
+    ("flag-3", SCHEDULER_FLAG_WHY),
+    ("sh-port", SCHEDULER_FLAG_WHY),
+    ("sh-fallback", SCHEDULER_FLAG_WHY),
+    ("mh-port", SCHEDULER_FLAG_WHY),
+    ("mh-fallback", SCHEDULER_FLAG_WHY),
+    (
+        "persistence_engine",
+        "IPVS persistence engines (SIP) are not in xlb; its persistence hashes the client \
+         address",
+    ),
+    (
+        "snmp_name",
+        "xlb has no SNMP; it names services by address, port and protocol",
+    ),
+    (
+        "ip_family",
+        "xlb takes the family from the virtual server's address",
+    ),
+    (
+        "sorry_server_inhibit",
+        "xlb takes the sorry server out of the table as soon as a real server is up again",
+    ),
+    (
+        "sorry_server_lvs_method",
+        "xlb forwards to the sorry server by DR, as to every real server",
+    ),
+];
+
+/// Real-server keywords xlb accepts and does not act on, and why.
+const RS_IGNORED: &[(&str, &str)] = &[
+    (
+        "uthreshold",
+        "xlb does not cap connections per real server; Maglev spreads new connections by weight",
+    ),
+    (
+        "lthreshold",
+        "xlb does not cap connections per real server; Maglev spreads new connections by weight",
+    ),
+    (
+        "snmp_name",
+        "xlb has no SNMP; it names real servers by address and port",
+    ),
+];
+
+/// Checker keywords xlb accepts and does not act on, and why.
+const CHECKER_IGNORED: &[(&str, &str)] = &[
+    (
+        "bind_if",
+        "xlb's checks leave by the route to the real server (`bindto` sets their source)",
+    ),
+    ("fwmark", "xlb's checks carry no firewall mark"),
+    (
+        "log_all_failures",
+        "xlb logs every check that changes a real server's state, with the reason",
+    ),
+    (
+        "alpha",
+        "write `alpha` on the virtual or real server, where xlb reads it",
+    ),
+    (
+        "http_protocol",
+        "xlb's HTTP checks send HTTP/1.0 requests, as keepalived's default",
+    ),
+    (
+        "fast_recovery",
+        "xlb checks a failed real server again after delay_before_retry, as keepalived's default",
+    ),
+    (
+        "enable_sni",
+        "xlb's SSL_GET always sends SNI: the virtualhost, or else the address checked",
+    ),
+    (
+        "sni_name",
+        "xlb's SSL_GET sends the virtualhost as SNI; set `virtualhost` instead",
+    ),
+    (
+        "tls_compliant",
+        "xlb's SSL_GET reads the whole answer and closes the TLS session cleanly",
+    ),
+];
+
+/// Why body matching is ignored: it changes when a real server is up.
+const REGEX_WHY: &str = "xlb checks `status_code` and `digest` only, so a real server whose answer \
+     does not match is still up; match the body with a MISC_CHECK script";
+
+/// `url` keywords xlb accepts and does not act on, and why.
+const URL_IGNORED: &[(&str, &str)] = &[
+    ("regex", REGEX_WHY),
+    ("regex_no_match", REGEX_WHY),
+    ("regex_options", REGEX_WHY),
+    ("regex_stack", REGEX_WHY),
+    ("regex_min_offset", REGEX_WHY),
+    ("regex_max_offset", REGEX_WHY),
+    (
+        "tls_compliant",
+        "xlb's SSL_GET reads the whole answer and closes the TLS session cleanly",
+    ),
 ];
 
 /// Longest timeout IPVS accepts (31 days), which keepalived enforces too.
@@ -152,7 +266,8 @@ pub(super) fn virtual_server(
     let header = address_and_port(r, st, true);
     let context = block_name("virtual_server", st);
     let mut protocol = Protocol::Tcp;
-    let mut lb_algo = (LbAlgo::Rr, Origin::default());
+    // keepalived 2.2: "no scheduler set, setting default 'wlc'".
+    let mut lb_algo = (LbAlgo::Wlc, Origin::default());
     let mut lb_kind = (LbKind::Nat, Origin::default());
     let mut persistence_timeout = 0;
     let mut persistence_granularity = None;
@@ -166,6 +281,9 @@ pub(super) fn virtual_server(
     let mut inhibit_on_failure = false;
     let mut ha_suspend = false;
     let mut defaults = CheckDefaults::default();
+    // A line keepalived ignores that was meant to set the forwarding method
+    // (`lb_kind dr`, `lb-kind DR`): where, and what keepalived makes of it.
+    let mut kind_ignored: Option<(Pos, String)> = None;
 
     let block = r.block(st);
     let block = r.split_run_together(block, VS_BLOCKS);
@@ -208,7 +326,17 @@ pub(super) fn virtual_server(
                         "DR" => lb_kind = (LbKind::Dr, r.origin(st.span)),
                         "NAT" => lb_kind = (LbKind::Nat, r.origin(st.span)),
                         "TUN" => lb_kind = (LbKind::Tun, r.origin(st.span)),
-                        _ => r.bad(st, arg, "DR, NAT or TUN"),
+                        // keepalived: "unknown [dr] routing method", line ignored.
+                        _ => {
+                            kind_ignored = Some((
+                                arg.span,
+                                format!(
+                                    "found `{} {}`, expected DR, NAT or TUN (in capitals): \
+                                     keepalived ignores this line",
+                                    st.keyword, arg.text
+                                ),
+                            ))
+                        }
                     },
                 }
             }
@@ -259,24 +387,20 @@ pub(super) fn virtual_server(
             "smtp_alert" => {
                 r.flag(st);
             }
-            "nat_mask" => r.diags.warn(
-                st.span,
-                "`nat_mask` is obsolete (keepalived dropped it) and ignored by xlb",
+            "nat_mask" => r.ignored(
+                st,
+                "keepalived itself dropped it (obsolete), and xlb forwards by DR, with no NAT",
             ),
-            "ops"
-            | "hashed"
-            | "flag-1"
-            | "flag-2"
-            | "flag-3"
-            | "sh-port"
-            | "sh-fallback"
-            | "mh-port"
-            | "mh-fallback"
-            | "persistence_engine"
-            | "snmp_name"
-            | "ip_family"
-            | "sorry_server_inhibit"
-            | "sorry_server_lvs_method" => r.ignored(st),
+            _ if r.ignored_from(st, VS_IGNORED) => {}
+            kw if unknown::closest(kw, &["lb_kind", "lvs_method"]).is_some() => {
+                kind_ignored = Some((
+                    st.span,
+                    format!(
+                        "found unknown keyword `{kw}`{}: keepalived ignores it",
+                        unknown::did_you_mean(kw, &["lb_kind", "lvs_method"])
+                    ),
+                ))
+            }
             _ => r.unknown(st, &context),
         }
     }
@@ -328,8 +452,27 @@ pub(super) fn virtual_server(
         lb_algo_origin: lb_algo.1,
         lb_kind_origin: lb_kind.1,
     };
+    // Said once, where it was meant to be set, when keepalived's default NAT
+    // follows from it; else as any line keepalived ignores.
+    let mut nat_said = false;
+    if let Some((at, found)) = kind_ignored {
+        if vs.lb_kind_origin.span().is_none() {
+            nat_said = true;
+            // Followed, and said: the forwarding method is not what the line meant.
+            r.diags.tolerate(
+                at,
+                format!(
+                    "{found}, so its default lb_kind NAT applies (replies must come back through \
+                     this director), and so does xlb: write `lb_kind DR` if direct routing was \
+                     meant"
+                ),
+            );
+        } else {
+            r.diags.tolerate(at, format!("{found}, and so does xlb"));
+        }
+    }
     // Judged even when the header is broken: the forwarding method is wrong regardless.
-    validate::forwarding(&vs, r.diags);
+    validate::forwarding(&vs, r.diags, nat_said);
     port.map(|_| vs)
 }
 
@@ -387,7 +530,7 @@ fn real_server(
             "smtp_alert" | "alpha" => {
                 r.flag(st);
             }
-            "uthreshold" | "lthreshold" | "snmp_name" => r.ignored(st),
+            _ if r.ignored_from(st, RS_IGNORED) => {}
             _ => r.unknown(st, &context),
         }
     }
@@ -488,8 +631,7 @@ fn checker(
                 }
                 user = r.script_user(st, &st.args).or(user);
             }
-            "bind_if" | "fwmark" | "log_all_failures" | "alpha" | "http_protocol"
-            | "fast_recovery" | "enable_sni" | "sni_name" | "tls_compliant" => r.ignored(st),
+            _ if r.ignored_from(st, CHECKER_IGNORED) => {}
             _ => r.unknown(st, kind),
         }
     }
@@ -618,8 +760,7 @@ fn url(r: &mut Reader<'_>, st: &Statement) -> Option<Url> {
                 }
             }
             "virtualhost" => virtualhost = r.string(st, "a host name").or(virtualhost),
-            "regex" | "regex_no_match" | "regex_options" | "regex_stack" | "regex_min_offset"
-            | "regex_max_offset" | "tls_compliant" => r.ignored(st),
+            _ if r.ignored_from(st, URL_IGNORED) => {}
             _ => r.unknown(st, "url"),
         }
     }

@@ -8,6 +8,7 @@ mod checkers;
 mod global;
 mod lvs;
 mod track;
+mod unknown;
 mod values;
 mod vrrp;
 
@@ -40,6 +41,9 @@ const TOP_BLOCKS: &[&str] = &[
     "vrrp_instance",
     "virtual_server",
 ];
+
+/// Blocks OpenWrt writes empty; nothing to do for those.
+const EMPTY_ACCEPTED: &[&str] = &["static_ipaddress", "static_routes", "static_rules"];
 
 /// Names declared in the file, including those whose block had errors, so that
 /// a reference to a broken instance is not reported a second time as unknown.
@@ -103,7 +107,7 @@ pub(crate) fn interpret(stmts: &[Statement], diags: &mut Diags) -> (Config, Decl
         files: &files,
         processes: &processes,
     };
-    let mut instances = Vec::new();
+    let mut instances: Vec<crate::model::VrrpInstance> = Vec::new();
     // Sized once: a configuration may hold thousands of services, each a
     // large struct, which growing the Vec would copy again and again.
     let mut virtual_servers = Vec::with_capacity(services);
@@ -120,16 +124,42 @@ pub(crate) fn interpret(stmts: &[Statement], diags: &mut Diags) -> (Config, Decl
                 if let Some(name) = st.args.first() {
                     declared.vrrp_instances.insert(name.text.to_string());
                 }
-                if let Some(i) =
-                    vrrp::vrrp_instance(&mut r, st, &config.global_defs, &scripts, &trackable)
-                {
-                    instances.push(i);
+                if let Some(i) = vrrp::vrrp_instance(
+                    &mut r,
+                    st,
+                    &config.global_defs,
+                    &scripts,
+                    &trackable,
+                    &declared.vrrp_scripts,
+                ) {
+                    // keepalived: "vrrp instance X already defined", the block skipped.
+                    match instances.iter().find(|f| f.name == i.name) {
+                        Some(first) => r.diags.tolerate(
+                            st.span,
+                            format!(
+                                "found a second `vrrp_instance {}`{}: keepalived skips it, and \
+                                 so does xlb",
+                                i.name,
+                                first
+                                    .origin
+                                    .span()
+                                    .map(|s| format!(" (first at {s})"))
+                                    .unwrap_or_default()
+                            ),
+                        ),
+                        None => instances.push(i),
+                    }
                 }
             }
             "virtual_server" => {
                 if let Some(vs) = lvs::virtual_server(&mut r, st, &files) {
                     virtual_servers.push(vs);
                 }
+            }
+            kw if EMPTY_ACCEPTED.contains(&kw)
+                && st.block.as_ref().is_some_and(|b| b.statements.is_empty()) =>
+            {
+                r.extra_args(st, 0);
             }
             kw if UNSUPPORTED_BLOCKS.contains(&kw) => {
                 r.diags.error(
@@ -141,10 +171,37 @@ pub(crate) fn interpret(stmts: &[Statement], diags: &mut Diags) -> (Config, Decl
                     ),
                 );
             }
-            _ => r.unknown(st, "the top level"),
+            _ => unknown_at_top(&mut r, st),
         }
     }
     config.vrrp_instances = instances;
     config.virtual_servers = virtual_servers;
     (config, declared)
+}
+
+/// keepalived reads past an unknown keyword at the top level, and past each
+/// line of an unknown block (none of which it knows there either): xlb
+/// ignores the block whole, saying what was probably meant.
+fn unknown_at_top(r: &mut Reader<'_>, st: &Statement) {
+    let known: Vec<&str> = TOP_BLOCKS
+        .iter()
+        .chain(UNSUPPORTED_BLOCKS)
+        .copied()
+        .collect();
+    if st.block.is_none() {
+        r.unknown_among(st, "the top level", &known);
+        return;
+    }
+    let found = match unknown::odd_blank(st.keyword) {
+        Some(odd) => format!("found {odd} opening a block, expected spaces or tabs"),
+        None => format!(
+            "unknown block `{}` at the top level{}",
+            st.keyword,
+            unknown::did_you_mean(st.keyword, &known)
+        ),
+    };
+    r.diags.tolerate(
+        st.span,
+        format!("{found}: keepalived ignores it and every line in it, and so does xlb"),
+    );
 }

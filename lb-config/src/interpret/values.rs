@@ -9,6 +9,8 @@ use crate::diagnostic::{Diags, Pos};
 use crate::model::{NotifyScript, Origin, ScriptUser, Timer};
 use crate::syntax::{Arg, Statement};
 
+use super::unknown::{did_you_mean, odd_blank};
+
 /// A year: beyond any sensible timer, and far from overflowing.
 const MAX_TIMER: Timer = Timer::from_secs(86_400 * 365);
 
@@ -34,22 +36,37 @@ impl Reader<'_> {
         }
     }
 
-    /// Reports the first argument past the `allowed` ones.
+    /// Reports the first argument past the `allowed` ones: keepalived reads
+    /// the words it expects and ignores the rest, and so does xlb.
     pub fn extra_args(&mut self, st: &Statement, allowed: usize) {
         if let Some(extra) = st.args.get(allowed) {
-            let mut before = st.keyword.to_string();
-            for a in &st.args[..allowed] {
-                before.push(' ');
-                before.push_str(a.text);
-            }
-            self.diags.error(
+            let before = words_before(st, allowed);
+            self.diags.tolerate(
                 extra.span,
                 format!(
-                    "found `{}`, expected end of line after `{before}`",
+                    "found `{}` after `{before}`, expected end of line: keepalived ignores it, \
+                     and so does xlb",
                     extra.text
                 ),
             );
         }
+    }
+
+    /// Refuses the first argument past the `allowed` ones where keepalived
+    /// drops more than the words (`why`).
+    pub fn extra_args_refused(&mut self, st: &Statement, allowed: usize, why: &str) -> bool {
+        let Some(extra) = st.args.get(allowed) else {
+            return false;
+        };
+        let before = words_before(st, allowed);
+        self.diags.error(
+            extra.span,
+            format!(
+                "found `{}` after `{before}`, expected end of line: {why}",
+                extra.text
+            ),
+        );
+        true
     }
 
     pub fn missing(&mut self, st: &Statement, expected: impl fmt::Display) {
@@ -263,7 +280,7 @@ impl Reader<'_> {
         {
             // A frequent slip: keepalived reads the word after an unquoted
             // script as the user to run it as, not as its argument.
-            self.diags.warn(
+            self.diags.tolerate(
                 next.span,
                 format!(
                     "`{}` is read as the user to run `{}` as, as keepalived does; \
@@ -314,29 +331,73 @@ impl Reader<'_> {
     /// `context` names the block `st` is in; it is displayed only if a
     /// diagnostic is made (see [`block_name`]).
     pub fn unknown(&mut self, st: &Statement, context: impl fmt::Display) {
+        self.unknown_among(st, context, &[]);
+    }
+
+    /// An unknown keyword, perhaps a misspelling of one of `known`. keepalived
+    /// ignores it and reads on, and so does xlb. An unknown block inside a
+    /// known one is refused: keepalived reads its lines as the enclosing
+    /// block's and ends that block at its `}`, which is surely not what was
+    /// meant.
+    pub fn unknown_among(&mut self, st: &Statement, context: impl fmt::Display, known: &[&str]) {
+        if let Some(odd) = odd_blank(st.keyword) {
+            let found = format!(
+                "found {odd}, expected spaces or tabs: keepalived does not take it for a blank, \
+                 so it reads an unknown keyword and ignores the line"
+            );
+            if st.block.is_some() {
+                self.diags.error(
+                    st.span,
+                    format!("{found}; xlb refuses it: write spaces instead"),
+                );
+            } else {
+                self.diags.tolerate(
+                    st.span,
+                    format!("{found}, and so does xlb (write spaces instead)"),
+                );
+            }
+            return;
+        }
+        let hint = did_you_mean(st.keyword, known);
         if st.block.is_some() {
             self.diags.error(
                 st.span,
                 format!(
-                    "found unknown block `{}` in {context}, expected a keepalived block keyword",
+                    "found unknown block `{}` in {context}{hint}, expected a keepalived block \
+                     keyword: keepalived would read its lines as if in {context} and end {context} \
+                     at its `}}`, which xlb refuses",
                     st.keyword
                 ),
             );
         } else {
-            self.diags.warn(
+            self.diags.tolerate(
                 st.span,
                 format!(
-                    "unknown keyword `{}` in {context}, ignored as keepalived does",
+                    "unknown keyword `{}` in {context}{hint}, ignored as keepalived does",
                     st.keyword
                 ),
             );
         }
     }
 
-    /// A keepalived keyword xlb accepts but does not act on.
-    pub fn ignored(&mut self, st: &Statement) {
-        self.diags
-            .warn(st.span, format!("`{}` is ignored by xlb", st.keyword));
+    /// A keepalived keyword xlb accepts but does not act on, and why.
+    pub fn ignored(&mut self, st: &Statement, why: &str) {
+        self.diags.warn(
+            st.span,
+            format!("`{}` is ignored by xlb: {why}", st.keyword),
+        );
+    }
+
+    /// [`Reader::ignored`] if `st`'s keyword is in `table` (keyword, why);
+    /// false if it is not.
+    pub fn ignored_from(&mut self, st: &Statement, table: &[(&str, &str)]) -> bool {
+        match table.iter().find(|(k, _)| *k == st.keyword) {
+            Some((_, why)) => {
+                self.ignored(st, why);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Separates a block keyword written at the end of another statement's line
@@ -436,6 +497,16 @@ impl<'a, 't> Iterator for StatementsIter<'a, 't> {
             StatementsIter::Split(it) => it.next().map(|st| &**st),
         }
     }
+}
+
+/// `KEYWORD ARG...` up to argument `count`, for messages.
+fn words_before(st: &Statement, count: usize) -> String {
+    let mut before = st.keyword.to_string();
+    for a in &st.args[..count.min(st.args.len())] {
+        before.push(' ');
+        before.push_str(a.text);
+    }
+    before
 }
 
 /// `NAME ARG...` of a block statement, as messages about its content name it

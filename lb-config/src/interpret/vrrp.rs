@@ -1,6 +1,6 @@
 //! `vrrp_script`, `vrrp_sync_group` and `vrrp_instance`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use crate::diagnostic::Pos;
@@ -9,7 +9,7 @@ use crate::model::{
     TrackInterface, TrackObject, TrackScript, VirtualIpAddress, VrrpInstance, VrrpScript,
     VrrpState, VrrpSyncGroup, VrrpTrackProcess,
 };
-use crate::syntax::Statement;
+use crate::syntax::{Arg, Statement};
 
 use super::Reader;
 use super::track::{HasName, Named};
@@ -32,40 +32,135 @@ const INSTANCE_BLOCKS: &[&str] = &[
     "track_interface",
 ];
 
-/// Instance keywords that tune keepalived itself and mean nothing to xlb.
-const INSTANCE_IGNORED: &[&str] = &[
-    "use_vmac",
-    "vmac_xmit_base",
-    "native_ipv6",
-    "dont_track_primary",
-    "skip_check_adv_addr",
-    "strict_mode",
-    "debug",
-    "accept",
-    "no_accept",
-    "preempt",
-    "garp_lower_prio_delay",
-    "garp_lower_prio_repeat",
-    "lower_prio_no_advert",
-    "higher_prio_send_advert",
-    "kernel_rx_buf_size",
-    "unicast_ttl",
-    "check_unicast_src",
-    "linkbeat_use_polling",
-    "notify_master_rx_lower_pri",
-    "notify_deleted",
-    "down_timer_adverts",
+/// Instance keywords xlb accepts and does not act on, and why.
+const INSTANCE_IGNORED: &[(&str, &str)] = &[
+    (
+        "use_vmac",
+        "xlb sends adverts and gratuitous ARP from the interface's own MAC, not the VRRP \
+         virtual MAC; neighbours learn each takeover from the gratuitous ARP",
+    ),
+    (
+        "vmac_xmit_base",
+        "xlb sends adverts from the interface itself (it makes no VRRP MAC interface)",
+    ),
+    (
+        "native_ipv6",
+        "xlb takes the family from the virtual addresses",
+    ),
+    (
+        "dont_track_primary",
+        "xlb tracks the interfaces listed in track_interface",
+    ),
+    (
+        "skip_check_adv_addr",
+        "xlb reads it in global_defs (`vrrp_skip_check_adv_addr`), for every instance",
+    ),
+    (
+        "strict_mode",
+        "xlb reads it in global_defs (`vrrp_strict`), for every instance",
+    ),
+    (
+        "debug",
+        "xlb logs every state change and its reason whatever the level",
+    ),
+    (
+        "accept",
+        "xlb forwards the virtual services in XDP and leaves other traffic to the VIPs to the \
+         host, as accept mode does",
+    ),
+    (
+        "no_accept",
+        "xlb forwards the virtual services in XDP and leaves other traffic to the VIPs to the \
+         host whatever the mode",
+    ),
+    (
+        "garp_lower_prio_delay",
+        "xlb sends gratuitous ARP on becoming MASTER and every garp_master_refresh, not on \
+         hearing a lower priority",
+    ),
+    (
+        "garp_lower_prio_repeat",
+        "xlb sends gratuitous ARP on becoming MASTER and every garp_master_refresh, not on \
+         hearing a lower priority",
+    ),
+    (
+        "lower_prio_no_advert",
+        "xlb's MASTER answers a lower priority advert with its own, as keepalived's default",
+    ),
+    (
+        "higher_prio_send_advert",
+        "xlb's MASTER yields to a higher priority advert without sending one first, as \
+         keepalived's default",
+    ),
+    (
+        "kernel_rx_buf_size",
+        "xlb sizes its VRRP socket's buffer itself",
+    ),
+    (
+        "unicast_ttl",
+        "xlb sends every advert with TTL 255, unicast too (RFC 5798)",
+    ),
+    (
+        "check_unicast_src",
+        "xlb takes unicast adverts from any source that passes its other checks",
+    ),
+    (
+        "linkbeat_use_polling",
+        "xlb follows the link state of tracked interfaces itself",
+    ),
+    (
+        "notify_master_rx_lower_pri",
+        "xlb runs notify scripts on state changes only",
+    ),
+    (
+        "notify_deleted",
+        "xlb runs notify scripts on state changes only",
+    ),
+    (
+        "down_timer_adverts",
+        "xlb's Master_Down_Interval is RFC 5798's: three adverts and the skew time",
+    ),
 ];
 
 /// Instance blocks that would change what the instance does if dropped.
 const INSTANCE_UNSUPPORTED: &[&str] = &["track_bfd", "virtual_routes", "virtual_rules"];
+
+/// Sync-group keywords xlb accepts and does not act on, and why.
+const SYNC_GROUP_IGNORED: &[(&str, &str)] = &[
+    (
+        "global_tracking",
+        "xlb tracks in each instance (track_script, track_interface) and the group follows its \
+         members",
+    ),
+    (
+        "sync_group_tracking_weight",
+        "xlb tracks in each instance (track_script, track_interface) and the group follows its \
+         members",
+    ),
+    (
+        "notify_priority_changes",
+        "xlb runs notify scripts on state changes only",
+    ),
+];
 
 fn name_of(r: &mut Reader<'_>, st: &Statement, what: &str) -> Option<String> {
     let Some(name) = st.args.first() else {
         r.missing(st, format_args!("the {what}'s name"));
         return None;
     };
-    r.extra_args(st, 1);
+    if what == "vrrp_script" {
+        r.extra_args(st, 1);
+    } else {
+        // keepalived logs "must have a name" and skips the whole block.
+        r.extra_args_refused(
+            st,
+            1,
+            &format!(
+                "keepalived skips a whole {what} whose name is followed by more words, which xlb \
+                 refuses (write the name alone)"
+            ),
+        );
+    }
     Some(name.text.to_string())
 }
 
@@ -115,14 +210,21 @@ pub(super) fn vrrp_script(r: &mut Reader<'_>, st: &Statement) -> Option<VrrpScri
                 }
                 user = r.script_user(st, &st.args).or(user);
             }
-            "init_fail" => r.ignored(st),
+            "init_fail" => r.ignored(
+                st,
+                "xlb starts every vrrp_script as succeeding, until `fall` failures in a row",
+            ),
             _ => r.unknown(st, &context),
         }
     }
     if script.is_none() {
-        r.diags.error(
+        // keepalived removes it ("No script set") and ignores it where tracked.
+        r.diags.tolerate(
             st.span,
-            format!("found no `script` in `{context}`, expected the command to run"),
+            format!(
+                "found no `script` in `{context}`, expected the command to run: keepalived \
+                 removes this vrrp_script and ignores it in track_script, and so does xlb"
+            ),
         );
     }
     Some(VrrpScript {
@@ -147,6 +249,9 @@ pub(super) fn vrrp_sync_group(r: &mut Reader<'_>, st: &Statement) -> Option<Vrrp
     let context = format!("vrrp_sync_group {}", name.as_deref().unwrap_or(""));
     let mut group = Vec::new();
     let mut saw_group = false;
+    // Instance names written without `group { }`, as keepalived's own sample
+    // keepalived.conf.vrrp.lvs_syncd does (no keepalived ever read them).
+    let mut bare = Vec::new();
     let mut notify: [Option<NotifyScript>; 5] = Default::default();
     let mut smtp_alert = false;
     let block = r.block(st);
@@ -171,9 +276,7 @@ pub(super) fn vrrp_sync_group(r: &mut Reader<'_>, st: &Statement) -> Option<Vrrp
                 notify[slot] = r.notify_script(st).or(notify[slot].take());
             }
             "smtp_alert" => smtp_alert = r.flag(st),
-            "global_tracking" | "sync_group_tracking_weight" | "notify_priority_changes" => {
-                r.ignored(st)
-            }
+            _ if r.ignored_from(st, SYNC_GROUP_IGNORED) => {}
             kw @ ("track_script" | "track_interface" | "track_file" | "track_process"
             | "track_bfd") => r.diags.error(
                 st.span,
@@ -182,14 +285,38 @@ pub(super) fn vrrp_sync_group(r: &mut Reader<'_>, st: &Statement) -> Option<Vrrp
                      tracking on a sync group is not supported by xlb"
                 ),
             ),
+            _ if st.args.is_empty() && st.block.is_none() => bare.push(st),
             _ => r.unknown(st, &context),
         }
     }
-    if !saw_group {
-        r.diags.error(
+    if !saw_group || group.is_empty() {
+        // keepalived: "Sync group G has no virtual router(s). removing".
+        let names: Vec<&str> = bare.iter().map(|st| st.keyword).collect();
+        let found = if names.is_empty() {
+            format!("found no instance in `{context}`")
+        } else {
+            format!(
+                "found {} in `{context}` outside `group {{ }}`, where keepalived never read \
+                 instances (it ignores these lines)",
+                names.join(", ")
+            )
+        };
+        let write = if names.is_empty() {
+            "INSTANCE...".to_string()
+        } else {
+            names.join(" ")
+        };
+        r.diags.tolerate(
             st.span,
-            format!("found no `group` in `{context}`, expected `group {{ INSTANCE... }}`"),
+            format!(
+                "{found}: keepalived removes the sync group, so no instance is synchronised, and \
+                 so does xlb (write `group {{ {write} }}` to synchronise them)"
+            ),
         );
+        return None;
+    }
+    for st in bare {
+        r.unknown(st, &context);
     }
     let [
         notify_master,
@@ -327,7 +454,10 @@ fn virtual_ipaddress(r: &mut Reader<'_>, st: &Statement) -> Option<PendingVip> {
             ("home" | "-nodad" | "nodad" | "noprefixroute" | "autojoin", None) => {
                 r.diags.warn(
                     opt.span,
-                    format!("virtual address option `{option}` is ignored by xlb"),
+                    format!(
+                        "virtual address option `{option}` is ignored by xlb: it adds the \
+                         address with the kernel's defaults otherwise"
+                    ),
                 );
             }
             _ => {
@@ -433,6 +563,7 @@ pub(super) fn vrrp_instance(
     global_defs: &GlobalDefs,
     scripts: &HashMap<&str, &VrrpScript>,
     trackable: &Trackable<'_>,
+    declared_scripts: &HashSet<String>,
 ) -> Option<VrrpInstance> {
     if r.needs_block(st) {
         return None;
@@ -497,7 +628,7 @@ pub(super) fn vrrp_instance(
                         Some(us) if (10_000..=255_000_000).contains(&us) => {
                             let centis = ((us + 5_000) / 10_000) as u32;
                             if us % 10_000 != 0 {
-                                r.diags.warn(
+                                r.diags.tolerate(
                                     arg.span,
                                     format!(
                                         "advert_int {} is not a multiple of 0.01s, rounded as keepalived does",
@@ -513,7 +644,27 @@ pub(super) fn vrrp_instance(
             }
             "version" => version = r.uint(st, 2, 3).map(|v| v as u8).or(version),
             "nopreempt" => {
-                nopreempt = r.flag(st);
+                // keepalived takes no value here: `nopreempt 0` still sets it.
+                r.no_block(st);
+                if let Some(arg) = st.args.first() {
+                    r.diags.tolerate(
+                        arg.span,
+                        format!(
+                            "found `{}` after `nopreempt`, expected end of line: keepalived \
+                             ignores the value and sets nopreempt, and so does xlb{}",
+                            arg.text,
+                            if matches!(
+                                arg.text.to_ascii_lowercase().as_str(),
+                                "0" | "false" | "no" | "off"
+                            ) {
+                                " (remove the line to let this instance preempt)"
+                            } else {
+                                ""
+                            }
+                        ),
+                    );
+                }
+                nopreempt = true;
                 nopreempt_at = Some(st.span);
             }
             "preempt_delay" => {
@@ -557,8 +708,14 @@ pub(super) fn vrrp_instance(
                     }
                     if let Some(opt) = peer.args.first() {
                         if matches!(opt.text, "min_ttl" | "max_ttl") {
-                            r.diags
-                                .warn(opt.span, format!("`{}` is ignored by xlb", opt.text));
+                            r.diags.warn(
+                                opt.span,
+                                format!(
+                                    "`{}` is ignored by xlb: it takes unicast adverts whatever \
+                                     their TTL (it checks TTL 255 on multicast adverts only)",
+                                    opt.text
+                                ),
+                            );
                         } else {
                             r.extra_args(peer, 0);
                         }
@@ -569,8 +726,23 @@ pub(super) fn vrrp_instance(
                 r.extra_args(st, 0);
                 for entry in r.block(st) {
                     let (weight, reverse) = tracked(r, entry, 253);
-                    // The script's own weight applies unless this line overrides it;
-                    // an unknown name is reported by validate.
+                    if !scripts.contains_key(entry.keyword) {
+                        // A vrrp_script removed or refused is reported where it
+                        // is written; keepalived ignores a name it does not know.
+                        if !declared_scripts.contains(entry.keyword) {
+                            r.diags.tolerate(
+                                entry.span,
+                                format!(
+                                    "found `{}` in track_script of `{context}`, expected the \
+                                     name of a vrrp_script: keepalived ignores it (track script \
+                                     not found), and so does xlb",
+                                    entry.keyword
+                                ),
+                            );
+                        }
+                        continue;
+                    }
+                    // The script's own weight applies unless this line overrides it.
                     let weight = weight
                         .or_else(|| scripts.get(entry.keyword).map(|s| s.weight))
                         .unwrap_or(0);
@@ -631,10 +803,28 @@ pub(super) fn vrrp_instance(
                 notify[slot] = r.notify_script(st).or(notify[slot].take());
             }
             "smtp_alert" => smtp_alert = r.flag(st),
-            _ if INSTANCE_IGNORED.contains(&kw) => r.ignored(st),
+            "preempt" => {
+                // keepalived's older spelling of the default: it clears nopreempt.
+                r.no_block(st);
+                r.extra_args(st, 0);
+                nopreempt = false;
+                nopreempt_at = None;
+            }
+            _ if r.ignored_from(st, INSTANCE_IGNORED) => {}
+            "virtual_routes" | "virtual_rules"
+                if st.block.as_ref().is_some_and(|b| b.statements.is_empty()) =>
+            {
+                // Empty (OpenWrt writes them so): nothing to add or remove.
+                r.extra_args(st, 0);
+            }
             _ if INSTANCE_UNSUPPORTED.contains(&kw) => r.diags.error(
                 st.span,
-                format!("found `{kw}` in `{context}`: it is not supported by xlb"),
+                format!(
+                    "found `{kw}` in `{context}`, expected the keywords of a vrrp_instance xlb \
+                     runs: `{kw}` is not supported by xlb (it tracks with track_script, \
+                     track_interface, track_file and track_process, and moves \
+                     virtual_ipaddress only)"
+                ),
             ),
             _ => r.unknown(st, &context),
         }
@@ -652,7 +842,7 @@ pub(super) fn vrrp_instance(
     if let Some(span) = nopreempt_at.filter(|_| nopreempt)
         && (state == VrrpState::Master || priority == 255)
     {
-        r.diags.warn(
+        r.diags.tolerate(
                 span,
                 "nopreempt does not work with `state MASTER` or priority 255, cleared as keepalived does",
             );
@@ -661,7 +851,7 @@ pub(super) fn vrrp_instance(
     if let Some(span) = preempt_delay_at.filter(|_| preempt_delay > 0)
         && state == VrrpState::Master
     {
-        r.diags.warn(
+        r.diags.tolerate(
             span,
             "preempt_delay does not work with `state MASTER`, cleared as keepalived does",
         );
@@ -672,7 +862,7 @@ pub(super) fn vrrp_instance(
     if let Some((centis, span)) = advert {
         if version == 2 && centis % 100 != 0 {
             advert_int_centis = (((centis + 50) / 100) * 100).max(100);
-            r.diags.warn(
+            r.diags.tolerate(
                 span,
                 format!(
                     "VRRPv2 advert_int must be whole seconds, rounded to {} as keepalived does \
@@ -694,7 +884,7 @@ pub(super) fn vrrp_instance(
     }
     let authentication = match authentication {
         Some((_, span)) if version == 3 => {
-            r.diags.warn(
+            r.diags.tolerate(
                 span,
                 "VRRPv3 has no authentication, ignored as keepalived does",
             );
@@ -822,6 +1012,35 @@ fn track_objects<T: HasName>(
     out
 }
 
+/// keepalived's PASS password: the first 8 bytes of `arg`.
+fn password(r: &mut Reader<'_>, arg: &Arg) -> Option<String> {
+    const MAX: usize = 8;
+    let text = arg.text;
+    if text.len() <= MAX {
+        return Some(text.to_string());
+    }
+    if !text.is_char_boundary(MAX) {
+        r.diags.error(
+            arg.span,
+            format!(
+                "found `{text}` after `auth_pass`, expected at most 8 bytes: keepalived cuts it \
+                 to its first 8 bytes, inside a character here, which xlb cannot send alike \
+                 (write an ASCII password)"
+            ),
+        );
+        return None;
+    }
+    let kept = &text[..MAX];
+    r.diags.tolerate(
+        arg.span,
+        format!(
+            "found `{text}` after `auth_pass`, expected at most 8 characters: keepalived uses \
+             `{kept}`, and so does xlb"
+        ),
+    );
+    Some(kept.to_string())
+}
+
 fn authentication_block(r: &mut Reader<'_>, st: &Statement) -> Option<Authentication> {
     if r.needs_block(st) {
         return None;
@@ -844,18 +1063,9 @@ fn authentication_block(r: &mut Reader<'_>, st: &Statement) -> Option<Authentica
             }
             "auth_pass" => {
                 pass_written = true;
+                // keepalived takes the first word and ignores the rest.
                 if let Some(arg) = r.value(st, "a password of up to 8 characters") {
-                    let mut pass = arg.text.to_string();
-                    if pass.chars().count() > 8 {
-                        pass = pass.chars().take(8).collect();
-                        r.diags.warn(
-                            arg.span,
-                            format!(
-                                "auth_pass is longer than 8 characters, truncated to `{pass}` as keepalived does"
-                            ),
-                        );
-                    }
-                    auth_pass = Some(pass);
+                    auth_pass = password(r, arg).or(auth_pass);
                 }
             }
             _ => r.unknown(st, "authentication"),

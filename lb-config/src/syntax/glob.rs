@@ -1,5 +1,7 @@
 //! The subset of glob(3) that keepalived's `include` relies on: `*`, `?` and
-//! `[...]` in any path component, matches sorted by name.
+//! `[...]` in any path component, matches sorted by name, and csh braces
+//! (`{a,b}`, keepalived's GLOB_BRACE), each alternative's matches after the
+//! previous one's.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -43,12 +45,84 @@ pub enum GlobError {
 
 /// Files matching `pattern`; a relative pattern is taken from `base`.
 ///
+/// Each alternative of its braces is expanded in turn, in the order written
+/// (`{b,a}.conf` reads `b.conf` first, as glob(3) does).
+pub fn expand(pattern: &str, base: &Path, budget: &mut u64) -> Result<Expansion, GlobError> {
+    let too_many = || GlobError::TooManyMatches(pattern.to_string());
+    let mut alternatives = Vec::new();
+    braces(pattern, &mut alternatives).map_err(|()| too_many())?;
+    let mut all = Expansion::default();
+    for alternative in &alternatives {
+        let one = expand_one(alternative, base, budget)?;
+        all.paths.extend(one.paths);
+        all.skipped = all.skipped.or(one.skipped);
+        if all.paths.len() > MAX_GLOB_MATCHES {
+            return Err(too_many());
+        }
+    }
+    Ok(all)
+}
+
+/// The csh brace alternatives of `pattern`, appended to `out`: `a{b,c}d` is
+/// `abd` then `acd`, braces may nest, and a `{` without its `}` is itself.
+/// Err when there would be more than [`MAX_GLOB_MATCHES`].
+fn braces(pattern: &str, out: &mut Vec<String>) -> Result<(), ()> {
+    let bytes = pattern.as_bytes();
+    // The first `{` whose `}` is there, and the top-level commas between.
+    let mut open = None;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b != b'{' {
+            continue;
+        }
+        let mut depth = 0usize;
+        let mut commas = Vec::new();
+        for (j, &c) in bytes.iter().enumerate().skip(i) {
+            match c {
+                b'{' => depth += 1,
+                b'}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        open = Some((i, j, commas));
+                        break;
+                    }
+                }
+                b',' if depth == 1 => commas.push(j),
+                _ => {}
+            }
+        }
+        if open.is_some() {
+            break;
+        }
+    }
+    let Some((open, close, commas)) = open else {
+        if out.len() >= MAX_GLOB_MATCHES {
+            return Err(());
+        }
+        out.push(pattern.to_string());
+        return Ok(());
+    };
+    let mut from = open + 1;
+    for to in commas.into_iter().chain([close]) {
+        let alternative = format!(
+            "{}{}{}",
+            &pattern[..open],
+            &pattern[from..to],
+            &pattern[close + 1..]
+        );
+        braces(&alternative, out)?;
+        from = to + 1;
+    }
+    Ok(())
+}
+
+/// Files matching `pattern`, which has no braces.
+///
 /// `budget` is how many paths (directory entries listed, files checked) the
 /// caller lets this walk look at; it is decreased by what was looked at. The
 /// walk stops as soon as more than [`MAX_GLOB_MATCHES`] paths match at any
 /// level, and never lists a directory on a kernel filesystem (procfs, sysfs
 /// and the like): `include /*/*/*` must not read the state of every process.
-pub fn expand(pattern: &str, base: &Path, budget: &mut u64) -> Result<Expansion, GlobError> {
+fn expand_one(pattern: &str, base: &Path, budget: &mut u64) -> Result<Expansion, GlobError> {
     let too_many = || GlobError::TooManyMatches(pattern.to_string());
     let mut spend = |n: u64| -> Result<(), GlobError> {
         *budget = budget.checked_sub(n).ok_or(GlobError::BudgetSpent)?;
@@ -192,7 +266,25 @@ fn class(p: &[char], c: char) -> Option<(bool, usize)> {
 
 #[cfg(test)]
 mod tests {
-    use super::matches;
+    use super::{braces, matches};
+
+    #[test]
+    fn brace_alternatives_in_order() {
+        let cases: &[(&str, &[&str])] = &[
+            ("a.conf", &["a.conf"]),
+            ("{b,a}.conf", &["b.conf", "a.conf"]),
+            ("x/{a,b{1,2}}/c", &["x/a/c", "x/b1/c", "x/b2/c"]),
+            ("{a", &["{a"]),
+            ("{a}", &["a"]),
+        ];
+        for (pattern, expected) in cases {
+            let mut out = Vec::new();
+            braces(pattern, &mut out).unwrap();
+            assert_eq!(out, *expected, "{pattern}");
+        }
+        let mut out = Vec::new();
+        assert!(braces(&"{a,b}".repeat(12), &mut out).is_err());
+    }
 
     #[test]
     fn wildcards() {

@@ -1,9 +1,15 @@
 //! Reads configuration files and splices `include` statements in place.
 //!
-//! As in keepalived, `include PATTERN` may appear at any level, PATTERN is a
-//! glob taken relative to the directory of the file that includes it, and the
-//! matching files are read in name order. A file that includes itself, directly
-//! or through others, is reported instead of being read again.
+//! As in keepalived, `include PATTERN` may appear at any level, PATTERN (the
+//! rest of the line) is a glob taken relative to the directory of the file
+//! that includes it, with `*`, `?`, `[...]` and csh braces `{a,b}`, and the
+//! matching files are read in name order, where the include is written (a
+//! parameter defined in one applies to the lines after the include). A
+//! pattern that matches nothing is skipped, as keepalived's `include` does,
+//! with a warning; its variants `includer`, `includem`, `includew`,
+//! `includeb` and `includea` make that an error. A file that includes
+//! itself, directly or through others, is reported instead of being read
+//! again.
 //!
 //! A file may be included more than once (one snippet in many blocks), so
 //! files that include each other by glob can still expand to factorially many
@@ -12,44 +18,36 @@
 //! looked at by globs reach theirs, the include that crossed it is reported
 //! and no further include is followed.
 
-use std::cell::{Cell, OnceCell};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::diagnostic::Diags;
+use crate::diagnostic::{Diags, Pos};
 use crate::limits::{MAX_FILES, MAX_GLOB_ENTRIES, MAX_INCLUDE_DEPTH, MAX_TOTAL_BYTES};
 
+use super::arena::Arena;
 use super::glob::{self, GlobError};
-use super::lexer::Lines;
-use super::parser::{Statement, parse};
+use super::language::Language;
+use super::lexer::{Lines, Reading, Token};
+use super::parser::{Source, Statement, parse};
 use super::source::{ReadError, read_config};
 
-/// The texts of the files one load reads, kept for as long as its
-/// statements, which borrow their words from them (no allocation per word).
-///
-/// Includes are found while the tree is being built, so texts are added while
-/// earlier ones are borrowed: each goes into a slot of its own, set once,
-/// and the slots never move. The loader opens at most [`MAX_FILES`] files,
-/// so that many slots are enough.
+/// The texts one load reads (its files, and the lines it rewrote), kept for
+/// as long as its statements, which borrow their words from them (no
+/// allocation per word).
 pub(crate) struct Sources {
-    slots: Box<[OnceCell<String>]>,
-    used: Cell<usize>,
+    arena: Arena,
 }
 
 impl Sources {
     pub fn new() -> Self {
         Sources {
-            slots: (0..MAX_FILES).map(|_| OnceCell::new()).collect(),
-            used: Cell::new(0),
+            arena: Arena::new(),
         }
     }
 
-    /// Keeps `text` until the end of the load; None if every slot is taken,
-    /// which the loader's count of files opened prevents.
+    /// Keeps `text` until the end of the load.
     fn keep(&self, text: String) -> Option<&str> {
-        let slot = self.slots.get(self.used.get())?;
-        self.used.set(self.used.get() + 1);
-        Some(slot.get_or_init(|| text))
+        self.arena.keep(text)
     }
 }
 
@@ -62,8 +60,12 @@ fn text_of(bytes: Vec<u8>) -> String {
 pub(crate) struct Loader<'s, 'd> {
     sources: &'s Sources,
     diags: &'d mut Diags,
+    /// Conditional lines and parameters, across every file of the load.
+    language: Language,
     /// Files being read, outermost first, as canonical paths.
     stack: Vec<PathBuf>,
+    /// The directory of each file being read, which its includes are relative to.
+    dirs: Vec<PathBuf>,
     /// Every file read, in order.
     pub files: Vec<PathBuf>,
     /// Files opened so far, read or refused, repeats included.
@@ -78,11 +80,14 @@ pub(crate) struct Loader<'s, 'd> {
 }
 
 impl<'s, 'd> Loader<'s, 'd> {
-    pub fn new(sources: &'s Sources, diags: &'d mut Diags) -> Self {
+    /// A loader whose conditional lines are read for `config_id`.
+    pub fn new(sources: &'s Sources, diags: &'d mut Diags, config_id: Option<String>) -> Self {
         Loader {
             sources,
             diags,
+            language: Language::new(config_id),
             stack: Vec::new(),
+            dirs: Vec::new(),
             files: Vec::new(),
             opened: 0,
             bytes_left: MAX_TOTAL_BYTES,
@@ -102,8 +107,8 @@ impl<'s, 'd> Loader<'s, 'd> {
                     return Vec::new();
                 };
                 self.enter(path);
-                let stmts = self.parse_text(text, &name, parent(path), 0);
-                self.stack.pop();
+                let stmts = self.parse_text(text, &name);
+                self.leave();
                 stmts
             }
             Err(ReadError::Io(e)) => {
@@ -144,10 +149,9 @@ impl<'s, 'd> Loader<'s, 'd> {
         }
         self.spend_bytes(text.len());
         self.opened += 1;
-        let path = Path::new(name);
-        self.enter(path);
-        let stmts = self.parse_text(text, name, parent(path), 0);
-        self.stack.pop();
+        self.enter(Path::new(name));
+        let stmts = self.parse_text(text, name);
+        self.leave();
         stmts
     }
 
@@ -156,62 +160,37 @@ impl<'s, 'd> Loader<'s, 'd> {
         self.bytes_left = self.bytes_left.saturating_sub(n);
     }
 
+    /// `path` (read, or text named so) is being read.
     fn enter(&mut self, path: &Path) {
         self.files.push(path.to_path_buf());
         self.stack
             .push(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()));
+        self.dirs.push(parent(path).to_path_buf());
     }
 
-    fn parse_text(
-        &mut self,
-        text: &'s str,
-        name: &str,
-        dir: &Path,
-        depth: usize,
-    ) -> Vec<Statement<'s>> {
+    fn leave(&mut self) {
+        self.stack.pop();
+        self.dirs.pop();
+    }
+
+    /// The statements of `text`, the file `name` just entered.
+    fn parse_text(&mut self, text: &'s str, name: &str) -> Vec<Statement<'s>> {
         let file = self.diags.reading(&Arc::from(name));
-        let mut stmts = parse(Lines::new(text, file), self.diags);
-        // Every keyword is a slice of the text: one that never spells
-        // `include` has nothing to splice, and its tree is not walked again.
-        if text.contains("include") {
-            self.expand(&mut stmts, dir, depth);
-        }
-        stmts
+        let dir = self.dirs.last().cloned().unwrap_or_default();
+        parse(Lines::new(text, file, dir), self)
     }
 
-    /// Replaces each `include` in `stmts`, at any depth, with the statements
-    /// of the files it names, in the order written.
-    ///
-    /// A list without an include (nearly every block) stays where it is: only
-    /// its blocks are walked, so the tree is not rebuilt to splice nothing.
-    fn expand(&mut self, stmts: &mut Vec<Statement<'s>>, dir: &Path, depth: usize) {
-        if !stmts.iter().any(|stmt| stmt.keyword == "include") {
-            for stmt in stmts.iter_mut() {
-                if let Some(block) = stmt.block.as_mut() {
-                    self.expand(&mut block.statements, dir, depth);
-                }
-            }
-            return;
-        }
-        let written = std::mem::take(stmts);
-        stmts.reserve(written.len());
-        for mut stmt in written {
-            if stmt.keyword == "include" {
-                stmts.extend(self.include(&stmt, dir, depth));
-                continue;
-            }
-            if let Some(block) = stmt.block.as_mut() {
-                self.expand(&mut block.statements, dir, depth);
-            }
-            stmts.push(stmt);
-        }
-    }
-
-    fn include(&mut self, stmt: &Statement<'_>, dir: &Path, depth: usize) -> Vec<Statement<'s>> {
+    fn read_include(&mut self, stmt: &Statement<'_>) -> Vec<Statement<'s>> {
+        let dir = self.dirs.last().cloned().unwrap_or_default();
+        let dir = dir.as_path();
+        let depth = self.stack.len().saturating_sub(1);
         let Some(pattern) = stmt.args.first() else {
             self.diags.error(
                 stmt.span,
-                "found end of line after `include`, expected a file name or glob",
+                format!(
+                    "found end of line after `{}`, expected a file name or glob",
+                    stmt.keyword
+                ),
             );
             return Vec::new();
         };
@@ -219,8 +198,8 @@ impl<'s, 'd> Loader<'s, 'd> {
             self.diags.error(
                 extra.span,
                 format!(
-                    "found `{}`, expected end of line after `include {}`",
-                    extra.text, pattern.text
+                    "found `{}`, expected end of line after `{} {}`",
+                    extra.text, stmt.keyword, pattern.text
                 ),
             );
         }
@@ -249,28 +228,7 @@ impl<'s, 'd> Loader<'s, 'd> {
             }
         };
         if expansion.paths.is_empty() {
-            let looked_in = if Path::new(&pattern.text).is_absolute() {
-                "/".to_string()
-            } else {
-                display_dir(dir)
-            };
-            let not_inside = expansion
-                .skipped
-                .map(|(skipped, fs)| {
-                    format!(
-                        ", not inside {}: {fs} holds kernel state, not configuration",
-                        skipped.display()
-                    )
-                })
-                .unwrap_or_default();
-            self.diags.error(
-                pattern.span,
-                format!(
-                    "found no file matching `{}` (looked in {looked_in}{not_inside}), \
-                     expected at least one file to include",
-                    pattern.text,
-                ),
-            );
+            self.no_match(stmt, pattern.text, pattern.span, dir, expansion.skipped);
             return Vec::new();
         }
         let mut out = Vec::new();
@@ -279,66 +237,145 @@ impl<'s, 'd> Loader<'s, 'd> {
             if self.stopped {
                 break;
             }
-            let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-            if self.stack.contains(&canonical) {
+            out.extend(self.include_file(&path, pattern.span));
+        }
+        out
+    }
+
+    /// A pattern that matched no file: skipped by keepalived's `include`
+    /// (so an optional conf.d may be empty), an error with its variants,
+    /// which ask for checks.
+    fn no_match(
+        &mut self,
+        stmt: &Statement<'_>,
+        pattern: &str,
+        at: Pos,
+        dir: &Path,
+        skipped: Option<(PathBuf, &'static str)>,
+    ) {
+        let looked_in = if Path::new(pattern).is_absolute() {
+            "/".to_string()
+        } else {
+            display_dir(dir)
+        };
+        let not_inside = skipped
+            .map(|(skipped, fs)| {
+                format!(
+                    ", not inside {}: {fs} holds kernel state, not configuration",
+                    skipped.display()
+                )
+            })
+            .unwrap_or_default();
+        let quotes = if pattern.contains('"') {
+            " (keepalived takes the quotes of an include pattern as part of the file name)"
+        } else {
+            ""
+        };
+        let found = format!(
+            "found no file matching `{pattern}` (looked in {looked_in}{not_inside}){quotes}"
+        );
+        if stmt.keyword == "include" {
+            self.diags.tolerate(
+                at,
+                format!(
+                    "{found}: keepalived's `include` reads on without it, and so does xlb \
+                     (`includea` makes this an error)"
+                ),
+            );
+        } else {
+            self.diags.error(
+                at,
+                format!(
+                    "{found}, expected at least one file to include (`{}` checks it)",
+                    stmt.keyword
+                ),
+            );
+        }
+    }
+
+    /// The statements of one file an include (its pattern at `at`) matched.
+    fn include_file(&mut self, path: &Path, at: Pos) -> Vec<Statement<'s>> {
+        let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        if self.stack.contains(&canonical) {
+            self.diags.error(
+                at,
+                format!(
+                    "found an include cycle: `{}` is already being read, expected a file \
+                     that does not include itself",
+                    path.display()
+                ),
+            );
+            return Vec::new();
+        }
+        if self.opened >= MAX_FILES {
+            self.diags.error(at, too_many_files());
+            self.stopped = true;
+            return Vec::new();
+        }
+        self.opened += 1;
+        let bytes = match read_config(path, self.bytes_left) {
+            Ok(bytes) => bytes,
+            Err(ReadError::Io(e)) => {
                 self.diags.error(
-                    pattern.span,
+                    at,
+                    format!("cannot read included file `{}`: {e}", path.display()),
+                );
+                return Vec::new();
+            }
+            Err(ReadError::Refused { what, expected }) => {
+                self.diags.error(
+                    at,
+                    format!("found `{}`, {what}, expected {expected}", path.display()),
+                );
+                return Vec::new();
+            }
+            Err(ReadError::TooLarge(_)) => {
+                self.diags.error(
+                    at,
                     format!(
-                        "found an include cycle: `{}` is already being read, expected a file \
-                         that does not include itself",
+                        "found more than {MAX_TOTAL_BYTES} bytes to read with `{}` \
+                         (limit), expected fewer: a huge or endless file?",
                         path.display()
                     ),
                 );
-                continue;
-            }
-            if self.opened >= MAX_FILES {
-                self.diags.error(pattern.span, too_many_files());
                 self.stopped = true;
-                break;
+                return Vec::new();
             }
-            self.opened += 1;
-            let bytes = match read_config(&path, self.bytes_left) {
-                Ok(bytes) => bytes,
-                Err(ReadError::Io(e)) => {
-                    self.diags.error(
-                        pattern.span,
-                        format!("cannot read included file `{}`: {e}", path.display()),
-                    );
-                    continue;
-                }
-                Err(ReadError::Refused { what, expected }) => {
-                    self.diags.error(
-                        pattern.span,
-                        format!("found `{}`, {what}, expected {expected}", path.display()),
-                    );
-                    continue;
-                }
-                Err(ReadError::TooLarge(_)) => {
-                    self.diags.error(
-                        pattern.span,
-                        format!(
-                            "found more than {MAX_TOTAL_BYTES} bytes to read with `{}` \
-                             (limit), expected fewer: a huge or endless file?",
-                            path.display()
-                        ),
-                    );
-                    self.stopped = true;
-                    break;
-                }
-            };
-            self.spend_bytes(bytes.len());
-            let Some(text) = self.sources.keep(text_of(bytes)) else {
-                self.diags.error(pattern.span, too_many_files());
-                self.stopped = true;
-                break;
-            };
-            let name = path.display().to_string();
-            self.files.push(path.clone());
-            self.stack.push(canonical);
-            out.extend(self.parse_text(text, &name, parent(&path), depth + 1));
-            self.stack.pop();
+        };
+        self.spend_bytes(bytes.len());
+        let Some(text) = self.sources.keep(text_of(bytes)) else {
+            self.diags.error(at, too_many_files());
+            self.stopped = true;
+            return Vec::new();
+        };
+        let name = path.display().to_string();
+        self.enter(path);
+        // `enter` keeps the path as given; the cycle check wants it canonical.
+        if let Some(top) = self.stack.last_mut() {
+            *top = canonical;
         }
-        out
+        let stmts = self.parse_text(text, &name);
+        self.leave();
+        stmts
+    }
+}
+
+impl<'s> Source<'s> for Loader<'s, '_> {
+    fn next_line(&mut self, lines: &mut Lines<'s>, tokens: &mut Vec<Token<'s>>) -> bool {
+        let mut reading = Reading {
+            language: &mut self.language,
+            arena: &self.sources.arena,
+            diags: self.diags,
+        };
+        lines.next_line(&mut reading, tokens)
+    }
+
+    fn diags(&mut self) -> &mut Diags {
+        self.diags
+    }
+
+    fn include(&mut self, include: &Statement<'s>) -> Vec<Statement<'s>> {
+        self.read_include(include)
     }
 }
 

@@ -4,6 +4,9 @@
 //! The block's `{` may end the keyword's line or start the next one, and `}`
 //! may close several blocks or be followed by another statement on the same
 //! line (`}}`, `} real_server ... {`), which keepalived tolerates too.
+//!
+//! An `include` is read where it is written, as keepalived does: parameters
+//! its files define apply to the lines after it.
 
 use std::fmt;
 use std::ops::Deref;
@@ -11,7 +14,18 @@ use std::ops::Deref;
 use crate::diagnostic::{Diags, Pos};
 use crate::limits::MAX_BLOCK_DEPTH;
 
-use super::lexer::{Lines, TokenKind};
+use super::lexer::{Lines, Token, TokenKind, is_include};
+
+/// Where the parser gets its lines from, and what reads its includes.
+pub(crate) trait Source<'t> {
+    /// The tokens of the next line of `lines` that has any; false at its end.
+    fn next_line(&mut self, lines: &mut Lines<'t>, tokens: &mut Vec<Token<'t>>) -> bool;
+
+    fn diags(&mut self) -> &mut Diags;
+
+    /// The statements of the files `include` names, read now.
+    fn include(&mut self, include: &Statement<'t>) -> Vec<Statement<'t>>;
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Arg<'t> {
@@ -114,12 +128,68 @@ impl Statement<'_> {
     }
 }
 
+/// keepalived's keywords that open a block (a sub-level or a list of
+/// values): one whose line is not followed by `{` still opens its block, as
+/// keepalived reads it ("Missing '{' at beginning of configuration block").
+/// `parent` is the keyword of the block it is in: inside FILE_CHECK,
+/// `track_file NAME` is a line of its own.
+fn opens_block(keyword: &str, parent: Option<&str>) -> bool {
+    if keyword == "track_file" && parent == Some("FILE_CHECK") {
+        return false;
+    }
+    matches!(
+        keyword,
+        "global_defs"
+            | "vrrp_script"
+            | "vrrp_sync_group"
+            | "vrrp_instance"
+            | "virtual_server"
+            | "virtual_server_group"
+            | "real_server"
+            | "TCP_CHECK"
+            | "HTTP_GET"
+            | "SSL_GET"
+            | "MISC_CHECK"
+            | "SMTP_CHECK"
+            | "DNS_CHECK"
+            | "UDP_CHECK"
+            | "PING_CHECK"
+            | "FILE_CHECK"
+            | "BFD_CHECK"
+            | "url"
+            | "group"
+            | "authentication"
+            | "virtual_ipaddress"
+            | "virtual_ipaddress_excluded"
+            | "virtual_routes"
+            | "virtual_rules"
+            | "static_ipaddress"
+            | "static_routes"
+            | "static_rules"
+            | "unicast_peer"
+            | "track_script"
+            | "track_interface"
+            | "track_file"
+            | "track_process"
+            | "track_bfd"
+            | "vrrp_track_file"
+            | "vrrp_track_process"
+            | "notification_email"
+            | "garp_group"
+            | "linkbeat_interfaces"
+            | "bfd_instance"
+    )
+}
+
 /// A block being read.
 struct Frame<'t> {
     /// The statement that opened it; None for a stray `{`, whose content is
     /// read for errors and dropped.
     owner: Option<Statement<'t>>,
+    /// Where its `{` is, or its keyword when the `{` is missing.
     open: Pos,
+    /// Opened without `{` (see [`opens_block`]).
+    implicit: bool,
     /// Where its statements start in [`Tree::statements`].
     first: usize,
 }
@@ -138,9 +208,47 @@ struct Tree<'t> {
 }
 
 impl<'t> Tree<'t> {
+    /// The keyword of the innermost open block.
+    fn parent(&self) -> Option<&str> {
+        self.frames
+            .last()
+            .and_then(|f| f.owner.as_ref())
+            .map(|o| o.keyword)
+    }
+
     fn push(&mut self, stmt: Statement<'t>) {
         if self.skipped == 0 {
             self.statements.push(stmt);
+        }
+    }
+
+    /// Reads an `include` in place: its files' statements go where it is.
+    fn include(&mut self, stmt: Statement<'t>, src: &mut impl Source<'t>) {
+        if self.skipped == 0 {
+            let included = src.include(&stmt);
+            self.statements.extend(included);
+        }
+    }
+
+    /// Opens the block of `owner`, whose line ended without `{`: keepalived
+    /// reads the next lines as its block all the same.
+    fn open_missing_brace(&mut self, owner: Statement<'t>, next: Pos, diags: &mut Diags) {
+        diags.tolerate(
+            owner.span,
+            format!(
+                "found `{}` without `{{` (the next line, {}:{}, starts its block): keepalived \
+                 reads the block without it, and so does xlb",
+                owner.text(),
+                next.line,
+                next.col
+            ),
+        );
+        let at = owner.span;
+        self.open(Some(owner), at, diags);
+        if let Some(frame) = self.frames.last_mut()
+            && self.skipped == 0
+        {
+            frame.implicit = true;
         }
     }
 
@@ -160,6 +268,7 @@ impl<'t> Tree<'t> {
         self.frames.push(Frame {
             owner,
             open,
+            implicit: false,
             first: self.statements.len(),
         });
     }
@@ -196,9 +305,14 @@ impl<'t> Tree<'t> {
                 .as_ref()
                 .map(|s| format!("`{}`", s.keyword))
                 .unwrap_or_else(|| "this block".to_string());
+            let opening = if frame.implicit {
+                "the block (its `{` is missing too)"
+            } else {
+                "the `{`"
+            };
             diags.error(
                 frame.open,
-                format!("found end of file, expected `}}` closing the `{{` of {what}"),
+                format!("found end of file, expected `}}` closing {opening} of {what}"),
             );
             self.finish(frame);
         }
@@ -206,8 +320,9 @@ impl<'t> Tree<'t> {
     }
 }
 
-/// The statements of `lines`, which borrow their words from its text.
-pub fn parse<'t>(mut lines: Lines<'t>, diags: &mut Diags) -> Vec<Statement<'t>> {
+/// The statements of `lines`, which borrow their words from its text (or
+/// from the load's arena, for rewritten lines).
+pub(crate) fn parse<'t>(mut lines: Lines<'t>, src: &mut impl Source<'t>) -> Vec<Statement<'t>> {
     let mut tree = Tree {
         frames: Vec::new(),
         statements: Vec::new(),
@@ -218,16 +333,24 @@ pub fn parse<'t>(mut lines: Lines<'t>, diags: &mut Diags) -> Vec<Statement<'t>> 
 
     // One buffer for the tokens of every line.
     let mut line = Vec::new();
-    while lines.next_line(diags, &mut line) {
+    while src.next_line(&mut lines, &mut line) {
+        let diags = src.diags();
         let mut tokens = line.iter().peekable();
         if let Some(stmt) = pending.take() {
             if let Some(open) = tokens.next_if(|t| t.kind == TokenKind::Open) {
                 tree.open(Some(stmt), lines.span(open), diags);
+            } else if opens_block(stmt.keyword, tree.parent())
+                && let Some(next) = tokens.peek()
+                // A `}` ends the enclosing block: the line before was a line.
+                && next.kind != TokenKind::Close
+            {
+                tree.open_missing_brace(stmt, lines.span(next), diags);
             } else {
                 tree.push(stmt);
             }
         }
         while let Some(token) = tokens.next() {
+            let diags = src.diags();
             match token.kind {
                 TokenKind::Close => tree.close(lines.span(token), diags),
                 TokenKind::Open => {
@@ -253,8 +376,13 @@ pub fn parse<'t>(mut lines: Lines<'t>, diags: &mut Diags) -> Vec<Statement<'t>> 
                         args,
                         block: None,
                     };
+                    // keepalived reads an include at once: it takes no block.
+                    if is_include(token.kind) {
+                        tree.include(stmt, src);
+                        continue;
+                    }
                     match tokens.next_if(|t| t.kind == TokenKind::Open) {
-                        Some(open) => tree.open(Some(stmt), lines.span(open), diags),
+                        Some(open) => tree.open(Some(stmt), lines.span(open), src.diags()),
                         // A `}` ends the statement; the loop above closes the block.
                         None if tokens.peek().is_some() => tree.push(stmt),
                         None => pending = Some(stmt),
@@ -266,20 +394,20 @@ pub fn parse<'t>(mut lines: Lines<'t>, diags: &mut Diags) -> Vec<Statement<'t>> 
     if let Some(stmt) = pending.take() {
         tree.push(stmt);
     }
-    tree.end(diags)
+    tree.end(src.diags())
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use super::super::lexer::Lines;
+    use super::super::include::{Loader, Sources};
     use super::*;
 
     fn tree(text: &str) -> (Vec<Statement<'_>>, Vec<crate::Diagnostic>) {
         let mut diags = Diags::default();
-        let file = diags.reading(&Arc::from("t.conf"));
-        let stmts = parse(Lines::new(text, file), &mut diags);
+        // Leaked: the statements borrow from it for the rest of the test.
+        let sources: &Sources = Box::leak(Box::new(Sources::new()));
+        let text: &str = Box::leak(text.to_string().into_boxed_str());
+        let stmts = Loader::new(sources, &mut diags, None).load_text(text, "t.conf");
         (stmts, diags.into_sorted())
     }
 

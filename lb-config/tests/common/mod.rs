@@ -70,4 +70,47 @@ pub fn warnings_of(l: &Loaded) -> Vec<&Diagnostic> {
         .collect()
 }
 
+/// A directory of its own under the temp dir, removed when dropped, even
+/// when the test fails.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("lb-config-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+
+    /// Writes `text` to `name` (which may be in a subdirectory) and returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("temp subdirectory");
+        }
+        std::fs::write(&path, text).expect("write temp file");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What `keepalived --config-test` says of the file at `path` (its stderr
+/// lines), with `args` (such as `--config-id ID`); None when keepalived is
+/// not installed. It reads the file and checks it, and starts nothing.
+pub fn keepalived_config_test(path: &Path, args: &[&str]) -> Option<Vec<String>> {
+    let output = std::process::Command::new("keepalived")
+        .args(["--config-test", "--log-console", "--use-file"])
+        .arg(path)
+        .args(args)
+        .output()
+        .ok()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    Some(stderr.lines().map(str::to_string).collect())
+}
+
 pub mod edge;

@@ -8,9 +8,44 @@ pub mod run;
 pub mod status;
 pub mod stop;
 
-use std::path::Path;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
+
+/// A config file and how to read it (keepalived's config id, `--strict`): what `xlb run` keeps
+/// so that every reload reads the file as the start did. Derefs to the path.
+#[derive(Clone, Debug)]
+pub struct ConfigFile {
+    pub path: PathBuf,
+    pub options: lb_config::LoadOptions,
+}
+
+impl ConfigFile {
+    /// `path` read with `config_id`, or keepalived's default id (the node name) without one.
+    pub fn new(path: PathBuf, config_id: Option<String>, strict: bool) -> Self {
+        ConfigFile {
+            path,
+            options: lb_config::LoadOptions {
+                config_id: config_id.or_else(lb_config::node_config_id),
+                strict,
+            },
+        }
+    }
+
+    /// Reads and validates the file (every include, every error).
+    pub fn load(&self) -> Result<lb_config::Loaded, lb_config::Errors> {
+        lb_config::load_with(&self.path, &self.options)
+    }
+}
+
+impl Deref for ConfigFile {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
 
 /// A config that parsed and fits the data plane.
 pub struct Checked {
@@ -20,8 +55,9 @@ pub struct Checked {
 
 /// Reads and validates a config file, and checks it against the data plane's limits; every
 /// error is printed, the warnings are logged.
-pub fn load_config(path: &Path) -> Result<Checked> {
-    let loaded = match lb_config::load(path) {
+pub fn load_config(config: &ConfigFile) -> Result<Checked> {
+    let path = config.path.as_path();
+    let loaded = match config.load() {
         Ok(loaded) => loaded,
         Err(errors) => {
             for d in &errors.diagnostics {

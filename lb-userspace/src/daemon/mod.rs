@@ -14,7 +14,7 @@ mod tx_errors;
 use std::{
     collections::BTreeMap,
     net::{IpAddr, SocketAddr},
-    path::{Path, PathBuf},
+    path::Path,
     sync::{Arc, Mutex},
     time::{Duration, SystemTime},
 };
@@ -60,7 +60,8 @@ enum Resolve {
 }
 
 pub struct DaemonOptions {
-    pub config: PathBuf,
+    /// The file, and the config id every reload reads it with.
+    pub config: crate::cli::ConfigFile,
     pub paths: InstancePaths,
     pub mode: XdpMode,
     pub hash_seed: u32,

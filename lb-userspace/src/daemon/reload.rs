@@ -1,12 +1,12 @@
 //! A reload: the config read and checked off the main loop, within a deadline.
 
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 
 use lb_config::Config;
 use log::warn;
 use tokio::{sync::oneshot, task::JoinHandle};
 
-use crate::control::Response;
+use crate::{cli::ConfigFile, control::Response};
 
 /// A reload whose config takes longer than this to read is refused (the running config stays).
 /// Reading is bounded by lb-config's limits; this is the backstop.
@@ -19,9 +19,10 @@ pub(super) struct PendingReload {
 }
 
 impl PendingReload {
-    pub fn start(path: &Path, served: Vec<String>, maglev_size: u32) -> Self {
+    /// Reads `config` as the daemon started with it (the same config id).
+    pub fn start(config: &ConfigFile, served: Vec<String>, maglev_size: u32) -> Self {
         Self {
-            task: start_reload(path, served, maglev_size),
+            task: start_reload(config, served, maglev_size),
             waiters: Vec::new(),
         }
     }
@@ -30,17 +31,17 @@ impl PendingReload {
 /// Reads the config on a blocking thread, within [`RELOAD_DEADLINE`], and checks it against
 /// the data plane's limits and the running table size.
 fn start_reload(
-    path: &Path,
+    config: &ConfigFile,
     served: Vec<String>,
     maglev_size: u32,
 ) -> JoinHandle<Result<Config, Vec<String>>> {
-    let path = path.to_path_buf();
+    let path = config.path.clone();
     let started = std::time::Instant::now();
+    let config = config.clone();
     tokio::spawn(async move {
         let read = tokio::task::spawn_blocking({
-            let path = path.clone();
             move || {
-                lb_config::load(&path).map(|loaded| {
+                config.load().map(|loaded| {
                     let fits = crate::capacity::check(&loaded.config);
                     (loaded, fits)
                 })
