@@ -74,7 +74,14 @@ fn main() -> Result<()> {
         Task::Test { args } => {
             // The end-to-end tests start the real `xlb` binary.
             cargo(&["build", "-p", "lb-userspace", "--bins"])?;
-            let mut argv = vec!["test", "--workspace", "--exclude", "lb-ebpf"];
+            // Every test binary runs, so one failure does not hide the others.
+            let mut argv = vec![
+                "test",
+                "--workspace",
+                "--exclude",
+                "lb-ebpf",
+                "--no-fail-fast",
+            ];
             if !args.is_empty() {
                 argv.push("--");
                 argv.extend(args.iter().map(String::as_str));
