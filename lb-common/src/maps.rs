@@ -131,6 +131,7 @@ pub mod names {
     pub const FLOW_EVENTS: &str = "XLB_FLOW_EVENTS";
     pub const NAT_SOURCES: &str = "XLB_NAT_SOURCES";
     pub const NAT_FILTER: &str = "XLB_NAT_FILTER";
+    pub const PERSISTENCE: &str = "XLB_PERSISTENCE";
     /// Reports the data plane's clock when run with BPF_PROG_TEST_RUN.
     pub const CLOCK_PROGRAM: &str = "xlb_clock";
 }
@@ -232,8 +233,9 @@ impl Forwarding {
 }
 
 /// Real servers' (address, port, protocol) whose replies a NAT director translates: one per
-/// NAT real server of every service, as backends are.
-pub const MAX_NAT_SOURCES: u32 = MAX_BACKENDS;
+/// NAT real server of every service, as backends are, and one per real server address (its
+/// fragments, [`NatSource::address_of`]).
+pub const MAX_NAT_SOURCES: u32 = 2 * MAX_BACKENDS;
 /// Words of the NAT source filter: as the VIP address filter ([`vip_filter_bit`]), one bit per
 /// hash of a NAT real server's address, so that a packet from anyone else is passed after one
 /// array read.
@@ -248,6 +250,20 @@ pub struct NatSource {
     pub port: u16,
     pub proto: u8,
     pub _pad: u8,
+}
+
+impl NatSource {
+    /// The entry that marks `addr` as a NAT real server's address, whatever its ports: its
+    /// fragments are dropped (without ports they cannot be translated, nor told from its own
+    /// traffic).
+    pub const fn address_of(addr: &Addr) -> Self {
+        Self {
+            addr: *addr,
+            port: 0,
+            proto: 0,
+            _pad: 0,
+        }
+    }
 }
 
 /// What a real server's replies are translated back to: the virtual service they answer for.
@@ -281,6 +297,12 @@ pub struct VipValue {
     pub members: u32,
     /// Index of the [`Claim`] that says whether this director serves the VIP now.
     pub claim: u32,
+    /// keepalived's `persistence_timeout` in jiffies, 0 for none: a client's new connections
+    /// go to the real server of its last one for this long ([`PersistenceKey`]).
+    pub persistence: u32,
+    /// A [`VipSlot`] is a whole number of 8-byte words: the kernel stores array values 8-byte
+    /// aligned, and the control plane maps the VIP table as an array of slots.
+    pub _pad: u32,
 }
 
 /// Maglev table entries per value of the ring map. Array map values take a multiple of 8
@@ -444,6 +466,20 @@ pub struct RecentFlow {
     pub seen: u64,
 }
 
+/// Key of the persistence table (IPVS's persistence templates): one client of one persistent
+/// service, whatever its ports.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PersistenceKey {
+    pub client: Addr,
+    pub vip_id: u32,
+}
+
+/// Persistent clients remembered at once. Past this, the least recently seen are forgotten:
+/// their next connection is placed by hashing on the client address (which persistence
+/// implies), so it stays with its real server unless the service's real servers changed.
+pub const PERSISTENCE_ENTRIES: u32 = 1 << 16;
+
 /// Value of the flow table: where the connection went, and when it was last seen.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -540,7 +576,7 @@ pub enum Outcome {
     Tx = 4,
     /// Forwarded through the devmap to another interface.
     Redirect = 5,
-    /// An IPv4 fragment or IPv6 fragment header to a VIP address.
+    /// An IPv4 fragment or IPv6 fragment header to a VIP address, or from a NAT real server.
     DropFragment = 6,
     /// The VIP has no live backend.
     DropNoBackend = 7,
@@ -554,8 +590,9 @@ pub enum Outcome {
     /// own the VIP now. Neither forwarded nor passed to a stack that would answer (this covers
     /// ARP requests and neighbour solicitations for the VIP addresses too).
     DropLeaseExpired = 11,
-    /// An ICMP "fragmentation needed" / ICMPv6 "packet too big" quoting a VIP flow but not
-    /// addressed to that VIP (to the director itself, or forged): the kernel's, not a backend's.
+    /// An ICMP error (destination unreachable, time exceeded; ICMPv6 packet too big too)
+    /// quoting a packet but not addressed to that packet's source (to the director itself
+    /// about a VIP flow, or forged): the kernel's, not a backend's.
     PassIcmpNotToVip = 12,
     /// A NAT reply translated, then handed to the kernel: no neighbour entry for where it goes
     /// yet (the kernel forwards it and resolves one), or the kernel's routes say otherwise.
@@ -611,8 +648,10 @@ impl Outcome {
 const _: () = {
     use core::mem::{offset_of, size_of};
     assert!(size_of::<VipKey>() == 20);
-    assert!(size_of::<VipValue>() == 20);
-    assert!(size_of::<VipSlot>() == 40);
+    assert!(size_of::<VipValue>() == 28);
+    assert!(offset_of!(VipValue, persistence) == 20);
+    assert!(size_of::<VipSlot>() == 48);
+    assert!(size_of::<VipSlot>() % 8 == 0);
     assert!(offset_of!(VipSlot, value) == 20);
     assert!(size_of::<Backend>() == 64);
     // The MAC rewrite copies the first 12 bytes of a backend entry over the frame's first 12.
@@ -624,6 +663,7 @@ const _: () = {
     assert!(size_of::<Claim>() == 24);
     assert!(size_of::<FlowKey>() == 20);
     assert!(size_of::<FlowValue>() == 16);
+    assert!(size_of::<PersistenceKey>() == 20);
     assert!(size_of::<RecentFlow>() == 40);
     assert!(offset_of!(RecentFlow, seen) == 32);
     assert!(RECENT_FLOW_SLOTS.is_power_of_two());
@@ -664,6 +704,7 @@ mod pod {
     unsafe impl aya::Pod for super::FlowValue {}
     unsafe impl aya::Pod for super::RecentFlow {}
     unsafe impl aya::Pod for super::NatSource {}
+    unsafe impl aya::Pod for super::PersistenceKey {}
     unsafe impl aya::Pod for super::NatReply {}
 }
 

@@ -16,6 +16,48 @@ pub(crate) fn validate(config: &Config, declared: &Declared, diags: &mut Diags) 
     unique_vrids(config, diags);
     unique_servers(config, diags);
     nat_real_servers_serve_one_service(config, diags);
+    schedulers(config, diags);
+}
+
+/// Every scheduler is served by weighted Maglev: said once per file, at its first virtual
+/// server with another `lb_algo` (written, or keepalived's default), naming the others.
+fn schedulers(config: &Config, diags: &mut Diags) {
+    let mut by_file: BTreeMap<&str, Vec<&VirtualServer>> = BTreeMap::new();
+    for vs in config
+        .virtual_servers
+        .iter()
+        .filter(|vs| vs.lb_algo != LbAlgo::Mh)
+    {
+        let file = at(&vs.lb_algo_origin)
+            .or(at(&vs.origin))
+            .map(|s| &*s.file)
+            .unwrap_or_default();
+        by_file.entry(file).or_default().push(vs);
+    }
+    for servers in by_file.values() {
+        let first = servers[0];
+        let Some(span) = at(&first.lb_algo_origin).or(at(&first.origin)) else {
+            continue;
+        };
+        let what = if first.lb_algo_origin.span().is_some() {
+            format!("`lb_algo {}`", first.lb_algo.name())
+        } else {
+            format!("keepalived's default `lb_algo {}`", first.lb_algo.name())
+        };
+        let others = match servers.len() - 1 {
+            0 => String::new(),
+            1 => " (and that of 1 more virtual server in this file)".to_string(),
+            n => format!(" (and those of {n} more virtual servers in this file)"),
+        };
+        diags.warn(
+            span,
+            format!(
+                "{what}{others} is served by weighted consistent hashing (Maglev) in xlb: on the \
+                 connection, or on the client address with persistence_timeout or lb_algo sh; \
+                 write `lb_algo mh` to silence this"
+            ),
+        );
+    }
 }
 
 /// A NAT director tells replies apart by the real server's address, port and protocol alone
@@ -239,28 +281,6 @@ pub(crate) fn forwarding(vs: &VirtualServer, diags: &mut Diags, nat_said: bool) 
                     kind.name()
                 ),
             ),
-        }
-    }
-    if vs.lb_algo != LbAlgo::Mh {
-        let explicit = vs.lb_algo_origin.span().is_some();
-        if let Some(span) = at(&vs.lb_algo_origin).or(at(&vs.origin)) {
-            let what = if explicit {
-                format!("`lb_algo {}`", vs.lb_algo.name())
-            } else {
-                format!("keepalived's default `lb_algo {}`", vs.lb_algo.name())
-            };
-            let hashing = if vs.hash_on_source_only() {
-                "on the client address"
-            } else {
-                "on the connection"
-            };
-            diags.warn(
-                span,
-                format!(
-                    "{what} is served by weighted consistent hashing (Maglev) {hashing} in xlb; \
-                     write `lb_algo mh` to silence this"
-                ),
-            );
         }
     }
 }

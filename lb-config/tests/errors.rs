@@ -220,7 +220,7 @@ fn dr_and_nat_are_supported_tun_is_not_yet() {
 }
 
 #[test]
-fn schedulers_other_than_mh_warn_once_per_virtual_server() {
+fn schedulers_other_than_mh_are_said_once_per_file() {
     for algo in [
         "rr", "wrr", "wlc", "lc", "sh", "dh", "lblc", "lblcr", "sed", "nq", "fo", "ovf",
     ] {
@@ -243,6 +243,22 @@ fn schedulers_other_than_mh_warn_once_per_virtual_server() {
         "virtual_server 10.0.0.1 80 {\n    lb_algo mh\n    lb_kind DR\n}\n",
     ));
     assert!(l.warnings.is_empty());
+    // Three virtual servers with other schedulers: one note, at the first, counting the rest.
+    let l = parse_ok(&with_base(
+        "virtual_server 10.0.0.1 80 {\n    lb_algo rr\n    lb_kind DR\n}\n\
+         virtual_server 10.0.0.1 81 {\n    lb_algo wlc\n    lb_kind DR\n}\n\
+         virtual_server 10.0.0.1 82 {\n    lb_algo mh\n    lb_kind DR\n}\n\
+         virtual_server 10.0.0.1 83 {\n    lb_algo sh\n    lb_kind DR\n}\n",
+    ));
+    assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
+    assert_eq!((l.warnings[0].line, l.warnings[0].col), (9, 5));
+    assert!(
+        l.warnings[0]
+            .message
+            .starts_with("`lb_algo rr` (and those of 2 more virtual servers in this file)"),
+        "{}",
+        l.warnings[0]
+    );
     // Not written: keepalived's rr, warned at the virtual_server line.
     let l = parse_ok(&with_base(
         "virtual_server 10.0.0.1 80 {\n    lb_kind DR\n}\n",

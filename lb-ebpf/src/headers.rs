@@ -23,8 +23,10 @@ pub const IPPROTO_FRAGMENT: u8 = 44;
 pub const IPPROTO_DSTOPTS: u8 = 60;
 
 pub const ICMP_DEST_UNREACH: u8 = 3;
-pub const ICMP_FRAG_NEEDED: u8 = 4;
+pub const ICMP_TIME_EXCEEDED: u8 = 11;
+pub const ICMPV6_DEST_UNREACH: u8 = 1;
 pub const ICMPV6_PKT_TOOBIG: u8 = 2;
+pub const ICMPV6_TIME_EXCEED: u8 = 3;
 
 pub const AF_INET: u8 = 2;
 pub const AF_INET6: u8 = 10;

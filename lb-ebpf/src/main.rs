@@ -1,11 +1,13 @@
-//! The xlb XDP program: Direct Routing for configured VIPs.
+//! The xlb XDP program: Direct Routing and NAT for configured VIPs.
 //!
-//! Per packet, top to bottom: parse Ethernet (one VLAN tag), IPv4 or IPv6, TCP or UDP (or the
-//! ICMP error that quotes a VIP flow); look up the VIP; find the connection in the flow table,
-//! or else hash it into the VIP's live Maglev table and remember the choice; rewrite the two MAC
-//! addresses; send the frame back out (XDP_TX) or to the backend's interface (devmap redirect).
-//! Anything that is not for a VIP passes untouched. Every packet bumps exactly one outcome
-//! counter.
+//! Per packet, top to bottom: parse Ethernet (VLAN tags), IPv4 or IPv6, TCP or UDP (or the ICMP
+//! error that quotes such a packet) into a [`Flow`]; look up the VIP; find the connection in the
+//! flow table, or else place it (the client's persistence template, or the VIP's live Maglev
+//! table) and remember the choice; rewrite it as the service forwards (DR: the two MAC
+//! addresses; NAT: the destination too, see [`nat`]); send the frame back out (XDP_TX) or to
+//! the backend's interface (devmap redirect). A NAT real server's reply is translated back and
+//! routed to the client. Anything else passes untouched. Every packet bumps exactly one
+//! outcome counter.
 #![no_std]
 #![no_main]
 
@@ -28,12 +30,12 @@ use lb_common::{
     Addr, BACKEND_F_VALID, Backend, Claim, Control, Counters, DEFAULT_FLOW_TABLE_SIZE,
     DEFAULT_MAGLEV_TABLE_SIZE, FlowEvent, FlowKey, FlowValue, Forwarding, MAX_BACKENDS, MAX_CLAIMS,
     MAX_NAT_SOURCES, MAX_SERVICES, MAX_TX_PORTS, MEMBER_SLOTS, MemberSlot, NAT_FILTER_WORDS,
-    NO_MEMBER, NatReply, NatSource, Outcome, PROTO_TCP, RECENT_FLOW_SLOTS, RING_CHUNK, RecentFlow,
-    RingChunk, VIP_ADDR_CLAIM_MASK, VIP_ADDR_F_SERVICES, VIP_F_SOURCE_HASH, VIP_FILTER_WORDS,
-    VIP_PROBES, VIP_SLOTS, VipAddrValue, VipKey, VipSlot, VipValue, hash, ring_chunks, v4_mapped,
-    vip_filter_bit,
+    NO_MEMBER, NatReply, NatSource, Outcome, PERSISTENCE_ENTRIES, PROTO_TCP, PersistenceKey,
+    RECENT_FLOW_SLOTS, RING_CHUNK, RecentFlow, RingChunk, VIP_ADDR_CLAIM_MASK, VIP_ADDR_F_SERVICES,
+    VIP_F_SOURCE_HASH, VIP_FILTER_WORDS, VIP_PROBES, VIP_SLOTS, VipAddrValue, VipKey, VipSlot,
+    VipValue, hash, ring_chunks, v4_mapped, vip_filter_bit,
 };
-use nat::{End, Headers};
+use nat::{End, Headers, Quote};
 
 /// Two halves of [`VIP_SLOTS`] slots; `Control::vip_half` says which one is live. Mapped into
 /// the control plane's memory, which writes a whole half at memory speed.
@@ -77,6 +79,11 @@ static XLB_OUTCOMES: PerCpuArray<u64> = PerCpuArray::with_max_entries(Outcome::C
 #[map]
 static XLB_FLOWS: LruHashMap<FlowKey, FlowValue> =
     LruHashMap::with_max_entries(DEFAULT_FLOW_TABLE_SIZE, BPF_F_NO_COMMON_LRU);
+/// Persistent services' clients and the backend of their last connection (IPVS's persistence
+/// templates).
+#[map]
+static XLB_PERSISTENCE: LruHashMap<PersistenceKey, FlowValue> =
+    LruHashMap::with_max_entries(PERSISTENCE_ENTRIES, 0);
 /// NAT real servers (address, port, protocol) and the service their replies answer for.
 #[map]
 static XLB_NAT_SOURCES: HashMap<NatSource, NatReply> =
@@ -143,8 +150,8 @@ struct Flow {
     opens: bool,
     /// Its destination address may be a VIP's (the VIP address filter says so).
     to_vip_addr: bool,
-    /// Parsed from an ICMP error quoting it, whose own headers `at` describes.
-    quoted: bool,
+    /// Parsed from an ICMP error quoting it (the error's own headers are `at`).
+    quote: Option<Quote>,
     at: Headers,
 }
 
@@ -227,7 +234,7 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
         return Err(Outcome::PassMalformed);
     }
     if frag_off & IP_MF_OFFSET != 0 {
-        return Err(not_for_a_vip(&v4_mapped(daddr), Outcome::DropFragment));
+        return Err(fragment(&v4_mapped(saddr), &v4_mapped(daddr)));
     }
     let l4 = l3 + header_len;
     let l4_len = tot_len - header_len;
@@ -250,7 +257,7 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
                 v4: true,
                 opens,
                 to_vip_addr,
-                quoted: false,
+                quote: None,
                 at: Headers {
                     l3,
                     l4,
@@ -259,7 +266,7 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
                 },
             })
         }
-        IPPROTO_ICMP => parse_icmpv4_frag_needed(ctx, l3, l4, opaque(l4_len), daddr),
+        IPPROTO_ICMP => parse_icmpv4_error(ctx, l3, l4, opaque(l4_len), daddr),
         _ => Err(Outcome::PassNotVip),
     }
 }
@@ -293,12 +300,15 @@ fn transport(
     Ok((src, dst, flags & (TCP_SYN | TCP_ACK) == TCP_SYN))
 }
 
-/// "Fragmentation needed" about a VIP flow quotes the backend's reply (VIP to client); it must
-/// reach the backend that owns the flow so that its path MTU shrinks (Maglev paper, section 4).
-/// Everything read lies inside the IP packet's `len` bytes (not in the frame's padding), and the
-/// error must be addressed to the VIP that sent the quoted packet.
+/// An ICMP error (destination unreachable, fragmentation needed among them, or time exceeded)
+/// about a VIP flow quotes the backend's reply (VIP to client); it must reach the backend that
+/// owns the flow, so that its path MTU shrinks or its connection fails fast (Maglev paper,
+/// section 4; IPVS forwards the same errors). About a NAT real server's flow it quotes the
+/// request (client to real server) and goes back to the client translated. Everything read lies
+/// inside the IP packet's `len` bytes (not in the frame's padding), and the error must be
+/// addressed to the quoted packet's source.
 #[inline(always)]
-fn parse_icmpv4_frag_needed(
+fn parse_icmpv4_error(
     ctx: &XdpContext,
     l3: usize,
     l4: usize,
@@ -309,7 +319,8 @@ fn parse_icmpv4_frag_needed(
     if len < size_of::<IcmpHdr>() {
         return Err(Outcome::PassMalformed);
     }
-    if unsafe { (*icmp).kind != ICMP_DEST_UNREACH || (*icmp).code != ICMP_FRAG_NEEDED } {
+    let kind = unsafe { (*icmp).kind };
+    if kind != ICMP_DEST_UNREACH && kind != ICMP_TIME_EXCEEDED {
         return Err(Outcome::PassNotVip);
     }
     let quoted = l4 + size_of::<IcmpHdr>();
@@ -320,7 +331,8 @@ fn parse_icmpv4_frag_needed(
     if version_ihl >> 4 != 4 || header_len < size_of::<Ipv4Hdr>() {
         return Err(Outcome::PassMalformed);
     }
-    let ports = ptr_at::<Ports>(ctx, quoted + header_len).ok_or(Outcome::PassMalformed)?;
+    let inner_l4 = quoted + header_len;
+    let ports = ptr_at::<Ports>(ctx, inner_l4).ok_or(Outcome::PassMalformed)?;
     if len < size_of::<IcmpHdr>() + header_len + size_of::<Ports>() {
         return Err(Outcome::PassMalformed);
     }
@@ -342,8 +354,16 @@ fn parse_icmpv4_frag_needed(
         client_port: dst,
         v4: true,
         opens: false,
-        to_vip_addr: true,
-        quoted: true,
+        to_vip_addr: maybe_vip_addr(&v4_mapped(saddr)),
+        quote: Some(Quote {
+            inner: Headers {
+                l3: quoted,
+                l4: inner_l4,
+                v4: true,
+                proto,
+            },
+            l4_len: len - size_of::<IcmpHdr>() - header_len,
+        }),
         at: Headers {
             l3,
             l4,
@@ -391,7 +411,7 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
                 v4: false,
                 opens,
                 to_vip_addr,
-                quoted: false,
+                quote: None,
                 at: Headers {
                     l3,
                     l4,
@@ -401,7 +421,7 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
             })
         }
         IPPROTO_ICMPV6 => parse_icmpv6(ctx, l3, l4, opaque(payload_len), &daddr),
-        IPPROTO_FRAGMENT => Err(not_for_a_vip(&daddr, Outcome::DropFragment)),
+        IPPROTO_FRAGMENT => Err(fragment(unsafe { &(*ip).saddr }, &daddr)),
         IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
             Err(not_for_a_vip(&daddr, Outcome::DropIpv6Ext))
         }
@@ -409,9 +429,10 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
     }
 }
 
-/// ICMPv6 "packet too big" about a VIP flow, steered like its IPv4 counterpart (inside the
-/// payload's `len` bytes, addressed to the quoting VIP); neighbour solicitations for a VIP address whose claim lapsed are dropped,
-/// like ARP requests.
+/// ICMPv6 errors (destination unreachable, packet too big, time exceeded) about a VIP flow or a
+/// NAT real server's, read like their IPv4 counterparts (inside the payload's `len` bytes,
+/// addressed to the quoted packet's source); neighbour solicitations for a VIP address whose
+/// claim lapsed are dropped, like ARP requests.
 #[inline(always)]
 fn parse_icmpv6(
     ctx: &XdpContext,
@@ -437,13 +458,13 @@ fn parse_icmpv6(
             Outcome::PassNotVip
         });
     }
-    if kind != ICMPV6_PKT_TOOBIG {
+    if kind != ICMPV6_DEST_UNREACH && kind != ICMPV6_PKT_TOOBIG && kind != ICMPV6_TIME_EXCEED {
         return Err(Outcome::PassNotVip);
     }
     let quoted = l4 + size_of::<IcmpHdr>();
     let ip = ptr_at::<Ipv6Hdr>(ctx, quoted).ok_or(Outcome::PassMalformed)?;
-    let ports =
-        ptr_at::<Ports>(ctx, quoted + size_of::<Ipv6Hdr>()).ok_or(Outcome::PassMalformed)?;
+    let inner_l4 = quoted + size_of::<Ipv6Hdr>();
+    let ports = ptr_at::<Ports>(ctx, inner_l4).ok_or(Outcome::PassMalformed)?;
     if len < size_of::<IcmpHdr>() + size_of::<Ipv6Hdr>() + size_of::<Ports>() {
         return Err(Outcome::PassMalformed);
     }
@@ -467,8 +488,16 @@ fn parse_icmpv6(
         client_port: dst,
         v4: false,
         opens: false,
-        to_vip_addr: true,
-        quoted: true,
+        to_vip_addr: maybe_vip_addr(&saddr),
+        quote: Some(Quote {
+            inner: Headers {
+                l3: quoted,
+                l4: inner_l4,
+                v4: false,
+                proto,
+            },
+            l4_len: len - size_of::<IcmpHdr>() - size_of::<Ipv6Hdr>(),
+        }),
         at: Headers {
             l3,
             l4,
@@ -498,6 +527,20 @@ fn not_for_a_vip(addr: &Addr, outcome: Outcome) -> Outcome {
         Some(value) if unsafe { *value } & VIP_ADDR_F_SERVICES != 0 => outcome,
         _ => Outcome::PassNotVip,
     }
+}
+
+/// A fragment: to a VIP address, or from a NAT real server (whose replies it may carry, and
+/// which cannot be translated without their ports), it is dropped; anything else is the
+/// kernel's.
+#[inline(always)]
+fn fragment(saddr: &Addr, daddr: &Addr) -> Outcome {
+    if maybe_nat_source(saddr) {
+        let marker = NatSource::address_of(saddr);
+        if unsafe { XLB_NAT_SOURCES.get(&marker) }.is_some() {
+            return Outcome::DropFragment;
+        }
+    }
+    not_for_a_vip(daddr, Outcome::DropFragment)
 }
 
 /// Whether `addr` may have virtual services: its bit in the VIP address filter is set (an
@@ -561,8 +604,9 @@ fn forward(ctx: &XdpContext, flow: &Flow) -> Outcome {
         None
     };
     let Some(vip) = vip else {
-        // Not to a VIP: a NAT real server's reply, or none of the data plane's business.
-        if !flow.quoted && maybe_nat_source(&flow.client) {
+        // Not to a VIP: a NAT real server's reply (or an error about a request to it), or
+        // none of the data plane's business.
+        if maybe_nat_source(&flow.client) {
             return reply(ctx, flow);
         }
         return Outcome::PassNotVip;
@@ -612,7 +656,7 @@ fn serve(ctx: &XdpContext, flow: &Flow, vip: &VipValue, control: &Control, bytes
     // a SYN never follows an entry a closed connection left either (Katran's rule).
     if flow.opens {
         flow_event(FlowEvent::Syn);
-        let (id, backend) = match place(flow, vip, control) {
+        let (id, backend) = match place_new(flow, vip, control, now) {
             Ok(placed) => placed,
             Err(outcome) => return outcome,
         };
@@ -630,7 +674,7 @@ fn serve(ctx: &XdpContext, flow: &Flow, vip: &VipValue, control: &Control, bytes
             Ok((id, backend)) => (id, backend, 0),
             Err(why) => {
                 flow_event(why);
-                let (id, backend) = match place(flow, vip, control) {
+                let (id, backend) = match place_new(flow, vip, control, now) {
                     Ok(placed) => placed,
                     Err(outcome) => return outcome,
                 };
@@ -703,13 +747,13 @@ fn finish(
         // DR: the real server holds the VIP itself; the Ethernet addresses are all that change.
         Forwarding::DirectRouting => {}
         Forwarding::Nat => {
-            // An ICMP error quoting a NAT flow is the kernel's for now: the real server is
-            // not told (its path MTU does not shrink).
-            if flow.quoted {
-                return Outcome::PassNotVip;
-            }
             let port = backend.real_server_port.to_be();
-            if nat::rewrite(ctx, &flow.at, End::Destination, &backend.real_server, port).is_err() {
+            let rs = &backend.real_server;
+            let rewritten = match &flow.quote {
+                None => nat::rewrite(ctx, &flow.at, End::Destination, rs, port),
+                Some(q) => nat::rewrite_quoted(ctx, &flow.at, q, End::Destination, rs, port),
+            };
+            if rewritten.is_err() {
                 return Outcome::DropTtlExceeded;
             }
         }
@@ -774,7 +818,11 @@ fn reply(ctx: &XdpContext, flow: &Flow) -> Outcome {
         return Outcome::PassNotVip;
     }
     let bytes = (ctx.data_end() - ctx.data()) as u64;
-    if nat::rewrite(ctx, &flow.at, End::Source, &vip_addr, vip_port).is_err() {
+    let rewritten = match &flow.quote {
+        None => nat::rewrite(ctx, &flow.at, End::Source, &vip_addr, vip_port),
+        Some(q) => nat::rewrite_quoted(ctx, &flow.at, q, End::Source, &vip_addr, vip_port),
+    };
+    if rewritten.is_err() {
         return Outcome::DropTtlExceeded;
     }
     if let Some(c) = XLB_BACKEND_STATS.get_ptr_mut(backend_id) {
@@ -951,6 +999,48 @@ fn remembered(key: &FlowKey, now: u64, idle: u64) -> Result<(u32, &'static Backe
         unsafe { (*entry).last_seen = now };
     }
     Ok((backend_id, backend))
+}
+
+/// A new connection's backend: while its service's persistence lasts, the one its client's last
+/// connection went to (if that backend lives on), else Maglev's choice, remembered for the
+/// client. A template is renewed by each new connection, not by the packets of long ones.
+#[inline(always)]
+fn place_new(
+    flow: &Flow,
+    vip: &VipValue,
+    control: &Control,
+    now: u64,
+) -> Result<(u32, &'static Backend), Outcome> {
+    if vip.persistence == 0 {
+        return place(flow, vip, control);
+    }
+    let key = PersistenceKey {
+        client: flow.client,
+        vip_id: vip.id,
+    };
+    if let Some(entry) = XLB_PERSISTENCE.get_ptr_mut(&key) {
+        // SAFETY: a map value; a torn read is caught by the generation check, as for flows.
+        let (id, generation, seen) =
+            unsafe { ((*entry).backend_id, (*entry).generation, (*entry).last_seen) };
+        if now.wrapping_sub(seen) <= u64::from(vip.persistence)
+            && let Some(backend) = XLB_BACKENDS.get(id)
+            && backend.flags & BACKEND_F_VALID != 0
+            && backend.generation == generation
+        {
+            unsafe { (*entry).last_seen = now };
+            return Ok((id, backend));
+        }
+    }
+    let (id, backend) = place(flow, vip, control)?;
+    let template = FlowValue {
+        backend_id: id,
+        generation: backend.generation,
+        last_seen: now,
+    };
+    if XLB_PERSISTENCE.insert(&key, &template, 0).is_err() {
+        flow_event(FlowEvent::InsertFailed);
+    }
+    Ok((id, backend))
 }
 
 /// A new connection: weighted Maglev over the service's table, then the service's own backend

@@ -22,6 +22,14 @@ pub struct Headers {
     pub proto: u8,
 }
 
+/// An ICMP error's quote of the packet it is about: where its headers are, and how many bytes
+/// of its transport header the error carries (an IPv4 router quotes only 8).
+#[derive(Clone, Copy)]
+pub struct Quote {
+    pub inner: Headers,
+    pub l4_len: usize,
+}
+
 /// Which end of the packet NAT rewrites.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum End {
@@ -147,6 +155,150 @@ pub fn rewrite(ctx: &XdpContext, at: &Headers, end: End, addr: &Addr, port: u16)
             field.write_unaligned(port);
         }
     }
+    Ok(())
+}
+
+/// Rewrites an ICMP error about a NAT flow as [`rewrite`] rewrites the flow's own packets at
+/// `end`. The quoted packet went the other way, so its opposite end changes: toward the real
+/// server (the client's error about a reply), the quote's source VIP:vport becomes the real
+/// server's address and port and so does the error's destination; toward the client (the real
+/// server's error about a request, or a router's on the way), the quote's destination real
+/// server becomes VIP:vport, and the error's source too when the real server sent it. The
+/// quote's IP checksum and, when quoted whole, its TCP/UDP checksum follow; the ICMP checksum
+/// covers all of it (and, for ICMPv6, the outer addresses).
+#[inline(always)]
+pub fn rewrite_quoted(
+    ctx: &XdpContext,
+    at: &Headers,
+    quote: &Quote,
+    end: End,
+    addr: &Addr,
+    port: u16,
+) -> Result<(), ()> {
+    let inner = &quote.inner;
+    // The ICMP checksum word, read first: every change below is folded into it.
+    let icmp = ptr_at::<IcmpHdr>(ctx, at.l4).ok_or(())? as *mut IcmpHdr;
+    // SAFETY: `icmp` lies inside the packet (checked just above).
+    let mut icmp_check = unsafe { (*icmp).check };
+    // The quote's address at its opposite end.
+    let old: Addr;
+    if at.v4 {
+        let ip = ptr_at::<Ipv4Hdr>(ctx, at.l3).ok_or(())? as *mut Ipv4Hdr;
+        let quoted = ptr_at::<Ipv4Hdr>(ctx, inner.l3).ok_or(())? as *mut Ipv4Hdr;
+        // SAFETY: both headers lie inside the packet (checked just above).
+        unsafe {
+            let ttl = (*ip).ttl;
+            if ttl <= 1 {
+                return Err(());
+            }
+            let quoted_field = match end {
+                End::Destination => &raw mut (*quoted).saddr,
+                End::Source => &raw mut (*quoted).daddr,
+            };
+            let was = quoted_field.read_unaligned();
+            old = [0, 0, 0, was];
+            let quoted_check = (*quoted).check;
+            let new_quoted_check = replace32(quoted_check, was, addr[3]);
+            (*quoted).check = new_quoted_check;
+            quoted_field.write_unaligned(addr[3]);
+            // ICMPv4's checksum covers its message only: the quote's words.
+            icmp_check = replace32(icmp_check, was, addr[3]);
+            icmp_check = replace16(icmp_check, quoted_check, new_quoted_check);
+
+            let outer_field = match end {
+                End::Destination => &raw mut (*ip).daddr,
+                End::Source => &raw mut (*ip).saddr,
+            };
+            let ttl_word = &raw mut (*ip).ttl as *mut u16;
+            let old_word = ttl_word.read_unaligned();
+            (*ip).ttl = ttl - 1;
+            let mut check = replace16((*ip).check, old_word, ttl_word.read_unaligned());
+            let outer = outer_field.read_unaligned();
+            if outer == was {
+                check = replace32(check, was, addr[3]);
+                outer_field.write_unaligned(addr[3]);
+            }
+            (*ip).check = check;
+        }
+    } else {
+        let ip = ptr_at::<Ipv6Hdr>(ctx, at.l3).ok_or(())? as *mut Ipv6Hdr;
+        let quoted = ptr_at::<Ipv6Hdr>(ctx, inner.l3).ok_or(())? as *mut Ipv6Hdr;
+        // SAFETY: as above.
+        unsafe {
+            let hops = (*ip).hop_limit;
+            if hops <= 1 {
+                return Err(());
+            }
+            (*ip).hop_limit = hops - 1;
+            let quoted_field = match end {
+                End::Destination => &raw mut (*quoted).saddr,
+                End::Source => &raw mut (*quoted).daddr,
+            };
+            old = quoted_field.read_unaligned();
+            quoted_field.write_unaligned(*addr);
+            icmp_check = replace_addr(icmp_check, &old, addr, false);
+            // ICMPv6's checksum covers the outer addresses too (its pseudo-header).
+            let outer_field = match end {
+                End::Destination => &raw mut (*ip).daddr,
+                End::Source => &raw mut (*ip).saddr,
+            };
+            if outer_field.read_unaligned() == old {
+                icmp_check = replace_addr(icmp_check, &old, addr, false);
+                outer_field.write_unaligned(*addr);
+            }
+        }
+    }
+    // The quote's transport header: its port at that end always (within the 8 bytes every
+    // error carries), its checksum when quoted.
+    if inner.proto == IPPROTO_TCP {
+        let ports = ptr_at::<Ports>(ctx, inner.l4).ok_or(())? as *mut Ports;
+        // SAFETY: `ports` lies inside the packet.
+        let was = unsafe {
+            let field = match end {
+                End::Destination => &raw mut (*ports).src,
+                End::Source => &raw mut (*ports).dst,
+            };
+            let was = field.read_unaligned();
+            field.write_unaligned(port);
+            was
+        };
+        icmp_check = replace16(icmp_check, was, port);
+        if quote.l4_len >= size_of::<TcpToCheck>() {
+            let tcp = ptr_at::<TcpToCheck>(ctx, inner.l4).ok_or(())? as *mut TcpToCheck;
+            // SAFETY: `tcp` lies inside the packet.
+            unsafe {
+                let check = (*tcp).check;
+                let mut new = replace_addr(check, &old, addr, at.v4);
+                new = replace16(new, was, port);
+                (*tcp).check = new;
+                icmp_check = replace16(icmp_check, check, new);
+            }
+        }
+    } else {
+        let udp = ptr_at::<UdpHdr>(ctx, inner.l4).ok_or(())? as *mut UdpHdr;
+        // SAFETY: `udp` lies inside the packet (the 8 bytes every error quotes).
+        unsafe {
+            let field = match end {
+                End::Destination => &raw mut (*udp).src,
+                End::Source => &raw mut (*udp).dst,
+            };
+            let was = field.read_unaligned();
+            field.write_unaligned(port);
+            icmp_check = replace16(icmp_check, was, port);
+            let check = (*udp).check;
+            if check != 0 || !at.v4 {
+                let mut new = replace_addr(check, &old, addr, at.v4);
+                new = replace16(new, was, port);
+                if new == 0 {
+                    new = 0xffff;
+                }
+                (*udp).check = new;
+                icmp_check = replace16(icmp_check, check, new);
+            }
+        }
+    }
+    // SAFETY: `icmp` was checked to lie inside the packet above.
+    unsafe { (*icmp).check = icmp_check };
     Ok(())
 }
 

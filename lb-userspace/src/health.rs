@@ -78,6 +78,7 @@ fn service(
         vip: (vs.address, vs.port).into(),
         protocol: Protocol::from(vs.protocol),
         source_hash: vs.hash_on_source_only(),
+        persistence: vs.persistence_timeout,
         forwarding: match vs.lb_kind {
             lb_config::LbKind::Nat => Forwarding::Nat,
             // TUN is refused by the config check.

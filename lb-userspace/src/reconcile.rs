@@ -166,6 +166,8 @@ pub struct FlowTimeouts {
     pub udp_idle: u64,
     /// How long after a SYN the connection's first packet without SYN follows it.
     pub syn_window: u64,
+    /// Jiffies per second: a service's persistence_timeout is written in jiffies.
+    pub ticks_per_second: u64,
 }
 
 /// What one reconciliation wrote.
@@ -321,6 +323,8 @@ struct Plan {
     key: VipKey,
     flags: u32,
     claim: u32,
+    /// persistence_timeout in jiffies.
+    persistence: u32,
     table: TableMembers,
     member_ids: Vec<u32>,
     /// The desired live members this plan comes from.
@@ -447,6 +451,13 @@ impl Reconciler {
     }
 
     /// The backend id of one real server of one VIP, for stats and tests.
+    /// A persistence_timeout as the data plane keeps it: jiffies, at most what a u32 holds
+    /// (about 50 days at 1000 Hz).
+    fn persistence_ticks(&self, seconds: u32) -> u32 {
+        let ticks = u64::from(seconds).saturating_mul(self.timeouts.ticks_per_second);
+        u32::try_from(ticks).unwrap_or(u32::MAX)
+    }
+
     pub fn backend_id(&self, vip: &VipKey, real_server: std::net::SocketAddr) -> Option<u32> {
         self.backends
             .get(&BackendKey {
@@ -581,17 +592,19 @@ impl Reconciler {
         }
 
         // What each changed service needs; services whose table and members stay only have
-        // their entry's flags and claim brought up to date.
+        // their entry's flags, claim and persistence brought up to date.
         let mut plans: Vec<Plan> = Vec::new();
         for (key, vip) in &desired.vips {
             // The same live members as last time: the same table and member block (ids stay
             // with their real servers for as long as these are configured).
+            let persistence = self.persistence_ticks(vip.persistence);
             if let Some(applied) = self.vips.get_mut(key)
                 && applied.table.is_some()
                 && applied.members == vip.members
             {
                 applied.value.flags = vip.flags;
                 applied.value.claim = vip.claim;
+                applied.value.persistence = persistence;
                 continue;
             }
             let (table, positions) = TableMembers::of(&vip.members);
@@ -610,12 +623,14 @@ impl Reconciler {
                 {
                     applied.value.flags = vip.flags;
                     applied.value.claim = vip.claim;
+                    applied.value.persistence = persistence;
                     applied.members = vip.members.clone();
                 }
                 _ => plans.push(Plan {
                     key: *key,
                     flags: vip.flags,
                     claim: vip.claim,
+                    persistence,
                     table,
                     member_ids,
                     members: vip.members.clone(),
@@ -734,12 +749,16 @@ impl Reconciler {
                 proto: key.vip.proto,
                 _pad: 0,
             };
-            out.entry(source).or_insert(NatReply {
+            let reply = NatReply {
                 vip: key.vip,
                 backend_id: id,
                 claim: vip.claim,
                 _pad: 0,
-            });
+            };
+            out.entry(source).or_insert(reply);
+            // Its address alone, whose fragments the data plane drops.
+            out.entry(NatSource::address_of(&source.addr))
+                .or_insert(reply);
         }
         out
     }
@@ -885,6 +904,8 @@ impl Reconciler {
             ring: table_slot * self.maglev_size,
             members: block.base,
             claim: plan.claim,
+            persistence: plan.persistence,
+            _pad: 0,
         };
         let adopted = self.vips.get(&plan.key).is_some_and(|a| a.table.is_none());
         if let Some(old) = self.vips.insert(
@@ -1179,6 +1200,7 @@ mod tests {
         tcp_idle: 900 * 250,
         udp_idle: 300 * 250,
         syn_window: 3 * 250,
+        ticks_per_second: 250,
     };
 
     fn reconciler() -> Reconciler {
@@ -1190,6 +1212,7 @@ mod tests {
             vip: format!("10.0.0.100:{port}").parse().unwrap(),
             protocol: Protocol::Tcp,
             source_hash: false,
+            persistence: 0,
             forwarding: Forwarding::DirectRouting,
             real_servers: weights
                 .iter()
@@ -1564,8 +1587,9 @@ mod tests {
         }
     }
 
-    /// A NAT service's real servers get NAT source entries (their port, the VIP's port back)
-    /// before the service goes live; one removed from the config keeps its entry while it
+    /// A NAT service's real servers get NAT source entries (their port, the VIP's port back,
+    /// and their address alone, port 0, whose fragments are dropped) before the service goes
+    /// live; one removed from the config keeps its entry while it
     /// drains (its connections' replies are still translated), and loses it with the drain.
     #[test]
     fn nat_sources_follow_nat_services_and_their_drains() {
@@ -1598,7 +1622,9 @@ mod tests {
         assert_eq!(
             nat_writes,
             [
+                &Write::NatSource(0, Some(80)),
                 &Write::NatSource(8080, Some(80)),
+                &Write::NatSource(0, Some(80)),
                 &Write::NatSource(8080, Some(80))
             ]
         );
@@ -1629,7 +1655,7 @@ mod tests {
             w.0.iter()
                 .filter(|x| matches!(x, Write::NatSource(..)))
                 .collect::<Vec<_>>(),
-            [&Write::NatSource(8080, None)]
+            [&Write::NatSource(0, None), &Write::NatSource(8080, None)]
         );
 
         // A DR service has none.

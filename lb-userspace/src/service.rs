@@ -51,6 +51,9 @@ pub struct Service {
     pub protocol: Protocol,
     /// Hash on the client address only (`lb_algo sh` or `persistence_timeout`).
     pub source_hash: bool,
+    /// keepalived's `persistence_timeout` in seconds (0: none): a client's new connections go
+    /// to the real server of its last one for this long.
+    pub persistence: u32,
     /// How packets reach the real servers (`lb_kind`).
     pub forwarding: Forwarding,
     pub real_servers: Vec<RealServer>,
@@ -151,6 +154,8 @@ impl DesiredState {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DesiredVip {
     pub flags: u32,
+    /// persistence_timeout, seconds.
+    pub persistence: u32,
     /// (backend address, port, weight): the Maglev table's input.
     pub members: Vec<(IpAddr, u16, u32)>,
     /// The [`lb_common::Claim`] that says whether this director serves the VIP.
@@ -210,6 +215,7 @@ pub fn desired(
             service.key(),
             DesiredVip {
                 flags,
+                persistence: service.persistence,
                 members,
                 claim: CLAIM_STATIC,
             },
@@ -230,6 +236,7 @@ mod tests {
             vip: vip.parse().unwrap(),
             protocol: Protocol::Tcp,
             source_hash: false,
+            persistence: 0,
             forwarding: Forwarding::DirectRouting,
             real_servers: rs
                 .iter()

@@ -52,6 +52,7 @@ impl Harness {
                     vip: (ip, port).into(),
                     protocol,
                     source_hash: false,
+                    persistence: 0,
                     forwarding: lb_common::Forwarding::DirectRouting,
                     real_servers: backends
                         .iter()
@@ -107,6 +108,7 @@ impl Harness {
             tcp_idle: dp.clock().ticks(std::time::Duration::from_secs(900)),
             udp_idle: dp.clock().ticks(std::time::Duration::from_secs(300)),
             syn_window: dp.clock().ticks(lb_userspace::reconcile::SYN_WINDOW),
+            ticks_per_second: dp.clock().ticks(std::time::Duration::from_secs(1)),
         };
         let mut h = Self {
             dp,

@@ -272,6 +272,32 @@ pub fn frag_needed_to(
     }
 }
 
+/// An ICMP (or ICMPv6) error of `kind` and `code` from `from` to `to`, `ttl` hops left, quoting
+/// the first `quote_len` bytes of the IP packet `quoted` (a router's IPv4 error quotes 28: the
+/// header and 8 bytes; Linux quotes as much as fits).
+#[allow(clippy::too_many_arguments)]
+pub fn icmp_error(
+    from: IpAddr,
+    to: IpAddr,
+    kind: u8,
+    code: u8,
+    quoted: &[u8],
+    quote_len: usize,
+    ttl: u8,
+) -> Vec<u8> {
+    let mut icmp = vec![kind, code, 0, 0, 0, 0, 0x05, 0xdc];
+    icmp.extend_from_slice(&quoted[..quote_len.min(quoted.len())]);
+    if from.is_ipv4() {
+        let c = checksum(&[&icmp]);
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        ethernet(None, 0x0800, &ip_packet_ttl(from, to, 1, &icmp, ttl))
+    } else {
+        let c = checksum(&[&pseudo_header(from, to, 58, icmp.len()), &icmp]);
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        ethernet(None, 0x86dd, &ip_packet_ttl(from, to, 58, &icmp, ttl))
+    }
+}
+
 /// Sets the IP packet's own length (IPv4 total length, IPv6 payload length) of an untagged
 /// frame, leaving its bytes where they are: what lies past the new length is Ethernet padding.
 pub fn with_ip_length(mut frame: Vec<u8>, len: u16) -> Vec<u8> {

@@ -51,7 +51,7 @@ fn no_connection_fails_while_the_config_is_reloaded() {
     lab.reload_with(
         &xlb,
         &config,
-        "virtual_server 10.99.0.100 80 {\n    lb_kind BOGUS\n    weight x\n",
+        "virtual_server 10.99.0.100 80 {\n    delay_loop x\n    weight x\n",
     )
     .unwrap();
     thread::sleep(settle);

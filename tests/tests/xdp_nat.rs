@@ -14,7 +14,7 @@ use lb_userspace::service::{BackendPath, Protocol, RealServer, Service};
 use xlb_tests::{
     harness::{Harness, LO_IFINDEX, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX, backend_mac},
     lab::{Netns, mac_of, unique_name},
-    packet::{DIRECTOR_MAC, L4, PacketSpec, TCP_ACK},
+    packet::{self, DIRECTOR_MAC, L4, PacketSpec, TCP_ACK},
 };
 
 const VIP4: &str = "10.0.0.100";
@@ -35,6 +35,7 @@ fn nat_service(vip: &str, port: u16, protocol: Protocol, rs: &str, rs_port: u16)
         vip: (vip, port).into(),
         protocol,
         source_hash: false,
+        persistence: 0,
         forwarding: Forwarding::Nat,
         real_servers: vec![RealServer {
             addr: (rs, rs_port).into(),
@@ -300,4 +301,163 @@ fn an_unresolved_client_gets_its_reply_through_the_kernel_translated() {
         assert_eq!(out, expected, "{what}");
     }
     assert_eq!(h.outcome(Outcome::PassNatUnresolved), before + 4);
+}
+
+/// The ICMP errors a NAT director translates, as (what, IPv4 type/code, ICMPv6 type/code).
+const ERRORS: [(&str, (u8, u8), (u8, u8)); 3] = [
+    ("port unreachable", (3, 3), (1, 4)),
+    ("fragmentation needed / packet too big", (3, 4), (2, 0)),
+    ("time exceeded", (11, 0), (3, 0)),
+];
+
+/// A TCP or UDP packet with a little data, whole (IP header included).
+fn ip_of(src: &str, dst: &str, sport: u16, dport: u16, l4: L4) -> Vec<u8> {
+    let (src, dst): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+    let segment = packet::l4_segment(src, dst, sport, dport, l4, TCP_ACK, b"quoted data");
+    packet::ip_packet(src, dst, l4.number(), &segment)
+}
+
+/// How much of the quoted packet an error carries: its IP header and 8 bytes (a router's
+/// IPv4 error: the TCP checksum is not in it), or all of it (the UDP/TCP checksum is).
+fn quote_lengths(ip: &str) -> [usize; 2] {
+    let header = if ip.contains(':') { 40 } else { 20 };
+    [header + 8, usize::MAX]
+}
+
+/// The client's error about a reply (VIP:vport to client) goes to the real server, about its
+/// own packet (real server:rport to client): the error's destination and the quote's source
+/// translated, every checksum (IP, quoted IP, quoted TCP/UDP when quoted, ICMP) as if
+/// computed whole.
+#[test]
+fn errors_from_the_client_side_reach_the_real_server_translated() {
+    let mut h = harness();
+    for (what, vip, client, rs, vport, rport, l4, mac) in cases() {
+        for (error, v4_kind, v6_kind) in ERRORS {
+            let (kind, code) = if vip.contains(':') { v6_kind } else { v4_kind };
+            for quote in quote_lengths(vip) {
+                let reply = ip_of(vip, client, vport, 40000, l4);
+                let frame = packet::icmp_error(
+                    client.parse().unwrap(),
+                    vip.parse().unwrap(),
+                    kind,
+                    code,
+                    &reply,
+                    quote,
+                    64,
+                );
+                let (action, out) = h.run(&frame);
+                let own = ip_of(rs, client, rport, 40000, l4);
+                let expected = with_macs(
+                    packet::icmp_error(
+                        client.parse().unwrap(),
+                        rs.parse().unwrap(),
+                        kind,
+                        code,
+                        &own,
+                        quote,
+                        63,
+                    ),
+                    backend_mac(mac),
+                    DIRECTOR_MAC,
+                );
+                assert_eq!(action, XDP_TX, "{what} {error} quote {quote}");
+                assert_eq!(out, expected, "{what} {error} quote {quote}");
+            }
+        }
+    }
+}
+
+/// The real server's error about a request (client to real server:rport), or a router's on
+/// the server side, goes back to the client about the packet the client sent (client to
+/// VIP:vport): the quote's destination translated, and the error's source when the real server
+/// sent it; routed to the client's interface.
+#[test]
+fn errors_from_the_server_side_reach_the_client_translated() {
+    let mut h = harness();
+    let net = ReplyNet::new(true);
+    let cli = net.cli;
+    net.ns
+        .enter(|| {
+            h.dp.add_tx_port(cli)
+                .expect("the client's interface in the devmap")
+        })
+        .unwrap();
+    for (what, vip, client, rs, vport, rport, l4, _) in cases() {
+        let router = if rs.contains(':') {
+            "2001:db8:2::77"
+        } else {
+            "10.0.2.77"
+        };
+        for (error, v4_kind, v6_kind) in ERRORS {
+            let (kind, code) = if vip.contains(':') { v6_kind } else { v4_kind };
+            for quote in quote_lengths(vip) {
+                for (sender, sender_after) in [(rs, vip), (router, router)] {
+                    let request = ip_of(client, rs, 40000, rport, l4);
+                    let frame = packet::icmp_error(
+                        sender.parse().unwrap(),
+                        client.parse().unwrap(),
+                        kind,
+                        code,
+                        &request,
+                        quote,
+                        64,
+                    );
+                    let (action, out) = net.ns.enter(|| h.run_on(&frame, net.srv)).unwrap();
+                    let sent = ip_of(client, vip, 40000, vport, l4);
+                    let expected = with_macs(
+                        packet::icmp_error(
+                            sender_after.parse().unwrap(),
+                            client.parse().unwrap(),
+                            kind,
+                            code,
+                            &sent,
+                            quote,
+                            63,
+                        ),
+                        CLIENT_MAC,
+                        net.cli_mac,
+                    );
+                    let case = format!("{what} {error} quote {quote} from {sender}");
+                    assert_eq!(action, XDP_REDIRECT, "{case}");
+                    assert_eq!(out, expected, "{case}");
+                }
+            }
+        }
+    }
+}
+
+/// A fragment from a NAT real server may carry part of a reply, which cannot be translated
+/// without its ports: dropped and counted, never forwarded with the real server's address. A
+/// fragment from another host on that side is the kernel's.
+#[test]
+fn fragments_from_real_servers_are_dropped() {
+    let mut h = harness();
+    let before = h.outcome(Outcome::DropFragment);
+    let mut first = PacketSpec::new(RS4, CLIENT4, RS_PORT_UDP, 40000, L4::Udp).build();
+    first[14 + 6] = 0x20; // MF
+    let mut later = first.clone();
+    later[14 + 6] = 0x00;
+    later[14 + 7] = 0xb9; // offset 185 * 8
+    let mut payload = vec![17, 0, 0, 1, 0, 0, 0, 1];
+    payload.extend(packet::l4_segment(
+        RS6.parse().unwrap(),
+        CLIENT6.parse().unwrap(),
+        RS_PORT_UDP,
+        40000,
+        L4::Udp,
+        0,
+        b"",
+    ));
+    let v6 = packet::ethernet(
+        None,
+        0x86dd,
+        &packet::ip_packet(RS6.parse().unwrap(), CLIENT6.parse().unwrap(), 44, &payload),
+    );
+    for (what, frame) in [("first", &first), ("later", &later), ("IPv6", &v6)] {
+        assert_eq!(h.run(frame).0, XDP_DROP, "{what}");
+    }
+    assert_eq!(h.outcome(Outcome::DropFragment), before + 3);
+    let mut other = PacketSpec::new("10.0.2.77", CLIENT4, 9999, 40000, L4::Udp).build();
+    other[14 + 6] = 0x20;
+    assert_eq!(h.run(&other), (XDP_PASS, other.clone()));
 }

@@ -783,3 +783,74 @@ fn vip_totals_survive_backend_churn() {
     assert_eq!(h.run(&spec).0, XDP_PASS);
     assert_eq!(total(&h), 31, "passed while inactive, still the VIP's");
 }
+
+/// persistence_timeout: a client's new connections go to the real server of its last one for
+/// the timeout, even once a new real server would take most clients; a client without a
+/// template goes where the new table says; after the timeout, a client is placed afresh.
+#[test]
+fn persistent_clients_keep_their_real_server_for_the_timeout() {
+    let mut h = Harness::new();
+    let timeout = std::time::Duration::from_secs(1);
+    h.services[0].source_hash = true;
+    h.services[0].persistence = timeout.as_secs() as u32;
+    h.apply(true);
+    let vip = "10.0.0.100";
+    let clients: Vec<String> = (1..=40).map(|i| format!("192.0.2.{i}")).collect();
+    let syn = |client: &str, port: u16| PacketSpec::new(client, vip, port, 80, L4::Tcp).build();
+    let first: Vec<[u8; 6]> = clients
+        .iter()
+        .map(|c| h.forwarded_to(&syn(c, 1000)))
+        .collect();
+
+    // A fourth real server with most of the weight: Maglev alone would move most clients.
+    let newcomer: std::net::IpAddr = "10.0.1.4".parse().unwrap();
+    h.paths.insert(
+        newcomer,
+        lb_userspace::service::BackendPath {
+            ifindex: xlb_tests::harness::LO_IFINDEX,
+            mac: xlb_tests::harness::backend_mac(9),
+            src_mac: DIRECTOR_MAC,
+        },
+    );
+    h.services[0]
+        .real_servers
+        .push(lb_userspace::service::RealServer {
+            addr: (newcomer, 80).into(),
+            weight: 30,
+            alive: true,
+        });
+    h.apply(true);
+    let service = h.services[0].clone();
+    let started = std::time::Instant::now();
+    let mut would_move = 0;
+    for (client, was) in clients.iter().zip(&first) {
+        let spec = PacketSpec::new(client, vip, 1001, 80, L4::Tcp);
+        if h.mac_of(h.predict(&flow_of(&spec), &service)) != *was {
+            would_move += 1;
+        }
+        assert_eq!(&h.forwarded_to(&spec.build()), was, "{client} kept");
+    }
+    assert!(
+        started.elapsed() < timeout,
+        "the check ran past the timeout"
+    );
+    assert!(would_move > clients.len() / 2, "{would_move} would move");
+    // A client the director has not seen goes where the new table says.
+    for i in 100..120 {
+        let spec = PacketSpec::new(&format!("192.0.2.{i}"), vip, 1000, 80, L4::Tcp);
+        let want = h.mac_of(h.predict(&flow_of(&spec), &service));
+        assert_eq!(h.forwarded_to(&spec.build()), want);
+    }
+
+    // The timeout passes: placed afresh.
+    std::thread::sleep(timeout + std::time::Duration::from_millis(300));
+    for client in &clients {
+        let spec = PacketSpec::new(client, vip, 1002, 80, L4::Tcp);
+        let want = h.mac_of(h.predict(&flow_of(&spec), &service));
+        assert_eq!(
+            h.forwarded_to(&spec.build()),
+            want,
+            "{client} placed afresh"
+        );
+    }
+}

@@ -170,6 +170,7 @@ fn services_with_the_same_reals_share_one_table_until_one_changes() {
         vip: (IpAddr::from([10, 0, 0, 100]), port).into(),
         protocol: Protocol::Tcp,
         source_hash: false,
+        persistence: 0,
         forwarding: lb_common::Forwarding::DirectRouting,
         real_servers: reals
             .iter()
@@ -242,6 +243,7 @@ fn a_syn_flood_cannot_flush_established_flows() {
         vip: (IpAddr::from([10, 0, 0, 100]), 80).into(),
         protocol: Protocol::Tcp,
         source_hash: false,
+        persistence: 0,
         forwarding: lb_common::Forwarding::DirectRouting,
         real_servers: reals[..n]
             .iter()

@@ -90,6 +90,7 @@ impl<'a> Daemon<'a> {
             tcp_idle: clock.ticks(opts.tcp_idle),
             udp_idle: clock.ticks(opts.udp_idle),
             syn_window: clock.ticks(crate::reconcile::SYN_WINDOW),
+            ticks_per_second: clock.ticks(std::time::Duration::from_secs(1)),
         };
         // A real server taken out of the config keeps the connections it has for as long as
         // an idle one would be remembered.

@@ -3,6 +3,7 @@
 //! kernel memory). Prints min/median/max and ratios; asserts nothing.
 
 mod edge;
+mod nat;
 
 use std::{collections::HashMap, net::IpAddr, time::Instant};
 
@@ -42,6 +43,20 @@ fn ns_per_packet(prog: &mut Xdp, frame: &[u8]) -> Result<f64> {
     Ok(r.duration.as_nanos() as f64)
 }
 
+/// A reconciler whose flows never idle out while a bench runs.
+fn reconciler() -> Reconciler {
+    Reconciler::new(
+        1,
+        DEFAULT_MAGLEV_TABLE_SIZE,
+        FlowTimeouts {
+            tcp_idle: 1 << 40,
+            udp_idle: 1 << 40,
+            syn_window: 1 << 40,
+            ticks_per_second: 250,
+        },
+    )
+}
+
 fn summary(mut v: Vec<f64>) -> (f64, f64, f64) {
     v.sort_by(|a, b| a.total_cmp(b));
     (v[0], v[v.len() / 2], v[v.len() - 1])
@@ -73,6 +88,7 @@ fn main() -> Result<()> {
             vip: (vip.parse::<IpAddr>()?, 80).into(),
             protocol: Protocol::Tcp,
             source_hash: false,
+            persistence: 0,
             forwarding: lb_common::Forwarding::DirectRouting,
             real_servers: backends
                 .iter()
@@ -101,16 +117,7 @@ fn main() -> Result<()> {
             )
         })
         .collect();
-    Reconciler::new(
-        1,
-        DEFAULT_MAGLEV_TABLE_SIZE,
-        FlowTimeouts {
-            tcp_idle: 1 << 40,
-            udp_idle: 1 << 40,
-            syn_window: 1 << 40,
-        },
-    )
-    .apply(&mut dp, &desired(&services, &paths, true))?;
+    reconciler().apply(&mut dp, &desired(&services, &paths, true))?;
 
     let mut floor_obj = aya::Ebpf::load(FLOOR_OBJECT)?;
     let floor: &mut Xdp = floor_obj
@@ -184,6 +191,8 @@ fn main() -> Result<()> {
         ratios(&xlb_ns[2], &xlb_ns[0]),
         "<= 1.50"
     );
+
+    nat::run(floor)?;
 
     println!();
     println!(
