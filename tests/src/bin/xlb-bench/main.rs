@@ -43,6 +43,24 @@ fn ns_per_packet(prog: &mut Xdp, frame: &[u8]) -> Result<f64> {
     Ok(r.duration.as_nanos() as f64)
 }
 
+/// The floor program: swaps the MACs and sends the frame back (XDP_TX).
+fn load_floor() -> Result<aya::Ebpf> {
+    let mut obj = aya::Ebpf::load(FLOOR_OBJECT)?;
+    let floor: &mut Xdp = obj
+        .program_mut("xdp_floor")
+        .context("no xdp_floor")?
+        .try_into()?;
+    floor.load()?;
+    Ok(obj)
+}
+
+fn floor_of(obj: &mut aya::Ebpf) -> Result<&mut Xdp> {
+    Ok(obj
+        .program_mut("xdp_floor")
+        .context("no xdp_floor")?
+        .try_into()?)
+}
+
 /// A reconciler whose flows never idle out while a bench runs.
 fn reconciler() -> Reconciler {
     Reconciler::new(
@@ -63,10 +81,17 @@ fn summary(mut v: Vec<f64>) -> (f64, f64, f64) {
 }
 
 fn main() -> Result<()> {
-    // `xlb-bench edge`: only the edge director (start-up, reload, memory).
-    if std::env::args().nth(1).as_deref() == Some("edge") {
-        let exe = std::env::current_exe()?;
-        return edge::run(&exe.parent().context("no target dir")?.join("xlb"));
+    // `xlb-bench edge`: only the edge director (start-up, reload, memory); `nat`: only NAT.
+    match std::env::args().nth(1).as_deref() {
+        Some("edge") => {
+            let exe = std::env::current_exe()?;
+            return edge::run(&exe.parent().context("no target dir")?.join("xlb"));
+        }
+        Some("nat") => {
+            let mut floor_obj = load_floor()?;
+            return nat::run(floor_of(&mut floor_obj)?);
+        }
+        _ => {}
     }
     let mut dp = Dataplane::load(
         None,
@@ -119,12 +144,8 @@ fn main() -> Result<()> {
         .collect();
     reconciler().apply(&mut dp, &desired(&services, &paths, true))?;
 
-    let mut floor_obj = aya::Ebpf::load(FLOOR_OBJECT)?;
-    let floor: &mut Xdp = floor_obj
-        .program_mut("xdp_floor")
-        .context("no xdp_floor")?
-        .try_into()?;
-    floor.load()?;
+    let mut floor_obj = load_floor()?;
+    let floor = floor_of(&mut floor_obj)?;
 
     // "Hit": a segment of an established connection, found in the flow table (every repeat
     // after the first). "SYN": a new connection, placed by Maglev and recorded each time.
