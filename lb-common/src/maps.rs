@@ -132,6 +132,7 @@ pub mod names {
     pub const NAT_SOURCES: &str = "XLB_NAT_SOURCES";
     pub const NAT_FILTER: &str = "XLB_NAT_FILTER";
     pub const PERSISTENCE: &str = "XLB_PERSISTENCE";
+    pub const RECENT_ROUTES: &str = "XLB_RECENT_ROUTES";
     /// Reports the data plane's clock when run with BPF_PROG_TEST_RUN.
     pub const CLOCK_PROGRAM: &str = "xlb_clock";
 }
@@ -442,6 +443,39 @@ impl FlowKey {
     }
 }
 
+/// One entry of a CPU's recent-route cache: where the kernel's FIB sent NAT replies from `src`
+/// (a VIP) to `dst` arriving on `ingress` during the jiffy `seen`, and the largest packet (IP length) it
+/// allowed. Within that jiffy, replies to the same client no larger skip `bpf_fib_lookup`,
+/// which costs several times the rest of a reply's work; a route or neighbour change is seen
+/// within a jiffy.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RecentRoute {
+    pub src: Addr,
+    pub dst: Addr,
+    pub ingress: u32,
+    pub ifindex: u32,
+    pub dmac: [u8; 6],
+    pub smac: [u8; 6],
+    /// The largest IP length the lookup allowed (its MTU check).
+    pub max_len: u16,
+    pub _pad: u16,
+    /// Jiffies.
+    pub seen: u64,
+}
+
+impl RecentRoute {
+    /// The slot of `dst` in a CPU's recent-route cache.
+    #[inline(always)]
+    pub const fn slot(dst: &Addr) -> u32 {
+        let h = (dst[0] ^ dst[1] ^ dst[2].rotate_left(7) ^ dst[3]).wrapping_mul(0x9e37_79b9);
+        h >> (32 - RECENT_ROUTE_SLOTS.trailing_zeros())
+    }
+}
+
+/// Entries of each CPU's recent-route cache (direct-mapped, by client address).
+pub const RECENT_ROUTE_SLOTS: u32 = 256;
+
 /// Entries of each CPU's recent-flow cache: a direct-mapped cache of the flow table.
 pub const RECENT_FLOW_SLOTS: u32 = 4096;
 
@@ -667,6 +701,9 @@ const _: () = {
     assert!(size_of::<RecentFlow>() == 40);
     assert!(offset_of!(RecentFlow, seen) == 32);
     assert!(RECENT_FLOW_SLOTS.is_power_of_two());
+    assert!(RECENT_ROUTE_SLOTS.is_power_of_two());
+    assert!(size_of::<RecentRoute>() == 64);
+    assert!(offset_of!(RecentRoute, seen) == 56);
     assert!(size_of::<Counters>() == 40);
     assert!(size_of::<NatSource>() == 20);
     assert!(offset_of!(NatSource, port) == 16);
@@ -703,6 +740,7 @@ mod pod {
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowValue {}
     unsafe impl aya::Pod for super::RecentFlow {}
+    unsafe impl aya::Pod for super::RecentRoute {}
     unsafe impl aya::Pod for super::NatSource {}
     unsafe impl aya::Pod for super::PersistenceKey {}
     unsafe impl aya::Pod for super::NatReply {}

@@ -31,9 +31,10 @@ use lb_common::{
     DEFAULT_MAGLEV_TABLE_SIZE, FlowEvent, FlowKey, FlowValue, Forwarding, MAX_BACKENDS, MAX_CLAIMS,
     MAX_NAT_SOURCES, MAX_SERVICES, MAX_TX_PORTS, MEMBER_SLOTS, MemberSlot, NAT_FILTER_WORDS,
     NO_MEMBER, NatReply, NatSource, Outcome, PERSISTENCE_ENTRIES, PROTO_TCP, PersistenceKey,
-    RECENT_FLOW_SLOTS, RING_CHUNK, RecentFlow, RingChunk, VIP_ADDR_CLAIM_MASK, VIP_ADDR_F_SERVICES,
-    VIP_F_SOURCE_HASH, VIP_FILTER_WORDS, VIP_PROBES, VIP_SLOTS, VipAddrValue, VipKey, VipSlot,
-    VipValue, hash, ring_chunks, v4_mapped, vip_filter_bit,
+    RECENT_FLOW_SLOTS, RECENT_ROUTE_SLOTS, RING_CHUNK, RecentFlow, RecentRoute, RingChunk,
+    VIP_ADDR_CLAIM_MASK, VIP_ADDR_F_SERVICES, VIP_F_SOURCE_HASH, VIP_FILTER_WORDS, VIP_PROBES,
+    VIP_SLOTS, VipAddrValue, VipKey, VipSlot, VipValue, hash, ring_chunks, v4_mapped,
+    vip_filter_bit,
 };
 use nat::{End, Headers, Quote};
 
@@ -79,6 +80,13 @@ static XLB_OUTCOMES: PerCpuArray<u64> = PerCpuArray::with_max_entries(Outcome::C
 #[map]
 static XLB_FLOWS: LruHashMap<FlowKey, FlowValue> =
     LruHashMap::with_max_entries(DEFAULT_FLOW_TABLE_SIZE, BPF_F_NO_COMMON_LRU);
+/// Each CPU's route lookup in progress (see [`fib_route`]).
+#[map]
+static XLB_FIB_SCRATCH: PerCpuArray<bpf_fib_lookup> = PerCpuArray::with_max_entries(1, 0);
+/// Each CPU's last routes to NAT clients ([`RecentRoute`]).
+#[map]
+static XLB_RECENT_ROUTES: PerCpuArray<RecentRoute> =
+    PerCpuArray::with_max_entries(RECENT_ROUTE_SLOTS, 0);
 /// Persistent services' clients and the backend of their last connection (IPVS's persistence
 /// templates).
 #[map]
@@ -832,22 +840,19 @@ fn reply(ctx: &XdpContext, flow: &Flow) -> Outcome {
             (*c).out_bytes += bytes;
         }
     }
-    let Route::Via {
-        ifindex,
-        dmac,
-        smac,
-    } = route
-    else {
+    let Route::Via(via) = route else {
         // No neighbour entry yet (or a route the kernel must handle): the kernel gets it,
         // translated, forwards it and resolves the neighbour.
         return Outcome::PassNatUnresolved;
     };
+    // SAFETY: this CPU's recent-route entry, written by this packet's lookup or found fresh.
+    let ifindex = unsafe { (*via).ifindex };
     if let Some(eth) = ptr_at::<EthHdr>(ctx, 0) {
         let eth = eth as *mut EthHdr;
-        // SAFETY: the Ethernet header lies inside the packet.
+        // SAFETY: the Ethernet header lies inside the packet; `via` as above.
         unsafe {
-            (*eth).dst = dmac;
-            (*eth).src = smac;
+            (*eth).dst = (*via).dmac;
+            (*eth).src = (*via).smac;
         }
     }
     if ifindex as usize == ctx.ingress_ifindex() {
@@ -861,12 +866,9 @@ fn reply(ctx: &XdpContext, flow: &Flow) -> Outcome {
 
 /// Where the kernel's routes and neighbours send a packet.
 enum Route {
-    /// Out of `ifindex`, to `dmac`, from `smac`.
-    Via {
-        ifindex: u32,
-        dmac: [u8; 6],
-        smac: [u8; 6],
-    },
+    /// Out of the interface, to the MAC, from the MAC of this CPU's recent-route entry (kept
+    /// there rather than copied: the program's 512-byte stack is nearly full on this path).
+    Via(*const RecentRoute),
     /// To this host itself.
     Local,
     /// No neighbour entry yet, or a route only the kernel handles.
@@ -874,41 +876,93 @@ enum Route {
 }
 
 /// The route of a packet from `src` to `dst` (as it will be once translated), arriving on the
-/// receiving interface.
+/// receiving interface: from this CPU's recent routes when the FIB gave one for `dst` in this
+/// jiffy, for a packet at least this large.
 #[inline(always)]
 fn route(ctx: &XdpContext, at: &Headers, src: &Addr, dst: &Addr, sport: u16, dport: u16) -> Route {
-    // SAFETY: a plain C struct, all zeroes valid.
-    let mut fib: bpf_fib_lookup = unsafe { core::mem::zeroed() };
-    fib.family = if at.v4 { AF_INET } else { AF_INET6 };
-    fib.l4_protocol = at.proto;
-    fib.sport = sport;
-    fib.dport = dport;
-    fib.__bindgen_anon_1.tot_len = nat::ip_len(ctx, at);
-    fib.ifindex = ctx.ingress_ifindex() as u32;
-    if at.v4 {
-        fib.__bindgen_anon_3.ipv4_src = src[3];
-        fib.__bindgen_anon_4.ipv4_dst = dst[3];
-    } else {
-        fib.__bindgen_anon_3.ipv6_src = *src;
-        fib.__bindgen_anon_4.ipv6_dst = *dst;
+    let now = unsafe { bpf_jiffies64() };
+    let ingress = ctx.ingress_ifindex() as u32;
+    let len = nat::ip_len(ctx, at);
+    let Some(r) = XLB_RECENT_ROUTES.get_ptr_mut(RecentRoute::slot(dst)) else {
+        return Route::Unresolved;
+    };
+    // SAFETY: this CPU's own slot; XDP does not preempt itself on one CPU.
+    let (fresh, max_len) = unsafe {
+        (
+            (*r).seen == now && (*r).dst == *dst && (*r).src == *src && (*r).ingress == ingress,
+            (*r).max_len,
+        )
+    };
+    if fresh && len <= max_len {
+        return Route::Via(r);
     }
-    // SAFETY: the helper reads and writes `fib`, of the size given.
+    let fib = match fib_route(ctx, at, src, dst, sport, dport, len) {
+        Ok(fib) => fib,
+        Err(route) => return route,
+    };
+    // Field by field, as for recent flows (a whole-struct store becomes a memmove call).
+    // SAFETY: this CPU's own slot and scratch entry.
+    unsafe {
+        for i in 0..4 {
+            (&raw mut (*r).src[i]).write_volatile(src[i]);
+            (&raw mut (*r).dst[i]).write_volatile(dst[i]);
+        }
+        (&raw mut (*r).ingress).write_volatile(ingress);
+        (&raw mut (*r).ifindex).write_volatile((*fib).ifindex);
+        for i in 0..6 {
+            (&raw mut (*r).dmac[i]).write_volatile((*fib).dmac[i]);
+            (&raw mut (*r).smac[i]).write_volatile((*fib).smac[i]);
+        }
+        (&raw mut (*r).max_len).write_volatile(if fresh && max_len > len { max_len } else { len });
+        (&raw mut (*r).seen).write_volatile(now);
+    }
+    Route::Via(r)
+}
+
+/// The FIB's route of a packet of IP length `len` from `src` to `dst`: the lookup's result
+/// (interface and MACs), or where else the packet goes.
+#[inline(always)]
+fn fib_route(
+    ctx: &XdpContext,
+    at: &Headers,
+    src: &Addr,
+    dst: &Addr,
+    sport: u16,
+    dport: u16,
+    len: u16,
+) -> Result<*const bpf_fib_lookup, Route> {
+    // In a per-CPU scratch entry, not on the stack: the 512-byte stack cannot hold it beside
+    // the rest of a reply's state.
+    let Some(fib) = XLB_FIB_SCRATCH.get_ptr_mut(0) else {
+        return Err(Route::Unresolved);
+    };
+    // SAFETY: this CPU's own entry; every input field is written (the helper writes the rest).
     let rc = unsafe {
+        (*fib).family = if at.v4 { AF_INET } else { AF_INET6 };
+        (*fib).l4_protocol = at.proto;
+        (*fib).sport = sport;
+        (*fib).dport = dport;
+        (*fib).__bindgen_anon_1.tot_len = len;
+        (*fib).__bindgen_anon_2.flowinfo = 0;
+        (*fib).ifindex = ctx.ingress_ifindex() as u32;
+        if at.v4 {
+            (*fib).__bindgen_anon_3.ipv4_src = src[3];
+            (*fib).__bindgen_anon_4.ipv4_dst = dst[3];
+        } else {
+            (*fib).__bindgen_anon_3.ipv6_src = *src;
+            (*fib).__bindgen_anon_4.ipv6_dst = *dst;
+        }
         fib_lookup(
             ctx.ctx as *mut _,
-            &mut fib,
+            fib,
             size_of::<bpf_fib_lookup>() as i32,
             0,
         )
     };
     match rc as u32 {
-        BPF_FIB_LKUP_RET_SUCCESS => Route::Via {
-            ifindex: fib.ifindex,
-            dmac: fib.dmac,
-            smac: fib.smac,
-        },
-        BPF_FIB_LKUP_RET_NOT_FWDED => Route::Local,
-        _ => Route::Unresolved,
+        BPF_FIB_LKUP_RET_SUCCESS => Ok(fib),
+        BPF_FIB_LKUP_RET_NOT_FWDED => Err(Route::Local),
+        _ => Err(Route::Unresolved),
     }
 }
 

@@ -461,3 +461,34 @@ fn fragments_from_real_servers_are_dropped() {
     other[14 + 6] = 0x20;
     assert_eq!(h.run(&other), (XDP_PASS, other.clone()));
 }
+
+/// Replies to one client reuse this CPU's route for the rest of the jiffy, but never past the
+/// route's MTU: a reply larger than the client's link takes the FIB's answer (too big: handed
+/// to the kernel, which sends the real server "fragmentation needed"), however recently a
+/// small one was redirected.
+#[test]
+fn a_recent_route_keeps_the_mtu_check() {
+    let mut h = harness();
+    let net = ReplyNet::new(true);
+    net.ns
+        .run(&["ip", "link", "set", "cli", "mtu", "1000"])
+        .unwrap();
+    let cli = net.cli;
+    net.ns
+        .enter(|| {
+            h.dp.add_tx_port(cli)
+                .expect("the client's interface in the devmap")
+        })
+        .unwrap();
+    let small = PacketSpec::new(RS4, CLIENT4, RS_PORT_TCP, 40000, L4::Tcp).established();
+    let mut large = small.clone();
+    large.payload = vec![0x5a; 1200];
+    let before = h.outcome(Outcome::PassNatUnresolved);
+    for _ in 0..3 {
+        let (action, _) = net.ns.enter(|| h.run_on(&small.build(), net.srv)).unwrap();
+        assert_eq!(action, XDP_REDIRECT);
+        let (action, _) = net.ns.enter(|| h.run_on(&large.build(), net.srv)).unwrap();
+        assert_eq!(action, XDP_PASS, "a reply over the client link's MTU");
+    }
+    assert_eq!(h.outcome(Outcome::PassNatUnresolved), before + 3);
+}

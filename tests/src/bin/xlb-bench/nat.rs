@@ -139,6 +139,10 @@ pub fn run(floor: &mut Xdp) -> Result<()> {
     let mut local = PacketSpec::new("10.0.2.1", "10.0.2.254", 8080, 40000, L4::Tcp);
     local.tcp_flags = TCP_ACK;
     let local = local.build();
+    // From a real server's address, but no service's port: the NAT source lookup, then pass.
+    let mut other = PacketSpec::new("10.0.2.1", "192.0.2.7", 9999, 40000, L4::Tcp);
+    other.tcp_flags = TCP_ACK;
+    let other = other.build();
 
     let mut floor_many = Vec::new();
     let mut floor_one = Vec::new();
@@ -148,6 +152,7 @@ pub fn run(floor: &mut Xdp) -> Result<()> {
     let mut nat_out = Vec::new();
     let mut dr_on_srv = Vec::new();
     let mut route_only = Vec::new();
+    let mut source_only = Vec::new();
     ns.enter(|| -> Result<()> {
         for _ in 0..ROUNDS {
             floor_many.push(ns_per_packet(floor, &request)?);
@@ -159,6 +164,7 @@ pub fn run(floor: &mut Xdp) -> Result<()> {
             nat_out.push(median_of_runs(prog, &reply, srv)?);
             dr_on_srv.push(median_of_runs(prog, &dr_hit, srv)?);
             route_only.push(median_of_runs(prog, &local, srv)?);
+            source_only.push(median_of_runs(prog, &other, srv)?);
         }
         Ok(())
     })??;
@@ -209,6 +215,7 @@ pub fn run(floor: &mut Xdp) -> Result<()> {
             net(&route_only),
             "",
         ),
+        ("  not a reply (source lookup only)", net(&source_only), ""),
     ] {
         let (min, med, max) = summary(v.clone());
         println!(
