@@ -255,6 +255,16 @@ pub fn render(s: &Status) -> String {
         "xlb_backend_incoming_bytes",
         "Bytes forwarded to a real server of a virtual service.",
     );
+    let be_out_packets = Metric::<Counter>::new(
+        &mut r,
+        "xlb_backend_outgoing_packets",
+        "Replies of a NAT real server translated back to clients (DR replies bypass xlb).",
+    );
+    let be_out_bytes = Metric::<Counter>::new(
+        &mut r,
+        "xlb_backend_outgoing_bytes",
+        "Bytes of a NAT real server's replies translated back to clients.",
+    );
     let be_conns = Metric::<Counter>::new(
         &mut r,
         "xlb_backend_connections",
@@ -303,6 +313,8 @@ pub fn render(s: &Status) -> String {
             labels.push(("remote_port", rs.port.to_string()));
             be_packets.add(&labels, rs.traffic.in_packets);
             be_bytes.add(&labels, rs.traffic.in_bytes);
+            be_out_packets.add(&labels, rs.traffic.out_packets);
+            be_out_bytes.add(&labels, rs.traffic.out_bytes);
             be_conns.add(&labels, rs.traffic.conns);
             be_weight.set(&labels, i64::from(rs.effective_weight));
             be_up.set(&labels, i64::from(rs.state == "up" || rs.state == "sorry"));
