@@ -17,6 +17,49 @@ pub(crate) fn validate(config: &Config, declared: &Declared, diags: &mut Diags) 
     unique_servers(config, diags);
     nat_real_servers_serve_one_service(config, diags);
     schedulers(config, diags);
+    nat_gateway(config, diags);
+}
+
+/// A NAT real server's replies must come back through the director that holds the VIP: with
+/// VRRP, its default gateway is a virtual address that moves with the VIP (seed 003's second
+/// instance on the real servers' side, in a sync group). A config whose VRRP addresses are all
+/// virtual servers' own has no such gateway: said once, at the first NAT virtual server.
+fn nat_gateway(config: &Config, diags: &mut Diags) {
+    let Some(first) = config
+        .virtual_servers
+        .iter()
+        .find(|vs| vs.lb_kind == LbKind::Nat)
+    else {
+        return;
+    };
+    if config.vrrp_instances.is_empty() {
+        return;
+    }
+    let services: std::collections::BTreeSet<IpAddr> =
+        config.virtual_servers.iter().map(|vs| vs.address).collect();
+    let gateway = config.vrrp_instances.iter().any(|i| {
+        i.virtual_ipaddress
+            .iter()
+            .chain(&i.virtual_ipaddress_excluded)
+            .any(|a| !services.contains(&a.address))
+    });
+    if gateway {
+        return;
+    }
+    if let Some(span) = at(&first.origin) {
+        diags.warn(
+            span,
+            format!(
+                "found NAT `virtual_server {} {}` and no VRRP virtual address besides the virtual \
+                 servers' own: NAT real servers must send replies through the director that \
+                 holds the VIP, so their default gateway should be a virtual_ipaddress that moves \
+                 with it (a vrrp_instance on the real servers' side, in a vrrp_sync_group with \
+                 the VIP's); with a fixed gateway, replies after a failover reach a director that \
+                 no longer serves",
+                first.address, first.port
+            ),
+        );
+    }
 }
 
 /// Every scheduler is served by weighted Maglev: said once per file, at its first virtual

@@ -432,3 +432,39 @@ fn dr_real_server_on_another_port_is_a_warning() {
     assert_eq!((l.warnings[0].line, l.warnings[0].col), (11, 5));
     assert!(l.warnings[0].message.contains("health checks only"));
 }
+
+/// A NAT director with VRRP needs a floating gateway for its real servers: a config whose VRRP
+/// addresses are only the virtual servers' own gets one warning, at the first NAT service.
+#[test]
+fn nat_without_a_floating_gateway_is_said_once() {
+    let instance = |vips: &str| {
+        format!(
+            "vrrp_instance VI_1 {{\n    state MASTER\n    interface eth0\n    virtual_router_id 51\n    \
+             priority 100\n    virtual_ipaddress {{\n{vips}    }}\n}}\n"
+        )
+    };
+    let services = "virtual_server 10.0.0.100 80 {\n    lb_algo mh\n    lb_kind NAT\n    \
+                    real_server 10.0.2.1 80 {\n    }\n}\n\
+                    virtual_server 10.0.0.100 443 {\n    lb_algo mh\n    lb_kind NAT\n    \
+                    real_server 10.0.2.1 443 {\n    }\n}\n";
+    let l = parse_ok(&format!("{}{services}", instance("        10.0.0.100\n")));
+    let said: Vec<_> = l
+        .warnings
+        .iter()
+        .filter(|w| w.message.contains("default gateway"))
+        .collect();
+    assert_eq!(said.len(), 1, "{:?}", l.warnings);
+    assert_eq!((said[0].line, said[0].col), (10, 1));
+    // Seed 003's shape: the real servers' gateway moves with the VIP.
+    let l = parse_ok(&format!(
+        "{}{services}",
+        instance("        10.0.0.100\n        10.0.2.254\n")
+    ));
+    assert!(
+        !l.warnings
+            .iter()
+            .any(|w| w.message.contains("default gateway")),
+        "{:?}",
+        l.warnings
+    );
+}

@@ -515,6 +515,66 @@ fn an_unresolvable_real_server_is_reported_once() {
     assert!(lab.get(Duration::from_secs(5)).is_ok());
 }
 
+/// A real server whose route leaves by an interface this xlb does not serve could only have
+/// its frames dropped at the redirect: it is reported, with what to do, and gets no traffic.
+#[test]
+fn a_real_server_behind_an_unserved_interface_is_reported_with_the_fix() {
+    let mut lab = DrLab::new("unserved", 1).expect("building the lab");
+    let xlb = xlb_binary();
+    let config = lab.write_config("xlb.conf", &[1]).unwrap();
+    let elsewhere = "10.98.0.9";
+    for argv in [
+        // No dummy devices here (no modules): a veth pair inside the namespace.
+        vec![
+            "ip", "link", "add", "side0", "type", "veth", "peer", "name", "side1",
+        ],
+        vec!["ip", "addr", "add", "10.98.0.1/24", "dev", "side0"],
+        vec!["ip", "link", "set", "side0", "up"],
+        vec!["ip", "link", "set", "side1", "up"],
+        vec![
+            "ip",
+            "neigh",
+            "replace",
+            elsewhere,
+            "lladdr",
+            "02:98:00:00:00:09",
+            "dev",
+            "side0",
+            "nud",
+            "permanent",
+        ],
+    ] {
+        lab.director.run(&argv).unwrap();
+    }
+    lab.start_director(&xlb, &config).unwrap();
+    let text = format!(
+        "{}    real_server {elsewhere} 80 {{\n        weight 1\n    }}\n}}\n",
+        fs::read_to_string(&config)
+            .unwrap()
+            .trim_end()
+            .trim_end_matches('}')
+    );
+    lab.reload_with(&xlb, &config, &text).unwrap();
+    lab.wait_for_log("which this xlb does not serve", 0, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}: {}", lab.log()));
+    let log = lab.log();
+    assert!(
+        log.contains(&format!(
+            "backend {elsewhere} is unreachable: its route leaves by side0"
+        )) && log.contains("--also-interface side0"),
+        "{log}"
+    );
+    let status = status_json(&lab);
+    let states: Vec<&str> = status.services[0]
+        .real_servers
+        .iter()
+        .map(|rs| rs.state.as_str())
+        .collect();
+    assert_eq!(states, ["up", "unresolved"], "{status:#?}");
+    let answers = lab.get_many(20, Duration::from_secs(3)).unwrap();
+    assert!(answers.iter().all(|a| a.is_ok()), "{answers:?}");
+}
+
 #[test]
 fn control_socket_clients_cannot_disturb_the_daemon() {
     let mut lab = DrLab::new("clients", 1).expect("building the lab");

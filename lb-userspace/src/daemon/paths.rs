@@ -23,9 +23,20 @@ pub(super) struct BackendPaths {
     paths: HashMap<IpAddr, BackendPath>,
     /// When each unresolved backend was last reported.
     reported: HashMap<IpAddr, Instant>,
+    /// The interfaces served (XDP attached, in the devmap).
+    served: Vec<u32>,
 }
 
 impl BackendPaths {
+    /// Paths out of the interfaces (ifindexes) this xlb serves: the only ones its frames can
+    /// leave by.
+    pub fn serving(served: Vec<u32>) -> Self {
+        Self {
+            served,
+            ..Self::default()
+        }
+    }
+
     pub fn map(&self) -> &HashMap<IpAddr, BackendPath> {
         &self.paths
     }
@@ -49,7 +60,7 @@ impl BackendPaths {
             if only_new && self.paths.contains_key(&ip) {
                 continue;
             }
-            let path = lookup(netlink, iface, ip).await;
+            let path = lookup(netlink, iface, &self.served, ip).await;
             match (path, self.paths.get(&ip).copied()) {
                 (Ok(Some(new)), old) if old != Some(new) => {
                     info!(
@@ -101,11 +112,24 @@ impl BackendPaths {
 async fn lookup(
     netlink: &Netlink,
     iface: &Interface,
+    served: &[u32],
     ip: IpAddr,
 ) -> anyhow::Result<Option<BackendPath>> {
     let Some(n) = netlink.resolve(ip).await? else {
         return Ok(None);
     };
+    // Frames for it could only be dropped at the redirect (the devmap has no such port).
+    if !served.is_empty() && !served.contains(&n.ifindex) {
+        let name = netlink
+            .interface_by_index(n.ifindex)
+            .await
+            .map(|i| i.name)
+            .unwrap_or_else(|_| format!("ifindex {}", n.ifindex));
+        anyhow::bail!(
+            "its route leaves by {name}, which this xlb does not serve; it gets no traffic \
+             (add `--also-interface {name}`, or route it through a served interface)"
+        );
+    }
     let src_mac = if n.ifindex == iface.index {
         iface.mac
     } else {

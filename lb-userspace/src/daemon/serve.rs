@@ -76,10 +76,12 @@ impl<'a> Daemon<'a> {
         );
         // Replies and redirects may leave by any interface served: each is in the devmap.
         dp.add_tx_port(iface.index)?;
+        let mut served = vec![iface.index];
         for also in &opts.also {
             let other = netlink.interface(also.as_str()).await?;
             dp.attach_also(also.as_str(), opts.mode, other.index)?;
             dp.add_tx_port(other.index)?;
+            served.push(other.index);
             info!(
                 "XDP attached to {} (ifindex {}) too",
                 other.name, other.index
@@ -121,7 +123,7 @@ impl<'a> Daemon<'a> {
             netlink,
             iface,
             reconciler,
-            paths: BackendPaths::default(),
+            paths: BackendPaths::serving(served),
             vrrp: VrrpState {
                 config: config.clone(),
                 claims_of,
