@@ -685,7 +685,7 @@ const _: () = {
     assert!(size_of::<VipValue>() == 28);
     assert!(offset_of!(VipValue, persistence) == 20);
     assert!(size_of::<VipSlot>() == 48);
-    assert!(size_of::<VipSlot>() % 8 == 0);
+    assert!(size_of::<VipSlot>().is_multiple_of(8));
     assert!(offset_of!(VipSlot, value) == 20);
     assert!(size_of::<Backend>() == 64);
     // The MAC rewrite copies the first 12 bytes of a backend entry over the frame's first 12.

@@ -80,7 +80,7 @@ fn with_macs(mut frame: Vec<u8>, dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
 }
 
 /// (what, vip, client, real server, vip port, real server port, protocol, backend MAC)
-fn cases() -> Vec<(
+type Case = (
     &'static str,
     &'static str,
     &'static str,
@@ -89,7 +89,9 @@ fn cases() -> Vec<(
     u16,
     L4,
     u8,
-)> {
+);
+
+fn cases() -> Vec<Case> {
     vec![
         ("IPv4 TCP", VIP4, CLIENT4, RS4, 80, RS_PORT_TCP, L4::Tcp, 1),
         ("IPv4 UDP", VIP4, CLIENT4, RS4, 53, RS_PORT_UDP, L4::Udp, 1),
@@ -303,8 +305,11 @@ fn an_unresolved_client_gets_its_reply_through_the_kernel_translated() {
     assert_eq!(h.outcome(Outcome::PassNatUnresolved), before + 4);
 }
 
+/// An ICMP type and code.
+type Kind = (u8, u8);
+
 /// The ICMP errors a NAT director translates, as (what, IPv4 type/code, ICMPv6 type/code).
-const ERRORS: [(&str, (u8, u8), (u8, u8)); 3] = [
+const ERRORS: [(&str, Kind, Kind); 3] = [
     ("port unreachable", (3, 3), (1, 4)),
     ("fragmentation needed / packet too big", (3, 4), (2, 0)),
     ("time exceeded", (11, 0), (3, 0)),

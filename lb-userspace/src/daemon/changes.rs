@@ -129,42 +129,6 @@ fn describe_service(name: &str, was: &VirtualServer, vs: &VirtualServer, out: &m
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config(text: &str) -> Config {
-        lb_config::parse_str(text, "k.conf").expect("valid").config
-    }
-
-    #[test]
-    fn changes_are_named_as_an_operator_would() {
-        let old = config(
-            "virtual_server 10.0.0.100 80 {\n lb_kind DR\n\
-             real_server 10.0.0.11 80 {\n weight 100\n}\n\
-             real_server 10.0.0.12 80 {\n}\n}\n\
-             virtual_server 10.0.0.101 80 {\n lb_kind DR\n}\n",
-        );
-        let new = config(
-            "virtual_server 10.0.0.100 80 {\n lb_kind DR\n\
-             real_server 10.0.0.11 80 {\n weight 0\n}\n\
-             real_server 10.0.0.13 80 {\n}\n}\n\
-             virtual_server 10.0.0.102 53 {\n lb_kind DR\n protocol UDP\n}\n",
-        );
-        assert_eq!(
-            describe(&old, &new),
-            vec![
-                "weight of 10.0.0.11:80 in TCP 10.0.0.100:80 100 -> 0",
-                "real server 10.0.0.13:80 added to TCP 10.0.0.100:80 with weight 1",
-                "real server 10.0.0.12:80 removed from TCP 10.0.0.100:80",
-                "virtual service UDP 10.0.0.102:53 added with 0 real server(s)",
-                "virtual service TCP 10.0.0.101:80 removed",
-            ]
-        );
-        assert!(describe(&new, &new).is_empty());
-    }
-}
-
 /// What the data plane forwards: for each service, each real server's weight in its table
 /// (0: down, unresolved or drained).
 pub type Forwarding = BTreeMap<(crate::service::Protocol, SocketAddr), BTreeMap<SocketAddr, u32>>;
@@ -222,4 +186,40 @@ pub fn describe_forwarding(old: &Forwarding, new: &Forwarding) -> Vec<String> {
         out.push(format!("{protocol} {vip} no longer forwarded"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        lb_config::parse_str(text, "k.conf").expect("valid").config
+    }
+
+    #[test]
+    fn changes_are_named_as_an_operator_would() {
+        let old = config(
+            "virtual_server 10.0.0.100 80 {\n lb_kind DR\n\
+             real_server 10.0.0.11 80 {\n weight 100\n}\n\
+             real_server 10.0.0.12 80 {\n}\n}\n\
+             virtual_server 10.0.0.101 80 {\n lb_kind DR\n}\n",
+        );
+        let new = config(
+            "virtual_server 10.0.0.100 80 {\n lb_kind DR\n\
+             real_server 10.0.0.11 80 {\n weight 0\n}\n\
+             real_server 10.0.0.13 80 {\n}\n}\n\
+             virtual_server 10.0.0.102 53 {\n lb_kind DR\n protocol UDP\n}\n",
+        );
+        assert_eq!(
+            describe(&old, &new),
+            vec![
+                "weight of 10.0.0.11:80 in TCP 10.0.0.100:80 100 -> 0",
+                "real server 10.0.0.13:80 added to TCP 10.0.0.100:80 with weight 1",
+                "real server 10.0.0.12:80 removed from TCP 10.0.0.100:80",
+                "virtual service UDP 10.0.0.102:53 added with 0 real server(s)",
+                "virtual service TCP 10.0.0.101:80 removed",
+            ]
+        );
+        assert!(describe(&new, &new).is_empty());
+    }
 }
