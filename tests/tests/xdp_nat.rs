@@ -497,3 +497,74 @@ fn a_recent_route_keeps_the_mtu_check() {
     }
     assert_eq!(h.outcome(Outcome::PassNatUnresolved), before + 3);
 }
+
+/// Malformed NAT traffic is never forwarded, nor rewritten: quotes cut short, ICMP hidden in
+/// Ethernet padding, transport headers cut short, in both directions.
+#[test]
+fn malformed_nat_frames_are_never_forwarded() {
+    let mut h = harness();
+    let net = ReplyNet::new(true);
+    let v4 = |s: &str| -> IpAddr { s.parse().unwrap() };
+    let request = ip_of(CLIENT4, RS4, 40000, RS_PORT_TCP, L4::Tcp);
+    let reply = ip_of(VIP4, CLIENT4, 80, 40000, L4::Tcp);
+    let server_error = |quote| packet::icmp_error(v4(RS4), v4(CLIENT4), 3, 3, &request, quote, 64);
+    let client_error = |quote| packet::icmp_error(v4(CLIENT4), v4(VIP4), 3, 3, &reply, quote, 64);
+    let cut = |frame: Vec<u8>, keep: usize| frame[..keep].to_vec();
+    let reply_frame = PacketSpec::new(RS4, CLIENT4, RS_PORT_TCP, 40000, L4::Tcp)
+        .established()
+        .build();
+    let request_frame = PacketSpec::new(CLIENT4, VIP4, 40000, 80, L4::Tcp)
+        .established()
+        .build();
+    // (what, frame, arriving on the server side)
+    let cases: Vec<(&str, Vec<u8>, bool)> = vec![
+        (
+            "server's error quoting no ports",
+            server_error(20 + 2),
+            true,
+        ),
+        (
+            "server's error hidden in padding",
+            packet::with_ip_length(server_error(usize::MAX), 20),
+            true,
+        ),
+        (
+            "client's error quoting no ports",
+            client_error(20 + 2),
+            false,
+        ),
+        (
+            "client's error whose quote ends past the IP packet",
+            packet::with_ip_length(client_error(usize::MAX), 20 + 8 + 20),
+            false,
+        ),
+        (
+            "reply with its TCP header cut short",
+            packet::with_ip_length(cut(reply_frame.clone(), 14 + 20 + 10), 20 + 10),
+            true,
+        ),
+        (
+            "request with its TCP header cut short",
+            packet::with_ip_length(cut(request_frame.clone(), 14 + 20 + 10), 20 + 10),
+            false,
+        ),
+        (
+            "reply frame cut inside the IP header",
+            cut(reply_frame, 14 + 12),
+            true,
+        ),
+    ];
+    let before = h.outcome(Outcome::PassMalformed);
+    for (what, frame, server_side) in &cases {
+        let (action, out) = if *server_side {
+            net.ns.enter(|| h.run_on(frame, net.srv)).unwrap()
+        } else {
+            h.run(frame)
+        };
+        assert_eq!((action, &out), (XDP_PASS, frame), "{what}");
+    }
+    assert_eq!(
+        h.outcome(Outcome::PassMalformed),
+        before + cases.len() as u64
+    );
+}
