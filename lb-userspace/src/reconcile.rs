@@ -488,6 +488,11 @@ impl Reconciler {
     }
 
     /// The checksum of the table a service's entry points at.
+    /// Whether the data plane holds this virtual service.
+    pub fn serves(&self, vip: &VipKey) -> bool {
+        self.vips.contains_key(vip)
+    }
+
     pub fn table_checksum(&self, vip: &VipKey) -> Option<u32> {
         let applied = self.vips.get(vip)?;
         applied.table.as_ref()?;
