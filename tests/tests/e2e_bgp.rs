@@ -1,0 +1,217 @@
+//! Active-active directors behind ECMP, announced through BIRD 2: a router running BIRD with
+//! `merge paths`, two directors each running xlb (DR, `xlb_announce`) and BIRD, three
+//! backends, a client behind the router.
+//!
+//! (a) the router's route to the VIP has both directors as next hops and 200 long-lived
+//! connections spread over both; (b) `kill -9` of one xlb takes its next hop away within
+//! [`KILL_BOUND`] and none of the 200 connections breaks or changes backend (the survivor places
+//! the dead director's flows by Maglev, with the same table); (c) a director whose real servers
+//! fall below quorum withdraws, and announces again when they recover; (d) SIGTERM withdraws,
+//! waits, then stops: no request of a loop fails.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use xlb_tests::{
+    bgp_lab::BgpLab,
+    lab::{ECHO_PORT, converse, start_load_from, xlb_binary},
+};
+
+/// From `kill -9` of xlb to the router's route without that director: the TUN device goes with
+/// the process, the kernel flushes its routes, BIRD withdraws over BGP and the router's BIRD
+/// rewrites the multipath route. Measured at tens of milliseconds; the bound leaves room for a
+/// loaded machine.
+const KILL_BOUND: Duration = Duration::from_secs(1);
+/// A director's quorum lost (MISC_CHECK every second, no retry) to its next hop gone.
+const QUORUM_BOUND: Duration = Duration::from_secs(5);
+/// How long a clean stop waits after withdrawing (`xlb_announce_drain`).
+const DRAIN: &str = "2";
+const CONNECTIONS: usize = 200;
+
+/// Stops the talker however the test ends.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn active_active_directors_behind_ecmp() {
+    let mut lab = BgpLab::new("bgp", 2, 3, &xlb_binary()).expect("building the lab");
+    let (d1, d2) = (lab.director_ips[0], lab.director_ips[1]);
+    lab.start_xlb(0, DRAIN).unwrap();
+    lab.start_xlb(1, DRAIN).unwrap();
+    let both = lab
+        .wait_next_hops(&[d1, d2], Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e:#}\nd1:\n{}\nd2:\n{}", lab.log(0), lab.log(1)));
+    let _ = both;
+
+    // Both directors build the same tables: the checksums they report agree.
+    let s1 = lab.xlb_status(0).unwrap();
+    let s2 = lab.xlb_status(1).unwrap();
+    let sums = |s: &lb_userspace::status::Status| -> Vec<Option<u32>> {
+        s.services.iter().map(|svc| svc.table_checksum).collect()
+    };
+    assert_eq!(sums(&s1), sums(&s2), "the directors' Maglev tables differ");
+    assert!(sums(&s1).iter().all(Option::is_some));
+    let announce = s1.announce.as_ref().expect("announce status");
+    assert!(announce.vips.iter().all(|v| v.announced), "{announce:?}");
+    let session = announce
+        .bird
+        .iter()
+        .find(|p| p.protocol == "BGP")
+        .unwrap_or_else(|| panic!("no BGP protocol in {announce:?}"));
+    assert!(session.established(), "{session:?}");
+    let text = lab.xlb_command(0, &["status"]).unwrap();
+    assert!(text.contains("Announced through BIRD"), "{text}");
+    assert!(
+        text.contains(&format!("{} announced since", lab.vip)),
+        "{text}"
+    );
+    eprintln!("{text}");
+
+    // (a) 200 long-lived connections, spread over both directors.
+    let stop = Arc::new(AtomicBool::new(false));
+    let _stop_guard = StopOnDrop(stop.clone());
+    let (ready_tx, ready) = mpsc::channel();
+    let addr = SocketAddr::from((lab.vip, ECHO_PORT));
+    let flag = stop.clone();
+    let talker = lab
+        .client
+        .spawn(move || {
+            converse(
+                addr,
+                CONNECTIONS,
+                Duration::from_secs(2),
+                (900, Duration::from_secs(90)),
+                ready_tx,
+                flag,
+            )
+        })
+        .unwrap();
+    ready
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the 200 connections did not open");
+    let before = [lab.forwarded(0).unwrap(), lab.forwarded(1).unwrap()];
+    thread::sleep(Duration::from_secs(1));
+    let after = [lab.forwarded(0).unwrap(), lab.forwarded(1).unwrap()];
+    eprintln!(
+        "packets forwarded in 1 s: d1 {}, d2 {}",
+        after[0] - before[0],
+        after[1] - before[1]
+    );
+    assert!(
+        after[0] > before[0] + 100,
+        "d1 carries little: {before:?} -> {after:?}"
+    );
+    assert!(
+        after[1] > before[1] + 100,
+        "d2 carries little: {before:?} -> {after:?}"
+    );
+
+    // (b) kill -9 of d1's xlb: its next hop goes; every connection keeps its backend.
+    let killed = lab.kill9(0).unwrap();
+    let gone = lab.wait_next_hops(&[d2], Duration::from_secs(10)).unwrap();
+    let withdrawal = gone.duration_since(killed);
+    eprintln!("kill -9: the router dropped d1's next hop {withdrawal:?} after the kill");
+    assert!(withdrawal <= KILL_BOUND, "withdrawn after {withdrawal:?}");
+    thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    let talked = talker
+        .join()
+        .expect("talker")
+        .expect("setns")
+        .expect("conversations");
+    eprintln!(
+        "{} connections, {} rounds, {} broken",
+        talked.ports.len(),
+        talked.rounds,
+        talked.broken.len()
+    );
+    assert!(
+        talked.broken.is_empty(),
+        "{} of {CONNECTIONS} connections broke: {:?}",
+        talked.broken.len(),
+        talked.broken
+    );
+    let spread: std::collections::BTreeMap<&String, usize> =
+        talked.first.iter().fold(Default::default(), |mut m, b| {
+            *m.entry(b).or_default() += 1;
+            m
+        });
+    eprintln!("connections per backend: {spread:?}");
+
+    // d1 comes back once its pins are cleaned up and xlb starts again.
+    lab.cleanup(0).unwrap();
+    lab.start_xlb(0, DRAIN).unwrap();
+    lab.wait_next_hops(&[d1, d2], Duration::from_secs(30))
+        .unwrap();
+
+    // (c) d1's real servers fail its checks: it withdraws; they pass again: it returns.
+    lab.set_healthy(0, false).unwrap();
+    let failed = Instant::now();
+    let withdrawn = lab.wait_next_hops(&[d2], Duration::from_secs(15)).unwrap();
+    eprintln!(
+        "quorum lost: d1 withdrawn {:?} after its checks began failing",
+        withdrawn - failed
+    );
+    assert!(withdrawn - failed <= QUORUM_BOUND);
+    let s1 = lab.xlb_status(0).unwrap();
+    let vip = &s1.announce.as_ref().expect("announce").vips[0];
+    assert!(!vip.announced);
+    let why = vip.why_not.clone().unwrap_or_default();
+    assert!(why.starts_with("below quorum"), "{why}");
+    lab.set_healthy(0, true).unwrap();
+    let recovered = Instant::now();
+    let back = lab
+        .wait_next_hops(&[d1, d2], Duration::from_secs(15))
+        .unwrap();
+    eprintln!(
+        "quorum regained: d1 announced again {:?} later",
+        back - recovered
+    );
+
+    // (d) SIGTERM of d1 under a request loop: withdrawn first, then stopped; nothing fails.
+    let load = start_load_from(&lab.client, SocketAddr::from((lab.vip, 80))).unwrap();
+    thread::sleep(Duration::from_secs(1));
+    let termed = lab.sigterm(0).unwrap();
+    let moved = lab.wait_next_hops(&[d2], Duration::from_secs(5)).unwrap();
+    let status = lab.wait_exit(0, Duration::from_secs(20)).unwrap();
+    let exited = Instant::now();
+    thread::sleep(Duration::from_secs(1));
+    let answers = load.finish();
+    let failed: Vec<String> = answers
+        .iter()
+        .filter_map(|a| a.result.as_ref().err().cloned())
+        .collect();
+    eprintln!(
+        "SIGTERM: next hop gone after {:?}, xlb exited after {:?} ({status}); {} requests, {} failed",
+        moved - termed,
+        exited - termed,
+        answers.len(),
+        failed.len()
+    );
+    assert!(status.success(), "{status}");
+    assert!(answers.len() > 50, "only {} requests", answers.len());
+    assert!(
+        failed.is_empty(),
+        "{} requests failed: {failed:?}",
+        failed.len()
+    );
+    let log = lab.log(0);
+    let withdrawn_at = log
+        .find("withdrawn: xlb is stopping")
+        .expect("withdrawal logged");
+    let detached_at = log.find("stopping: detaching").expect("detach logged");
+    assert!(withdrawn_at < detached_at, "{log}");
+}
