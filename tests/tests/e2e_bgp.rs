@@ -151,11 +151,21 @@ fn active_active_directors_behind_ecmp() {
         });
     eprintln!("connections per backend: {spread:?}");
 
-    // d1 comes back once its pins are cleaned up and xlb starts again.
+    // d1 comes back once its pins are cleaned up and xlb starts again, announcing only after
+    // its first health checks.
     lab.cleanup(0).unwrap();
     lab.start_xlb(0, DRAIN).unwrap();
     lab.wait_next_hops(&[d1, d2], Duration::from_secs(30))
         .unwrap();
+    let log = lab.log(0);
+    let first_check = log.find("Misc check for").expect("a check logged");
+    let announced = log
+        .find("10.96.0.100 announced")
+        .expect("announcement logged");
+    assert!(
+        first_check < announced,
+        "announced before any check:\n{log}"
+    );
 
     // (c) d1's real servers fail its checks: it withdraws; they pass again: it returns.
     lab.set_healthy(0, false).unwrap();

@@ -33,6 +33,10 @@ pub enum Withheld {
     BelowQuorum(Vec<String>),
     /// The data plane does not serve it (the last update failed, or it has no table yet).
     NotLoaded(String),
+    /// Health checks of these virtual services have not all run once yet: a starting
+    /// director takes keepalived's view (up until checked) for forwarding, but attracts no
+    /// traffic on it.
+    NotChecked(Vec<String>),
     /// The claim it is forwarded under is not alive.
     ClaimNotAlive,
     /// A clean stop is under way.
@@ -48,6 +52,13 @@ impl fmt::Display for Withheld {
                 write!(f, "below quorum: {}", services.join(", "))
             }
             Withheld::NotLoaded(why) => write!(f, "not in the data plane: {why}"),
+            Withheld::NotChecked(services) => {
+                write!(
+                    f,
+                    "waiting for the first health checks of {}",
+                    services.join(", ")
+                )
+            }
             Withheld::ClaimNotAlive => f.write_str("the data plane's claim is not alive"),
             Withheld::Stopping => f.write_str("xlb is stopping"),
             Withheld::RouteFailed(why) => write!(f, "the route could not be added: {why}"),
@@ -68,6 +79,8 @@ pub struct ServiceState<'a> {
     pub quorum_up: bool,
     /// The data plane holds it.
     pub loaded: bool,
+    /// Every real server with checkers has been checked at least once.
+    pub checked: bool,
 }
 
 /// The verdict of every announced VIP of `config`: announce while every virtual service of
@@ -96,6 +109,10 @@ pub fn verdicts(
                 Verdict::Withhold(Withheld::NotLoaded(e.to_string()))
             } else if let Some(missing) = own.iter().find(|s| !s.loaded) {
                 Verdict::Withhold(Withheld::NotLoaded(format!("{} not loaded", name(missing))))
+            } else if own.iter().any(|s| !s.checked) {
+                Verdict::Withhold(Withheld::NotChecked(
+                    own.iter().filter(|s| !s.checked).map(|s| name(s)).collect(),
+                ))
             } else if own.iter().any(|s| !s.quorum_up) {
                 Verdict::Withhold(Withheld::BelowQuorum(
                     own.iter()
@@ -183,6 +200,14 @@ impl Announcer {
         for address in addresses {
             self.set(address, Verdict::Withhold(why.clone())).await;
         }
+    }
+
+    /// Whether a VIP waits for its first health checks (a check that finds what was assumed
+    /// sends no event, so the daemon looks again at its next tick).
+    pub fn waiting_for_checks(&self) -> bool {
+        self.vips
+            .values()
+            .any(|v| matches!(v.verdict, Verdict::Withhold(Withheld::NotChecked(_))))
     }
 
     /// Whether any VIP is announced.
@@ -302,4 +327,74 @@ pub struct AnnouncedVipStatus {
     pub why_not: Option<String>,
     /// Seconds since the epoch of the last change between announced and not.
     pub since: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = "global_defs {\n  xlb_announce 10.96.0.100\n}\n\
+        virtual_server 10.96.0.100 80 {\n  lb_kind DR\n  protocol TCP\n  real_server 10.0.0.11 80 {\n  }\n}\n\
+        virtual_server 10.96.0.100 443 {\n  lb_kind DR\n  protocol TCP\n  real_server 10.0.0.11 443 {\n  }\n}\n\
+        virtual_server 10.96.0.200 80 {\n  lb_kind DR\n  protocol TCP\n  real_server 10.0.0.11 80 {\n  }\n}\n";
+
+    fn verdict_with(
+        quorum: [bool; 3],
+        loaded: [bool; 3],
+        checked: [bool; 3],
+        update: Result<(), &str>,
+        claim_alive: bool,
+    ) -> Verdict {
+        let config = lb_config::parse_str(CONFIG, "test.conf")
+            .expect("valid config")
+            .config;
+        let services = crate::health::configured(&config);
+        let states: Vec<ServiceState> = services
+            .iter()
+            .enumerate()
+            .map(|(i, service)| ServiceState {
+                service,
+                quorum_up: quorum[i],
+                loaded: loaded[i],
+                checked: checked[i],
+            })
+            .collect();
+        let verdicts = verdicts(&config, &states, update, claim_alive);
+        assert_eq!(verdicts.len(), 1, "only announced VIPs get a verdict");
+        verdicts
+            .into_values()
+            .next()
+            .expect("the announced VIP's verdict")
+    }
+
+    #[test]
+    fn a_vip_is_announced_while_every_service_of_it_is_healthy_loaded_and_claimed() {
+        let all = [true; 3];
+        assert_eq!(verdict_with(all, all, all, Ok(()), true), Verdict::Announce);
+        // Another VIP's service below quorum does not matter.
+        assert_eq!(
+            verdict_with([true, true, false], all, all, Ok(()), true),
+            Verdict::Announce
+        );
+        assert_eq!(
+            verdict_with([true, false, true], all, all, Ok(()), true),
+            Verdict::Withhold(Withheld::BelowQuorum(vec!["TCP 10.96.0.100:443".into()]))
+        );
+        assert_eq!(
+            verdict_with(all, [false, true, true], all, Ok(()), true),
+            Verdict::Withhold(Withheld::NotLoaded("TCP 10.96.0.100:80 not loaded".into()))
+        );
+        assert_eq!(
+            verdict_with(all, all, [true, false, true], Ok(()), true),
+            Verdict::Withhold(Withheld::NotChecked(vec!["TCP 10.96.0.100:443".into()]))
+        );
+        assert_eq!(
+            verdict_with(all, all, all, Err("map full"), true),
+            Verdict::Withhold(Withheld::NotLoaded("map full".into()))
+        );
+        assert_eq!(
+            verdict_with(all, all, all, Ok(()), false),
+            Verdict::Withhold(Withheld::ClaimNotAlive)
+        );
+    }
 }

@@ -189,6 +189,10 @@ impl<'a> Daemon<'a> {
                     }
                     self.resolve = Resolve::All;
                     self.dirty |= self.reconciler.drain_due(Instant::now());
+                    self.dirty |= self
+                        .announcer
+                        .as_ref()
+                        .is_some_and(|a| a.waiting_for_checks());
                 }
                 Some(_) = events.recv() => {
                     // One recomputation for a burst of state changes (thousands at start-up):
@@ -340,13 +344,27 @@ impl<'a> Daemon<'a> {
                 }
             }
         }
+        let announced: Vec<std::net::IpAddr> = g.xlb_announce.iter().map(|v| v.address).collect();
         let states: Vec<ServiceState> = services
             .iter()
             .zip(quorum)
-            .map(|(service, quorum_up)| ServiceState {
+            .zip(&self.config.virtual_servers)
+            .map(|((service, quorum_up), vs)| ServiceState {
                 service,
                 quorum_up: *quorum_up,
                 loaded: self.reconciler.serves(&service.key()),
+                // Asked only for announced VIPs: a config may have thousands of others.
+                checked: !announced.contains(&vs.address) || {
+                    let key = lb_health::VsKey::of(vs);
+                    vs.real_servers
+                        .iter()
+                        .filter(|rs| !rs.checkers.is_empty())
+                        .all(|rs| {
+                            self.health
+                                .real_server_report(&key, &(rs.address, rs.port))
+                                .is_some_and(|r| r.last_check.is_some())
+                        })
+                },
             })
             .collect();
         // Announced VIPs are forwarded under the static claim (no VRRP instance holds them).
