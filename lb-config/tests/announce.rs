@@ -49,7 +49,7 @@ fn announce_mistakes_are_located() {
             24,
             "253 to 255 are the kernel's default, main and local)",
         ),
-        ("xlb_announce_drain 601", 24, "600"),
+        ("xlb_announce_drain 61", 24, "60"),
     ] {
         let e = parse_err(&format!("global_defs {{\n    {line}\n}}\n{SERVICE}"));
         let d = only_error(&e);

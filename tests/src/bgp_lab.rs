@@ -125,6 +125,8 @@ pub struct BgpLab {
     pub backend_ips: Vec<Ipv4Addr>,
     pub workdir: PathBuf,
     pub xlb: PathBuf,
+    /// More arguments for every `xlb run` (`--metrics-address ...`).
+    pub xlb_args: Vec<String>,
     // Dropped in field order (after Drop::drop stopped them): daemons, BIRDs, servers, the
     // XDP_PASS program, then the namespaces, the switch last.
     xlbs: Vec<Option<Process>>,
@@ -217,6 +219,7 @@ impl BgpLab {
             backend_ips: Vec::new(),
             workdir,
             xlb: xlb.to_path_buf(),
+            xlb_args: Vec::new(),
             xlbs: (0..directors).map(|_| None).collect(),
             runs: vec![0; directors],
             birds: Vec::new(),
@@ -395,6 +398,7 @@ impl BgpLab {
             .arg(self.bpffs(d))
             .arg("--pidfile")
             .arg(self.pidfile(d))
+            .args(&self.xlb_args)
             .stdout(log.try_clone()?)
             .stderr(log);
         let child = cmd.spawn().context("starting xlb")?;
@@ -500,6 +504,26 @@ impl BgpLab {
             .arg("--pidfile")
             .arg(self.pidfile(d));
         lab::run(&mut c)
+    }
+
+    /// Replaces director `d`'s config with `text` and has its xlb reload it; the answer.
+    pub fn reload(&self, d: usize, text: &str) -> Result<String> {
+        let path = self.workdir.join(format!("{}.conf", self.director_name(d)));
+        fs::write(&path, text)?;
+        self.xlb_command(d, &["reload"])
+    }
+
+    /// `GET /metrics` from the xlb of director `d` on `address` (in its namespace).
+    pub fn metrics(&self, d: usize, address: std::net::SocketAddr) -> Result<String> {
+        self.directors[d].enter(|| -> Result<String> {
+            use std::io::{Read as _, Write as _};
+            let mut s = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(3))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET /metrics HTTP/1.0\r\nHost: xlb\r\n\r\n")?;
+            let mut text = String::new();
+            s.read_to_string(&mut text)?;
+            Ok(text)
+        })?
     }
 
     /// `xlb status --json` of director `d`.

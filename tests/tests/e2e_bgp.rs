@@ -49,6 +49,8 @@ impl Drop for StopOnDrop {
 fn active_active_directors_behind_ecmp() {
     let mut lab = BgpLab::new("bgp", 2, 3, &xlb_binary()).expect("building the lab");
     let (d1, d2) = (lab.director_ips[0], lab.director_ips[1]);
+    let metrics_address: SocketAddr = "127.0.0.1:9650".parse().unwrap();
+    lab.xlb_args = vec!["--metrics-address".to_string(), metrics_address.to_string()];
     lab.start_xlb(0, DRAIN).unwrap();
     lab.start_xlb(1, DRAIN).unwrap();
     let both = lab
@@ -79,6 +81,15 @@ fn active_active_directors_behind_ecmp() {
         "{text}"
     );
     eprintln!("{text}");
+
+    let metrics = lab.metrics(1, metrics_address).unwrap();
+    for line in [
+        format!("xlb_vip_announced{{address=\"{}\"}} 1", lab.vip),
+        "xlb_bgp_session_established{protocol=\"router1\"} 1".to_string(),
+        "xlb_bird_up 1".to_string(),
+    ] {
+        assert!(metrics.contains(&line), "no {line} in\n{metrics}");
+    }
 
     // (a) 200 long-lived connections, spread over both directors.
     let stop = Arc::new(AtomicBool::new(false));
@@ -190,6 +201,17 @@ fn active_active_directors_behind_ecmp() {
         "quorum regained: d1 announced again {:?} later",
         back - recovered
     );
+
+    // A reload that stops announcing the VIP withdraws it; one that announces it again
+    // brings it back.
+    let announced = lab.xlb_config(1, DRAIN);
+    let quiet = announced.replace(&format!("    xlb_announce {}\n", lab.vip), "");
+    assert_ne!(quiet, announced);
+    lab.reload(1, &quiet).unwrap();
+    lab.wait_next_hops(&[d1], Duration::from_secs(5)).unwrap();
+    lab.reload(1, &announced).unwrap();
+    lab.wait_next_hops(&[d1, d2], Duration::from_secs(10))
+        .unwrap();
 
     // (d) SIGTERM of d1 under a request loop: withdrawn first, then stopped; nothing fails.
     let load = start_load_from(&lab.client, SocketAddr::from((lab.vip, 80))).unwrap();

@@ -214,8 +214,10 @@ pub(super) fn global_defs(r: &mut Reader<'_>, st: &Statement, g: &mut GlobalDefs
                     }
                 }
             }
+            // At most a minute: `xlb stop` waits that long, and the unit's TimeoutStopSec
+            // (20 s) must be raised past it for a longer one.
             "xlb_announce_drain" => {
-                if let Some(t) = r.timer(st, Timer::default(), Some(Timer::from_secs(600))) {
+                if let Some(t) = r.timer(st, Timer::default(), Some(Timer::from_secs(60))) {
                     g.xlb_announce_drain = t;
                 }
             }

@@ -239,13 +239,14 @@ impl<'a> Daemon<'a> {
                 }
             }
         }
-        self.withdraw_before_stopping().await;
         sampler.abort();
+        // Answered first: `xlb stop` then waits for the pidfile to go, through the drain.
         if let Some(reply) = stopped_by {
             let _ = reply.send(Response::Stopping {
                 pid: std::process::id(),
             });
         }
+        self.withdraw_before_stopping().await;
         if let Some(handle) = self.vrrp.handle.take() {
             info!("stopping VRRP: handing over to a backup first");
             handle.shutdown().await;
