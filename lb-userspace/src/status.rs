@@ -321,7 +321,7 @@ fn render_announce(
         let state = match &vip.why_not {
             None if vip.announced => format!("announced since {}", ago(vip.since)),
             None => "not announced".to_string(),
-            Some(why) => format!("withdrawn since {}: {why}", ago(vip.since)),
+            Some(why) => format!("not announced since {}: {why}", ago(vip.since)),
         };
         let checksums: Vec<String> = services
             .iter()

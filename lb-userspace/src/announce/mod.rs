@@ -39,6 +39,9 @@ pub enum Withheld {
     NotChecked(Vec<String>),
     /// The claim it is forwarded under is not alive.
     ClaimNotAlive,
+    /// These virtual services have no real server the data plane can forward to (every one
+    /// is down, drained or not resolved to a MAC yet).
+    NothingToForwardTo(Vec<String>),
     /// A clean stop is under way.
     Stopping,
     /// The route could not be added.
@@ -58,6 +61,9 @@ impl fmt::Display for Withheld {
                     "waiting for the first health checks of {}",
                     services.join(", ")
                 )
+            }
+            Withheld::NothingToForwardTo(services) => {
+                write!(f, "no real server to forward to in {}", services.join(", "))
             }
             Withheld::ClaimNotAlive => f.write_str("the data plane's claim is not alive"),
             Withheld::Stopping => f.write_str("xlb is stopping"),
@@ -81,6 +87,8 @@ pub struct ServiceState<'a> {
     pub loaded: bool,
     /// Every real server with checkers has been checked at least once.
     pub checked: bool,
+    /// Its table has a real server to forward to.
+    pub forwards: bool,
 }
 
 /// The verdict of every announced VIP of `config`: announce while every virtual service of
@@ -117,6 +125,13 @@ pub fn verdicts(
                 Verdict::Withhold(Withheld::BelowQuorum(
                     own.iter()
                         .filter(|s| !s.quorum_up)
+                        .map(|s| name(s))
+                        .collect(),
+                ))
+            } else if own.iter().any(|s| !s.forwards) {
+                Verdict::Withhold(Withheld::NothingToForwardTo(
+                    own.iter()
+                        .filter(|s| !s.forwards)
                         .map(|s| name(s))
                         .collect(),
                 ))
@@ -345,6 +360,17 @@ mod tests {
         update: Result<(), &str>,
         claim_alive: bool,
     ) -> Verdict {
+        verdict_forwarding(quorum, loaded, checked, [true; 3], update, claim_alive)
+    }
+
+    fn verdict_forwarding(
+        quorum: [bool; 3],
+        loaded: [bool; 3],
+        checked: [bool; 3],
+        forwards: [bool; 3],
+        update: Result<(), &str>,
+        claim_alive: bool,
+    ) -> Verdict {
         let config = lb_config::parse_str(CONFIG, "test.conf")
             .expect("valid config")
             .config;
@@ -357,6 +383,7 @@ mod tests {
                 quorum_up: quorum[i],
                 loaded: loaded[i],
                 checked: checked[i],
+                forwards: forwards[i],
             })
             .collect();
         let verdicts = verdicts(&config, &states, update, claim_alive);
@@ -395,6 +422,12 @@ mod tests {
         assert_eq!(
             verdict_with(all, all, all, Ok(()), false),
             Verdict::Withhold(Withheld::ClaimNotAlive)
+        );
+        assert_eq!(
+            verdict_forwarding(all, all, all, [false, true, true], Ok(()), true),
+            Verdict::Withhold(Withheld::NothingToForwardTo(vec![
+                "TCP 10.96.0.100:80".into()
+            ]))
         );
     }
 }

@@ -354,6 +354,7 @@ impl<'a> Daemon<'a> {
                 service,
                 quorum_up: *quorum_up,
                 loaded: self.reconciler.serves(&service.key()),
+                forwards: self.reconciler.forwards(&service.key()),
                 // Asked only for announced VIPs: a config may have thousands of others.
                 checked: !announced.contains(&vs.address) || {
                     let key = lb_health::VsKey::of(vs);
