@@ -249,6 +249,46 @@ impl Netlink {
         }
     }
 
+    /// The destinations of the routes through `ifindex` in `table`, both families.
+    pub async fn routes_via(&self, ifindex: u32, table: u32) -> Result<Vec<IpAddr>> {
+        let dumps = [
+            RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        ];
+        let mut found = Vec::new();
+        for message in dumps {
+            let mut routes = self.handle.route().get(message).execute();
+            while let Some(route) = routes
+                .try_next()
+                .await
+                .with_context(|| format!("listing the routes of table {table}"))?
+            {
+                let mut in_table = u32::from(route.header.table) == table;
+                let (mut oif, mut dst) = (None, None);
+                for attr in &route.attributes {
+                    match attr {
+                        RouteAttribute::Table(t) => in_table = *t == table,
+                        RouteAttribute::Oif(i) => oif = Some(*i),
+                        RouteAttribute::Destination(RouteAddress::Inet(a)) => {
+                            dst = Some(IpAddr::V4(*a))
+                        }
+                        RouteAttribute::Destination(RouteAddress::Inet6(a)) => {
+                            dst = Some(IpAddr::V6(*a))
+                        }
+                        _ => {}
+                    }
+                }
+                if in_table
+                    && oif == Some(ifindex)
+                    && let Some(dst) = dst
+                {
+                    found.push(dst);
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// The interface the kernel routes `dst` out of. A backend in Direct Routing must be on a
     /// directly connected network: a route through a gateway is an error.
     pub async fn route_interface(&self, dst: IpAddr) -> Result<u32> {

@@ -21,8 +21,8 @@ use std::{
 };
 
 use xlb_tests::{
-    bgp_lab::BgpLab,
-    lab::{ECHO_PORT, converse, start_load_from, xlb_binary},
+    bgp_lab::{ANNOUNCE_TABLE, BgpLab},
+    lab::{ECHO_PORT, converse, start_load_from, wait_for, xlb_binary},
 };
 
 /// From `kill -9` of xlb to the router's route without that director: the TUN device goes with
@@ -210,6 +210,27 @@ fn active_active_directors_behind_ecmp() {
     lab.reload(1, &quiet).unwrap();
     lab.wait_next_hops(&[d1], Duration::from_secs(5)).unwrap();
     lab.reload(1, &announced).unwrap();
+    lab.wait_next_hops(&[d1, d2], Duration::from_secs(10))
+        .unwrap();
+
+    // Routes or the device taken away behind xlb's back come back at its next tick.
+    lab.directors[1]
+        .run(&["ip", "route", "flush", "table", &ANNOUNCE_TABLE.to_string()])
+        .unwrap();
+    wait_for(Duration::from_secs(5), || {
+        lab.log(1).contains("by someone else: adding it again")
+    })
+    .unwrap();
+    lab.wait_next_hops(&[d1, d2], Duration::from_secs(10))
+        .unwrap();
+    lab.directors[1]
+        .run(&["ip", "link", "del", "xlbvip0"])
+        .unwrap();
+    wait_for(Duration::from_secs(5), || {
+        lab.log(1)
+            .contains("was deleted under xlb: creating it again")
+    })
+    .unwrap();
     lab.wait_next_hops(&[d1, d2], Duration::from_secs(10))
         .unwrap();
 

@@ -81,4 +81,13 @@ impl RouteDevice {
             index,
         })
     }
+
+    /// Whether the device still exists (`ip link del` removes it under the open descriptor).
+    pub fn exists(&self) -> bool {
+        let Ok(c_name) = std::ffi::CString::new(self.name.clone()) else {
+            return false;
+        };
+        // SAFETY: a valid NUL-terminated string.
+        unsafe { libc::if_nametoindex(c_name.as_ptr()) == self.index }
+    }
 }

@@ -16,7 +16,7 @@ use std::{collections::BTreeMap, fmt, net::IpAddr, time::SystemTime};
 
 use anyhow::Result;
 use lb_config::Config;
-use log::{error, info};
+use log::{error, info, warn};
 use serde::{Deserialize, Serialize};
 
 use crate::{netlink::Netlink, service::Service};
@@ -155,6 +155,18 @@ struct VipState {
     since: SystemTime,
 }
 
+impl VipState {
+    /// Its route went behind xlb's back: not announced, with a verdict the next apply
+    /// replaces (an announcing one adds the route again).
+    fn lost(&mut self, why: &str) {
+        if self.announced {
+            self.announced = false;
+            self.since = SystemTime::now();
+            self.verdict = Verdict::Withhold(Withheld::RouteFailed(why.to_string()));
+        }
+    }
+}
+
 /// The announced VIPs' routes, through the device it holds open.
 pub struct Announcer {
     netlink: Netlink,
@@ -223,6 +235,55 @@ impl Announcer {
         self.vips
             .values()
             .any(|v| matches!(v.verdict, Verdict::Withhold(Withheld::NotChecked(_))))
+    }
+
+    /// Checks that what it announced is still in place: the device (an operator may delete
+    /// it) and the routes (a `ip route flush table N` removes them). What is missing is
+    /// marked not announced, and true returned so that the daemon applies its verdicts again,
+    /// which adds it back.
+    pub async fn verify(&mut self) -> bool {
+        if !self.any_announced() {
+            return false;
+        }
+        if !self.device.exists() {
+            warn!(
+                "{} was deleted under xlb: creating it again",
+                self.device.name
+            );
+            match RouteDevice::create() {
+                Ok(device) => {
+                    if let Err(e) = self.netlink.set_link_up(device.index).await {
+                        error!("{}: {e:#}", device.name);
+                    }
+                    self.device = device;
+                }
+                Err(e) => error!("{e:#}"),
+            }
+            for v in self.vips.values_mut() {
+                v.lost("its device was deleted");
+            }
+            return true;
+        }
+        let present = match self.netlink.routes_via(self.device.index, self.table).await {
+            Ok(present) => present,
+            Err(e) => {
+                warn!("checking the VIP routes: {e:#}");
+                return false;
+            }
+        };
+        let mut lost = false;
+        for (address, v) in &mut self.vips {
+            if v.announced && !present.contains(address) {
+                warn!(
+                    "the route to {address} was removed from table {} by someone else: adding \
+                     it again",
+                    self.table
+                );
+                v.lost("its route was removed");
+                lost = true;
+            }
+        }
+        lost
     }
 
     /// Whether any VIP is announced.

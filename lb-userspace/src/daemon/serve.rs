@@ -189,10 +189,10 @@ impl<'a> Daemon<'a> {
                     }
                     self.resolve = Resolve::All;
                     self.dirty |= self.reconciler.drain_due(Instant::now());
-                    self.dirty |= self
-                        .announcer
-                        .as_ref()
-                        .is_some_and(|a| a.waiting_for_checks());
+                    if let Some(announcer) = &mut self.announcer {
+                        self.dirty |= announcer.waiting_for_checks();
+                        self.dirty |= announcer.verify().await;
+                    }
                 }
                 Some(_) = events.recv() => {
                     // One recomputation for a burst of state changes (thousands at start-up):
