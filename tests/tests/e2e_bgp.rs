@@ -136,7 +136,25 @@ fn active_active_directors_behind_ecmp() {
     let withdrawal = gone.duration_since(killed);
     eprintln!("kill -9: the router dropped d1's next hop {withdrawal:?} after the kill");
     assert!(withdrawal <= KILL_BOUND, "withdrawn after {withdrawal:?}");
-    thread::sleep(Duration::from_secs(3));
+    // Every connection now goes through d2: the dead director's data plane (still attached,
+    // its counters pinned) sees nothing more.
+    thread::sleep(Duration::from_millis(500));
+    let before = [lab.forwarded(0).unwrap(), lab.forwarded(1).unwrap()];
+    thread::sleep(Duration::from_secs(2));
+    let after = [lab.forwarded(0).unwrap(), lab.forwarded(1).unwrap()];
+    eprintln!(
+        "after the kill, packets forwarded in 2 s: d1 {}, d2 {}",
+        after[0] - before[0],
+        after[1] - before[1]
+    );
+    assert_eq!(
+        after[0], before[0],
+        "the killed director still gets traffic"
+    );
+    assert!(
+        after[1] > before[1] + 200,
+        "d2 carries little: {before:?} -> {after:?}"
+    );
     stop.store(true, Ordering::Relaxed);
     let talked = talker
         .join()
