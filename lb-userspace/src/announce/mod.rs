@@ -229,12 +229,16 @@ impl Announcer {
         }
     }
 
-    /// Whether a VIP waits for its first health checks (a check that finds what was assumed
-    /// sends no event, so the daemon looks again at its next tick).
-    pub fn waiting_for_checks(&self) -> bool {
-        self.vips
-            .values()
-            .any(|v| matches!(v.verdict, Verdict::Withhold(Withheld::NotChecked(_))))
+    /// Whether a verdict may change with no event to say so: a VIP waiting for its first
+    /// health checks (a check that finds what was assumed sends none), or one whose route
+    /// could not be added. The daemon looks again at its next tick.
+    pub fn wants_another_look(&self) -> bool {
+        self.vips.values().any(|v| {
+            matches!(
+                v.verdict,
+                Verdict::Withhold(Withheld::NotChecked(_) | Withheld::RouteFailed(_))
+            )
+        })
     }
 
     /// Checks that what it announced is still in place: the device (an operator may delete
@@ -242,9 +246,7 @@ impl Announcer {
     /// marked not announced, and true returned so that the daemon applies its verdicts again,
     /// which adds it back.
     pub async fn verify(&mut self) -> bool {
-        if !self.any_announced() {
-            return false;
-        }
+        // The device first, announced or not: an add through a deleted one would fail forever.
         if !self.device.exists() {
             warn!(
                 "{} was deleted under xlb: creating it again",
@@ -263,6 +265,9 @@ impl Announcer {
                 v.lost("its device was deleted");
             }
             return true;
+        }
+        if !self.any_announced() {
+            return false;
         }
         let present = match self.netlink.routes_via(self.device.index, self.table).await {
             Ok(present) => present,

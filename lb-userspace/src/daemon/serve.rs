@@ -190,7 +190,7 @@ impl<'a> Daemon<'a> {
                     self.resolve = Resolve::All;
                     self.dirty |= self.reconciler.drain_due(Instant::now());
                     if let Some(announcer) = &mut self.announcer {
-                        self.dirty |= announcer.waiting_for_checks();
+                        self.dirty |= announcer.wants_another_look();
                         self.dirty |= announcer.verify().await;
                     }
                 }
