@@ -24,6 +24,13 @@ use crate::lab::{
 pub const VIP: &str = "10.96.0.100";
 /// The client's network, on the router's eth1.
 pub const CLIENT_SUBNET: &str = "10.97.0";
+/// A dual-stack lab's IPv6: the announced VIP, the LAN (host N is `fd99::N`), the client's
+/// network (client `fd97::10`, router `fd97::1`).
+pub const VIP6: &str = "fd96::100";
+pub const LAN6: &str = "fd99::";
+pub const CLIENT6_NET: &str = "fd97::";
+/// The backends' HTTP port over IPv6 (a server bound to `::`; port 80 is IPv4's).
+pub const HTTP6_PORT: u16 = 8080;
 /// The kernel table the directors' xlb puts VIP routes in.
 pub const ANNOUNCE_TABLE: u32 = 100;
 /// The router's AS, and the one both directors share (their paths must tie for ECMP).
@@ -42,6 +49,66 @@ const BGP_TIMERS: &str = "\
 /// A director's bird.conf: the kernel protocol learns xlb's table (routes of any protocol but
 /// `kernel` and `bird`), BGP exports what it learned with `next hop self` and imports nothing.
 pub fn director_bird_conf(router_id: Ipv4Addr, router: Ipv4Addr, table: u32) -> String {
+    director_bird_conf_v4(router_id, router, table)
+}
+
+/// The IPv6 half of a dual-stack director's bird.conf: the same table learnt for ipv6, and a
+/// session over IPv6 (`own` and `router` are the LAN's host numbers).
+pub fn director_bird_conf_v6(own: u8, router: u8, table: u32) -> String {
+    format!(
+        "protocol kernel xlb_vips6 {{
+    kernel table {table};
+    learn;
+    scan time 10;
+    ipv6 {{
+        import all;
+        export none;
+    }};
+}}
+protocol bgp router1v6 {{
+    local {LAN6}{own} as {DIRECTOR_AS};
+    neighbor {LAN6}{router} as {ROUTER_AS};
+{BGP_TIMERS}
+    ipv6 {{
+        import none;
+        export where proto = \"xlb_vips6\";
+        next hop self;
+    }};
+}}
+"
+    )
+}
+
+/// The IPv6 half of a dual-stack router's bird.conf.
+pub fn router_bird_conf_v6(own: u8, directors: &[u8]) -> String {
+    let mut conf = "protocol kernel kernel6 {
+    merge paths on;
+    ipv6 {
+        import none;
+        export all;
+    };
+}
+"
+    .to_string();
+    for (i, d) in directors.iter().enumerate() {
+        conf += &format!(
+            "protocol bgp director{n}v6 {{
+    local {LAN6}{own} as {ROUTER_AS};
+    neighbor {LAN6}{d} as {DIRECTOR_AS};
+{BGP_TIMERS}
+    ipv6 {{
+        import all;
+        export none;
+    }};
+}}
+",
+            n = i + 1
+        );
+    }
+    conf
+}
+
+fn director_bird_conf_v4(router_id: Ipv4Addr, router: Ipv4Addr, table: u32) -> String {
     format!(
         "router id {router_id};
 log stderr all;
@@ -127,6 +194,8 @@ pub struct BgpLab {
     pub xlb: PathBuf,
     /// More arguments for every `xlb run` (`--metrics-address ...`).
     pub xlb_args: Vec<String>,
+    /// Dual stack: IPv6 on the LAN and the client's network, [`VIP6`] announced too.
+    pub ipv6: bool,
     // Dropped in field order (after Drop::drop stopped them): daemons, BIRDs, servers, the
     // XDP_PASS program, then the namespaces, the switch last.
     xlbs: Vec<Option<Process>>,
@@ -139,6 +208,16 @@ pub struct BgpLab {
 
 impl BgpLab {
     pub fn new(tag: &str, directors: usize, backends: usize, xlb: &Path) -> Result<Self> {
+        Self::build(tag, directors, backends, xlb, false)
+    }
+
+    /// As [`Self::new`], dual stack: every host has an IPv6 address too, the backends serve
+    /// HTTP over IPv6 on [`HTTP6_PORT`], and [`VIP6`] is announced beside [`VIP`].
+    pub fn dual_stack(tag: &str, directors: usize, backends: usize, xlb: &Path) -> Result<Self> {
+        Self::build(tag, directors, backends, xlb, true)
+    }
+
+    fn build(tag: &str, directors: usize, backends: usize, xlb: &Path, ipv6: bool) -> Result<Self> {
         let base = unique_name(tag);
         let switch = Netns::new(format!("{base}-sw"))?;
         switch.run(&["ip", "link", "add", "br0", "type", "bridge"])?;
@@ -194,13 +273,51 @@ impl BgpLab {
             router.run(&["sysctl", "-q", "-w", &format!("{key}={value}")])?;
         }
 
+        if ipv6 {
+            for (ns, dev, cidr) in [
+                (&router, "eth0", format!("{LAN6}1/64")),
+                (&router, "eth1", format!("{CLIENT6_NET}1/64")),
+                (&client, "eth0", format!("{CLIENT6_NET}10/64")),
+            ] {
+                ns.run(&["ip", "-6", "addr", "add", &cidr, "dev", dev, "nodad"])?;
+            }
+            client.run(&[
+                "ip",
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("{CLIENT6_NET}1"),
+            ])?;
+            for (key, value) in [
+                ("net.ipv6.conf.all.forwarding", "1"),
+                ("net.ipv6.fib_multipath_hash_policy", "1"),
+            ] {
+                router.run(&["sysctl", "-q", "-w", &format!("{key}={value}")])?;
+            }
+        }
+
         let mut director_ns = Vec::new();
         let mut director_ips = Vec::new();
         let mut ports = Vec::new();
         for d in 0..directors {
             let octet = 2 + d as u8;
             let role = format!("d{}", d + 1);
-            director_ns.push(add_host(&switch, &base, &role, octet)?);
+            let ns = add_host(&switch, &base, &role, octet)?;
+            if ipv6 {
+                ns.run(&[
+                    "ip",
+                    "-6",
+                    "addr",
+                    "add",
+                    &format!("{LAN6}{octet}/64"),
+                    "dev",
+                    "eth0",
+                    "nodad",
+                ])?;
+            }
+            director_ns.push(ns);
             director_ips.push(format!("{SUBNET}.{octet}").parse()?);
             ports.push(format!("p{role}"));
         }
@@ -220,6 +337,7 @@ impl BgpLab {
             workdir,
             xlb: xlb.to_path_buf(),
             xlb_args: Vec::new(),
+            ipv6,
             xlbs: (0..directors).map(|_| None).collect(),
             runs: vec![0; directors],
             birds: Vec::new(),
@@ -249,18 +367,67 @@ impl BgpLab {
             lab.servers
                 .push(spawn_http_server(&ns, &docroot, &format!("http {name}"))?);
             lab.servers.push(spawn_echo_server(&ns, &echo, &name)?);
+            if ipv6 {
+                let vip6 = format!("{VIP6}/128");
+                ns.run(&[
+                    "ip",
+                    "-6",
+                    "addr",
+                    "add",
+                    &format!("{LAN6}{octet}/64"),
+                    "dev",
+                    "eth0",
+                    "nodad",
+                ])?;
+                ns.run(&["ip", "-6", "addr", "add", &vip6, "dev", "lo", "nodad"])?;
+                ns.run(&[
+                    "ip",
+                    "-6",
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &format!("{LAN6}1"),
+                ])?;
+                // Dual stack on `::`, so it answers the IPv4 readiness probe too.
+                let mut cmd = ns.command("python3");
+                cmd.args([
+                    "-m",
+                    "http.server",
+                    &HTTP6_PORT.to_string(),
+                    "--bind",
+                    "::",
+                    "--directory",
+                ])
+                .arg(&docroot)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+                let child = cmd.spawn().context("starting the IPv6 HTTP server")?;
+                lab.servers.push(Process {
+                    child,
+                    what: format!("http6 {name}"),
+                });
+            }
             lab.backends.push(ns);
         }
         for ns in &lab.backends {
-            for port in [80, ECHO_PORT] {
+            let v6 = ipv6.then_some(HTTP6_PORT);
+            for port in [80, ECHO_PORT].into_iter().chain(v6) {
                 wait_listening(ns, port, Duration::from_secs(10))?;
             }
         }
 
-        let router_conf = router_bird_conf(lab.router_ip, &lab.director_ips);
+        let octets: Vec<u8> = (0..directors).map(|d| 2 + d as u8).collect();
+        let mut router_conf = router_bird_conf(lab.router_ip, &lab.director_ips);
+        if ipv6 {
+            router_conf += &router_bird_conf_v6(1, &octets);
+        }
         lab.start_bird("rt", &router_conf, |lab| &lab.router)?;
         for d in 0..directors {
-            let conf = director_bird_conf(lab.director_ips[d], lab.router_ip, ANNOUNCE_TABLE);
+            let mut conf = director_bird_conf(lab.director_ips[d], lab.router_ip, ANNOUNCE_TABLE);
+            if ipv6 {
+                conf += &director_bird_conf_v6(octets[d], 1, ANNOUNCE_TABLE);
+            }
             let name = lab.director_name(d);
             lab.start_bird(&name, &conf, move |lab| &lab.directors[d])?;
             lab.set_healthy(d, true)?;
@@ -363,12 +530,29 @@ impl BgpLab {
             self.vip,
             self.bird_socket(d).display()
         );
-        for port in [80, ECHO_PORT] {
-            t += &format!(
-                "virtual_server {} {port} {{\n    lb_algo mh\n    lb_kind DR\n    protocol TCP\n",
-                self.vip
+        let mut services: Vec<(String, u16, Vec<String>)> = [80, ECHO_PORT]
+            .into_iter()
+            .map(|port| {
+                let reals = self.backend_ips.iter().map(|ip| ip.to_string()).collect();
+                (self.vip.to_string(), port, reals)
+            })
+            .collect();
+        if self.ipv6 {
+            t = t.replacen(
+                "    xlb_announce_table",
+                &format!("    xlb_announce {VIP6}\n    xlb_announce_table"),
+                1,
             );
-            for ip in &self.backend_ips {
+            let reals = (0..self.backend_ips.len())
+                .map(|i| format!("{LAN6}{}", 11 + i))
+                .collect();
+            services.push((VIP6.to_string(), HTTP6_PORT, reals));
+        }
+        for (vip, port, reals) in services {
+            t += &format!(
+                "virtual_server {vip} {port} {{\n    lb_algo mh\n    lb_kind DR\n    protocol TCP\n"
+            );
+            for ip in &reals {
                 t += &format!(
                     "    real_server {ip} {port} {{\n        weight 1\n        MISC_CHECK {{\n            \
                      misc_path \"/usr/bin/test -e {}\"\n            misc_timeout 1\n            \
@@ -554,6 +738,32 @@ impl BgpLab {
             .collect();
         hops.sort();
         Ok(hops)
+    }
+
+    /// How many next hops the router's kernel has to [`VIP6`].
+    pub fn next_hops6(&self) -> Result<usize> {
+        let text = self
+            .router
+            .run(&["ip", "-6", "route", "show", &format!("{VIP6}/128")])?;
+        Ok(text.split_whitespace().filter(|w| *w == "via").count())
+    }
+
+    /// Polls (every 10 ms, up to `limit`) until the router has `want` next hops to [`VIP6`].
+    pub fn wait_next_hops6(&self, want: usize, limit: Duration) -> Result<Instant> {
+        let deadline = Instant::now() + limit;
+        let mut last = 0;
+        while Instant::now() < deadline {
+            last = self.next_hops6()?;
+            if last == want {
+                return Ok(Instant::now());
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        bail!(
+            "the router has {last} next hops to {VIP6} after {limit:?}, expected {want}; \
+             router's BIRD:\n{}",
+            self.router_birdc("show protocols").unwrap_or_default()
+        )
     }
 
     /// Polls the router's route (every 10 ms, up to `limit`) until its next hops are `want`;

@@ -21,7 +21,7 @@ use std::{
 };
 
 use xlb_tests::{
-    bgp_lab::{ANNOUNCE_TABLE, BgpLab},
+    bgp_lab::{ANNOUNCE_TABLE, BgpLab, HTTP6_PORT, VIP6},
     lab::{ECHO_PORT, converse, start_load_from, wait_for, xlb_binary},
 };
 
@@ -285,4 +285,42 @@ fn active_active_directors_behind_ecmp() {
         .expect("withdrawal logged");
     let detached_at = log.find("stopping: detaching").expect("detach logged");
     assert!(withdrawn_at < detached_at, "{log}");
+}
+
+/// The same over IPv6: `/128` routes in the same table, learnt by BIRD's ipv6 kernel protocol
+/// and announced over IPv6 sessions; the router's route to the IPv6 VIP has both directors and
+/// loses the killed one within the bound; requests over IPv6 are answered before and after.
+#[test]
+fn an_ipv6_vip_is_announced_and_withdrawn_with_xlb() {
+    let mut lab = BgpLab::dual_stack("bgp6", 2, 3, &xlb_binary()).expect("building the lab");
+    lab.start_xlb(0, DRAIN).unwrap();
+    lab.start_xlb(1, DRAIN).unwrap();
+    lab.wait_next_hops6(2, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e:#}\nd1:\n{}\nd2:\n{}", lab.log(0), lab.log(1)));
+    let vip6: std::net::Ipv6Addr = VIP6.parse().unwrap();
+    let addr = SocketAddr::from((vip6, HTTP6_PORT));
+    // The lab's HTTP helpers bind IPv4; this one asks over IPv6.
+    let get = |lab: &BgpLab| -> anyhow::Result<String> {
+        lab.client.enter(|| -> anyhow::Result<String> {
+            use std::io::{Read as _, Write as _};
+            let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+            s.set_read_timeout(Some(Duration::from_secs(3)))?;
+            s.write_all(b"GET /id HTTP/1.0\r\n\r\n")?;
+            let mut text = String::new();
+            s.read_to_string(&mut text)?;
+            let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string());
+            body.ok_or_else(|| anyhow::anyhow!("no body in {text:?}"))
+        })?
+    };
+    let answer = get(&lab).unwrap_or_else(|e| panic!("GET over IPv6: {e:#}\nd1:\n{}", lab.log(0)));
+    eprintln!("GET [{VIP6}]:{HTTP6_PORT} answered by {answer}");
+
+    let killed = lab.kill9(0).unwrap();
+    let gone = lab.wait_next_hops6(1, Duration::from_secs(10)).unwrap();
+    let withdrawal = gone.duration_since(killed);
+    eprintln!("kill -9: the router dropped d1's IPv6 next hop {withdrawal:?} after the kill");
+    assert!(withdrawal <= KILL_BOUND, "withdrawn after {withdrawal:?}");
+    for _ in 0..10 {
+        get(&lab).unwrap();
+    }
 }
