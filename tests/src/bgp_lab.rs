@@ -423,10 +423,10 @@ impl BgpLab {
             router_conf += &router_bird_conf_v6(1, &octets);
         }
         lab.start_bird("rt", &router_conf, |lab| &lab.router)?;
-        for d in 0..directors {
+        for (d, octet) in octets.into_iter().enumerate() {
             let mut conf = director_bird_conf(lab.director_ips[d], lab.router_ip, ANNOUNCE_TABLE);
             if ipv6 {
-                conf += &director_bird_conf_v6(octets[d], 1, ANNOUNCE_TABLE);
+                conf += &director_bird_conf_v6(octet, 1, ANNOUNCE_TABLE);
             }
             let name = lab.director_name(d);
             lab.start_bird(&name, &conf, move |lab| &lab.directors[d])?;
