@@ -641,9 +641,15 @@ impl BgpLab {
         // SAFETY: signalling a process this lab started, by pid.
         unsafe { libc::kill(pid, libc::SIGKILL) };
         let at = Instant::now();
-        if let Some(mut p) = self.xlbs[d].take() {
-            let _ = p.child.wait();
+        let p = self.xlbs[d].as_mut().context("no xlb")?;
+        let deadline = at + Duration::from_secs(5);
+        while p.child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                bail!("xlb on {} outlived kill -9 by 5 s", self.director_name(d));
+            }
+            thread::sleep(Duration::from_millis(2));
         }
+        self.xlbs[d] = None;
         Ok(at)
     }
 
