@@ -148,7 +148,31 @@ pub struct GlobalDefs {
     pub xlb_maglev_table_size: u32,
     #[serde(skip)]
     pub xlb_maglev_table_size_origin: Origin,
+    /// xlb's own: VIP addresses announced to routers through BIRD (`xlb_announce ADDRESS...`)
+    /// instead of held by VRRP: active-active directors behind ECMP.
+    pub xlb_announce: Vec<AnnouncedVip>,
+    /// The kernel routing table xlb puts a route to each announceable VIP in; BIRD's kernel
+    /// protocol learns it (`xlb_announce_table`).
+    pub xlb_announce_table: u32,
+    /// How long a clean stop waits between withdrawing its VIPs and detaching the data plane,
+    /// for the routers to move traffic to the other directors (`xlb_announce_drain`).
+    pub xlb_announce_drain: Timer,
+    /// BIRD's control socket, asked for the BGP sessions' state (`xlb_bird_socket`).
+    pub xlb_bird_socket: String,
 }
+
+/// One `xlb_announce` address, with where it is written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AnnouncedVip {
+    pub address: IpAddr,
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+/// The table VIP routes go to when `xlb_announce_table` is not written.
+pub const DEFAULT_ANNOUNCE_TABLE: u32 = 100;
+/// BIRD 2's default control socket (Debian's bird2 package).
+pub const DEFAULT_BIRD_SOCKET: &str = "/run/bird/bird.ctl";
 
 impl Default for GlobalDefs {
     fn default() -> Self {
@@ -168,6 +192,10 @@ impl Default for GlobalDefs {
             vrrp_garp_master_refresh_repeat: 1,
             xlb_maglev_table_size: lb_common::DEFAULT_MAGLEV_TABLE_SIZE,
             xlb_maglev_table_size_origin: Origin::default(),
+            xlb_announce: Vec::new(),
+            xlb_announce_table: DEFAULT_ANNOUNCE_TABLE,
+            xlb_announce_drain: Timer::from_secs(3),
+            xlb_bird_socket: DEFAULT_BIRD_SOCKET.to_string(),
         }
     }
 }

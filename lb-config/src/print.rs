@@ -206,6 +206,17 @@ impl Printer {
             g.vrrp_garp_master_refresh_repeat
         ));
         self.line(format!("xlb_maglev_table_size {}", g.xlb_maglev_table_size));
+        if !g.xlb_announce.is_empty() {
+            let vips: Vec<String> = g
+                .xlb_announce
+                .iter()
+                .map(|v| v.address.to_string())
+                .collect();
+            self.line(format!("xlb_announce {}", vips.join(" ")));
+        }
+        self.line(format!("xlb_announce_table {}", g.xlb_announce_table));
+        self.line(format!("xlb_announce_drain {}", g.xlb_announce_drain));
+        self.line(format!("xlb_bird_socket {}", word(&g.xlb_bird_socket)));
         self.close();
     }
 

@@ -18,6 +18,7 @@ pub(crate) fn validate(config: &Config, declared: &Declared, diags: &mut Diags) 
     nat_real_servers_serve_one_service(config, diags);
     schedulers(config, diags);
     nat_gateway(config, diags);
+    announced_vips(config, diags);
 }
 
 /// A NAT real server's replies must come back through the director that holds the VIP: with
@@ -100,6 +101,68 @@ fn schedulers(config: &Config, diags: &mut Diags) {
                  write `lb_algo mh` to silence this"
             ),
         );
+    }
+}
+
+/// An announced VIP (`xlb_announce`) is served active-active: every director that announces it
+/// gets a share of its flows from the routers. VRRP serves a VIP active-standby, by one
+/// director: both at once would have the standby's share of flows arrive where its claim is
+/// off, so a VIP is one or the other. And announcing an address no virtual_server serves would
+/// attract traffic the data plane passes to the kernel.
+fn announced_vips(config: &Config, diags: &mut Diags) {
+    let mut seen: BTreeMap<IpAddr, &Origin> = BTreeMap::new();
+    for vip in &config.global_defs.xlb_announce {
+        let Some(span) = at(&vip.origin) else {
+            continue;
+        };
+        if let Some(first) = seen.get(&vip.address) {
+            let where_first = at(first).map(|s| format!(" (at {s})")).unwrap_or_default();
+            diags.error(
+                span,
+                format!(
+                    "found `xlb_announce {}` a second time{where_first}, expected each VIP once",
+                    vip.address
+                ),
+            );
+            continue;
+        }
+        seen.insert(vip.address, &vip.origin);
+        let holder = config.vrrp_instances.iter().find(|vi| {
+            vi.virtual_ipaddress
+                .iter()
+                .chain(&vi.virtual_ipaddress_excluded)
+                .any(|a| a.address == vip.address)
+        });
+        if let Some(vi) = holder {
+            let where_vi = at(&vi.origin)
+                .map(|s| format!(" (at {s})"))
+                .unwrap_or_default();
+            diags.error(
+                span,
+                format!(
+                    "found `xlb_announce {}` and the same address in vrrp_instance {}{where_vi}, \
+                     expected one of them: a VIP is served either by VRRP (one director, \
+                     active-standby) or by announcing it to routers (every healthy director, \
+                     active-active), not both",
+                    vip.address, vi.name
+                ),
+            );
+            continue;
+        }
+        if !config
+            .virtual_servers
+            .iter()
+            .any(|vs| vs.address == vip.address)
+        {
+            diags.error(
+                span,
+                format!(
+                    "found `xlb_announce {}`, expected the address of a virtual_server: routers \
+                     would send this director traffic it does not forward",
+                    vip.address
+                ),
+            );
+        }
     }
 }
 

@@ -13,17 +13,26 @@ use lb_common::Forwarding;
 use crate::service::{Protocol, RealServer, Service};
 
 pub fn services(config: &Config, health: &mut HealthSupervisor) -> Vec<Service> {
+    services_and_quorum(config, health)
+        .into_iter()
+        .map(|(service, _)| service)
+        .collect()
+}
+
+/// As [`services`], with whether each virtual server has quorum (an announced VIP is
+/// withdrawn while one of its services has not).
+pub fn services_and_quorum(config: &Config, health: &mut HealthSupervisor) -> Vec<(Service, bool)> {
     config
         .virtual_servers
         .iter()
         .map(|vs| {
             // Each real server's monitor looked up once (tens of thousands per recomputation).
-            let (sorry, healths) = match health.virtual_server_health(&VsKey::of(vs)) {
-                Some((effective, healths)) => (effective.sorry, healths),
-                None => (false, Vec::new()),
+            let (sorry, quorum_up, healths) = match health.virtual_server_health(&VsKey::of(vs)) {
+                Some((effective, healths)) => (effective.sorry, effective.quorum_up, healths),
+                None => (false, true, Vec::new()),
             };
             let state_of = |i: usize, _: &lb_config::RealServer| healths.get(i).copied().flatten();
-            service(vs, sorry, state_of)
+            (service(vs, sorry, state_of), quorum_up)
         })
         .collect()
 }

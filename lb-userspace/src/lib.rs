@@ -4,6 +4,7 @@
 //! [`service`]); one reconciler ([`reconcile`]) writes the difference into the XDP program's
 //! maps ([`dataplane`]).
 
+pub mod announce;
 pub mod capacity;
 pub mod cli;
 pub mod control;

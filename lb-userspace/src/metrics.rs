@@ -355,6 +355,33 @@ pub fn render(s: &Status) -> String {
         "Connections the flow table can hold.",
     );
     size.set(&[], i64::from(s.dataplane.flow_table_size));
+    if let Some(a) = &s.announce {
+        let announced = Metric::<Gauge>::new(
+            &mut r,
+            "xlb_vip_announced",
+            "1 while this director has BIRD announce the VIP (xlb_announce), 0 while withdrawn.",
+        );
+        for vip in &a.vips {
+            announced.set(
+                &[("address", vip.address.to_string())],
+                i64::from(vip.announced),
+            );
+        }
+        let session = Metric::<Gauge>::new(
+            &mut r,
+            "xlb_bgp_session_established",
+            "1 while BIRD's BGP protocol is up and Established, as `birdc show protocols` says.",
+        );
+        for p in a.bird.iter().filter(|p| p.protocol == "BGP") {
+            session.set(&[("protocol", p.name.clone())], i64::from(p.established()));
+        }
+        let bird_up = Metric::<Gauge>::new(
+            &mut r,
+            "xlb_bird_up",
+            "1 when BIRD answered on its control socket (xlb_bird_socket) for this scrape.",
+        );
+        bird_up.set(&[], i64::from(a.bird_error.is_none()));
+    }
     let lease = Metric::<GaugeF>::new(
         &mut r,
         "xlb_claim_lease_seconds",

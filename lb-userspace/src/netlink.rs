@@ -196,6 +196,99 @@ impl Netlink {
         Ok(Interface { name, index, mac })
     }
 
+    /// `ip link set dev INDEX up`.
+    pub async fn set_link_up(&self, index: u32) -> Result<()> {
+        let message = rtnetlink::LinkUnspec::new_with_index(index).up().build();
+        self.handle
+            .link()
+            .set(message)
+            .execute()
+            .await
+            .with_context(|| format!("setting ifindex {index} up"))
+    }
+
+    /// `ip route replace ADDR/32 (or /128) dev IFINDEX table TABLE proto PROTOCOL scope link`:
+    /// a host route whose only next hop is the interface.
+    pub async fn replace_host_route(
+        &self,
+        dst: IpAddr,
+        ifindex: u32,
+        table: u32,
+        protocol: u8,
+    ) -> Result<()> {
+        let message = host_route(dst, ifindex, table, protocol)?;
+        self.handle
+            .route()
+            .add(message)
+            .replace()
+            .execute()
+            .await
+            .with_context(|| format!("adding the route to {dst} in table {table}"))
+    }
+
+    /// Removes what [`Self::replace_host_route`] added; already gone is fine.
+    pub async fn remove_host_route(
+        &self,
+        dst: IpAddr,
+        ifindex: u32,
+        table: u32,
+        protocol: u8,
+    ) -> Result<()> {
+        let message = host_route(dst, ifindex, table, protocol)?;
+        match self.handle.route().del(message).execute().await {
+            Ok(()) => Ok(()),
+            // ESRCH: no such route (the device went, or someone removed it).
+            Err(rtnetlink::Error::NetlinkError(e))
+                if matches!(e.code.map(|c| -c.get()), Some(libc::ESRCH | libc::ENODEV)) =>
+            {
+                Ok(())
+            }
+            Err(e) => {
+                Err(e).with_context(|| format!("removing the route to {dst} from table {table}"))
+            }
+        }
+    }
+
+    /// The destinations of the routes through `ifindex` in `table`, both families.
+    pub async fn routes_via(&self, ifindex: u32, table: u32) -> Result<Vec<IpAddr>> {
+        let dumps = [
+            RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        ];
+        let mut found = Vec::new();
+        for message in dumps {
+            let mut routes = self.handle.route().get(message).execute();
+            while let Some(route) = routes
+                .try_next()
+                .await
+                .with_context(|| format!("listing the routes of table {table}"))?
+            {
+                let mut in_table = u32::from(route.header.table) == table;
+                let (mut oif, mut dst) = (None, None);
+                for attr in &route.attributes {
+                    match attr {
+                        RouteAttribute::Table(t) => in_table = *t == table,
+                        RouteAttribute::Oif(i) => oif = Some(*i),
+                        RouteAttribute::Destination(RouteAddress::Inet(a)) => {
+                            dst = Some(IpAddr::V4(*a))
+                        }
+                        RouteAttribute::Destination(RouteAddress::Inet6(a)) => {
+                            dst = Some(IpAddr::V6(*a))
+                        }
+                        _ => {}
+                    }
+                }
+                if in_table
+                    && oif == Some(ifindex)
+                    && let Some(dst) = dst
+                {
+                    found.push(dst);
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// The interface the kernel routes `dst` out of. A backend in Direct Routing must be on a
     /// directly connected network: a route through a gateway is an error.
     pub async fn route_interface(&self, dst: IpAddr) -> Result<u32> {
@@ -307,4 +400,22 @@ fn probe(ip: IpAddr) {
         // Errors (no route yet, ICMP unreachable) change nothing: the next resolve asks again.
         let _ = socket.send_to(&[], (ip, 9));
     }
+}
+
+fn host_route(
+    dst: IpAddr,
+    ifindex: u32,
+    table: u32,
+    protocol: u8,
+) -> Result<rtnetlink::packet_route::route::RouteMessage> {
+    use rtnetlink::packet_route::route::{RouteProtocol, RouteScope};
+    let prefix = if dst.is_ipv4() { 32 } else { 128 };
+    Ok(RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(dst, prefix)
+        .map_err(|e| anyhow!("route to {dst}: {e:?}"))?
+        .output_interface(ifindex)
+        .table_id(table)
+        .protocol(RouteProtocol::from(protocol))
+        .scope(RouteScope::Link)
+        .build())
 }

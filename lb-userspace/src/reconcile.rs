@@ -499,6 +499,17 @@ impl Reconciler {
     }
 
     /// The checksum of the table a service's entry points at.
+    /// Whether the data plane holds this virtual service.
+    pub fn serves(&self, vip: &VipKey) -> bool {
+        self.vips.contains_key(vip)
+    }
+
+    /// Whether this virtual service's table has a real server to forward to (one up and
+    /// resolved, or the sorry server).
+    pub fn forwards(&self, vip: &VipKey) -> bool {
+        self.vips.get(vip).is_some_and(|v| !v.members.is_empty())
+    }
+
     pub fn table_checksum(&self, vip: &VipKey) -> Option<u32> {
         let applied = self.vips.get(vip)?;
         applied.table.as_ref()?;

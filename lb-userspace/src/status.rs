@@ -22,6 +22,9 @@ pub struct Status {
     pub vrrp_scripts: BTreeMap<String, bool>,
     pub claims: Vec<ClaimStatus>,
     pub dataplane: DataplaneStatus,
+    /// `xlb_announce`: each VIP's route and BIRD's sessions (none without `xlb_announce`).
+    #[serde(default)]
+    pub announce: Option<crate::announce::AnnounceStatus>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -260,6 +263,9 @@ pub fn render_status(s: &Status, columns: Columns) -> String {
             );
         }
     }
+    if let Some(a) = &s.announce {
+        render_announce(&mut out, a, &s.services);
+    }
     let mut not_up = String::new();
     for svc in &s.services {
         for rs in svc.real_servers.iter().filter(|rs| rs.state != "up") {
@@ -297,6 +303,57 @@ pub fn render_status(s: &Status, columns: Columns) -> String {
         out += &not_up;
     }
     out
+}
+
+/// Each announced VIP (with its services' Maglev checksums, to compare directors), then BIRD's
+/// protocols as `birdc show protocols` lists them.
+fn render_announce(
+    out: &mut String,
+    a: &crate::announce::AnnounceStatus,
+    services: &[ServiceStatus],
+) {
+    let _ = writeln!(
+        out,
+        "\nAnnounced through BIRD (routes in table {} via {}, proto {})",
+        a.table, a.device, a.route_protocol
+    );
+    for vip in &a.vips {
+        let state = match &vip.why_not {
+            None if vip.announced => format!("announced since {}", ago(vip.since)),
+            None => "not announced".to_string(),
+            Some(why) => format!("not announced since {}: {why}", ago(vip.since)),
+        };
+        let checksums: Vec<String> = services
+            .iter()
+            .filter(|svc| svc.address == vip.address)
+            .map(|svc| {
+                let sum = svc
+                    .table_checksum
+                    .map_or("none".to_string(), |c| format!("{c:08x}"));
+                format!("{}/{} {sum}", svc.port, svc.protocol)
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "  {} {state}; Maglev checksums {}",
+            vip.address,
+            checksums.join(", ")
+        );
+    }
+    match &a.bird_error {
+        Some(e) => {
+            let _ = writeln!(out, "  BIRD: {e}");
+        }
+        None => {
+            for p in &a.bird {
+                let _ = writeln!(
+                    out,
+                    "  {:<12} {:<8} {:<6} {:<14} {}",
+                    p.name, p.protocol, p.state, p.since, p.info
+                );
+            }
+        }
+    }
 }
 
 /// The five numbers of `--stats` (counters) or `--rate` (per second), right-aligned.

@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// What the labs and tests run (a shell test that succeeds when it is there), and the Debian
 /// package that has each.
-const PACKAGES: [(&str, &str); 10] = [
+const PACKAGES: [(&str, &str); 11] = [
     ("command -v ip", "iproute2"),
     ("command -v ethtool", "ethtool"),
     ("command -v tcpdump", "tcpdump"),
@@ -21,6 +21,9 @@ const PACKAGES: [(&str, &str); 10] = [
     ("command -v python3", "python3"),
     // The peer of the interoperability tests and the baseline of the failover bench.
     ("command -v keepalived", "keepalived"),
+    // The BGP speaker of active-active directors (e2e_bgp): the routers and the directors'
+    // announcers. The policy below keeps the system's bird service from starting.
+    ("command -v bird && command -v birdc", "bird2"),
     // The reference parser `/metrics` is checked with.
     (
         "/usr/bin/python3 -c 'import prometheus_client.openmetrics.parser'",

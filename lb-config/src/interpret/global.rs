@@ -1,6 +1,6 @@
 //! `global_defs { ... }`.
 
-use crate::model::{GlobalDefs, Timer};
+use crate::model::{AnnouncedVip, GlobalDefs, Timer};
 use crate::syntax::Statement;
 
 use super::Reader;
@@ -181,6 +181,49 @@ pub(super) fn global_defs(r: &mut Reader<'_>, st: &Statement, g: &mut GlobalDefs
                         }
                         _ => r.bad(st, arg, &expected),
                     }
+                }
+            }
+            // xlb's own, for active-active directors: the VIPs a BGP speaker (BIRD) announces
+            // for this director while they are healthy.
+            "xlb_announce" => {
+                r.no_block(st);
+                if st.args.is_empty() {
+                    r.missing(st, "one or more VIP addresses");
+                }
+                for arg in &st.args {
+                    if let Some(address) = r.ip_arg(st, arg) {
+                        g.xlb_announce.push(AnnouncedVip {
+                            address,
+                            origin: r.origin(arg.span),
+                        });
+                    }
+                }
+            }
+            "xlb_announce_table" => {
+                let expected = "a kernel routing table number (1 to 252, or 256 and up: \
+                                253 to 255 are the kernel's default, main and local)";
+                if let Some(arg) = r.value(st, expected) {
+                    match super::values::parse_uint(arg.text) {
+                        Some(n)
+                            if (1..=u64::from(u32::MAX)).contains(&n)
+                                && !(253..=255).contains(&n) =>
+                        {
+                            g.xlb_announce_table = n as u32;
+                        }
+                        _ => r.bad(st, arg, expected),
+                    }
+                }
+            }
+            // At most a minute: `xlb stop` waits that long, and the unit's TimeoutStopSec
+            // (20 s) must be raised past it for a longer one.
+            "xlb_announce_drain" => {
+                if let Some(t) = r.timer(st, Timer::default(), Some(Timer::from_secs(60))) {
+                    g.xlb_announce_drain = t;
+                }
+            }
+            "xlb_bird_socket" => {
+                if let Some(path) = r.string(st, "the path of BIRD's control socket") {
+                    g.xlb_bird_socket = path;
                 }
             }
             // Still checked: a missing number here is the same slip as anywhere else.

@@ -41,6 +41,13 @@ const FILES: &[(&str, &str)] = &[
          without a gap, a clean stop removes them.",
     ),
     (
+        "/run/bird/bird.ctl",
+        "BIRD's control socket (xlb_bird_socket in global_defs), asked show protocols for the \
+         BGP sessions xlb status shows beside the announced VIPs (xlb_announce). The VIP routes \
+         BIRD announces are in table 100 (xlb_announce_table), through the device xlbvip0, \
+         which goes with xlb.",
+    ),
+    (
         "/lib/systemd/system/xlb@.service",
         "The systemd unit, one instance per interface: systemctl enable --now xlb@eth0.",
     ),
@@ -54,9 +61,11 @@ const SIGNALS: &[(&str, &str)] = &[
     ),
     (
         "SIGTERM, SIGINT, SIGQUIT",
-        "Stop (as xlb stop). VRRP instances in MASTER state first hand over: they send priority \
-         0 and keep forwarding until the new MASTER is heard. Then the notify_down scripts of \
-         what was up run (omega), the XDP program is detached and the pins are removed.",
+        "Stop (as xlb stop). VIPs announced through BIRD (xlb_announce) are withdrawn first, \
+         and xlb keeps forwarding for xlb_announce_drain while the routers move their traffic. \
+         VRRP instances in MASTER state hand over: they send priority 0 and keep forwarding \
+         until the new MASTER is heard. Then the notify_down scripts of what was up run \
+         (omega), the XDP program is detached and the pins are removed.",
     ),
     (
         "SIGUSR1",
@@ -139,6 +148,7 @@ pub fn generate(cmd: clap::Command, dir: &Path) -> Result<Vec<PathBuf>> {
 const REFERENCES: &[&str] = &[
     "keepalived.conf(5)",
     "keepalived(8)",
+    "bird(8)",
     "systemctl(1)",
     "journalctl(1)",
 ];

@@ -367,6 +367,8 @@ struct Daemon<'a> {
     /// A reload that reached the data plane: the running config it replaced, and who waits
     /// for the answer. The health checks follow it once the data plane has it.
     reloaded: Option<(Config, Vec<oneshot::Sender<Response>>)>,
+    /// The routes of `xlb_announce` VIPs, once the config has any.
+    announcer: Option<crate::announce::Announcer>,
 }
 
 /// The VRRP side: the configuration the thread runs, the claim of each instance, and what the

@@ -24,6 +24,7 @@ use super::{
     status::{self, Rates},
 };
 use crate::{
+    announce::{self, Announcer, ServiceState, Withheld},
     control::{Incoming, Request, Response},
     dataplane::Dataplane,
     netlink::Netlink,
@@ -146,6 +147,7 @@ impl<'a> Daemon<'a> {
             resolve: Resolve::All,
             reload: None,
             reloaded: None,
+            announcer: None,
             config,
             dp,
             health,
@@ -190,6 +192,10 @@ impl<'a> Daemon<'a> {
                     }
                     self.resolve = Resolve::All;
                     self.dirty |= self.reconciler.drain_due(Instant::now());
+                    if let Some(announcer) = &mut self.announcer {
+                        self.dirty |= announcer.wants_another_look();
+                        self.dirty |= announcer.verify().await;
+                    }
                 }
                 Some(_) = events.recv() => {
                     // One recomputation for a burst of state changes (thousands at start-up):
@@ -237,11 +243,13 @@ impl<'a> Daemon<'a> {
             }
         }
         sampler.abort();
+        // Answered first: `xlb stop` then waits for the pidfile to go, through the drain.
         if let Some(reply) = stopped_by {
             let _ = reply.send(Response::Stopping {
                 pid: std::process::id(),
             });
         }
+        self.withdraw_before_stopping().await;
         if let Some(handle) = self.vrrp.handle.take() {
             info!("stopping VRRP: handing over to a backup first");
             handle.shutdown().await;
@@ -269,10 +277,21 @@ impl<'a> Daemon<'a> {
         }
         self.dirty = false;
         let started = Instant::now();
-        let services = crate::health::services(&self.config, self.health);
+        let (services, quorum): (Vec<_>, Vec<_>) =
+            crate::health::services_and_quorum(&self.config, self.health)
+                .into_iter()
+                .unzip();
         let want = desired(&services, self.paths.map(), true).with_claims(&self.vrrp.claims);
         let computed = started.elapsed();
-        let changes = match self.reconciler.apply(self.dp, &want) {
+        let applied = self.reconciler.apply(self.dp, &want);
+        let update = applied.as_ref().map(|_| ()).map_err(|e| format!("{e:#}"));
+        self.announce(
+            &services,
+            &quorum,
+            update.as_ref().map(|_| ()).map_err(String::as_str),
+        )
+        .await;
+        let changes = match applied {
             Ok(changes) => changes,
             Err(e) => {
                 error!("updating the data plane: {e:#}");
@@ -307,6 +326,79 @@ impl<'a> Daemon<'a> {
             "desired state computed in {computed:?}, applied in {:?}",
             started.elapsed() - computed
         );
+    }
+
+    /// Announces or withdraws each `xlb_announce` VIP after an update of the data plane.
+    async fn announce(
+        &mut self,
+        services: &[crate::service::Service],
+        quorum: &[bool],
+        update: Result<(), &str>,
+    ) {
+        let g = &self.config.global_defs;
+        if g.xlb_announce.is_empty() && self.announcer.is_none() {
+            return;
+        }
+        if self.announcer.is_none() {
+            match Announcer::start(self.netlink.clone(), g.xlb_announce_table).await {
+                Ok(announcer) => self.announcer = Some(announcer),
+                Err(e) => {
+                    error!("announcing VIPs: {e:#}; nothing is announced");
+                    return;
+                }
+            }
+        }
+        let announced: Vec<std::net::IpAddr> = g.xlb_announce.iter().map(|v| v.address).collect();
+        let states: Vec<ServiceState> = services
+            .iter()
+            .zip(quorum)
+            .zip(&self.config.virtual_servers)
+            .map(|((service, quorum_up), vs)| ServiceState {
+                service,
+                quorum_up: *quorum_up,
+                loaded: self.reconciler.serves(&service.key()),
+                forwards: self.reconciler.forwards(&service.key()),
+                // Asked only for announced VIPs: a config may have thousands of others.
+                checked: !announced.contains(&vs.address) || {
+                    let key = lb_health::VsKey::of(vs);
+                    vs.real_servers
+                        .iter()
+                        .filter(|rs| !rs.checkers.is_empty())
+                        .all(|rs| {
+                            self.health
+                                .real_server_report(&key, &(rs.address, rs.port))
+                                .is_some_and(|r| r.last_check.is_some())
+                        })
+                },
+            })
+            .collect();
+        // Announced VIPs are forwarded under the static claim (no VRRP instance holds them).
+        let now = self.dp.now().unwrap_or_default();
+        let claim_alive = self
+            .dp
+            .claim(lb_common::CLAIM_STATIC)
+            .is_ok_and(|c| c.active != 0 && !c.forwarding_lapsed(now));
+        let verdicts = announce::verdicts(&self.config, &states, update, claim_alive);
+        let table = g.xlb_announce_table;
+        if let Some(announcer) = &mut self.announcer {
+            announcer.apply(table, verdicts).await;
+        }
+    }
+
+    /// A clean stop, first step: withdraw every announced VIP and wait for the routers to
+    /// move their traffic to the other directors, which still reaches this one meanwhile (the
+    /// data plane is detached last).
+    async fn withdraw_before_stopping(&mut self) {
+        let Some(announcer) = &mut self.announcer else {
+            return;
+        };
+        if !announcer.any_announced() {
+            return;
+        }
+        announcer.withdraw_all(Withheld::Stopping).await;
+        let drain = self.config.global_defs.xlb_announce_drain.as_duration();
+        info!("waiting {drain:?} (xlb_announce_drain) for routers to move traffic elsewhere");
+        tokio::time::sleep(drain).await;
     }
 
     fn start_vrrp(&mut self) -> Result<()> {

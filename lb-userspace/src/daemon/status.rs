@@ -138,6 +138,17 @@ pub(super) struct Snapshot {
 impl Snapshot {
     /// Adds the counters, the rates and the flow table's connections.
     pub fn complete(mut self, observer: &Mutex<Observer>, rates: &Mutex<Rates>) -> Result<Status> {
+        // BIRD first, with its own deadline, before the data plane's lock is taken.
+        if let Some(announce) = &mut self.status.announce {
+            let socket = std::path::Path::new(&announce.bird_socket);
+            match crate::announce::bird::show_protocols(
+                socket,
+                crate::announce::bird::BIRD_DEADLINE,
+            ) {
+                Ok(protocols) => announce.bird = protocols,
+                Err(e) => announce.bird_error = Some(format!("{e:#}")),
+            }
+        }
         let observer = lock(observer)?;
         let stats = observer.stats()?;
         let rates = lock(rates)?;
@@ -359,6 +370,11 @@ impl Daemon<'_> {
             });
             keys.push(key);
         }
+
+        status.announce = self
+            .announcer
+            .as_ref()
+            .map(|a| a.status(&self.config.global_defs.xlb_bird_socket));
 
         // VRRP, as its thread last reported.
         let report = self.vrrp.report.borrow();
