@@ -105,6 +105,28 @@ fn seed_003_nat_director_pair() {
         "the real server sees the client's address: {seen}"
     );
 
+    // ipvsadm's view: Masq, persistent, the real server's replies counted out.
+    let status = lab.xlb_status(0).unwrap();
+    let echo = status
+        .services
+        .iter()
+        .find(|s| s.port == ECHO_PORT)
+        .expect("the echo service in xlb status");
+    assert!(
+        echo.flags.iter().any(|f| f.starts_with("persistent")),
+        "{echo:?}"
+    );
+    let answering = echo
+        .real_servers
+        .iter()
+        .find(|rs| rs.traffic.out_packets > 0)
+        .unwrap_or_else(|| panic!("replies counted out on a real server: {echo:#?}"));
+    assert_eq!(answering.forward, "Masq");
+    assert!(
+        answering.traffic.in_packets >= CONNECTIONS as u64,
+        "{answering:?}"
+    );
+
     // kill -9 of the master: the backup takes both addresses (sync group) and every
     // connection carries on, its replies translated by a director that never saw it.
     let before = [sent(&lab, 0), sent(&lab, 1)];
