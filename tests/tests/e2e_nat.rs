@@ -96,6 +96,8 @@ fn seed_003_nat_director_pair() {
         })
         .collect();
     let names: Vec<String> = conns.iter_mut().map(|c| c.ask().unwrap()).collect();
+    // persistence_timeout: every connection of this client goes to one real server.
+    assert!(names.iter().all(|n| *n == names[0]), "{names:?}");
     let serving = names[0].trim_start_matches('b').parse::<usize>().unwrap() - 1;
     let seen = lab.backends[serving]
         .run(&["ss", "-Htn", "state", "established", "( sport = :7 )"])
