@@ -7,8 +7,9 @@ use std::fmt::{self, Write};
 
 use crate::model::{
     CheckTiming, Checker, Config, Connection, GlobalDefs, HexBytes, NotifyScript, ParamMatch,
-    RealServer, ScriptUser, StatusRange, TrackFile, TrackObject, Url, VirtualIpAddress,
-    VirtualServer, VrrpInstance, VrrpScript, VrrpState, VrrpSyncGroup, VrrpTrackProcess,
+    RealServer, Route, RouteType, Rule, RuleAction, ScriptUser, StatusRange, TrackFile,
+    TrackObject, Url, VirtualIpAddress, VirtualServer, VirtualServerGroup, VrrpInstance,
+    VrrpScript, VrrpState, VrrpSyncGroup, VrrpTrackProcess, scope_name,
 };
 use crate::syntax::lexer::{INCLUDE_KEYWORDS, is_space};
 
@@ -17,6 +18,7 @@ impl fmt::Display for Config {
         let mut p = Printer {
             out: String::new(),
             depth: 0,
+            follow_rs_port: None,
         };
         p.config(self);
         f.write_str(&p.out)
@@ -109,6 +111,91 @@ fn weight_reverse(weight: i32, reverse: bool) -> String {
 struct Printer {
     out: String,
     depth: usize,
+    /// In a group's service: the real server's port, which a TCP or HTTP check's connect_port
+    /// defaults to.
+    follow_rs_port: Option<u16>,
+}
+
+/// A route in keepalived's (and `ip route`'s) words.
+fn route(rt: &Route) -> String {
+    let mut text = String::new();
+    if rt.kind != RouteType::Unicast {
+        let _ = write!(text, "{} ", rt.kind.name());
+    }
+    let _ = write!(text, "{}", rt.dest);
+    if let Some(v) = &rt.via {
+        let _ = write!(text, " via {v}");
+    }
+    if let Some(d) = &rt.dev {
+        let _ = write!(text, " dev {}", word(d));
+    }
+    if let Some(s) = &rt.src {
+        let _ = write!(text, " src {s}");
+    }
+    if let Some(m) = rt.metric {
+        let _ = write!(text, " metric {m}");
+    }
+    let _ = write!(text, " table {}", rt.table);
+    if let Some(s) = rt.scope {
+        match scope_name(s) {
+            Some(name) => {
+                let _ = write!(text, " scope {name}");
+            }
+            None => {
+                let _ = write!(text, " scope {s}");
+            }
+        }
+    }
+    if rt.onlink {
+        text.push_str(" onlink");
+    }
+    if rt.no_track {
+        text.push_str(" no_track");
+    }
+    text
+}
+
+/// A rule in keepalived's (and `ip rule`'s) words.
+fn rule(ru: &Rule) -> String {
+    let mut text = String::new();
+    if ru.family == crate::model::AddressFamily::Ipv6 {
+        text.push_str("inet6 ");
+    }
+    if let Some(f) = &ru.from {
+        let _ = write!(text, "from {f} ");
+    }
+    if let Some(t) = &ru.to {
+        let _ = write!(text, "to {t} ");
+    }
+    if let Some(m) = &ru.fwmark {
+        match m.mask {
+            Some(mask) => {
+                let _ = write!(text, "fwmark {:#x}/{mask:#x} ", m.mark);
+            }
+            None => {
+                let _ = write!(text, "fwmark {:#x} ", m.mark);
+            }
+        }
+    }
+    if let Some(i) = &ru.iif {
+        let _ = write!(text, "iif {} ", word(i));
+    }
+    if let Some(o) = &ru.oif {
+        let _ = write!(text, "oif {} ", word(o));
+    }
+    let _ = write!(text, "priority {} ", ru.priority);
+    match ru.action {
+        RuleAction::Table(t) => {
+            let _ = write!(text, "table {t}");
+        }
+        RuleAction::Blackhole => text.push_str("blackhole"),
+        RuleAction::Unreachable => text.push_str("unreachable"),
+        RuleAction::Prohibit => text.push_str("prohibit"),
+    }
+    if ru.no_track {
+        text.push_str(" no_track");
+    }
+    text
 }
 
 impl Printer {
@@ -148,6 +235,16 @@ impl Printer {
 
     fn config(&mut self, c: &Config) {
         self.global_defs(&c.global_defs);
+        if !c.static_ipaddress.is_empty() {
+            self.out.push('\n');
+            self.open("static_ipaddress");
+            for v in &c.static_ipaddress {
+                self.vip(v);
+            }
+            self.close();
+        }
+        self.lines("static_routes", c.static_routes.iter().map(route));
+        self.lines("static_rules", c.static_rules.iter().map(rule));
         for s in &c.vrrp_scripts {
             self.out.push('\n');
             self.vrrp_script(s);
@@ -168,10 +265,47 @@ impl Printer {
             self.out.push('\n');
             self.instance(i);
         }
+        for g in &c.virtual_server_groups {
+            self.out.push('\n');
+            self.virtual_server_group(g);
+        }
+        // A `virtual_server group` block is printed once, for its first service.
+        let mut groups_printed = std::collections::BTreeSet::new();
         for vs in &c.virtual_servers {
+            if let Some(g) = &vs.group
+                && !groups_printed.insert((g.as_str(), vs.protocol))
+            {
+                continue;
+            }
             self.out.push('\n');
             self.virtual_server(vs);
         }
+    }
+
+    /// `keyword { line... }` when there is any line, with a blank line before.
+    fn lines(&mut self, keyword: &str, lines: impl Iterator<Item = String>) {
+        let mut lines = lines.peekable();
+        if lines.peek().is_none() {
+            return;
+        }
+        self.out.push('\n');
+        self.open(keyword);
+        for l in lines {
+            self.line(l);
+        }
+        self.close();
+    }
+
+    fn virtual_server_group(&mut self, g: &VirtualServerGroup) {
+        self.open(format!("virtual_server_group {}", word(&g.name)));
+        for e in &g.entries {
+            if e.first == e.last {
+                self.line(format!("{} {}", e.first, e.port));
+            } else {
+                self.line(format!("{}-{} {}", e.first, e.last, e.port));
+            }
+        }
+        self.close();
     }
 
     fn global_defs(&mut self, g: &GlobalDefs) {
@@ -402,6 +536,20 @@ impl Printer {
         }
         self.track_objects("track_file", &i.track_file);
         self.track_objects("track_process", &i.track_process);
+        if !i.virtual_routes.is_empty() {
+            self.open("virtual_routes");
+            for rt in &i.virtual_routes {
+                self.line(route(rt));
+            }
+            self.close();
+        }
+        if !i.virtual_rules.is_empty() {
+            self.open("virtual_rules");
+            for ru in &i.virtual_rules {
+                self.line(rule(ru));
+            }
+            self.close();
+        }
         self.line(format!("garp_master_delay {}", i.garp_master_delay));
         self.line(format!("garp_master_repeat {}", i.garp_master_repeat));
         self.line(format!("garp_master_refresh {}", i.garp_master_refresh));
@@ -419,7 +567,13 @@ impl Printer {
     }
 
     fn virtual_server(&mut self, vs: &VirtualServer) {
-        self.open(format!("virtual_server {} {}", vs.address, vs.port));
+        // A group's services take their ports from the group: ports that follow the
+        // service's are left out, so that each port's service reads them back.
+        let follows = vs.group.is_some();
+        match &vs.group {
+            Some(g) => self.open(format!("virtual_server group {}", word(g))),
+            None => self.open(format!("virtual_server {} {}", vs.address, vs.port)),
+        }
         self.line(format!("protocol {}", vs.protocol.name()));
         self.line(format!("delay_loop {}", vs.delay_loop));
         self.line(format!("lb_algo {}", vs.lb_algo.name()));
@@ -432,7 +586,11 @@ impl Printer {
             self.line(format!("virtualhost {}", word(h)));
         }
         if let Some(s) = &vs.sorry_server {
-            self.line(format!("sorry_server {} {}", s.address, s.port));
+            if follows && s.port == vs.port {
+                self.line(format!("sorry_server {}", s.address));
+            } else {
+                self.line(format!("sorry_server {} {}", s.address, s.port));
+            }
         }
         self.line(format!("quorum {}", vs.quorum));
         self.line(format!("hysteresis {}", vs.hysteresis));
@@ -443,13 +601,19 @@ impl Printer {
         self.flag("inhibit_on_failure", vs.inhibit_on_failure);
         self.flag("ha_suspend", vs.ha_suspend);
         for rs in &vs.real_servers {
-            self.real_server(rs, vs.inhibit_on_failure);
+            self.real_server(rs, vs.inhibit_on_failure, follows.then_some(vs.port));
         }
         self.close();
     }
 
-    fn real_server(&mut self, rs: &RealServer, vs_inhibit: bool) {
-        self.open(format!("real_server {} {}", rs.address, rs.port));
+    /// `follow`: the port of a group's service, left out where the real server's is the same
+    /// (and the connect_port of a TCP or HTTP check where it is the real server's).
+    fn real_server(&mut self, rs: &RealServer, vs_inhibit: bool, follow: Option<u16>) {
+        if follow == Some(rs.port) {
+            self.open(format!("real_server {}", rs.address));
+        } else {
+            self.open(format!("real_server {} {}", rs.address, rs.port));
+        }
         self.line(format!("weight {}", rs.weight));
         if rs.inhibit_on_failure {
             self.line("inhibit_on_failure");
@@ -459,15 +623,19 @@ impl Printer {
         }
         self.notify("notify_up", &rs.notify_up);
         self.notify("notify_down", &rs.notify_down);
+        self.follow_rs_port = follow.map(|_| rs.port);
         for c in &rs.checkers {
             self.checker(c);
         }
+        self.follow_rs_port = None;
         self.close();
     }
 
-    fn connection(&mut self, c: &Connection) {
+    fn connection(&mut self, c: &Connection, port_may_follow: bool) {
         self.line(format!("connect_ip {}", c.connect_ip));
-        self.line(format!("connect_port {}", c.connect_port));
+        if !(port_may_follow && self.follow_rs_port == Some(c.connect_port)) {
+            self.line(format!("connect_port {}", c.connect_port));
+        }
         if let Some(b) = &c.bindto {
             self.line(format!("bindto {b}"));
         }
@@ -503,12 +671,12 @@ impl Printer {
         match c {
             Checker::Tcp(t) => {
                 self.open("TCP_CHECK");
-                self.connection(&t.connection);
+                self.connection(&t.connection, true);
                 self.timing(&t.timing);
             }
             Checker::Http(h) => {
                 self.open(if h.tls { "SSL_GET" } else { "HTTP_GET" });
-                self.connection(&h.connection);
+                self.connection(&h.connection, true);
                 self.timing(&h.timing);
                 if let Some(v) = &h.virtualhost {
                     self.line(format!("virtualhost {}", word(v)));
@@ -529,12 +697,12 @@ impl Printer {
             }
             Checker::Ping(p) => {
                 self.open("PING_CHECK");
-                self.connection(&p.connection);
+                self.connection(&p.connection, false);
                 self.timing(&p.timing);
             }
             Checker::Udp(u) => {
                 self.open("UDP_CHECK");
-                self.connection(&u.connection);
+                self.connection(&u.connection, false);
                 self.timing(&u.timing);
                 if let Some(payload) = &u.payload {
                     self.line(format!("payload {}", hex(payload)));
@@ -550,14 +718,14 @@ impl Printer {
             }
             Checker::Dns(d) => {
                 self.open("DNS_CHECK");
-                self.connection(&d.connection);
+                self.connection(&d.connection, false);
                 self.timing(&d.timing);
                 self.line(format!("type {}", d.query_type.name()));
                 self.line(format!("name {}", word(&d.name)));
             }
             Checker::Smtp(s) => {
                 self.open("SMTP_CHECK");
-                self.connection(&s.connection);
+                self.connection(&s.connection, false);
                 self.timing(&s.timing);
                 self.line(format!("helo_name {}", word(&s.helo_name)));
             }
