@@ -104,6 +104,7 @@ fn present(lab: &HaLab, d: usize, entries: &[(Vec<String>, String)]) -> Vec<bool
 
 /// Waits (bounded) until director `d` shows all of `entries` (`want`) or none of them.
 fn expect(lab: &HaLab, d: usize, entries: &[(Vec<String>, String)], want: bool, what: &str) {
+    let started = std::time::Instant::now();
     let done = wait_for(Duration::from_secs(10), || {
         present(lab, d, entries).iter().all(|p| *p == want)
     });
@@ -126,6 +127,13 @@ fn expect(lab: &HaLab, d: usize, entries: &[(Vec<String>, String)], want: bool, 
             lab.log(d)
         );
     }
+    eprintln!(
+        "{what}: d{} {} {} entries within {:?}",
+        d + 1,
+        if want { "shows" } else { "no longer shows" },
+        entries.len(),
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -187,4 +195,41 @@ fn virtual_routes_and_rules_follow_the_master_static_ones_stay() {
     expect(&lab, 0, &virtuals, false, "d1 stopped");
     expect(&lab, 0, &static_entries(0), false, "d1 stopped");
     expect(&lab, 1, &static_entries(1), true, "d2 still running");
+
+    // A reload of the MASTER d2 that drops its static rule and moves a virtual route: what the
+    // new config no longer has is removed, the rest stays, the new route is added.
+    let moved = virtual_block.replace("10.50.0.0/24", "10.55.0.0/24");
+    let without_rule = statics(1).replace(
+        "static_rules {\n    from 10.62.0.0/24 table 100 priority 1000\n}\n",
+        "",
+    );
+    let d2_moved = VrrpSpec {
+        extra: moved,
+        ..spec.clone()
+    };
+    let answer = lab
+        .reload_xlb(
+            1,
+            &format!("{without_rule}{}", lab.xlb_config(1, &d2_moved, LOW)),
+        )
+        .unwrap();
+    eprintln!("reload: {answer}");
+    let statics_d2 = static_entries(1);
+    expect(&lab, 1, &statics_d2[..2], true, "kept by the reload");
+    expect(&lab, 1, &statics_d2[2..], false, "dropped by the reload");
+    let (table_101, rest) = virtuals.split_at(1);
+    expect(&lab, 1, table_101, false, "the route moved away");
+    expect(&lab, 1, rest, true, "the other virtual ones stay");
+    let new_route = vec![(
+        vec![
+            "ip".into(),
+            "route".into(),
+            "show".into(),
+            "table".into(),
+            "101".into(),
+        ],
+        "10.55.0.0/24 via 10.99.0.10 dev eth0".to_string(),
+    )];
+    expect(&lab, 1, &new_route, true, "the route moved here");
+    lab.wait_master(1, Duration::from_secs(5)).unwrap();
 }
