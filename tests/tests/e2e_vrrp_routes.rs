@@ -214,6 +214,14 @@ fn virtual_routes_and_rules_follow_the_master_static_ones_stay() {
         )
         .unwrap();
     eprintln!("reload: {answer}");
+    assert!(
+        answer.contains("static rule priority 1000 from 10.62.0.0/24 table 100 removed"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("settings of VRRP instance VI_1 changed"),
+        "{answer}"
+    );
     let statics_d2 = static_entries(1);
     expect(&lab, 1, &statics_d2[..2], true, "kept by the reload");
     expect(&lab, 1, &statics_d2[2..], false, "dropped by the reload");
