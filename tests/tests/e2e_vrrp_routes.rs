@@ -1,9 +1,9 @@
 //! keepalived's routes, rules and static addresses end to end: two xlb directors, d1 (priority
 //! 150, tracking a file) and d2 (priority 100), each with static_ipaddress, static_routes and
-//! static_rules, and an instance with virtual_routes and virtual_rules. The static ones are on
-//! both directors from the start, whatever their state; the virtual ones are on the MASTER
-//! only, and follow it when d1 steps down (the file lowers its priority), comes back, and
-//! stops. A clean stop removes the static ones too, as keepalived does. Each check reads
+//! static_rules, and an instance with virtual_routes, virtual_rules and
+//! virtual_ipaddress_excluded. The static ones are on both directors from the start, whatever
+//! their state; the virtual ones (the excluded address too) are on the MASTER only, and follow
+//! it when d1 steps down (the file lowers its priority), comes back, and stops. A clean stop removes the static ones too, as keepalived does. Each check reads
 //! `ip route` / `ip rule` inside the director's namespace.
 
 use std::{fs, time::Duration};
@@ -32,6 +32,10 @@ fn virtual_entries(vip: &str) -> Vec<(Vec<String>, String)> {
         v(
             &["ip", "route", "show"],
             &format!("scope link src {vip} metric 5"),
+        ),
+        v(
+            &["ip", "-4", "addr", "show", "dev", "eth0"],
+            "inet 10.99.0.150/32",
         ),
         v(
             &["ip", "rule", "show"],
@@ -68,7 +72,10 @@ fn static_entries(d: usize) -> Vec<(Vec<String>, String)> {
     ]
 }
 
-const VIRTUAL: &str = "virtual_routes {
+const VIRTUAL: &str = "virtual_ipaddress_excluded {
+10.99.0.150/32 dev eth0
+}
+virtual_routes {
 10.50.0.0/24 via 10.99.0.10 dev eth0 table 101
 blackhole 10.51.0.0/24
 10.52.0.0/24 dev eth0 src VIP metric 5 scope link
