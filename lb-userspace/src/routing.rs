@@ -337,3 +337,61 @@ pub async fn reload_static(netlink: &Netlink, old: &Config, new: &Config) {
     remove_addresses(netlink, &gone_addresses).await;
     add_static(netlink, new).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(text: &str) -> Rule {
+        let conf = format!("static_rules {{\n    {text}\n}}\n");
+        lb_config::parse_str(&conf, "k.conf")
+            .expect("valid")
+            .config
+            .static_rules
+            .remove(0)
+    }
+
+    #[test]
+    fn rules_carry_their_table_where_the_kernel_reads_it() {
+        let small = rule_message(&rule("from 10.0.0.0/8 table 7 priority 5"));
+        assert_eq!(small.header.table, 7);
+        assert_eq!(small.header.src_len, 8);
+        assert_eq!(small.header.action, Action::ToTable);
+        assert!(
+            !small
+                .attributes
+                .iter()
+                .any(|a| matches!(a, RuleAttribute::Table(_)))
+        );
+        // Tables above 255 fit the attribute only.
+        let large = rule_message(&rule("to 10.1.0.0/16 table 1000 priority 6"));
+        assert_eq!(large.header.table, RouteHeader::RT_TABLE_UNSPEC);
+        assert_eq!(large.header.dst_len, 16);
+        assert!(large.attributes.contains(&RuleAttribute::Table(1000)));
+    }
+
+    #[test]
+    fn rules_say_who_added_them_and_match_marks_and_interfaces() {
+        let m = rule_message(&rule(
+            "fwmark 0x10/0xff iif eth1 oif eth2 blackhole priority 9",
+        ));
+        assert_eq!(m.header.action, Action::Blackhole);
+        for attr in [
+            RuleAttribute::FwMark(16),
+            RuleAttribute::FwMask(255),
+            RuleAttribute::Iifname("eth1".into()),
+            RuleAttribute::Oifname("eth2".into()),
+            RuleAttribute::Priority(9),
+            RuleAttribute::Protocol(RouteProtocol::Other(PROTOCOL_KEEPALIVED)),
+        ] {
+            assert!(m.attributes.contains(&attr), "{attr:?} in {m:?}");
+        }
+        let untracked = rule_message(&rule("inet6 fwmark 1 table 3 priority 2 no_track"));
+        assert_eq!(untracked.header.family, AddressFamily::Inet6);
+        assert!(
+            untracked
+                .attributes
+                .contains(&RuleAttribute::Protocol(RouteProtocol::Boot))
+        );
+    }
+}
