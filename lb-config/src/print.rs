@@ -18,7 +18,7 @@ impl fmt::Display for Config {
         let mut p = Printer {
             out: String::new(),
             depth: 0,
-            follow_rs_port: None,
+            omit_connect_port: false,
         };
         p.config(self);
         f.write_str(&p.out)
@@ -111,9 +111,58 @@ fn weight_reverse(weight: i32, reverse: bool) -> String {
 struct Printer {
     out: String,
     depth: usize,
-    /// In a group's service: the real server's port, which a TCP or HTTP check's connect_port
-    /// defaults to.
-    follow_rs_port: Option<u16>,
+    /// The checker printed leaves its connect_port out: a group's check whose port follows
+    /// its real server's in every service of the group.
+    omit_connect_port: bool,
+}
+
+/// Which ports of a `virtual_server group` block follow each service's port in every service
+/// of the group (one per address and port): those are printed without a port, so that each
+/// service reads its own back; a port written that differs in one service is printed.
+struct Follows {
+    sorry_server: bool,
+    /// Per real server (by position): its port, and per check its connect_port.
+    real_servers: Vec<(bool, Vec<bool>)>,
+}
+
+impl Follows {
+    fn of(services: &[&VirtualServer]) -> Follows {
+        let Some(first) = services.first() else {
+            return Follows {
+                sorry_server: false,
+                real_servers: Vec::new(),
+            };
+        };
+        let sorry_server = services
+            .iter()
+            .all(|vs| vs.sorry_server.as_ref().is_some_and(|s| s.port == vs.port));
+        let real_servers = (0..first.real_servers.len())
+            .map(|i| {
+                let port = services
+                    .iter()
+                    .all(|vs| vs.real_servers.get(i).is_some_and(|rs| rs.port == vs.port));
+                let checks = (0..first.real_servers[i].checkers.len())
+                    .map(|j| {
+                        services.iter().all(|vs| {
+                            vs.real_servers.get(i).is_some_and(|rs| {
+                                rs.checkers.get(j).is_some_and(|c| {
+                                    // Only TCP and HTTP checks default to the real server's port.
+                                    matches!(c, Checker::Tcp(_) | Checker::Http(_))
+                                        && c.connection()
+                                            .is_some_and(|co| co.connect_port == rs.port)
+                                })
+                            })
+                        })
+                    })
+                    .collect();
+                (port, checks)
+            })
+            .collect();
+        Follows {
+            sorry_server,
+            real_servers,
+        }
+    }
 }
 
 /// A route in keepalived's (and `ip route`'s) words.
@@ -269,16 +318,26 @@ impl Printer {
             self.out.push('\n');
             self.virtual_server_group(g);
         }
-        // A `virtual_server group` block is printed once, for its first service.
+        // A `virtual_server group` block is printed once, for its first service, leaving out
+        // the ports that follow each service's in all of them.
         let mut groups_printed = std::collections::BTreeSet::new();
         for vs in &c.virtual_servers {
-            if let Some(g) = &vs.group
-                && !groups_printed.insert((g.as_str(), vs.protocol))
-            {
-                continue;
-            }
+            let follows = match &vs.group {
+                Some(g) => {
+                    if !groups_printed.insert((g.as_str(), vs.protocol)) {
+                        continue;
+                    }
+                    let expansions: Vec<&VirtualServer> = c
+                        .virtual_servers
+                        .iter()
+                        .filter(|o| o.group == vs.group && o.protocol == vs.protocol)
+                        .collect();
+                    Some(Follows::of(&expansions))
+                }
+                None => None,
+            };
             self.out.push('\n');
-            self.virtual_server(vs);
+            self.virtual_server(vs, follows.as_ref());
         }
     }
 
@@ -566,10 +625,7 @@ impl Printer {
         self.close();
     }
 
-    fn virtual_server(&mut self, vs: &VirtualServer) {
-        // A group's services take their ports from the group: ports that follow the
-        // service's are left out, so that each port's service reads them back.
-        let follows = vs.group.is_some();
+    fn virtual_server(&mut self, vs: &VirtualServer, follows: Option<&Follows>) {
         match &vs.group {
             Some(g) => self.open(format!("virtual_server group {}", word(g))),
             None => self.open(format!("virtual_server {} {}", vs.address, vs.port)),
@@ -586,7 +642,7 @@ impl Printer {
             self.line(format!("virtualhost {}", word(h)));
         }
         if let Some(s) = &vs.sorry_server {
-            if follows && s.port == vs.port {
+            if follows.is_some_and(|f| f.sorry_server) {
                 self.line(format!("sorry_server {}", s.address));
             } else {
                 self.line(format!("sorry_server {} {}", s.address, s.port));
@@ -600,16 +656,22 @@ impl Printer {
         self.flag("omega", vs.omega);
         self.flag("inhibit_on_failure", vs.inhibit_on_failure);
         self.flag("ha_suspend", vs.ha_suspend);
-        for rs in &vs.real_servers {
-            self.real_server(rs, vs.inhibit_on_failure, follows.then_some(vs.port));
+        for (i, rs) in vs.real_servers.iter().enumerate() {
+            let follow = follows.and_then(|f| f.real_servers.get(i));
+            self.real_server(rs, vs.inhibit_on_failure, follow);
         }
         self.close();
     }
 
-    /// `follow`: the port of a group's service, left out where the real server's is the same
-    /// (and the connect_port of a TCP or HTTP check where it is the real server's).
-    fn real_server(&mut self, rs: &RealServer, vs_inhibit: bool, follow: Option<u16>) {
-        if follow == Some(rs.port) {
+    /// `follow`: in a group's block, whether the real server's port and each check's
+    /// connect_port follow the service's and are left out.
+    fn real_server(
+        &mut self,
+        rs: &RealServer,
+        vs_inhibit: bool,
+        follow: Option<&(bool, Vec<bool>)>,
+    ) {
+        if follow.is_some_and(|f| f.0) {
             self.open(format!("real_server {}", rs.address));
         } else {
             self.open(format!("real_server {} {}", rs.address, rs.port));
@@ -623,17 +685,17 @@ impl Printer {
         }
         self.notify("notify_up", &rs.notify_up);
         self.notify("notify_down", &rs.notify_down);
-        self.follow_rs_port = follow.map(|_| rs.port);
-        for c in &rs.checkers {
+        for (j, c) in rs.checkers.iter().enumerate() {
+            self.omit_connect_port = follow.is_some_and(|f| f.1.get(j).copied().unwrap_or(false));
             self.checker(c);
         }
-        self.follow_rs_port = None;
+        self.omit_connect_port = false;
         self.close();
     }
 
     fn connection(&mut self, c: &Connection, port_may_follow: bool) {
         self.line(format!("connect_ip {}", c.connect_ip));
-        if !(port_may_follow && self.follow_rs_port == Some(c.connect_port)) {
+        if !(port_may_follow && self.omit_connect_port) {
             self.line(format!("connect_port {}", c.connect_port));
         }
         if let Some(b) = &c.bindto {

@@ -374,6 +374,47 @@ fn a_group_expands_into_one_service_per_address_and_port() {
 }
 
 #[test]
+fn a_group_of_several_ports_prints_back_the_ports_written() {
+    // A real server written with port 80 serves port 8080 too; one without a port takes each
+    // service's; a check's connect_port written equal to the first port is kept for all.
+    let c = round_trip(&format!(
+        "{GROUP}virtual_server group web {{
+    lb_algo mh
+    lb_kind DR
+    sorry_server 10.0.9.9 80
+    real_server 10.0.9.1 80 {{
+        TCP_CHECK {{
+            connect_port 80
+        }}
+    }}
+    real_server 10.0.9.2 {{
+        HTTP_GET {{
+            url {{
+                path /
+            }}
+        }}
+    }}
+}}
+"
+    ));
+    let last = c.virtual_servers.last().unwrap();
+    assert_eq!(last.port, 8080);
+    assert_eq!(last.real_servers[0].port, 80);
+    assert_eq!(last.sorry_server.as_ref().unwrap().port, 80);
+    assert_eq!(last.real_servers[1].port, 8080);
+    assert_eq!(
+        last.real_servers[1].checkers[0]
+            .connection()
+            .unwrap()
+            .connect_port,
+        8080
+    );
+    let printed = c.to_keepalived_string();
+    assert!(printed.contains("real_server 10.0.9.1 80 {"), "{printed}");
+    assert!(printed.contains("real_server 10.0.9.2 {"), "{printed}");
+}
+
+#[test]
 fn an_ipv6_range_and_a_family_mismatch() {
     let c = round_trip(
         "virtual_server_group v6 {\n    2001:db8::a-c 443\n}\nvirtual_server group v6 {\n    lb_algo mh\n    lb_kind DR\n    real_server 2001:db8::100 {\n    }\n}\n",
