@@ -28,6 +28,11 @@ fn virtual_entries(vip: &str) -> Vec<(Vec<String>, String)> {
             "10.50.0.0/24 via 10.99.0.10 dev eth0",
         ),
         v(&["ip", "route", "show"], "blackhole 10.51.0.0/24"),
+        v(&["ip", "-6", "route", "show"], "blackhole 2001:db8:51::/48"),
+        v(
+            &["ip", "-6", "rule", "show"],
+            "1004:\tfrom 2001:db8:53::/48 lookup 101",
+        ),
         v(&["ip", "route", "show"], "10.52.0.0/24 dev eth0 "),
         v(
             &["ip", "route", "show"],
@@ -77,6 +82,7 @@ const VIRTUAL: &str = "virtual_ipaddress_excluded {
 }
 virtual_routes {
 10.50.0.0/24 via 10.99.0.10 dev eth0 table 101
+blackhole 2001:db8:51::/48
 blackhole 10.51.0.0/24
 10.52.0.0/24 dev eth0 src VIP metric 5 scope link
 }
@@ -84,6 +90,7 @@ virtual_rules {
 from 10.53.0.0/24 table 101 priority 1001
 fwmark 7 table 101 priority 1002
 to 10.54.0.0/24 iif eth0 table 101 priority 1003
+from 2001:db8:53::/48 table 101 priority 1004
 }";
 
 fn statics(d: usize) -> String {
