@@ -107,7 +107,7 @@ fn three_hundred_connections_through_the_vip() {
     );
     std::fs::write(
         &config,
-        "virtual_server 10.99.0.100 80 {\n    lb_kind BOGUS\n    weight x\n",
+        "virtual_server 10.99.0.100 80 {\n    quorum x\n    weight x\n",
     )
     .unwrap();
     let (ok, _, stderr) = reload(&lab);
