@@ -165,6 +165,20 @@ impl Follows {
     }
 }
 
+impl fmt::Display for Route {
+    /// keepalived's (and `ip route`'s) words, as in `static_routes`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&route(self))
+    }
+}
+
+impl fmt::Display for Rule {
+    /// keepalived's (and `ip rule`'s) words, as in `static_rules`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&rule(self))
+    }
+}
+
 /// A route in keepalived's (and `ip route`'s) words.
 fn route(rt: &Route) -> String {
     let mut text = String::new();

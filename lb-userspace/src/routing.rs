@@ -7,7 +7,6 @@
 //! one of the same destination, table, metric and type; a rule already there is kept. Removing
 //! what is not there is fine.
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use anyhow::{Context as _, Result};
@@ -36,63 +35,8 @@ fn protocol(no_track: bool) -> RouteProtocol {
     }
 }
 
-/// A route in `ip route` words, for logs.
-pub fn describe_route(r: &Route) -> String {
-    let mut s = String::new();
-    if r.kind != RouteType::Unicast {
-        let _ = write!(s, "{} ", r.kind.name());
-    }
-    let _ = write!(s, "{}", r.dest);
-    if let Some(v) = r.via {
-        let _ = write!(s, " via {v}");
-    }
-    if let Some(d) = &r.dev {
-        let _ = write!(s, " dev {d}");
-    }
-    if let Some(src) = r.src {
-        let _ = write!(s, " src {src}");
-    }
-    if let Some(m) = r.metric {
-        let _ = write!(s, " metric {m}");
-    }
-    let _ = write!(s, " table {}", r.table);
-    s
-}
-
-/// A rule in `ip rule` words, for logs.
-pub fn describe_rule(r: &Rule) -> String {
-    let mut s = format!("priority {}", r.priority);
-    if let Some(f) = &r.from {
-        let _ = write!(s, " from {f}");
-    }
-    if let Some(t) = &r.to {
-        let _ = write!(s, " to {t}");
-    }
-    if let Some(m) = &r.fwmark {
-        let _ = write!(s, " fwmark {:#x}", m.mark);
-        if let Some(mask) = m.mask {
-            let _ = write!(s, "/{mask:#x}");
-        }
-    }
-    if let Some(i) = &r.iif {
-        let _ = write!(s, " iif {i}");
-    }
-    if let Some(o) = &r.oif {
-        let _ = write!(s, " oif {o}");
-    }
-    match r.action {
-        RuleAction::Table(t) => {
-            let _ = write!(s, " table {t}");
-        }
-        RuleAction::Blackhole => s.push_str(" blackhole"),
-        RuleAction::Unreachable => s.push_str(" unreachable"),
-        RuleAction::Prohibit => s.push_str(" prohibit"),
-    }
-    s
-}
-
 async fn route_message(netlink: &Netlink, r: &Route) -> Result<RouteMessage> {
-    let invalid = |e| anyhow::anyhow!("route {}: {e}", describe_route(r));
+    let invalid = |e| anyhow::anyhow!("route {r}: {e}");
     let mut b = RouteMessageBuilder::<IpAddr>::new()
         .destination_prefix(r.dest.address, r.dest.len)
         .map_err(invalid)?
@@ -137,7 +81,7 @@ pub async fn add_route(netlink: &Netlink, r: &Route) -> Result<()> {
         .replace()
         .execute()
         .await
-        .with_context(|| format!("adding route {}", describe_route(r)))
+        .with_context(|| format!("adding route {r}"))
 }
 
 /// `ip route del ...`; already gone is fine.
@@ -146,7 +90,7 @@ pub async fn remove_route(netlink: &Netlink, r: &Route) -> Result<()> {
     match netlink.handle().route().del(msg).execute().await {
         Ok(()) => Ok(()),
         Err(e) if is_errno(&e, libc::ESRCH) || is_errno(&e, libc::ENODEV) => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("removing route {}", describe_route(r))),
+        Err(e) => Err(e).with_context(|| format!("removing route {r}")),
     }
 }
 
@@ -208,7 +152,7 @@ pub async fn add_rule(netlink: &Netlink, r: &Rule) -> Result<()> {
     match req.execute().await {
         Ok(()) => Ok(()),
         Err(e) if is_errno(&e, libc::EEXIST) => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("adding rule {}", describe_rule(r))),
+        Err(e) => Err(e).with_context(|| format!("adding rule {r}")),
     }
 }
 
@@ -217,7 +161,7 @@ pub async fn remove_rule(netlink: &Netlink, r: &Rule) -> Result<()> {
     match netlink.handle().rule().del(rule_message(r)).execute().await {
         Ok(()) => Ok(()),
         Err(e) if is_errno(&e, libc::ENOENT) => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("removing rule {}", describe_rule(r))),
+        Err(e) => Err(e).with_context(|| format!("removing rule {r}")),
     }
 }
 

@@ -229,7 +229,7 @@ fn virtual_routes_and_rules_follow_the_master_static_ones_stay() {
         .unwrap();
     eprintln!("reload: {answer}");
     assert!(
-        answer.contains("static rule priority 1000 from 10.62.0.0/24 table 100 removed"),
+        answer.contains("static rule from 10.62.0.0/24 priority 1000 table 100 removed"),
         "{answer}"
     );
     assert!(

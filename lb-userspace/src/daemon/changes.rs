@@ -112,14 +112,14 @@ fn describe_static(old: &Config, new: &Config, out: &mut Vec<String>) {
         &old.static_routes,
         &new.static_routes,
         "static route",
-        crate::routing::describe_route,
+        |r| r.to_string(),
         out,
     );
     diff(
         &old.static_rules,
         &new.static_rules,
         "static rule",
-        crate::routing::describe_rule,
+        |r| r.to_string(),
         out,
     );
 }
