@@ -102,6 +102,26 @@ fn statics(d: usize) -> String {
     )
 }
 
+/// The routing tables and rules of director `d` as `ip` prints them.
+fn kernel_tables(lab: &HaLab, d: usize) -> Vec<String> {
+    [
+        vec!["ip", "rule", "show"],
+        vec!["ip", "-6", "rule", "show"],
+        vec!["ip", "route", "show"],
+        vec!["ip", "-6", "route", "show"],
+        vec!["ip", "route", "show", "table", "100"],
+        vec!["ip", "route", "show", "table", "101"],
+    ]
+    .iter()
+    .map(|argv| {
+        let shown = lab.directors[d].run(argv).unwrap();
+        // The director's own address (in its subnet's route) is the one difference.
+        let shown = shown.replace(&format!("src {} ", lab.director_ips[d]), "src SELF ");
+        format!("{}:\n{shown}", argv.join(" "))
+    })
+    .collect()
+}
+
 /// Which of `entries` director `d` shows now.
 fn present(lab: &HaLab, d: usize, entries: &[(Vec<String>, String)]) -> Vec<bool> {
     entries
@@ -254,4 +274,59 @@ fn virtual_routes_and_rules_follow_the_master_static_ones_stay() {
     )];
     expect(&lab, 1, &new_route, true, "the route moved here");
     lab.wait_master(1, Duration::from_secs(5)).unwrap();
+}
+
+/// The same blocks given to keepalived: d1 runs xlb, d2 keepalived 2.2. Whichever is MASTER
+/// shows the same `ip route` / `ip rule` lines, and both show their static ones: xlb reads
+/// these keywords as keepalived does.
+#[test]
+fn keepalived_adds_the_same_routes_and_rules_as_xlb() {
+    let spec = VrrpSpec::v3("0.1");
+    let mut lab = HaLab::new("vroutek", 2, 1, &xlb_binary()).expect("building the lab");
+    let vip = lab.vip.to_string();
+    let virtual_block = VIRTUAL.replace("VIP", &vip);
+    let drain = lab.workdir.join("drain");
+    let tracking = format!(
+        "track_file drain {{\n    file \"{}\"\n    weight -100\n}}\n",
+        drain.display()
+    );
+    let d1 = VrrpSpec {
+        extra: format!("track_file {{\ndrain\n}}\n{virtual_block}"),
+        ..spec.clone()
+    };
+    let d2 = VrrpSpec {
+        extra: virtual_block.clone(),
+        ..spec.clone()
+    };
+    lab.start_xlb(
+        0,
+        &format!("{tracking}{}{}", statics(0), lab.xlb_config(0, &d1, HIGH)),
+    )
+    .unwrap();
+    lab.start_keepalived(
+        1,
+        &format!("{}{}", statics(1), lab.keepalived_config(1, &d2, LOW)),
+    )
+    .unwrap();
+    lab.wait_master(0, Duration::from_secs(10)).unwrap();
+    let virtuals = virtual_entries(&vip);
+    for d in 0..2 {
+        expect(&lab, d, &static_entries(d), true, "at start");
+    }
+    expect(&lab, 0, &virtuals, true, "xlb MASTER");
+    expect(&lab, 1, &virtuals, false, "keepalived BACKUP");
+    let under_xlb = kernel_tables(&lab, 0);
+
+    fs::write(&drain, "1\n").unwrap();
+    lab.wait_master(1, Duration::from_secs(10)).unwrap();
+    expect(&lab, 1, &virtuals, true, "keepalived MASTER");
+    expect(&lab, 0, &virtuals, false, "xlb BACKUP");
+    // Every route and rule, not only those looked for: the same, line for line.
+    let under_keepalived = kernel_tables(&lab, 1);
+    assert_eq!(under_xlb, under_keepalived);
+
+    fs::write(&drain, "0\n").unwrap();
+    lab.wait_master(0, Duration::from_secs(10)).unwrap();
+    expect(&lab, 0, &virtuals, true, "xlb MASTER again");
+    expect(&lab, 1, &virtuals, false, "keepalived BACKUP again");
 }
