@@ -175,6 +175,22 @@ fn a_rule_without_preference_gets_keepalived_s_with_a_warning() {
 }
 
 #[test]
+fn gw_is_read_as_via_with_keepalived_s_warning() {
+    let l = parse_ok("static_routes {\n    10.9.0.0/16 gw 10.0.0.1\n}\n");
+    assert_eq!(
+        l.config.static_routes[0].via,
+        Some("10.0.0.1".parse().unwrap())
+    );
+    assert_eq!(l.warnings.len(), 1);
+    assert_eq!((l.warnings[0].line, l.warnings[0].col), (2, 17));
+    assert!(
+        l.warnings[0].message.contains("deprecated"),
+        "{}",
+        l.warnings[0]
+    );
+}
+
+#[test]
 fn static_addresses_take_the_default_interface() {
     let c = round_trip(
         "global_defs {\n    default_interface eth7\n}\nstatic_ipaddress {\n    192.168.1.1/24 dev eth0 scope global\n    192.168.9.1/24\n}\n",

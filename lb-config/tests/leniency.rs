@@ -151,6 +151,13 @@ fn cases() -> Vec<Case> {
             ],
         },
         Case {
+            name: "a route with the deprecated gw",
+            text: format!("static_routes {{\n    10.9.0.0/16 gw 10.0.0.1 dev eth0\n}}\n{INSTANCE}"),
+            warnings: &[(2, 17, "keepalived reads the deprecated `gw` as `via`")],
+            check: |c| assert_eq!(c.static_routes[0].via, Some("10.0.0.1".parse().unwrap())),
+            keepalived: &[(2, "\"gw\" for routes is deprecated", 2)],
+        },
+        Case {
             name: "an empty virtual_server_group",
             text: format!("virtual_server_group web {{\n}}\n{INSTANCE}"),
             warnings: &[(1, 1, "keepalived removes the group")],

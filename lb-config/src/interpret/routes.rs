@@ -323,6 +323,15 @@ pub(super) fn route(r: &mut Reader<'_>, st: &Statement, block: &str) -> Option<R
         match w.text {
             "inet" | "inet6" => ok &= family_word(r, &mut family, w, "route"),
             "via" | "gw" => match value(r, &mut it, w, "a gateway address") {
+                Some(v) if w.text == "gw" && v.text.parse::<IpAddr>().is_ok() => {
+                    // keepalived: "\"gw\" for routes is deprecated. Please use \"via\"".
+                    r.diags.tolerate(
+                        w.at,
+                        "found `gw` in a route, expected `via`: keepalived reads the deprecated \
+                         `gw` as `via`, and so does xlb",
+                    );
+                    via = v.text.parse::<IpAddr>().ok().map(|ip| (ip, v.at));
+                }
                 Some(v) => match v.text.parse::<IpAddr>() {
                     Ok(ip) => via = Some((ip, v.at)),
                     Err(_) => {
