@@ -604,9 +604,9 @@ impl GroupEntry {
         })
     }
 
-    /// How many addresses the entry holds.
+    /// How many addresses the entry holds (saturating: `::-ffff:...:ffff` holds 2^128).
     pub fn count(&self) -> u128 {
-        ip_number(self.last) - ip_number(self.first) + 1
+        (ip_number(self.last) - ip_number(self.first)).saturating_add(1)
     }
 }
 

@@ -294,6 +294,11 @@ fn what_xlb_does_not_add_is_an_error_at_the_word() {
             (2, 5),
             "expected at most 4096",
         ),
+        (
+            "virtual_server_group g {\n    ::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 80\n}\n",
+            (2, 5),
+            "expected at most 4096",
+        ),
     ];
     for (text, at, says) in cases {
         let e = parse_err(text);

@@ -49,7 +49,7 @@ pub(super) fn virtual_server_group(
         let Some(e) = group_entry(r, entry, &context) else {
             continue;
         };
-        total += e.count();
+        total = total.saturating_add(e.count());
         if total > MAX_GROUP_ADDRESSES {
             r.diags.error(
                 entry.span,
