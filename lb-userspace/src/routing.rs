@@ -242,6 +242,10 @@ pub async fn add_static(netlink: &Netlink, c: &Config) {
         c.static_routes.len(),
         c.static_rules.len()
     );
+    apply_static(netlink, c).await;
+}
+
+async fn apply_static(netlink: &Netlink, c: &Config) {
     add_addresses(netlink, &c.static_ipaddress).await;
     add_all(netlink, "static:", &c.static_routes, &c.static_rules).await;
 }
@@ -279,7 +283,9 @@ pub async fn reload_static(netlink: &Netlink, old: &Config, new: &Config) {
         .collect();
     remove_all(netlink, "static:", &gone_routes, &gone_rules).await;
     remove_addresses(netlink, &gone_addresses).await;
-    add_static(netlink, new).await;
+    // All of them again, not only the new ones: one deleted by hand since comes back, as
+    // keepalived's reload does. The reload's answer lists what changed.
+    apply_static(netlink, new).await;
 }
 
 #[cfg(test)]
