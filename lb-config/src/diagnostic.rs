@@ -324,6 +324,9 @@ pub(crate) struct Diags {
     /// file, whose spans share one `Arc`, so this spares hashing its name.
     last_rank: Option<(Arc<str>, usize)>,
     seq: u64,
+    /// While a block is read once per expansion (a virtual_server group with several ports):
+    /// what was said, so that each diagnostic is said once.
+    said: Option<std::collections::HashSet<(usize, u32, u32, String)>>,
 }
 
 impl Default for Diags {
@@ -337,6 +340,7 @@ impl Default for Diags {
             first_file: None,
             last_rank: None,
             seq: 0,
+            said: None,
         }
     }
 }
@@ -484,6 +488,16 @@ impl Diags {
         self.push(At::Span(&span), Severity::Error, message);
     }
 
+    /// From now on until [`Diags::say_repeats`], a diagnostic made again at the same place
+    /// with the same words is dropped.
+    pub fn say_once(&mut self) {
+        self.said = Some(Default::default());
+    }
+
+    pub fn say_repeats(&mut self) {
+        self.said = None;
+    }
+
     fn push(&mut self, at: At<'_>, severity: Severity, message: impl fmt::Display) {
         let mut note = String::new();
         let (file, file_rank, line, col) = match at {
@@ -508,6 +522,11 @@ impl Diags {
                 (&span.file, rank, span.line, span.col)
             }
         };
+        if let Some(said) = &mut self.said
+            && !said.insert((file_rank, line, col, format!("{message}{note}")))
+        {
+            return;
+        }
         self.seq += 1;
         let place = Place {
             file_rank,

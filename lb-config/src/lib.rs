@@ -65,6 +65,15 @@
 //!   mcast_src_ip, track_script, track_interface, garp_master_*, notify_*);
 //! - `track_file` (and `vrrp_track_file`), `vrrp_track_process`, and an instance's
 //!   `track_file`/`track_process` blocks;
+//! - `virtual_server_group` (`IP PORT`, `IP-LAST PORT`, `IP/LEN PORT`) and
+//!   `virtual_server group NAME`, expanded into one [`VirtualServer`] per address and port
+//!   ([`VirtualServer::group`] names the group; [`Config::virtual_server_groups`] keeps it as
+//!   written);
+//! - `static_ipaddress`, `static_routes`, `static_rules`, and an instance's `virtual_routes`
+//!   and `virtual_rules` ([`Route`], [`Rule`]): `ip route` with dest, via/gw, dev/oif, src,
+//!   metric, table, scope, onlink, no_track and blackhole/unreachable/prohibit/throw; `ip rule`
+//!   with from, to, fwmark, iif/dev, oif, priority and table or blackhole/unreachable/prohibit
+//!   (a rule without priority gets keepalived's, 16384 down, with a warning);
 //! - `virtual_server IP PORT` with real_server, TCP_CHECK, HTTP_GET, SSL_GET,
 //!   MISC_CHECK, PING_CHECK, UDP_CHECK, DNS_CHECK, SMTP_CHECK (with the deprecated
 //!   `host` blocks, each one more checker) and FILE_CHECK; checker settings
@@ -75,9 +84,10 @@
 //! Forwarding: `lb_kind DR` and `NAT` (keepalived's default, with a warning
 //! when it is not written).
 //!
-//! Refused with an error: `lb_kind TUN`,
-//! `virtual_server fwmark|group`, virtual_server_group, static routes/addresses,
-//! BFD, tracking on a sync group. Any
+//! Refused with an error: `lb_kind TUN`, `virtual_server fwmark` and `fwmark` in a
+//! virtual_server_group (XDP runs before netfilter: no packet has a mark yet), the rest of the
+//! `ip route`/`ip rule` syntax (nexthop, mtu, goto, not, ...: the error lists what is
+//! supported), BFD, tracking on a sync group. Any
 //! `lb_algo` but `mh` is accepted with a warning: xlb always uses weighted
 //! consistent hashing (Maglev), on the client address only when
 //! [`VirtualServer::hash_on_source_only`]. Unknown keywords inside a known

@@ -89,6 +89,15 @@ pub struct Config {
     pub vrrp_track_processes: Vec<VrrpTrackProcess>,
     pub vrrp_sync_groups: Vec<VrrpSyncGroup>,
     pub vrrp_instances: Vec<VrrpInstance>,
+    /// `static_ipaddress`: added when xlb starts, whatever the VRRP state.
+    pub static_ipaddress: Vec<VirtualIpAddress>,
+    /// `static_routes`: added when xlb starts, whatever the VRRP state.
+    pub static_routes: Vec<Route>,
+    /// `static_rules`: added when xlb starts, whatever the VRRP state.
+    pub static_rules: Vec<Rule>,
+    /// `virtual_server_group NAME { ... }`, as written; the virtual servers that use one are
+    /// expanded into [`Config::virtual_servers`], one per address and port.
+    pub virtual_server_groups: Vec<VirtualServerGroup>,
     pub virtual_servers: Vec<VirtualServer>,
 }
 
@@ -389,6 +398,9 @@ pub struct VrrpInstance {
     pub track_interface: Vec<TrackInterface>,
     pub track_file: Vec<TrackObject>,
     pub track_process: Vec<TrackObject>,
+    /// Added on becoming MASTER, removed on leaving it, after and before the addresses.
+    pub virtual_routes: Vec<Route>,
+    pub virtual_rules: Vec<Rule>,
     pub garp_master_delay: u32,
     pub garp_master_repeat: u32,
     pub garp_master_refresh: u32,
@@ -566,6 +578,9 @@ pub struct VirtualServer {
     pub inhibit_on_failure: bool,
     pub ha_suspend: bool,
     pub real_servers: Vec<RealServer>,
+    /// The `virtual_server_group` this service was expanded from (`virtual_server group
+    /// NAME`); its address and port are one of the group's.
+    pub group: Option<String>,
     #[serde(skip)]
     pub origin: Origin,
     #[serde(skip)]
@@ -580,6 +595,172 @@ impl VirtualServer {
     /// persistence or by the source-hash scheduler.
     pub fn hash_on_source_only(&self) -> bool {
         self.persistence_timeout > 0 || self.lb_algo == LbAlgo::Sh
+    }
+}
+
+/// `virtual_server_group NAME { ADDR PORT ... }`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VirtualServerGroup {
+    pub name: String,
+    pub entries: Vec<GroupEntry>,
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+/// One line of a virtual_server_group: the addresses `first..=last` (one address when they
+/// are equal), each on `port`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GroupEntry {
+    pub first: IpAddr,
+    pub last: IpAddr,
+    pub port: u16,
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+impl GroupEntry {
+    /// Every address of the entry, in order.
+    pub fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        let (first, last) = (ip_number(self.first), ip_number(self.last));
+        let v6 = self.first.is_ipv6();
+        (first..=last).map(move |n| {
+            if v6 {
+                IpAddr::from(std::net::Ipv6Addr::from(n))
+            } else {
+                IpAddr::from(std::net::Ipv4Addr::from(n as u32))
+            }
+        })
+    }
+
+    /// How many addresses the entry holds (saturating: `::-ffff:...:ffff` holds 2^128).
+    pub fn count(&self) -> u128 {
+        (ip_number(self.last) - ip_number(self.first)).saturating_add(1)
+    }
+}
+
+/// An address as a number, for ranges.
+pub fn ip_number(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+/// A destination or source written `ADDR/LEN` (or `ADDR` alone, a host).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct Prefix {
+    pub address: IpAddr,
+    pub len: u8,
+}
+
+impl fmt::Display for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.address, self.len)
+    }
+}
+
+/// The route types xlb adds (keepalived's `blackhole`, `unreachable`, ... before the
+/// destination).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteType {
+    #[default]
+    Unicast,
+    Blackhole,
+    Unreachable,
+    Prohibit,
+    Throw,
+}
+
+impl RouteType {
+    pub const ALL: [RouteType; 5] = [
+        RouteType::Unicast,
+        RouteType::Blackhole,
+        RouteType::Unreachable,
+        RouteType::Prohibit,
+        RouteType::Throw,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RouteType::Unicast => "unicast",
+            RouteType::Blackhole => "blackhole",
+            RouteType::Unreachable => "unreachable",
+            RouteType::Prohibit => "prohibit",
+            RouteType::Throw => "throw",
+        }
+    }
+}
+
+/// The main routing table, where a route or rule goes unless `table` says otherwise.
+pub const TABLE_MAIN: u32 = 254;
+
+/// One line of `static_routes` / `virtual_routes`, in `ip route` syntax.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Route {
+    pub kind: RouteType,
+    pub dest: Prefix,
+    pub via: Option<IpAddr>,
+    pub dev: Option<String>,
+    /// `src`: the preferred source address.
+    pub src: Option<IpAddr>,
+    /// `metric` (or `priority`, `preference`).
+    pub metric: Option<u32>,
+    pub table: u32,
+    /// The kernel's scope number; `None` lets the kernel choose as `ip route` does.
+    pub scope: Option<u8>,
+    pub onlink: bool,
+    /// keepalived marks a route it tracks with protocol `keepalived` (18); `no_track` leaves
+    /// the kernel's `boot`.
+    pub no_track: bool,
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+/// What a rule does with the packets it matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleAction {
+    /// `table N` (or `lookup N`).
+    Table(u32),
+    Blackhole,
+    Unreachable,
+    Prohibit,
+}
+
+/// `fwmark MARK[/MASK]` of a rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct FwMark {
+    pub mark: u32,
+    pub mask: Option<u32>,
+}
+
+/// One line of `static_rules` / `virtual_rules`, in `ip rule` syntax.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Rule {
+    pub family: AddressFamily,
+    pub from: Option<Prefix>,
+    pub to: Option<Prefix>,
+    pub action: RuleAction,
+    /// The rule's preference; keepalived gives one (from 16384 down) to a rule written without.
+    pub priority: u32,
+    pub fwmark: Option<FwMark>,
+    pub iif: Option<String>,
+    pub oif: Option<String>,
+    pub no_track: bool,
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+/// Scope names as `ip` writes them.
+pub fn scope_name(scope: u8) -> Option<&'static str> {
+    match scope {
+        0 => Some("global"),
+        200 => Some("site"),
+        253 => Some("link"),
+        254 => Some("host"),
+        255 => Some("nowhere"),
+        _ => None,
     }
 }
 

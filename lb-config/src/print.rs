@@ -7,8 +7,9 @@ use std::fmt::{self, Write};
 
 use crate::model::{
     CheckTiming, Checker, Config, Connection, GlobalDefs, HexBytes, NotifyScript, ParamMatch,
-    RealServer, ScriptUser, StatusRange, TrackFile, TrackObject, Url, VirtualIpAddress,
-    VirtualServer, VrrpInstance, VrrpScript, VrrpState, VrrpSyncGroup, VrrpTrackProcess,
+    RealServer, Route, RouteType, Rule, RuleAction, ScriptUser, StatusRange, TrackFile,
+    TrackObject, Url, VirtualIpAddress, VirtualServer, VirtualServerGroup, VrrpInstance,
+    VrrpScript, VrrpState, VrrpSyncGroup, VrrpTrackProcess, scope_name,
 };
 use crate::syntax::lexer::{INCLUDE_KEYWORDS, is_space};
 
@@ -17,6 +18,7 @@ impl fmt::Display for Config {
         let mut p = Printer {
             out: String::new(),
             depth: 0,
+            omit_connect_port: false,
         };
         p.config(self);
         f.write_str(&p.out)
@@ -109,6 +111,154 @@ fn weight_reverse(weight: i32, reverse: bool) -> String {
 struct Printer {
     out: String,
     depth: usize,
+    /// The checker printed leaves its connect_port out: a group's check whose port follows
+    /// its real server's in every service of the group.
+    omit_connect_port: bool,
+}
+
+/// Which ports of a `virtual_server group` block follow each service's port in every service
+/// of the group (one per address and port): those are printed without a port, so that each
+/// service reads its own back; a port written that differs in one service is printed.
+struct Follows {
+    sorry_server: bool,
+    /// Per real server (by position): its port, and per check its connect_port.
+    real_servers: Vec<(bool, Vec<bool>)>,
+}
+
+impl Follows {
+    fn of(services: &[&VirtualServer]) -> Follows {
+        let Some(first) = services.first() else {
+            return Follows {
+                sorry_server: false,
+                real_servers: Vec::new(),
+            };
+        };
+        let sorry_server = services
+            .iter()
+            .all(|vs| vs.sorry_server.as_ref().is_some_and(|s| s.port == vs.port));
+        let real_servers = (0..first.real_servers.len())
+            .map(|i| {
+                let port = services
+                    .iter()
+                    .all(|vs| vs.real_servers.get(i).is_some_and(|rs| rs.port == vs.port));
+                let checks = (0..first.real_servers[i].checkers.len())
+                    .map(|j| {
+                        services.iter().all(|vs| {
+                            vs.real_servers.get(i).is_some_and(|rs| {
+                                rs.checkers.get(j).is_some_and(|c| {
+                                    // Only TCP and HTTP checks default to the real server's port.
+                                    matches!(c, Checker::Tcp(_) | Checker::Http(_))
+                                        && c.connection()
+                                            .is_some_and(|co| co.connect_port == rs.port)
+                                })
+                            })
+                        })
+                    })
+                    .collect();
+                (port, checks)
+            })
+            .collect();
+        Follows {
+            sorry_server,
+            real_servers,
+        }
+    }
+}
+
+impl fmt::Display for Route {
+    /// keepalived's (and `ip route`'s) words, as in `static_routes`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&route(self))
+    }
+}
+
+impl fmt::Display for Rule {
+    /// keepalived's (and `ip rule`'s) words, as in `static_rules`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&rule(self))
+    }
+}
+
+/// A route in keepalived's (and `ip route`'s) words.
+fn route(rt: &Route) -> String {
+    let mut text = String::new();
+    if rt.kind != RouteType::Unicast {
+        let _ = write!(text, "{} ", rt.kind.name());
+    }
+    let _ = write!(text, "{}", rt.dest);
+    if let Some(v) = &rt.via {
+        let _ = write!(text, " via {v}");
+    }
+    if let Some(d) = &rt.dev {
+        let _ = write!(text, " dev {}", word(d));
+    }
+    if let Some(s) = &rt.src {
+        let _ = write!(text, " src {s}");
+    }
+    if let Some(m) = rt.metric {
+        let _ = write!(text, " metric {m}");
+    }
+    let _ = write!(text, " table {}", rt.table);
+    if let Some(s) = rt.scope {
+        match scope_name(s) {
+            Some(name) => {
+                let _ = write!(text, " scope {name}");
+            }
+            None => {
+                let _ = write!(text, " scope {s}");
+            }
+        }
+    }
+    if rt.onlink {
+        text.push_str(" onlink");
+    }
+    if rt.no_track {
+        text.push_str(" no_track");
+    }
+    text
+}
+
+/// A rule in keepalived's (and `ip rule`'s) words.
+fn rule(ru: &Rule) -> String {
+    let mut text = String::new();
+    if ru.family == crate::model::AddressFamily::Ipv6 {
+        text.push_str("inet6 ");
+    }
+    if let Some(f) = &ru.from {
+        let _ = write!(text, "from {f} ");
+    }
+    if let Some(t) = &ru.to {
+        let _ = write!(text, "to {t} ");
+    }
+    if let Some(m) = &ru.fwmark {
+        match m.mask {
+            Some(mask) => {
+                let _ = write!(text, "fwmark {:#x}/{mask:#x} ", m.mark);
+            }
+            None => {
+                let _ = write!(text, "fwmark {:#x} ", m.mark);
+            }
+        }
+    }
+    if let Some(i) = &ru.iif {
+        let _ = write!(text, "iif {} ", word(i));
+    }
+    if let Some(o) = &ru.oif {
+        let _ = write!(text, "oif {} ", word(o));
+    }
+    let _ = write!(text, "priority {} ", ru.priority);
+    match ru.action {
+        RuleAction::Table(t) => {
+            let _ = write!(text, "table {t}");
+        }
+        RuleAction::Blackhole => text.push_str("blackhole"),
+        RuleAction::Unreachable => text.push_str("unreachable"),
+        RuleAction::Prohibit => text.push_str("prohibit"),
+    }
+    if ru.no_track {
+        text.push_str(" no_track");
+    }
+    text
 }
 
 impl Printer {
@@ -148,6 +298,16 @@ impl Printer {
 
     fn config(&mut self, c: &Config) {
         self.global_defs(&c.global_defs);
+        if !c.static_ipaddress.is_empty() {
+            self.out.push('\n');
+            self.open("static_ipaddress");
+            for v in &c.static_ipaddress {
+                self.vip(v);
+            }
+            self.close();
+        }
+        self.lines("static_routes", c.static_routes.iter().map(route));
+        self.lines("static_rules", c.static_rules.iter().map(rule));
         for s in &c.vrrp_scripts {
             self.out.push('\n');
             self.vrrp_script(s);
@@ -168,10 +328,57 @@ impl Printer {
             self.out.push('\n');
             self.instance(i);
         }
-        for vs in &c.virtual_servers {
+        for g in &c.virtual_server_groups {
             self.out.push('\n');
-            self.virtual_server(vs);
+            self.virtual_server_group(g);
         }
+        // A `virtual_server group` block is printed once, for its first service, leaving out
+        // the ports that follow each service's in all of them.
+        let mut groups_printed = std::collections::BTreeSet::new();
+        for vs in &c.virtual_servers {
+            let follows = match &vs.group {
+                Some(g) => {
+                    if !groups_printed.insert((g.as_str(), vs.protocol)) {
+                        continue;
+                    }
+                    let expansions: Vec<&VirtualServer> = c
+                        .virtual_servers
+                        .iter()
+                        .filter(|o| o.group == vs.group && o.protocol == vs.protocol)
+                        .collect();
+                    Some(Follows::of(&expansions))
+                }
+                None => None,
+            };
+            self.out.push('\n');
+            self.virtual_server(vs, follows.as_ref());
+        }
+    }
+
+    /// `keyword { line... }` when there is any line, with a blank line before.
+    fn lines(&mut self, keyword: &str, lines: impl Iterator<Item = String>) {
+        let mut lines = lines.peekable();
+        if lines.peek().is_none() {
+            return;
+        }
+        self.out.push('\n');
+        self.open(keyword);
+        for l in lines {
+            self.line(l);
+        }
+        self.close();
+    }
+
+    fn virtual_server_group(&mut self, g: &VirtualServerGroup) {
+        self.open(format!("virtual_server_group {}", word(&g.name)));
+        for e in &g.entries {
+            if e.first == e.last {
+                self.line(format!("{} {}", e.first, e.port));
+            } else {
+                self.line(format!("{}-{} {}", e.first, e.last, e.port));
+            }
+        }
+        self.close();
     }
 
     fn global_defs(&mut self, g: &GlobalDefs) {
@@ -413,6 +620,20 @@ impl Printer {
         }
         self.track_objects("track_file", &i.track_file);
         self.track_objects("track_process", &i.track_process);
+        if !i.virtual_routes.is_empty() {
+            self.open("virtual_routes");
+            for rt in &i.virtual_routes {
+                self.line(route(rt));
+            }
+            self.close();
+        }
+        if !i.virtual_rules.is_empty() {
+            self.open("virtual_rules");
+            for ru in &i.virtual_rules {
+                self.line(rule(ru));
+            }
+            self.close();
+        }
         self.line(format!("garp_master_delay {}", i.garp_master_delay));
         self.line(format!("garp_master_repeat {}", i.garp_master_repeat));
         self.line(format!("garp_master_refresh {}", i.garp_master_refresh));
@@ -429,8 +650,11 @@ impl Printer {
         self.close();
     }
 
-    fn virtual_server(&mut self, vs: &VirtualServer) {
-        self.open(format!("virtual_server {} {}", vs.address, vs.port));
+    fn virtual_server(&mut self, vs: &VirtualServer, follows: Option<&Follows>) {
+        match &vs.group {
+            Some(g) => self.open(format!("virtual_server group {}", word(g))),
+            None => self.open(format!("virtual_server {} {}", vs.address, vs.port)),
+        }
         self.line(format!("protocol {}", vs.protocol.name()));
         self.line(format!("delay_loop {}", vs.delay_loop));
         self.line(format!("lb_algo {}", vs.lb_algo.name()));
@@ -443,7 +667,11 @@ impl Printer {
             self.line(format!("virtualhost {}", word(h)));
         }
         if let Some(s) = &vs.sorry_server {
-            self.line(format!("sorry_server {} {}", s.address, s.port));
+            if follows.is_some_and(|f| f.sorry_server) {
+                self.line(format!("sorry_server {}", s.address));
+            } else {
+                self.line(format!("sorry_server {} {}", s.address, s.port));
+            }
         }
         self.line(format!("quorum {}", vs.quorum));
         self.line(format!("hysteresis {}", vs.hysteresis));
@@ -453,14 +681,26 @@ impl Printer {
         self.flag("omega", vs.omega);
         self.flag("inhibit_on_failure", vs.inhibit_on_failure);
         self.flag("ha_suspend", vs.ha_suspend);
-        for rs in &vs.real_servers {
-            self.real_server(rs, vs.inhibit_on_failure);
+        for (i, rs) in vs.real_servers.iter().enumerate() {
+            let follow = follows.and_then(|f| f.real_servers.get(i));
+            self.real_server(rs, vs.inhibit_on_failure, follow);
         }
         self.close();
     }
 
-    fn real_server(&mut self, rs: &RealServer, vs_inhibit: bool) {
-        self.open(format!("real_server {} {}", rs.address, rs.port));
+    /// `follow`: in a group's block, whether the real server's port and each check's
+    /// connect_port follow the service's and are left out.
+    fn real_server(
+        &mut self,
+        rs: &RealServer,
+        vs_inhibit: bool,
+        follow: Option<&(bool, Vec<bool>)>,
+    ) {
+        if follow.is_some_and(|f| f.0) {
+            self.open(format!("real_server {}", rs.address));
+        } else {
+            self.open(format!("real_server {} {}", rs.address, rs.port));
+        }
         self.line(format!("weight {}", rs.weight));
         if rs.inhibit_on_failure {
             self.line("inhibit_on_failure");
@@ -470,15 +710,19 @@ impl Printer {
         }
         self.notify("notify_up", &rs.notify_up);
         self.notify("notify_down", &rs.notify_down);
-        for c in &rs.checkers {
+        for (j, c) in rs.checkers.iter().enumerate() {
+            self.omit_connect_port = follow.is_some_and(|f| f.1.get(j).copied().unwrap_or(false));
             self.checker(c);
         }
+        self.omit_connect_port = false;
         self.close();
     }
 
-    fn connection(&mut self, c: &Connection) {
+    fn connection(&mut self, c: &Connection, port_may_follow: bool) {
         self.line(format!("connect_ip {}", c.connect_ip));
-        self.line(format!("connect_port {}", c.connect_port));
+        if !(port_may_follow && self.omit_connect_port) {
+            self.line(format!("connect_port {}", c.connect_port));
+        }
         if let Some(b) = &c.bindto {
             self.line(format!("bindto {b}"));
         }
@@ -514,12 +758,12 @@ impl Printer {
         match c {
             Checker::Tcp(t) => {
                 self.open("TCP_CHECK");
-                self.connection(&t.connection);
+                self.connection(&t.connection, true);
                 self.timing(&t.timing);
             }
             Checker::Http(h) => {
                 self.open(if h.tls { "SSL_GET" } else { "HTTP_GET" });
-                self.connection(&h.connection);
+                self.connection(&h.connection, true);
                 self.timing(&h.timing);
                 if let Some(v) = &h.virtualhost {
                     self.line(format!("virtualhost {}", word(v)));
@@ -540,12 +784,12 @@ impl Printer {
             }
             Checker::Ping(p) => {
                 self.open("PING_CHECK");
-                self.connection(&p.connection);
+                self.connection(&p.connection, false);
                 self.timing(&p.timing);
             }
             Checker::Udp(u) => {
                 self.open("UDP_CHECK");
-                self.connection(&u.connection);
+                self.connection(&u.connection, false);
                 self.timing(&u.timing);
                 if let Some(payload) = &u.payload {
                     self.line(format!("payload {}", hex(payload)));
@@ -561,14 +805,14 @@ impl Printer {
             }
             Checker::Dns(d) => {
                 self.open("DNS_CHECK");
-                self.connection(&d.connection);
+                self.connection(&d.connection, false);
                 self.timing(&d.timing);
                 self.line(format!("type {}", d.query_type.name()));
                 self.line(format!("name {}", word(&d.name)));
             }
             Checker::Smtp(s) => {
                 self.open("SMTP_CHECK");
-                self.connection(&s.connection);
+                self.connection(&s.connection, false);
                 self.timing(&s.timing);
                 self.line(format!("helo_name {}", word(&s.helo_name)));
             }

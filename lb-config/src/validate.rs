@@ -279,6 +279,16 @@ fn unique_names(config: &Config, diags: &mut Diags) {
         }),
         diags,
     );
+    report_duplicates(
+        config.virtual_server_groups.iter().map(|g| {
+            (
+                g.name.as_str(),
+                &g.origin,
+                format!("`virtual_server_group {}`", g.name),
+            )
+        }),
+        diags,
+    );
 }
 
 fn vrrp_references(config: &Config, declared: &Declared, diags: &mut Diags) {

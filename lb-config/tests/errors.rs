@@ -276,19 +276,32 @@ fn schedulers_other_than_mh_are_said_once_per_file() {
 }
 
 #[test]
-fn fwmark_and_group_virtual_servers_are_not_supported() {
-    for (header, col) in [("fwmark 1", 16), ("group web", 16)] {
-        let e = parse_err(&with_base(&format!(
-            "virtual_server {header} {{\n    lb_kind DR\n}}\n"
-        )));
-        let d = only_error(&e);
-        assert_eq!((d.line, d.col), (8, col));
-        assert!(d.message.contains("not supported by xlb"), "{d}");
-    }
+fn fwmark_virtual_servers_are_refused_and_groups_must_exist() {
+    // XDP runs before netfilter: no mark to match on. The error says what to write.
+    let e = parse_err(&with_base("virtual_server fwmark 1 {\n    lb_kind DR\n}\n"));
+    let d = only_error(&e);
+    assert_eq!((d.line, d.col), (8, 16));
+    assert!(d.message.contains("before netfilter"), "{d}");
+    assert!(d.message.contains("virtual_server_group"), "{d}");
+    // An unknown group, at its name, with the one probably meant.
     let e = parse_err(&with_base(
-        "virtual_server_group web {\n    10.0.0.1 80\n}\n",
+        "virtual_server_group webs {\n    10.0.0.1 80\n}\nvirtual_server group web {\n    lb_kind DR\n}\n",
     ));
-    assert_eq!(error_positions(&e), vec![(8, 1)]);
+    let d = only_error(&e);
+    assert_eq!((d.line, d.col), (11, 22));
+    assert!(
+        d.message
+            .contains("expected the name of a virtual_server_group"),
+        "{d}"
+    );
+    assert!(d.message.contains("webs"), "{d}");
+    // fwmark inside a group: refused at its line, for the same reason.
+    let e = parse_err(&with_base(
+        "virtual_server_group web {\n    10.0.0.1 80\n    fwmark 3\n}\n",
+    ));
+    let d = only_error(&e);
+    assert_eq!((d.line, d.col), (10, 5));
+    assert!(d.message.contains("before netfilter"), "{d}");
 }
 
 #[test]

@@ -133,6 +133,38 @@ fn cases() -> Vec<Case> {
             keepalived: &[],
         },
         Case {
+            name: "a rule without preference, and one without action",
+            text: format!(
+                "static_rules {{\n    from 10.1.0.0/16 table 100\n    from 10.2.0.0/16 priority 5\n}}\n{INSTANCE}"
+            ),
+            warnings: &[
+                (2, 5, "keepalived gives it 16384"),
+                (3, 5, "keepalived ignores this rule"),
+            ],
+            check: |c| {
+                let p: Vec<u32> = c.static_rules.iter().map(|r| r.priority).collect();
+                assert_eq!(p, [16384]);
+            },
+            keepalived: &[
+                (2, "Rule has no preference specified - setting to 16384", 2),
+                (3, "No action specified for rule - ignoring", 3),
+            ],
+        },
+        Case {
+            name: "a route with the deprecated gw",
+            text: format!("static_routes {{\n    10.9.0.0/16 gw 10.0.0.1 dev eth0\n}}\n{INSTANCE}"),
+            warnings: &[(2, 17, "keepalived reads the deprecated `gw` as `via`")],
+            check: |c| assert_eq!(c.static_routes[0].via, Some("10.0.0.1".parse().unwrap())),
+            keepalived: &[(2, "\"gw\" for routes is deprecated", 2)],
+        },
+        Case {
+            name: "an empty virtual_server_group",
+            text: format!("virtual_server_group web {{\n}}\n{INSTANCE}"),
+            warnings: &[(1, 1, "keepalived removes the group")],
+            check: |c| assert!(c.virtual_server_groups.is_empty()),
+            keepalived: &[(2, "virtual server group web has no entries - removing", 1)],
+        },
+        Case {
             name: "a missing `{` after virtual_server",
             text: "virtual_server 10.0.0.1 80\n    lb_algo mh\n    lb_kind DR\n    protocol TCP\n    \
                    real_server 10.0.0.2 80 {\n    }\n}\nvirtual_server 10.0.0.1 443 {\n    lb_algo mh\n    \

@@ -218,7 +218,7 @@ fn a_line_over_the_limit_is_one_error_and_skipped() {
 fn errors_kept_are_the_earliest_in_the_file() {
     // The unsupported block on line 1 is found after every parse error below
     // it (the interpreter runs after the parser), yet it is kept and shown first.
-    let text = format!("virtual_server_group g {{\n}}\n{}", "}\n".repeat(150));
+    let text = format!("garp_group g {{\n}}\n{}", "}\n".repeat(150));
     let e = parse_err(&text);
     assert_capped("150 stray braces", &e, 151);
     assert_eq!(e.error_count(), 151);

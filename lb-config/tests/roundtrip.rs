@@ -127,7 +127,7 @@ fn serializes_to_json() {
         json["virtual_servers"][0]["real_servers"][0]["checkers"][0]["type"],
         "HTTP_GET"
     );
-    let errors = lb_config::parse_str("virtual_server_group g {\n}\n", "x.conf").unwrap_err();
+    let errors = lb_config::parse_str("garp_group g {\n}\n", "x.conf").unwrap_err();
     let json = serde_json::to_value(&errors).unwrap();
     assert_eq!(json["diagnostics"][0]["severity"], "error");
     assert_eq!(json["diagnostics"][0]["line"], 1);

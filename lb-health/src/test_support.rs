@@ -96,6 +96,7 @@ pub fn virtual_server(real_servers: Vec<RealServer>) -> VirtualServer {
         inhibit_on_failure: false,
         ha_suspend: false,
         real_servers,
+        group: None,
         origin: Origin::default(),
         lb_algo_origin: Origin::default(),
         lb_kind_origin: Origin::default(),

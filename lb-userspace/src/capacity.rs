@@ -353,6 +353,26 @@ mod tests {
     }
 
     #[test]
+    fn a_group_s_services_count_each_and_the_one_over_is_its_line() {
+        // 200 addresses on two ports: 400 services, over the 287 of a 131071 table; the 288th
+        // is the 88th address of the group's second line.
+        let text = "global_defs {\n xlb_maglev_table_size 131071\n}\n\
+                    virtual_server_group g {\n 10.0.0.1-200 80\n 10.0.1.1-200 443\n}\n\
+                    virtual_server group g {\n lb_algo mh\n lb_kind DR\n real_server 10.9.0.1 {\n }\n}\n";
+        let c = config(text);
+        assert_eq!(c.virtual_servers.len(), 400);
+        let e = check(&c).unwrap_err();
+        assert!(
+            e[0].to_string().starts_with(
+                "k.conf:6:2: error: found virtual service number 288 (400 in all), expected at \
+                 most 287"
+            ),
+            "{}",
+            e[0]
+        );
+    }
+
+    #[test]
     fn larger_tables_leave_room_for_fewer_services() {
         let text = format!(
             "global_defs {{\n xlb_maglev_table_size 131071\n}}\n{}",

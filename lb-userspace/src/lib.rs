@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod netlink;
 pub mod notify;
 pub mod reconcile;
+pub mod routing;
 pub mod service;
 pub mod status;
 pub mod tables;

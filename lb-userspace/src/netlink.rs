@@ -44,6 +44,11 @@ impl Netlink {
         Ok(Self { handle })
     }
 
+    /// The rtnetlink handle, for requests this module has no helper for (routes, rules).
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
     async fn link_named(&self, name: &str) -> Result<rtnetlink::packet_route::link::LinkMessage> {
         let mut links = self
             .handle

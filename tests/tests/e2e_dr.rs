@@ -202,3 +202,73 @@ fn a_backend_whose_mac_changes_is_followed() {
         "b1 answers at its new MAC: {after:?}"
     );
 }
+
+/// `virtual_server group`: a range of the group (the VIP and the next address) is two virtual
+/// services, each forwarding by DR to the real servers of the one virtual_server block.
+#[test]
+fn each_address_of_a_virtual_server_group_range_forwards() {
+    let mut lab = DrLab::new("vsg", 2).expect("building the lab");
+    let second: std::net::Ipv4Addr = format!("{}.101", xlb_tests::lab::SUBNET).parse().unwrap();
+    lab.director
+        .run(&["ip", "addr", "add", &format!("{second}/32"), "dev", "eth0"])
+        .unwrap();
+    for b in &lab.backends {
+        b.run(&["ip", "addr", "add", &format!("{second}/32"), "dev", "lo"])
+            .unwrap();
+    }
+    let mut text = format!(
+        "virtual_server_group web {{\n    {}-101 80\n}}\nvirtual_server group web {{\n    \
+         lb_algo mh\n    lb_kind DR\n",
+        lab.vip
+    );
+    for ip in &lab.backend_ips {
+        text += &format!("    real_server {ip} {{\n        weight 1\n    }}\n");
+    }
+    text += "}\n";
+    let config = lab.workdir.join("xlb.conf");
+    std::fs::write(&config, &text).unwrap();
+    let printed = xlb_tests::lab::run(
+        std::process::Command::new(xlb_binary())
+            .args(["check", "-f"])
+            .arg(&config),
+    )
+    .unwrap_or_else(|e| panic!("xlb check: {e:#}"));
+    assert!(
+        printed.contains("virtual_server group web {"),
+        "xlb check prints the group back:\n{printed}"
+    );
+    lab.start_director(&xlb_binary(), &config).unwrap();
+    assert!(
+        lab.log().contains("forwarding 2 virtual service(s)"),
+        "{}",
+        lab.log()
+    );
+    for vip in [lab.vip, second] {
+        let answers = lab
+            .client
+            .enter(move || {
+                (0..40)
+                    .map(|_| {
+                        xlb_tests::lab::http_get_id(
+                            std::net::SocketAddr::from((vip, 80)),
+                            Duration::from_secs(3),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .unwrap();
+        let mut per_backend: BTreeMap<String, usize> = BTreeMap::new();
+        for a in &answers {
+            match a {
+                Ok(id) => *per_backend.entry(id.clone()).or_default() += 1,
+                Err(e) => panic!("{vip}:80: {e:#}\nlog:\n{}", lab.log()),
+            }
+        }
+        eprintln!("{vip}:80 answers per backend: {per_backend:?}");
+        assert_eq!(
+            per_backend.len(),
+            2,
+            "{vip}: both backends answer: {per_backend:?}"
+        );
+    }
+}

@@ -242,28 +242,39 @@ fn address_and_port(
     Some((ip?, port))
 }
 
+/// Why `virtual_server fwmark` is refused, and what to write instead.
+pub(super) const FWMARK_WHY: &str = "xlb forwards in XDP, before netfilter, where no packet \
+     carries a firewall mark yet; write one `virtual_server IP PORT` per address and port, or \
+     list them in a `virtual_server_group NAME { IP PORT ... }` used by `virtual_server group \
+     NAME`";
+
+/// `virtual_server IP PORT { ... }`; with `header`, the block of a `virtual_server group`
+/// read for one of its ports (the address is the first of the group's on that port).
 pub(super) fn virtual_server(
     r: &mut Reader<'_>,
     st: &Statement,
     files: &TrackFiles<'_>,
+    header: Option<(IpAddr, u16)>,
 ) -> Option<VirtualServer> {
     if r.needs_block(st) {
         return None;
     }
-    if let Some(first) = st.args.first()
-        && matches!(first.text, "fwmark" | "group")
+    if header.is_none()
+        && let Some(first) = st.args.first()
+        && first.text == "fwmark"
     {
         r.diags.error(
             first.span,
             format!(
-                "found `virtual_server {}`, expected `virtual_server IP PORT`: \
-                     {} virtual servers are not supported by xlb",
-                first.text, first.text
+                "found `virtual_server fwmark`, expected `virtual_server IP PORT`: {FWMARK_WHY}"
             ),
         );
         return None;
     }
-    let header = address_and_port(r, st, true);
+    let header = match header {
+        Some((ip, port)) => Some((ip, Some(port))),
+        None => address_and_port(r, st, true),
+    };
     let context = block_name("virtual_server", st);
     let mut protocol = Protocol::Tcp;
     // keepalived 2.2: "no scheduler set, setting default 'wlc'".
@@ -448,6 +459,7 @@ pub(super) fn virtual_server(
         inhibit_on_failure,
         ha_suspend,
         real_servers,
+        group: None,
         origin: r.origin(st.span),
         lb_algo_origin: lb_algo.1,
         lb_kind_origin: lb_kind.1,

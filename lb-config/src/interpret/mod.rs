@@ -6,7 +6,9 @@
 
 mod checkers;
 mod global;
+mod groups;
 mod lvs;
+mod routes;
 mod track;
 mod unknown;
 mod values;
@@ -21,15 +23,7 @@ use crate::syntax::Statement;
 pub(crate) use values::Reader;
 
 /// Top-level blocks keepalived knows and xlb does not run.
-const UNSUPPORTED_BLOCKS: &[&str] = &[
-    "virtual_server_group",
-    "static_ipaddress",
-    "static_routes",
-    "static_rules",
-    "garp_group",
-    "linkbeat_interfaces",
-    "bfd_instance",
-];
+const UNSUPPORTED_BLOCKS: &[&str] = &["garp_group", "linkbeat_interfaces", "bfd_instance"];
 
 const TOP_BLOCKS: &[&str] = &[
     "global_defs",
@@ -39,11 +33,12 @@ const TOP_BLOCKS: &[&str] = &[
     "vrrp_track_process",
     "vrrp_sync_group",
     "vrrp_instance",
+    "virtual_server_group",
     "virtual_server",
+    "static_ipaddress",
+    "static_routes",
+    "static_rules",
 ];
-
-/// Blocks OpenWrt writes empty; nothing to do for those.
-const EMPTY_ACCEPTED: &[&str] = &["static_ipaddress", "static_routes", "static_rules"];
 
 /// Names declared in the file, including those whose block had errors, so that
 /// a reference to a broken instance is not reported a second time as unknown.
@@ -57,7 +52,10 @@ pub(crate) struct Declared {
 
 pub(crate) fn interpret(stmts: &[Statement], diags: &mut Diags) -> (Config, Declared) {
     let mut declared = Declared::default();
-    let mut r = Reader { diags };
+    let mut r = Reader {
+        diags,
+        next_rule_priority: [routes::FIRST_RULE_PRIORITY; 2],
+    };
     let stmts = r.split_run_together(stmts, TOP_BLOCKS);
     let mut config = Config::default();
     // global_defs and vrrp_script first: instances take their defaults and
@@ -70,6 +68,17 @@ pub(crate) fn interpret(stmts: &[Statement], diags: &mut Diags) -> (Config, Decl
             _ => {}
         }
     }
+    // Groups before virtual servers: keepalived looks a group up once everything is read.
+    let mut group_names = Vec::new();
+    for st in &stmts {
+        if st.keyword == "virtual_server_group" {
+            group_names.extend(st.args.first().map(|a| a.text.to_string()));
+            if let Some(g) = groups::virtual_server_group(&mut r, st) {
+                config.virtual_server_groups.push(g);
+            }
+        }
+    }
+    let mut group_expanded = 0;
     for st in &stmts {
         if st.keyword == "vrrp_script" {
             if let Some(name) = st.args.first() {
@@ -113,8 +122,38 @@ pub(crate) fn interpret(stmts: &[Statement], diags: &mut Diags) -> (Config, Decl
     let mut virtual_servers = Vec::with_capacity(services);
     for st in &stmts {
         match st.keyword {
-            "global_defs" | "vrrp_script" | "track_file" | "vrrp_track_file"
-            | "vrrp_track_process" => {}
+            "global_defs"
+            | "vrrp_script"
+            | "track_file"
+            | "vrrp_track_file"
+            | "vrrp_track_process"
+            | "virtual_server_group" => {}
+            "static_ipaddress" => {
+                r.extra_args(st, 0);
+                for entry in r.block(st) {
+                    config.static_ipaddress.extend(vrrp::static_address(
+                        &mut r,
+                        entry,
+                        &config.global_defs.default_interface,
+                    ));
+                }
+            }
+            "static_routes" => {
+                r.extra_args(st, 0);
+                for entry in r.block(st) {
+                    config
+                        .static_routes
+                        .extend(routes::route(&mut r, entry, "static_routes"));
+                }
+            }
+            "static_rules" => {
+                r.extra_args(st, 0);
+                for entry in r.block(st) {
+                    config
+                        .static_rules
+                        .extend(routes::rule(&mut r, entry, "static_rules"));
+                }
+            }
             "vrrp_sync_group" => {
                 if let Some(g) = vrrp::vrrp_sync_group(&mut r, st) {
                     config.vrrp_sync_groups.push(g);
@@ -151,23 +190,31 @@ pub(crate) fn interpret(stmts: &[Statement], diags: &mut Diags) -> (Config, Decl
                     }
                 }
             }
+            "virtual_server" if st.args.first().is_some_and(|a| a.text == "group") => {
+                let expanded = groups::expand(
+                    &mut r,
+                    st,
+                    &files,
+                    &config.virtual_server_groups,
+                    &group_names,
+                    group_expanded,
+                );
+                group_expanded += expanded.len();
+                virtual_servers.extend(expanded);
+            }
             "virtual_server" => {
-                if let Some(vs) = lvs::virtual_server(&mut r, st, &files) {
+                if let Some(vs) = lvs::virtual_server(&mut r, st, &files, None) {
                     virtual_servers.push(vs);
                 }
-            }
-            kw if EMPTY_ACCEPTED.contains(&kw)
-                && st.block.as_ref().is_some_and(|b| b.statements.is_empty()) =>
-            {
-                r.extra_args(st, 0);
             }
             kw if UNSUPPORTED_BLOCKS.contains(&kw) => {
                 r.diags.error(
                     st.span,
                     format!(
                         "found `{kw}`, expected global_defs, vrrp_script, track_file, \
-                         vrrp_track_process, vrrp_sync_group, vrrp_instance or virtual_server: \
-                         `{kw}` is not supported by xlb"
+                         vrrp_track_process, vrrp_sync_group, vrrp_instance, \
+                         virtual_server_group, virtual_server, static_ipaddress, static_routes \
+                         or static_rules: `{kw}` is not supported by xlb"
                     ),
                 );
             }

@@ -16,6 +16,9 @@ const MAX_TIMER: Timer = Timer::from_secs(86_400 * 365);
 
 pub(crate) struct Reader<'d> {
     pub diags: &'d mut Diags,
+    /// The preference keepalived gives the next rule written without one, IPv4 and IPv6
+    /// (it counts down from 16384 in reading order).
+    pub next_rule_priority: [u32; 2],
 }
 
 impl Reader<'_> {

@@ -30,6 +30,8 @@ const INSTANCE_BLOCKS: &[&str] = &[
     "unicast_peer",
     "track_script",
     "track_interface",
+    "virtual_routes",
+    "virtual_rules",
 ];
 
 /// Instance keywords xlb accepts and does not act on, and why.
@@ -123,7 +125,7 @@ const INSTANCE_IGNORED: &[(&str, &str)] = &[
 ];
 
 /// Instance blocks that would change what the instance does if dropped.
-const INSTANCE_UNSUPPORTED: &[&str] = &["track_bfd", "virtual_routes", "virtual_rules"];
+const INSTANCE_UNSUPPORTED: &[&str] = &["track_bfd"];
 
 /// Sync-group keywords xlb accepts and does not act on, and why.
 const SYNC_GROUP_IGNORED: &[(&str, &str)] = &[
@@ -346,6 +348,20 @@ fn notify_slot(keyword: &str) -> usize {
         "notify_stop" => 3,
         _ => 4,
     }
+}
+
+/// A `static_ipaddress` line: an address without a dev goes on `default_interface`, as in
+/// keepalived.
+pub(super) fn static_address(
+    r: &mut Reader<'_>,
+    st: &Statement,
+    default_interface: &str,
+) -> Option<VirtualIpAddress> {
+    let mut p = virtual_ipaddress(r, st)?;
+    if !p.dev_written {
+        p.vip.dev = default_interface.to_string();
+    }
+    Some(p.vip)
 }
 
 /// A `virtual_ipaddress` line before the instance's interface is known.
@@ -592,6 +608,8 @@ pub(super) fn vrrp_instance(
     let mut track_interface = Vec::new();
     let mut track_file = Vec::new();
     let mut track_process = Vec::new();
+    let mut virtual_routes = Vec::new();
+    let mut virtual_rules = Vec::new();
     let mut garp_master_delay = g.vrrp_garp_master_delay;
     let mut garp_master_repeat = g.vrrp_garp_master_repeat;
     let mut garp_master_refresh = g.vrrp_garp_master_refresh;
@@ -811,19 +829,24 @@ pub(super) fn vrrp_instance(
                 nopreempt_at = None;
             }
             _ if r.ignored_from(st, INSTANCE_IGNORED) => {}
-            "virtual_routes" | "virtual_rules"
-                if st.block.as_ref().is_some_and(|b| b.statements.is_empty()) =>
-            {
-                // Empty (OpenWrt writes them so): nothing to add or remove.
+            "virtual_routes" => {
                 r.extra_args(st, 0);
+                for entry in r.block(st) {
+                    virtual_routes.extend(super::routes::route(r, entry, &context));
+                }
+            }
+            "virtual_rules" => {
+                r.extra_args(st, 0);
+                for entry in r.block(st) {
+                    virtual_rules.extend(super::routes::rule(r, entry, &context));
+                }
             }
             _ if INSTANCE_UNSUPPORTED.contains(&kw) => r.diags.error(
                 st.span,
                 format!(
                     "found `{kw}` in `{context}`, expected the keywords of a vrrp_instance xlb \
                      runs: `{kw}` is not supported by xlb (it tracks with track_script, \
-                     track_interface, track_file and track_process, and moves \
-                     virtual_ipaddress only)"
+                     track_interface, track_file and track_process)"
                 ),
             ),
             _ => r.unknown(st, &context),
@@ -948,6 +971,8 @@ pub(super) fn vrrp_instance(
         track_interface,
         track_file,
         track_process,
+        virtual_routes,
+        virtual_rules,
         garp_master_delay,
         garp_master_repeat,
         garp_master_refresh,

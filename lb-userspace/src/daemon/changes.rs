@@ -81,7 +81,47 @@ pub fn describe(old: &Config, new: &Config) -> Vec<String> {
     if old.global_defs != new.global_defs {
         out.push("global_defs changed".into());
     }
+    describe_static(old, new, &mut out);
     out
+}
+
+/// Static routes, rules and addresses added and removed, in `ip` words.
+fn describe_static(old: &Config, new: &Config, out: &mut Vec<String>) {
+    fn diff<T: PartialEq>(
+        old: &[T],
+        new: &[T],
+        what: &str,
+        name: impl Fn(&T) -> String,
+        out: &mut Vec<String>,
+    ) {
+        for t in new.iter().filter(|t| !old.contains(t)) {
+            out.push(format!("{what} {} added", name(t)));
+        }
+        for t in old.iter().filter(|t| !new.contains(t)) {
+            out.push(format!("{what} {} removed", name(t)));
+        }
+    }
+    diff(
+        &old.static_ipaddress,
+        &new.static_ipaddress,
+        "static address",
+        |a| format!("{}/{} dev {}", a.address, a.prefix_len, a.dev),
+        out,
+    );
+    diff(
+        &old.static_routes,
+        &new.static_routes,
+        "static route",
+        |r| r.to_string(),
+        out,
+    );
+    diff(
+        &old.static_rules,
+        &new.static_rules,
+        "static rule",
+        |r| r.to_string(),
+        out,
+    );
 }
 
 fn describe_service(name: &str, was: &VirtualServer, vs: &VirtualServer, out: &mut Vec<String>) {

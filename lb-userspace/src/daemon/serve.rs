@@ -113,6 +113,7 @@ impl<'a> Daemon<'a> {
         }
         // Always: generations handed out before must not be handed out again.
         reconciler.adopt(pinned);
+        crate::routing::add_static(&netlink, &config).await;
         health.apply(&config);
         let claims_of = vrrp::assign_claims(&config, &BTreeMap::new());
         let claims = vrrp::claims_by_address(&config, &claims_of);
@@ -254,6 +255,8 @@ impl<'a> Daemon<'a> {
             info!("stopping VRRP: handing over to a backup first");
             handle.shutdown().await;
         }
+        // keepalived clears its static addresses, routes and rules when it stops.
+        crate::routing::remove_static(&self.netlink, &self.config).await;
         Ok(())
     }
 
@@ -500,6 +503,28 @@ impl<'a> Daemon<'a> {
                 if !new_claims.contains_key(&vi.name) {
                     withdraw_instance(self.dp, &self.netlink, vi, self.vrrp.claims_of[&vi.name])
                         .await;
+                } else if let Some(kept) = new.vrrp_instance(&vi.name) {
+                    // The successor adds the new routes and rules if MASTER; those gone from
+                    // the config are removed here, whatever the state.
+                    let routes: Vec<_> = vi
+                        .virtual_routes
+                        .iter()
+                        .filter(|r| !kept.virtual_routes.contains(r))
+                        .cloned()
+                        .collect();
+                    let rules: Vec<_> = vi
+                        .virtual_rules
+                        .iter()
+                        .filter(|r| !kept.virtual_rules.contains(r))
+                        .cloned()
+                        .collect();
+                    crate::routing::remove_all(
+                        &self.netlink,
+                        &format!("({})", vi.name),
+                        &routes,
+                        &rules,
+                    )
+                    .await;
                 }
             }
             let old = std::mem::replace(&mut self.vrrp.config, new.clone());
@@ -507,6 +532,7 @@ impl<'a> Daemon<'a> {
             self.vrrp.fallback = (!new.vrrp_instances.is_empty()).then_some((old, old_claims));
             self.vrrp.claims = vrrp::claims_by_address(&self.vrrp.config, &self.vrrp.claims_of);
         }
+        crate::routing::reload_static(&self.netlink, &self.config, &new).await;
         // The data plane first: the next turn of the loop applies the new config (looking up
         // only backends it has not resolved yet), then the health checks follow it and the
         // waiters get their answer.
@@ -635,6 +661,13 @@ async fn withdraw_instance(
     if let Err(e) = dp.set_claim(claim, lb_common::Claim::default()) {
         error!("({}) dropping its claim: {e:#}", vi.name);
     }
+    crate::routing::remove_all(
+        netlink,
+        &format!("({})", vi.name),
+        &vi.virtual_routes,
+        &vi.virtual_rules,
+    )
+    .await;
     for vip in vi
         .virtual_ipaddress
         .iter()

@@ -683,6 +683,7 @@ impl Vrrp {
         }
     }
 
+    /// Addresses first, then virtual_routes (whose `src` may be a VIP) and virtual_rules.
     async fn install(&mut self, gi: usize, mi: usize) {
         let member = &self.groups[gi].members[mi];
         for (vip, ifindex) in &member.addresses {
@@ -694,9 +695,17 @@ impl Vrrp {
                 error!("({}) {e:#}", member.config.name);
             }
         }
+        let vi = &member.config;
+        crate::routing::add_all(
+            &self.netlink,
+            &format!("({})", vi.name),
+            &vi.virtual_routes,
+            &vi.virtual_rules,
+        )
+        .await;
     }
 
-    /// Stops claiming in the data plane first, then removes the addresses.
+    /// Stops claiming in the data plane first, then removes rules, routes and addresses.
     async fn withdraw(&mut self, gi: usize, mi: usize) {
         let member = &self.groups[gi].members[mi];
         if member.handing_over.is_some() {
@@ -705,6 +714,14 @@ impl Vrrp {
         if let Err(e) = self.claims.set(member.claim, Claim::default()) {
             error!("({}) dropping the claim: {e:#}", member.config.name);
         }
+        let vi = &member.config;
+        crate::routing::remove_all(
+            &self.netlink,
+            &format!("({})", vi.name),
+            &vi.virtual_routes,
+            &vi.virtual_rules,
+        )
+        .await;
         for (vip, ifindex) in &member.addresses {
             if let Err(e) = self
                 .netlink
