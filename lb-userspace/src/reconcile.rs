@@ -745,6 +745,15 @@ impl Reconciler {
     /// protocol) of two NAT services answers for the first (the config check refuses it).
     fn nat_sources_of(&self, desired: &DesiredState) -> BTreeMap<NatSource, NatReply> {
         let mut out = BTreeMap::new();
+        // A DR-only config (the common edge case) skips the walk over every backend.
+        if !desired
+            .vips
+            .values()
+            .any(|vip| Forwarding::of(vip.flags) == Forwarding::Nat)
+            && self.draining.is_empty()
+        {
+            return out;
+        }
         let live = self.backends.iter().map(|(k, (id, _))| (k, *id));
         let draining = self.draining.iter().map(|(k, (id, _, _))| (k, *id));
         for (key, id) in live.chain(draining) {

@@ -100,6 +100,17 @@ fn measure(lab: &EdgeLab, started: Instant) -> Result<()> {
         }
     }
     let reload = asked.elapsed();
+    // With RUST_LOG=debug, where the reload's time went, as the daemon logged it.
+    let log = lab.log();
+    let phases: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("read and checked in") || l.contains("desired state computed in"))
+        .collect();
+    if let Some(last) = phases.rchunks(1).next() {
+        for line in phases.iter().rev().take(3).rev().chain(last.iter().take(0)) {
+            eprintln!("  xlb: {line}");
+        }
+    }
     let affected = (0..edge::VIPS)
         .filter(|i| edge::reals_of(*i).contains(&removed))
         .count();
