@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// What the labs and tests run (a shell test that succeeds when it is there), and the Debian
 /// package that has each.
-const PACKAGES: [(&str, &str); 10] = [
+const PACKAGES: [(&str, &str); 11] = [
     ("command -v ip", "iproute2"),
     ("command -v ethtool", "ethtool"),
     ("command -v tcpdump", "tcpdump"),
@@ -33,6 +33,8 @@ const PACKAGES: [(&str, &str); 10] = [
     // `systemd-analyze verify` of the unit (packaging tests). Without systemd as PID 1 the
     // package starts nothing, and the policy below holds its services back anyway.
     ("command -v systemd-analyze", "systemd"),
+    // The kernel's NAT (nftables DNAT) the NAT bench compares xlb with, in the lab's namespace.
+    ("command -v nft", "nftables"),
 ];
 
 /// Stops Debian's maintainer scripts from starting the services they install (keepalived
