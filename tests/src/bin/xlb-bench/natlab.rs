@@ -576,7 +576,8 @@ pub fn run(xlb: &Path) -> Result<()> {
          nftables DNAT + conntrack, and the director only routing (no NAT) as the floor"
     );
     println!(
-        "({ROUNDS} interleaved rounds, median over rounds; per round {EXCHANGES} sequential \
+        "({ROUNDS} interleaved rounds, median over rounds, xlb/nft the median of each round's \
+         ratio; per round {EXCHANGES} sequential \
          echo exchanges (at most {}s) and a {}s sendmmsg flood of {}-byte frames)",
         EXCHANGE_LIMIT.as_secs(),
         FLOOD.as_secs(),
@@ -604,10 +605,18 @@ pub fn run(xlb: &Path) -> Result<()> {
     ];
     for (name, f, decimals) in rows {
         let (o, x, n) = (median(&floor, f), median(&xlbs, f), median(&nfts, f));
-        let ratio = if n > 0.0 {
-            format!("{:.2}", x / n)
-        } else {
+        // Each round's own ratio (its xlb and nftables runs are next to each other in time),
+        // the median of those: drift between rounds cancels.
+        let ratios: Vec<f64> = xlbs
+            .iter()
+            .zip(&nfts)
+            .filter(|(_, n)| f(n) > 0.0)
+            .map(|(x, n)| f(x) / f(n))
+            .collect();
+        let ratio = if ratios.is_empty() {
             "-".into()
+        } else {
+            format!("{:.2}", summary(ratios).1)
         };
         println!("{name:<40} {o:>10.decimals$} {x:>10.decimals$} {n:>10.decimals$} {ratio:>8}");
     }
