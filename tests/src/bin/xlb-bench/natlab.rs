@@ -308,12 +308,22 @@ impl Lab {
         let child = cmd
             .spawn()
             .with_context(|| format!("starting {}", xlb.display()))?;
-        self.xlb = Some(Process {
+        let mut process = Process {
             child,
             what: "xlb".into(),
+        };
+        let log = self.workdir.join("xlb.log");
+        let mut exited = None;
+        // Until it has resolved the real server, or has exited (no point waiting then).
+        let waited = wait_for(Duration::from_secs(20), || {
+            exited = process.child.try_wait().ok().flatten();
+            exited.is_some() || fs::read_to_string(&log).is_ok_and(|l| l.contains(" is at "))
         });
-        wait_for(Duration::from_secs(20), || self.log().contains(" is at "))
-            .with_context(|| format!("xlb did not resolve the real server; log:\n{}", self.log()))
+        self.xlb = Some(process);
+        if let Some(status) = exited {
+            bail!("xlb exited ({status}); log:\n{}", self.log());
+        }
+        waited.with_context(|| format!("xlb did not resolve the real server; log:\n{}", self.log()))
     }
 
     /// Stops xlb by its pid and checks that it took its program off both arms: the kernel's
