@@ -908,6 +908,33 @@ pub fn plug(
     switch.run(&["ip", "link", "set", "tmp0", "netns", &ns.name])?;
     switch.run(&["ip", "link", "set", port, "master", "br0", "up"])?;
     ns.run(&["ip", "link", "set", "tmp0", "name", dev])?;
+    address(&End { ns, dev, mac, cidr })
+}
+
+/// One end of a [`wire`]: interface `dev` in `ns`, with MAC `mac` and address `cidr`.
+pub struct End<'a> {
+    pub ns: &'a Netns,
+    pub dev: &'a str,
+    pub mac: [u8; 6],
+    pub cidr: &'a str,
+}
+
+/// Joins two hosts with a veth pair and no switch between (a point-to-point link, as a
+/// director's two arms in a bench, where a bridge would only add its own cost to every packet).
+/// Each end is set up as [`plug`] sets up a host's interface.
+pub fn wire(a: &End, b: &End) -> Result<()> {
+    a.ns.run(&[
+        "ip", "link", "add", a.dev, "type", "veth", "peer", "name", "tmp0",
+    ])?;
+    a.ns.run(&["ip", "link", "set", "tmp0", "netns", &b.ns.name])?;
+    b.ns.run(&["ip", "link", "set", "tmp0", "name", b.dev])?;
+    address(a)?;
+    address(b)
+}
+
+/// Gives an interface its MAC and address and brings it up.
+fn address(end: &End) -> Result<()> {
+    let End { ns, dev, mac, cidr } = *end;
     let mac = mac
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -36,6 +36,8 @@ const PACKAGES: [(&str, &str); 11] = [
     // `systemd-analyze verify` of the unit (packaging tests). Without systemd as PID 1 the
     // package starts nothing, and the policy below holds its services back anyway.
     ("command -v systemd-analyze", "systemd"),
+    // The kernel's NAT (nftables DNAT) the NAT bench compares xlb with, in the lab's namespace.
+    ("command -v nft", "nftables"),
 ];
 
 /// Stops Debian's maintainer scripts from starting the services they install (keepalived

@@ -4,6 +4,7 @@
 
 mod edge;
 mod nat;
+mod natlab;
 
 use std::{collections::HashMap, net::IpAddr, time::Instant};
 
@@ -81,16 +82,16 @@ fn summary(mut v: Vec<f64>) -> (f64, f64, f64) {
 }
 
 fn main() -> Result<()> {
-    // `xlb-bench edge`: only the edge director (start-up, reload, memory); `nat`: only NAT.
+    // `xlb-bench edge`: only the edge director (start-up, reload, memory); `nat`: only NAT;
+    // `natlab`: only NAT's live comparison with the kernel's.
     match std::env::args().nth(1).as_deref() {
-        Some("edge") => {
-            let exe = std::env::current_exe()?;
-            return edge::run(&exe.parent().context("no target dir")?.join("xlb"));
-        }
+        Some("edge") => return edge::run(&xlb_beside()?),
         Some("nat") => {
             let mut floor_obj = load_floor()?;
-            return nat::run(floor_of(&mut floor_obj)?);
+            nat::run(floor_of(&mut floor_obj)?)?;
+            return natlab::run(&xlb_beside()?);
         }
+        Some("natlab") => return natlab::run(&xlb_beside()?),
         _ => {}
     }
     let mut dp = Dataplane::load(
@@ -214,6 +215,7 @@ fn main() -> Result<()> {
     );
 
     nat::run(floor)?;
+    natlab::run(&xlb_beside()?)?;
 
     println!();
     println!(
@@ -245,8 +247,11 @@ fn main() -> Result<()> {
         println!("{n:<12} {min:>10.3} {med:>10.3} {max:>10.3}");
     }
 
-    // The release `xlb` beside this binary (`cargo xtask bench` builds it first).
+    edge::run(&xlb_beside()?)
+}
+
+/// The release `xlb` beside this binary (`cargo xtask bench` builds it first).
+fn xlb_beside() -> Result<std::path::PathBuf> {
     let exe = std::env::current_exe()?;
-    let xlb = exe.parent().context("no target dir")?.join("xlb");
-    edge::run(&xlb)
+    Ok(exe.parent().context("no target dir")?.join("xlb"))
 }
