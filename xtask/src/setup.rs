@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// What the labs and tests run (a shell test that succeeds when it is there), and the Debian
 /// package that has each.
-const PACKAGES: [(&str, &str); 11] = [
+const PACKAGES: &[(&str, &str)] = &[
     ("command -v ip", "iproute2"),
     ("command -v ethtool", "ethtool"),
     ("command -v tcpdump", "tcpdump"),
