@@ -669,6 +669,18 @@ fn serve(ctx: &XdpContext, flow: &Flow, vip: &VipValue, control: &Control, bytes
             Err(outcome) => return outcome,
         };
         note_recent(recent, &key, id, backend, now, 1);
+        // An entry a closed connection left for these ports is pointed at the SYN's backend
+        // (never inserted: a flood of SYNs adds nothing). Otherwise the connection's next
+        // packet, if another CPU (another recent-flow cache) takes it, would follow the old
+        // entry to the old connection's backend.
+        if let Some(entry) = XLB_FLOWS.get_ptr_mut(&key) {
+            // SAFETY: a map value; field stores, as in `remembered`.
+            unsafe {
+                (*entry).backend_id = id;
+                (*entry).generation = backend.generation;
+                (*entry).last_seen = now;
+            }
+        }
         return finish(ctx, flow, vip, id, backend, bytes, NEW_CONNECTION);
     }
     let (backend_id, backend, conns) = match recently_seen(recent, &key, now, control.syn_window) {

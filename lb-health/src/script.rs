@@ -368,7 +368,20 @@ impl ScriptRunner {
             });
         }
 
-        let mut child = match cmd.spawn() {
+        // ETXTBSY: the script was just written, and another thread's fork still holds it open
+        // for writing until its exec (a race every multi-threaded program that writes and runs
+        // files has); it clears within milliseconds.
+        let mut spawned = cmd.spawn();
+        for _ in 0..5 {
+            match &spawned {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    spawned = cmd.spawn();
+                }
+                _ => break,
+            }
+        }
+        let mut child = match spawned {
             Ok(c) => c,
             Err(e) => {
                 let err = ScriptError::Spawn {

@@ -600,6 +600,26 @@ fn a_syn_is_placed_by_maglev_even_when_its_ports_are_remembered() {
     assert_ne!(want, before);
     assert_eq!(h.forwarded_to(&syn.build()), want);
     assert_eq!(h.forwarded_to(&spec.build()), want);
+
+    // Again, with the SYN's note in this CPU's recent flows overwritten before the next
+    // segment, as when another CPU takes that segment: the old connection's entry was pointed
+    // at the SYN's backend, so the segment still follows the SYN (it used to follow the old
+    // entry to the old connection's backend, which reset it).
+    let i = h.services.iter().position(|s| *s == new).unwrap();
+    h.services[i] = old.clone();
+    h.apply(true);
+    let mut reuse = spec.clone();
+    reuse.tcp_flags = packet::TCP_SYN;
+    let want_old = h.mac_of(h.predict(&flow_of(&reuse), &old));
+    assert_eq!(h.forwarded_to(&reuse.build()), want_old);
+    for port in 1..=40_000u16 {
+        h.forwarded_to(&PacketSpec::new("192.0.2.250", "10.0.0.100", port, 80, L4::Tcp).build());
+    }
+    assert_eq!(
+        h.forwarded_to(&spec.build()),
+        want_old,
+        "the segment after a SYN follows it from the flow table"
+    );
 }
 
 #[test]
