@@ -108,6 +108,11 @@ static XLB_FLOW_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(FlowEve
 #[map]
 static XLB_RECENT_FLOWS: PerCpuArray<RecentFlow> =
     PerCpuArray::with_max_entries(RECENT_FLOW_SLOTS, 0);
+/// When (jiffies) a SYN last came for any flow of each recent-flow slot, on any CPU. A CPU's
+/// note of a SYN older than that may be stale: the client reused the ports, and the new SYN
+/// went through another CPU (and maybe to another backend). Such a note is not followed.
+#[map]
+static XLB_SYN_TIMES: Array<u64> = Array::with_max_entries(RECENT_FLOW_SLOTS, 0);
 
 #[xdp]
 pub fn xlb(ctx: XdpContext) -> u32 {
@@ -669,6 +674,10 @@ fn serve(ctx: &XdpContext, flow: &Flow, vip: &VipValue, control: &Control, bytes
             Err(outcome) => return outcome,
         };
         note_recent(recent, &key, id, backend, now, 1);
+        if let Some(t) = XLB_SYN_TIMES.get_ptr_mut(key.recent_slot()) {
+            // SAFETY: an aligned u64 of an array map: stored whole.
+            unsafe { *t = now };
+        }
         // An entry a closed connection left for these ports is pointed at the SYN's backend
         // (never inserted: a flood of SYNs adds nothing). Otherwise the connection's next
         // packet, if another CPU (another recent-flow cache) takes it, would follow the old
@@ -1026,7 +1035,11 @@ fn recently_seen(
         return None;
     }
     let fresh = if opened != 0 {
-        now.wrapping_sub(seen) <= syn_window
+        // A later SYN for this slot, through another CPU, may have been this flow's own.
+        let later_syn = XLB_SYN_TIMES
+            .get(key.recent_slot())
+            .is_some_and(|t| *t > seen);
+        now.wrapping_sub(seen) <= syn_window && !later_syn
     } else {
         seen == now
     };
