@@ -10,9 +10,10 @@ use std::{
 
 use lb_common::{
     Backend, Claim, Control, Counters, FlowEvent, FlowKey, FlowValue, MAX_BACKENDS, MAX_CLAIMS,
-    MAX_MEMBERS, MAX_SERVICES, MAX_TX_PORTS, MEMBER_SLOTS, MemberSlot, Outcome, RECENT_FLOW_SLOTS,
-    RecentFlow, RingChunk, VIP_FILTER_WORDS, VIP_SLOTS, VipKey, VipSlot, VipValue, max_services,
-    ring_chunks, table_size_for, table_slots,
+    MAX_MEMBERS, MAX_NAT_SOURCES, MAX_SERVICES, MAX_TX_PORTS, MEMBER_SLOTS, MemberSlot,
+    NAT_FILTER_WORDS, NatReply, NatSource, Outcome, PERSISTENCE_ENTRIES, PersistenceKey,
+    RECENT_FLOW_SLOTS, RECENT_ROUTE_SLOTS, RecentFlow, RecentRoute, RingChunk, VIP_FILTER_WORDS,
+    VIP_SLOTS, VipKey, VipSlot, VipValue, max_services, ring_chunks, table_size_for, table_slots,
 };
 use lb_config::{Config, Origin};
 
@@ -90,6 +91,28 @@ pub fn memory(maglev_size: u32, cpus: usize, flow_entries: u32) -> Memory {
             (
                 "XLB_RECENT_FLOWS",
                 per_cpu(RECENT_FLOW_SLOTS, size_of::<RecentFlow>()),
+            ),
+            ("XLB_SYN_TIMES", array(RECENT_FLOW_SLOTS, 8)),
+            (
+                "XLB_NAT_SOURCES",
+                hash(
+                    MAX_NAT_SOURCES,
+                    size_of::<NatSource>(),
+                    size_of::<NatReply>(),
+                ),
+            ),
+            ("XLB_NAT_FILTER", array(NAT_FILTER_WORDS, 8)),
+            (
+                "XLB_PERSISTENCE",
+                hash(
+                    PERSISTENCE_ENTRIES,
+                    size_of::<PersistenceKey>(),
+                    size_of::<FlowValue>(),
+                ),
+            ),
+            (
+                "XLB_RECENT_ROUTES",
+                per_cpu(RECENT_ROUTE_SLOTS, size_of::<RecentRoute>()),
             ),
         ],
         flows: hash(flow_entries, size_of::<FlowKey>(), size_of::<FlowValue>()),
