@@ -745,12 +745,12 @@ impl Reconciler {
     /// protocol) of two NAT services answers for the first (the config check refuses it).
     fn nat_sources_of(&self, desired: &DesiredState) -> BTreeMap<NatSource, NatReply> {
         let mut out = BTreeMap::new();
-        // A DR-only config (the common edge case) skips the walk over every backend.
+        // A DR-only config (the common edge case) skips the walk over every backend: live or
+        // draining, a backend only has a source entry if its service is NAT.
         if !desired
             .vips
             .values()
             .any(|vip| Forwarding::of(vip.flags) == Forwarding::Nat)
-            && self.draining.is_empty()
         {
             return out;
         }

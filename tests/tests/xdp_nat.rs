@@ -154,6 +154,17 @@ struct ReplyNet {
 }
 
 impl ReplyNet {
+    /// Puts the client's interface in `h`'s devmap, so replies can be redirected there.
+    fn redirect_to_client(&self, h: &mut Harness) {
+        let cli = self.cli;
+        self.ns
+            .enter(|| {
+                h.dp.add_tx_port(cli)
+                    .expect("the client's interface in the devmap")
+            })
+            .unwrap();
+    }
+
     fn new(resolved: bool) -> Self {
         let ns = Netns::new(unique_name("natr")).expect("a namespace");
         for argv in [
@@ -236,13 +247,7 @@ impl ReplyNet {
 fn replies_get_the_vip_back_and_go_where_the_client_is() {
     let mut h = harness();
     let net = ReplyNet::new(true);
-    let cli = net.cli;
-    net.ns
-        .enter(|| {
-            h.dp.add_tx_port(cli)
-                .expect("the client's interface in the devmap")
-        })
-        .unwrap();
+    net.redirect_to_client(&mut h);
     for (what, vip, client, rs, vport, rport, l4, _) in cases() {
         let mut reply = PacketSpec::new(rs, client, rport, 40000, l4);
         reply.tcp_flags = TCP_ACK;
@@ -380,13 +385,7 @@ fn errors_from_the_client_side_reach_the_real_server_translated() {
 fn errors_from_the_server_side_reach_the_client_translated() {
     let mut h = harness();
     let net = ReplyNet::new(true);
-    let cli = net.cli;
-    net.ns
-        .enter(|| {
-            h.dp.add_tx_port(cli)
-                .expect("the client's interface in the devmap")
-        })
-        .unwrap();
+    net.redirect_to_client(&mut h);
     for (what, vip, client, rs, vport, rport, l4, _) in cases() {
         let router = if rs.contains(':') {
             "2001:db8:2::77"
@@ -478,13 +477,7 @@ fn a_recent_route_keeps_the_mtu_check() {
     net.ns
         .run(&["ip", "link", "set", "cli", "mtu", "1000"])
         .unwrap();
-    let cli = net.cli;
-    net.ns
-        .enter(|| {
-            h.dp.add_tx_port(cli)
-                .expect("the client's interface in the devmap")
-        })
-        .unwrap();
+    net.redirect_to_client(&mut h);
     let small = PacketSpec::new(RS4, CLIENT4, RS_PORT_TCP, 40000, L4::Tcp).established();
     let mut large = small.clone();
     large.payload = vec![0x5a; 1200];
