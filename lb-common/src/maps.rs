@@ -704,6 +704,9 @@ const _: () = {
     assert!(RECENT_ROUTE_SLOTS.is_power_of_two());
     assert!(size_of::<RecentRoute>() == 64);
     assert!(offset_of!(RecentRoute, seen) == 56);
+    // The program copies `dmac` and `smac` as one 12-byte destination-then-source pair.
+    assert!(offset_of!(RecentRoute, smac) == offset_of!(RecentRoute, dmac) + 6);
+    assert!(offset_of!(RecentRoute, dmac) % 2 == 0);
     assert!(size_of::<Counters>() == 40);
     assert!(size_of::<NatSource>() == 20);
     assert!(offset_of!(NatSource, port) == 16);

@@ -1,8 +1,15 @@
 //! Wire headers, as far as the program reads them, and bounds-checked access to the packet.
+//!
+//! Header fields are read and written as the words they are, although a frame's IP header
+//! starts 2 bytes past a 4-byte boundary (after a 14-byte Ethernet header): the verifier allows
+//! unaligned packet access on the architectures whose JITs XDP runs on at speed (x86-64 and
+//! arm64 handle it in hardware), and the alternative, `read_unaligned`, has LLVM assemble every
+//! word byte by byte.
 
 use core::mem::size_of;
 
 use aya_ebpf::programs::XdpContext;
+use lb_common::Addr;
 
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86dd;
@@ -165,4 +172,44 @@ pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*const T> {
 #[inline(always)]
 pub fn has_bytes(ctx: &XdpContext, offset: usize, len: usize) -> bool {
     ctx.data() + offset + len <= ctx.data_end()
+}
+
+/// An IPv6 address field in the packet, as four words (a typed array copy of unknown alignment
+/// would become a call to a byte-loop memmove).
+///
+/// # Safety
+/// `field` lies inside the packet.
+#[inline(always)]
+pub unsafe fn read_addr(field: *const Addr) -> Addr {
+    let w = field as *const u32;
+    unsafe { [w.read(), w.add(1).read(), w.add(2).read(), w.add(3).read()] }
+}
+
+/// Writes `addr` into an IPv6 address field in the packet, word by word.
+///
+/// # Safety
+/// `field` lies inside the packet.
+#[inline(always)]
+pub unsafe fn write_addr(field: *mut Addr, addr: &Addr) {
+    let w = field as *mut u32;
+    for (i, word) in addr.iter().enumerate() {
+        // Volatile: LLVM would merge the four stores back into a memcpy.
+        unsafe { w.add(i).write_volatile(*word) };
+    }
+}
+
+/// Sets the frame's Ethernet destination and source to the 12 bytes at `macs` (a destination
+/// MAC followed by a source MAC), as six halfwords: array assignment would call a byte-loop
+/// memmove. XDP frames start at least 2-byte aligned (headroom plus NET_IP_ALIGN), as does
+/// every map value that holds such a pair.
+#[inline(always)]
+pub fn set_macs(ctx: &XdpContext, macs: *const [u8; 12]) {
+    if let Some(eth) = ptr_at::<EthHdr>(ctx, 0) {
+        let from = macs as *const u16;
+        let to = eth as *mut u16;
+        for i in 0..6 {
+            // SAFETY: the Ethernet header lies inside the packet; `macs` is 12 readable bytes.
+            unsafe { to.add(i).write(*from.add(i)) };
+        }
+    }
 }

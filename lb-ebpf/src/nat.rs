@@ -5,6 +5,10 @@
 //! Checksums are sums of 16-bit words, which come out the same in either byte order as long as
 //! every word, the checksum included, is read and written the same way (RFC 1071): here as they
 //! lie in memory.
+//!
+//! Fields are read and written as the words they are (see [`crate::headers`] on alignment):
+//! `read_unaligned` would make LLVM assemble each word byte by byte, and copy an IPv6 address
+//! through a call to a byte-loop memmove.
 
 use core::mem::size_of;
 
@@ -89,18 +93,18 @@ pub fn rewrite(ctx: &XdpContext, at: &Headers, end: End, addr: &Addr, port: u16)
                 End::Destination => &raw mut (*ip).daddr,
                 End::Source => &raw mut (*ip).saddr,
             };
-            let was = field.read_unaligned();
+            let was = field.read();
             old = [0, 0, 0, was];
             // TTL and protocol share a 16-bit word of the header checksum.
             let ttl_word = &raw mut (*ip).ttl as *mut u16;
-            let old_word = ttl_word.read_unaligned();
+            let old_word = ttl_word.read();
             (*ip).ttl = ttl - 1;
-            let new_word = ttl_word.read_unaligned();
+            let new_word = ttl_word.read();
             let mut check = (*ip).check;
             check = replace16(check, old_word, new_word);
             check = replace32(check, was, addr[3]);
             (*ip).check = check;
-            field.write_unaligned(addr[3]);
+            field.write(addr[3]);
         }
     } else {
         let ip = ptr_at::<Ipv6Hdr>(ctx, at.l3).ok_or(())? as *mut Ipv6Hdr;
@@ -115,8 +119,8 @@ pub fn rewrite(ctx: &XdpContext, at: &Headers, end: End, addr: &Addr, port: u16)
                 End::Destination => &raw mut (*ip).daddr,
                 End::Source => &raw mut (*ip).saddr,
             };
-            old = field.read_unaligned();
-            field.write_unaligned(*addr);
+            old = read_addr(field);
+            write_addr(field, addr);
         }
     }
     // The transport header: its checksum covers the addresses (pseudo-header) and the port.
@@ -128,12 +132,12 @@ pub fn rewrite(ctx: &XdpContext, at: &Headers, end: End, addr: &Addr, port: u16)
                 End::Destination => &raw mut (*tcp).dst,
                 End::Source => &raw mut (*tcp).src,
             };
-            let was = field.read_unaligned();
+            let was = field.read();
             let mut check = (*tcp).check;
             check = replace_addr(check, &old, addr, at.v4);
             check = replace16(check, was, port);
             (*tcp).check = check;
-            field.write_unaligned(port);
+            field.write(port);
         }
     } else {
         let udp = ptr_at::<UdpHdr>(ctx, at.l4).ok_or(())? as *mut UdpHdr;
@@ -143,7 +147,7 @@ pub fn rewrite(ctx: &XdpContext, at: &Headers, end: End, addr: &Addr, port: u16)
                 End::Destination => &raw mut (*udp).dst,
                 End::Source => &raw mut (*udp).src,
             };
-            let was = field.read_unaligned();
+            let was = field.read();
             let check = (*udp).check;
             // An IPv4 UDP checksum of 0 means none was computed: it stays none.
             if check != 0 || !at.v4 {
@@ -152,7 +156,7 @@ pub fn rewrite(ctx: &XdpContext, at: &Headers, end: End, addr: &Addr, port: u16)
                 // 0 is "no checksum": a computed 0 is sent as its other form.
                 (*udp).check = if check == 0 { 0xffff } else { check };
             }
-            field.write_unaligned(port);
+            field.write(port);
         }
     }
     Ok(())
@@ -195,12 +199,12 @@ pub fn rewrite_quoted(
                 End::Destination => &raw mut (*quoted).saddr,
                 End::Source => &raw mut (*quoted).daddr,
             };
-            let was = quoted_field.read_unaligned();
+            let was = quoted_field.read();
             old = [0, 0, 0, was];
             let quoted_check = (*quoted).check;
             let new_quoted_check = replace32(quoted_check, was, addr[3]);
             (*quoted).check = new_quoted_check;
-            quoted_field.write_unaligned(addr[3]);
+            quoted_field.write(addr[3]);
             // ICMPv4's checksum covers its message only: the quote's words.
             icmp_check = replace32(icmp_check, was, addr[3]);
             icmp_check = replace16(icmp_check, quoted_check, new_quoted_check);
@@ -210,13 +214,13 @@ pub fn rewrite_quoted(
                 End::Source => &raw mut (*ip).saddr,
             };
             let ttl_word = &raw mut (*ip).ttl as *mut u16;
-            let old_word = ttl_word.read_unaligned();
+            let old_word = ttl_word.read();
             (*ip).ttl = ttl - 1;
-            let mut check = replace16((*ip).check, old_word, ttl_word.read_unaligned());
-            let outer = outer_field.read_unaligned();
+            let mut check = replace16((*ip).check, old_word, ttl_word.read());
+            let outer = outer_field.read();
             if outer == was {
                 check = replace32(check, was, addr[3]);
-                outer_field.write_unaligned(addr[3]);
+                outer_field.write(addr[3]);
             }
             (*ip).check = check;
         }
@@ -234,17 +238,17 @@ pub fn rewrite_quoted(
                 End::Destination => &raw mut (*quoted).saddr,
                 End::Source => &raw mut (*quoted).daddr,
             };
-            old = quoted_field.read_unaligned();
-            quoted_field.write_unaligned(*addr);
+            old = read_addr(quoted_field);
+            write_addr(quoted_field, addr);
             icmp_check = replace_addr(icmp_check, &old, addr, false);
             // ICMPv6's checksum covers the outer addresses too (its pseudo-header).
             let outer_field = match end {
                 End::Destination => &raw mut (*ip).daddr,
                 End::Source => &raw mut (*ip).saddr,
             };
-            if outer_field.read_unaligned() == old {
+            if read_addr(outer_field) == old {
                 icmp_check = replace_addr(icmp_check, &old, addr, false);
-                outer_field.write_unaligned(*addr);
+                write_addr(outer_field, addr);
             }
         }
     }
@@ -258,8 +262,8 @@ pub fn rewrite_quoted(
                 End::Destination => &raw mut (*ports).src,
                 End::Source => &raw mut (*ports).dst,
             };
-            let was = field.read_unaligned();
-            field.write_unaligned(port);
+            let was = field.read();
+            field.write(port);
             was
         };
         icmp_check = replace16(icmp_check, was, port);
@@ -282,8 +286,8 @@ pub fn rewrite_quoted(
                 End::Destination => &raw mut (*udp).src,
                 End::Source => &raw mut (*udp).dst,
             };
-            let was = field.read_unaligned();
-            field.write_unaligned(port);
+            let was = field.read();
+            field.write(port);
             icmp_check = replace16(icmp_check, was, port);
             let check = (*udp).check;
             if check != 0 || !at.v4 {

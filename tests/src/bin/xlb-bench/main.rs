@@ -83,7 +83,9 @@ fn summary(mut v: Vec<f64>) -> (f64, f64, f64) {
 
 fn main() -> Result<()> {
     // `xlb-bench edge`: only the edge director (start-up, reload, memory); `nat`: only NAT;
-    // `natlab`: only NAT's live comparison with the kernel's.
+    // `natlab`: only NAT's live comparison with the kernel's; `packets`: only the per-packet
+    // table.
+    let only_packets = std::env::args().nth(1).as_deref() == Some("packets");
     match std::env::args().nth(1).as_deref() {
         Some("edge") => return edge::run(&xlb_beside()?),
         Some("nat") => {
@@ -214,6 +216,9 @@ fn main() -> Result<()> {
         "<= 1.50"
     );
 
+    if only_packets {
+        return Ok(());
+    }
     nat::run(floor)?;
     natlab::run(&xlb_beside()?)?;
 
