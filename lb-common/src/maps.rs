@@ -128,6 +128,7 @@ pub mod names {
     pub const OUTCOMES: &str = "XLB_OUTCOMES";
     pub const FLOWS: &str = "XLB_FLOWS";
     pub const RECENT_FLOWS: &str = "XLB_RECENT_FLOWS";
+    pub const FLOW_TOUCHES: &str = "XLB_FLOW_TOUCHES";
     pub const FLOW_EVENTS: &str = "XLB_FLOW_EVENTS";
     pub const NAT_SOURCES: &str = "XLB_NAT_SOURCES";
     pub const NAT_FILTER: &str = "XLB_NAT_FILTER";
@@ -441,6 +442,47 @@ impl FlowKey {
             (h ^ (self.client_port as u32) << 16 ^ self.vip_id as u32).wrapping_mul(0x9e37_79b9);
         h >> (32 - RECENT_FLOW_SLOTS.trailing_zeros())
     }
+
+    /// This flow's slot in the flow-touch array ([`FLOW_TOUCH_SLOTS`]): another multiplier
+    /// than [`Self::recent_slot`]'s, so that flows sharing one slot need not share the other.
+    #[inline(always)]
+    pub const fn touch_slot(&self) -> u32 {
+        let h = self.client[0] ^ self.client[1].rotate_left(11) ^ self.client[2] ^ self.client[3];
+        let h =
+            (h ^ (self.client_port as u32) << 16 ^ self.vip_id as u32).wrapping_mul(0x85eb_ca6b);
+        h >> (32 - FLOW_TOUCH_SLOTS.trailing_zeros())
+    }
+}
+
+/// Slots of the flow-touch array: when (jiffies, low 32 bits, never 0) a flow of each slot was
+/// last written or refreshed in the flow table. A SYN looks the flow table up for an entry a
+/// closed connection left for its ports only when its slot was touched within the idle
+/// timeout (an older entry has expired anyway): a flood of SYNs from new sources, whose slots
+/// mostly lie untouched, costs no flow table lookup. With more live flows than slots, most
+/// slots are touched and SYNs look up as they would without it. Two slots to a map value
+/// ([`FlowTouchPair`]): an array map pads each value to 8 bytes, so 4 MiB in all.
+pub const FLOW_TOUCH_SLOTS: u32 = 1 << 20;
+
+/// Two flow-touch slots: slot `s` is word `s % 2` of value `s / 2`.
+pub type FlowTouchPair = [u32; 2];
+
+/// A flow-touch array entry for `now` (jiffies): its low 32 bits, with 0 kept for "never".
+#[inline(always)]
+pub const fn flow_touch(now: u64) -> u32 {
+    now as u32 | 1
+}
+
+/// Whether a flow of a slot touched at `touch` (a [`flow_touch`]) may still be live at `now`
+/// (jiffies) with an idle timeout of `idle`. Errs on "may": the low 32 bits wrap (after 49
+/// days at 1000 Hz), which at worst costs a lookup, and a touch a jiffy ahead of `now` (another
+/// CPU's, made since `now` was read) counts as live.
+#[inline(always)]
+pub const fn touched_within(touch: u32, now: u64, idle: u64) -> bool {
+    if touch == 0 {
+        return false;
+    }
+    let since = flow_touch(now).wrapping_sub(touch) as i32;
+    idle >= 1 << 30 || since <= 0 || since as u64 <= idle + 1
 }
 
 /// One entry of a CPU's recent-route cache: where the kernel's FIB sent NAT replies from `src`
@@ -701,6 +743,7 @@ const _: () = {
     assert!(size_of::<RecentFlow>() == 40);
     assert!(offset_of!(RecentFlow, seen) == 32);
     assert!(RECENT_FLOW_SLOTS.is_power_of_two());
+    assert!(FLOW_TOUCH_SLOTS.is_power_of_two());
     assert!(RECENT_ROUTE_SLOTS.is_power_of_two());
     assert!(size_of::<RecentRoute>() == 64);
     assert!(offset_of!(RecentRoute, seen) == 56);
@@ -787,5 +830,47 @@ mod tests {
         for (i, e) in FlowEvent::ALL.iter().enumerate() {
             assert_eq!(*e as usize, i, "{}", e.name());
         }
+    }
+
+    #[test]
+    fn a_touch_is_live_for_its_idle_timeout_and_errs_on_live() {
+        let idle = 900 * 250;
+        for then in [1u64, 2, 0xffff_fff0, 0x1_0000_0000, (1 << 40) + 7] {
+            let touch = flow_touch(then);
+            assert_ne!(touch, 0, "a touch is never 'never'");
+            for later in [0, 1, 2, idle - 1, idle] {
+                assert!(
+                    touched_within(touch, then + later, idle),
+                    "{then} + {later}"
+                );
+            }
+            // A touch made a jiffy after `now` was read, by another CPU.
+            assert!(touched_within(flow_touch(then + 1), then, idle));
+            assert!(!touched_within(touch, then + idle + 3, idle), "{then}");
+            assert!(!touched_within(0, then, idle));
+            // Idle timeouts too long for 32 bits of jiffies: every touch may be live.
+            assert!(touched_within(touch, then + (1 << 35), 1 << 40));
+        }
+    }
+
+    #[test]
+    fn touch_slots_spread_and_differ_from_recent_slots() {
+        let mut used = [false; FLOW_TOUCH_SLOTS as usize];
+        let mut distinct = 0;
+        let mut same = 0;
+        for port in 0..4096u16 {
+            let key = FlowKey {
+                client: v4_mapped(u32::from_be_bytes([192, 0, 2, 7])),
+                client_port: port.to_be(),
+                vip_id: 3,
+            };
+            assert!(key.touch_slot() < FLOW_TOUCH_SLOTS);
+            let slot = &mut used[key.touch_slot() as usize];
+            distinct += usize::from(!*slot);
+            *slot = true;
+            same += usize::from(key.touch_slot() % RECENT_FLOW_SLOTS == key.recent_slot());
+        }
+        assert!(distinct > 4000, "{distinct}");
+        assert!(same < 16, "{same}");
     }
 }

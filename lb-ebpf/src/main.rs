@@ -28,13 +28,13 @@ use aya_ebpf::{
 use headers::*;
 use lb_common::{
     Addr, BACKEND_F_VALID, Backend, Claim, Control, Counters, DEFAULT_FLOW_TABLE_SIZE,
-    DEFAULT_MAGLEV_TABLE_SIZE, FlowEvent, FlowKey, FlowValue, Forwarding, MAX_BACKENDS, MAX_CLAIMS,
-    MAX_NAT_SOURCES, MAX_SERVICES, MAX_TX_PORTS, MEMBER_SLOTS, MemberSlot, NAT_FILTER_WORDS,
-    NO_MEMBER, NatReply, NatSource, Outcome, PERSISTENCE_ENTRIES, PROTO_TCP, PersistenceKey,
-    RECENT_FLOW_SLOTS, RECENT_ROUTE_SLOTS, RING_CHUNK, RecentFlow, RecentRoute, RingChunk,
-    VIP_ADDR_CLAIM_MASK, VIP_ADDR_F_SERVICES, VIP_F_SOURCE_HASH, VIP_FILTER_WORDS, VIP_PROBES,
-    VIP_SLOTS, VipAddrValue, VipKey, VipSlot, VipValue, hash, ring_chunks, v4_mapped,
-    vip_filter_bit,
+    DEFAULT_MAGLEV_TABLE_SIZE, FLOW_TOUCH_SLOTS, FlowEvent, FlowKey, FlowTouchPair, FlowValue,
+    Forwarding, MAX_BACKENDS, MAX_CLAIMS, MAX_NAT_SOURCES, MAX_SERVICES, MAX_TX_PORTS,
+    MEMBER_SLOTS, MemberSlot, NAT_FILTER_WORDS, NO_MEMBER, NatReply, NatSource, Outcome,
+    PERSISTENCE_ENTRIES, PROTO_TCP, PersistenceKey, RECENT_FLOW_SLOTS, RECENT_ROUTE_SLOTS,
+    RING_CHUNK, RecentFlow, RecentRoute, RingChunk, VIP_ADDR_CLAIM_MASK, VIP_ADDR_F_SERVICES,
+    VIP_F_SOURCE_HASH, VIP_FILTER_WORDS, VIP_PROBES, VIP_SLOTS, VipAddrValue, VipKey, VipSlot,
+    VipValue, flow_touch, hash, ring_chunks, touched_within, v4_mapped, vip_filter_bit,
 };
 use nat::{End, Headers, Quote};
 
@@ -80,6 +80,11 @@ static XLB_OUTCOMES: PerCpuArray<u64> = PerCpuArray::with_max_entries(Outcome::C
 #[map]
 static XLB_FLOWS: LruHashMap<FlowKey, FlowValue> =
     LruHashMap::with_max_entries(DEFAULT_FLOW_TABLE_SIZE, BPF_F_NO_COMMON_LRU);
+/// When a flow of each slot was last written or refreshed in the flow table
+/// ([`lb_common::FLOW_TOUCH_SLOTS`]): a SYN whose slot lies untouched for an idle timeout has
+/// no entry to repoint, and skips the lookup.
+#[map]
+static XLB_FLOW_TOUCHES: Array<FlowTouchPair> = Array::with_max_entries(FLOW_TOUCH_SLOTS / 2, 0);
 /// Each CPU's route lookup in progress (see [`fib_route`]).
 #[map]
 static XLB_FIB_SCRATCH: PerCpuArray<bpf_fib_lookup> = PerCpuArray::with_max_entries(1, 0);
@@ -242,6 +247,13 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
             (*ip).daddr,
         )
     };
+    // Most traffic a director sees is neither to a VIP nor from a NAT real server: the
+    // kernel's, whatever its shape, decided on the addresses alone before the rest is checked.
+    // Not ICMP: a router's error about a NAT request is between the router and the client.
+    let to_vip_addr = maybe_vip_addr(&v4_mapped(daddr));
+    if proto != IPPROTO_ICMP && !to_vip_addr && !maybe_nat_source(&v4_mapped(saddr)) {
+        return Err(Outcome::PassNotVip);
+    }
     let header_len = ((version_ihl & 0x0f) as usize) * 4;
     if version_ihl >> 4 != 4 || header_len < size_of::<Ipv4Hdr>() || tot_len < header_len {
         return Err(Outcome::PassMalformed);
@@ -257,10 +269,6 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
     let l4_len = tot_len - header_len;
     match proto {
         IPPROTO_TCP | IPPROTO_UDP => {
-            let to_vip_addr = maybe_vip_addr(&v4_mapped(daddr));
-            if !to_vip_addr && !maybe_nat_source(&v4_mapped(saddr)) {
-                return Err(Outcome::PassNotVip);
-            }
             let (src, dst, opens) = transport(ctx, l4, l4_len, proto)?;
             Ok(Flow {
                 vip: VipKey {
@@ -283,7 +291,7 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
                 },
             })
         }
-        IPPROTO_ICMP => parse_icmpv4_error(ctx, l3, l4, opaque(l4_len), daddr),
+        IPPROTO_ICMP => parse_icmpv4_error(ctx, l3, l4, opaque(l4_len), daddr, to_vip_addr),
         _ => Err(Outcome::PassNotVip),
     }
 }
@@ -331,6 +339,7 @@ fn parse_icmpv4_error(
     l4: usize,
     len: usize,
     daddr: u32,
+    to_vip_addr: bool,
 ) -> Result<Flow, Outcome> {
     let icmp = ptr_at::<IcmpHdr>(ctx, l4).ok_or(Outcome::PassMalformed)?;
     if len < size_of::<IcmpHdr>() {
@@ -371,7 +380,8 @@ fn parse_icmpv4_error(
         client_port: dst,
         v4: true,
         opens: false,
-        to_vip_addr: maybe_vip_addr(&v4_mapped(saddr)),
+        // The quote's source is the error's destination.
+        to_vip_addr,
         quote: Some(Quote {
             inner: Headers {
                 l3: quoted,
@@ -400,6 +410,12 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
             (*ip).next_hdr,
         )
     };
+    // As for IPv4; ICMPv6 goes on for neighbour solicitations too (to a multicast address).
+    let (saddr, daddr) = unsafe { ((*ip).saddr, (*ip).daddr) };
+    let to_vip_addr = maybe_vip_addr(&daddr);
+    if next_hdr != IPPROTO_ICMPV6 && !to_vip_addr && !maybe_nat_source(&saddr) {
+        return Err(Outcome::PassNotVip);
+    }
     if first_byte >> 4 != 6 {
         return Err(Outcome::PassMalformed);
     }
@@ -407,14 +423,8 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
     if !has_bytes(ctx, l4, payload_len) {
         return Err(Outcome::PassMalformed);
     }
-    let daddr = unsafe { (*ip).daddr };
     match next_hdr {
         IPPROTO_TCP | IPPROTO_UDP => {
-            let saddr = unsafe { (*ip).saddr };
-            let to_vip_addr = maybe_vip_addr(&daddr);
-            if !to_vip_addr && !maybe_nat_source(&saddr) {
-                return Err(Outcome::PassNotVip);
-            }
             let (src, dst, opens) = transport(ctx, l4, payload_len, next_hdr)?;
             Ok(Flow {
                 vip: VipKey {
@@ -438,7 +448,7 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
             })
         }
         IPPROTO_ICMPV6 => parse_icmpv6(ctx, l3, l4, opaque(payload_len), &daddr),
-        IPPROTO_FRAGMENT => Err(fragment(unsafe { &(*ip).saddr }, &daddr)),
+        IPPROTO_FRAGMENT => Err(fragment(&saddr, &daddr)),
         IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
             Err(not_for_a_vip(&daddr, Outcome::DropIpv6Ext))
         }
@@ -629,7 +639,7 @@ fn forward(ctx: &XdpContext, flow: &Flow) -> Outcome {
         return Outcome::PassNotVip;
     };
     let bytes = (ctx.data_end() - ctx.data()) as u64;
-    let outcome = serve(ctx, flow, &vip, control, bytes);
+    let outcome = serve(ctx, flow, vip, control, bytes);
     // A VIP's packets that reach a backend are counted once, on the backend (whose entry names
     // its VIP); the others here. `xlb stats` adds the two up, which saves the hot path an
     // update.
@@ -685,14 +695,18 @@ fn serve(ctx: &XdpContext, flow: &Flow, vip: &VipValue, control: &Control, bytes
         // An entry a closed connection left for these ports is pointed at the SYN's backend
         // (never inserted: a flood of SYNs adds nothing). Otherwise the connection's next
         // packet, if another CPU (another recent-flow cache) takes it, would follow the old
-        // entry to the old connection's backend.
-        if let Some(entry) = XLB_FLOWS.get_ptr_mut(&key) {
+        // entry to the old connection's backend. Only a slot touched within the idle timeout
+        // can hold such an entry: most of a flood's SYNs skip the lookup.
+        if may_be_remembered(&key, now, idle)
+            && let Some(entry) = XLB_FLOWS.get_ptr_mut(&key)
+        {
             // SAFETY: a map value; field stores, as in `remembered`.
             unsafe {
                 (*entry).backend_id = id;
                 (*entry).generation = backend.generation;
                 (*entry).last_seen = now;
             }
+            touch(&key, now);
         }
         return finish(ctx, flow, vip, id, backend, bytes, NEW_CONNECTION);
     }
@@ -733,6 +747,29 @@ fn remember(key: &FlowKey, backend_id: u32, backend: &Backend, now: u64) {
     };
     if XLB_FLOWS.insert(key, &value, 0).is_err() {
         flow_event(FlowEvent::InsertFailed);
+        return;
+    }
+    touch(key, now);
+}
+
+/// Notes that `key`'s entry in the flow table was written or refreshed at `now`.
+#[inline(always)]
+fn touch(key: &FlowKey, now: u64) {
+    let slot = key.touch_slot();
+    if let Some(pair) = XLB_FLOW_TOUCHES.get_ptr_mut(slot / 2) {
+        // SAFETY: an aligned u32 of an array map: stored whole.
+        unsafe { (*pair)[(slot % 2) as usize] = flow_touch(now) };
+    }
+}
+
+/// Whether the flow table may hold a live entry for `key`: its touch slot was touched within
+/// the idle timeout.
+#[inline(always)]
+fn may_be_remembered(key: &FlowKey, now: u64, idle: u64) -> bool {
+    let slot = key.touch_slot();
+    match XLB_FLOW_TOUCHES.get(slot / 2) {
+        Some(pair) => touched_within(pair[(slot % 2) as usize], now, idle),
+        None => true,
     }
 }
 
@@ -989,13 +1026,13 @@ fn fib_route(
 /// Linear probing from the key's home slot in the live half; an empty slot ends the search
 /// (halves are written whole, so there are no deleted slots to step over).
 #[inline(always)]
-fn find_vip(key: &VipKey, half: u32) -> Option<VipValue> {
+fn find_vip(key: &VipKey, half: u32) -> Option<&'static VipValue> {
     let home = key.home_slot();
     let base = (half & 1) * VIP_SLOTS;
     for i in 0..VIP_PROBES {
         let slot = XLB_VIPS.get(base + ((home + i) & (VIP_SLOTS - 1)))?;
         if slot.key == *key {
-            return Some(slot.value);
+            return Some(&slot.value);
         }
         if slot.key.proto == 0 {
             return None;
@@ -1075,6 +1112,7 @@ fn remembered(key: &FlowKey, now: u64, idle: u64) -> Result<(u32, &'static Backe
     // Jiffies change every few milliseconds: most packets skip the store.
     if last_seen != now {
         unsafe { (*entry).last_seen = now };
+        touch(key, now);
     }
     Ok((backend_id, backend))
 }

@@ -9,11 +9,12 @@ use std::{
 };
 
 use lb_common::{
-    Backend, Claim, Control, Counters, FlowEvent, FlowKey, FlowValue, MAX_BACKENDS, MAX_CLAIMS,
-    MAX_MEMBERS, MAX_NAT_SOURCES, MAX_SERVICES, MAX_TX_PORTS, MEMBER_SLOTS, MemberSlot,
-    NAT_FILTER_WORDS, NatReply, NatSource, Outcome, PERSISTENCE_ENTRIES, PersistenceKey,
-    RECENT_FLOW_SLOTS, RECENT_ROUTE_SLOTS, RecentFlow, RecentRoute, RingChunk, VIP_FILTER_WORDS,
-    VIP_SLOTS, VipKey, VipSlot, VipValue, max_services, ring_chunks, table_size_for, table_slots,
+    Backend, Claim, Control, Counters, FLOW_TOUCH_SLOTS, FlowEvent, FlowKey, FlowTouchPair,
+    FlowValue, MAX_BACKENDS, MAX_CLAIMS, MAX_MEMBERS, MAX_NAT_SOURCES, MAX_SERVICES, MAX_TX_PORTS,
+    MEMBER_SLOTS, MemberSlot, NAT_FILTER_WORDS, NatReply, NatSource, Outcome, PERSISTENCE_ENTRIES,
+    PersistenceKey, RECENT_FLOW_SLOTS, RECENT_ROUTE_SLOTS, RecentFlow, RecentRoute, RingChunk,
+    VIP_FILTER_WORDS, VIP_SLOTS, VipKey, VipSlot, VipValue, max_services, ring_chunks,
+    table_size_for, table_slots,
 };
 use lb_config::{Config, Origin};
 
@@ -93,6 +94,10 @@ pub fn memory(maglev_size: u32, cpus: usize, flow_entries: u32) -> Memory {
                 per_cpu(RECENT_FLOW_SLOTS, size_of::<RecentFlow>()),
             ),
             ("XLB_SYN_TIMES", array(RECENT_FLOW_SLOTS, 8)),
+            (
+                "XLB_FLOW_TOUCHES",
+                array(FLOW_TOUCH_SLOTS / 2, size_of::<FlowTouchPair>()),
+            ),
             (
                 "XLB_NAT_SOURCES",
                 hash(

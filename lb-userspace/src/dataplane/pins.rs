@@ -16,7 +16,7 @@ use anyhow::{Context as _, Result, bail};
 use lb_common::names;
 
 /// Every map the program pins, by name.
-pub const MAP_NAMES: [&str; 17] = [
+pub const MAP_NAMES: [&str; 18] = [
     names::VIPS,
     names::VIP_FILTER,
     names::VIP_ADDRS,
@@ -32,6 +32,9 @@ pub const MAP_NAMES: [&str; 17] = [
     names::FLOWS,
     names::FLOW_EVENTS,
     names::RECENT_FLOWS,
+    // Carried over with the flow table whose touches it records: a restart that started it
+    // afresh would let SYNs skip the entries the old program left.
+    names::FLOW_TOUCHES,
     names::NAT_SOURCES,
     names::NAT_FILTER,
 ];
