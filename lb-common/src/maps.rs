@@ -134,6 +134,7 @@ pub mod names {
     pub const NAT_FILTER: &str = "XLB_NAT_FILTER";
     pub const PERSISTENCE: &str = "XLB_PERSISTENCE";
     pub const RECENT_ROUTES: &str = "XLB_RECENT_ROUTES";
+    pub const RECENT_NAT_SOURCES: &str = "XLB_RECENT_NAT_SOURCES";
     /// Reports the data plane's clock when run with BPF_PROG_TEST_RUN.
     pub const CLOCK_PROGRAM: &str = "xlb_clock";
 }
@@ -255,6 +256,14 @@ pub struct NatSource {
 }
 
 impl NatSource {
+    /// This source's slot in a CPU's recent NAT sources ([`RECENT_NAT_SOURCE_SLOTS`]).
+    #[inline(always)]
+    pub const fn recent_slot(&self) -> u32 {
+        let h = self.addr[0] ^ self.addr[1] ^ self.addr[2].rotate_left(7) ^ self.addr[3];
+        let h = (h ^ (self.port as u32) << 16 ^ self.proto as u32).wrapping_mul(0x9e37_79b9);
+        h >> (32 - RECENT_NAT_SOURCE_SLOTS.trailing_zeros())
+    }
+
     /// The entry that marks `addr` as a NAT real server's address, whatever its ports: its
     /// fragments are dropped (without ports they cannot be translated, nor told from its own
     /// traffic).
@@ -282,6 +291,32 @@ pub struct NatReply {
     /// The service's claim: only the director that serves the VIP translates.
     pub claim: u32,
     pub _pad: u32,
+}
+
+/// Entries of each CPU's recent NAT sources (direct-mapped, by real server and port).
+pub const RECENT_NAT_SOURCE_SLOTS: u32 = 256;
+
+/// One entry of a CPU's recent NAT sources: a NAT source map entry this CPU looked up, copied
+/// with the map's generation ([`Control::nat_generation`]) of the time. While the generation
+/// holds, replies from that real server cost an inlined array read instead of the map's hash
+/// lookup, which costs about as much as the rest of a reply's translation.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecentNatSource {
+    pub source: NatSource,
+    pub reply: NatReply,
+    /// 0 for an empty entry: the generation is never 0.
+    pub generation: u32,
+    pub _pad: [u32; 2],
+}
+
+/// The NAT generation after `generation`: never 0, which marks empty entries.
+pub const fn next_nat_generation(generation: u32) -> u32 {
+    if generation == u32::MAX {
+        1
+    } else {
+        generation + 1
+    }
 }
 
 /// What the data plane knows of a virtual service.
@@ -371,7 +406,9 @@ pub struct Control {
     pub vip_half: u32,
     /// Entries of every Maglev table (M, one of [`MAGLEV_TABLE_SIZES`]).
     pub maglev_size: u32,
-    pub _pad: u32,
+    /// Changes (never to 0) whenever the NAT source map does, after the change: each CPU's
+    /// copies of its entries ([`RecentNatSource`]) from before are not used again.
+    pub nat_generation: u32,
     /// How long after its SYN a connection's first packet without SYN still follows it
     /// (jiffies): SYN retransmissions span about this long.
     pub syn_window: u64,
@@ -754,6 +791,10 @@ const _: () = {
     assert!(size_of::<NatSource>() == 20);
     assert!(offset_of!(NatSource, port) == 16);
     assert!(size_of::<NatReply>() == 32);
+    assert!(size_of::<RecentNatSource>() == 64);
+    assert!(offset_of!(RecentNatSource, reply) == 20);
+    assert!(RECENT_NAT_SOURCE_SLOTS.is_power_of_two());
+    assert!(offset_of!(Control, nat_generation) == 12);
     assert!(offset_of!(NatReply, backend_id) == 20);
     assert!(size_of::<RingChunk>() == 8);
     assert!(size_of::<MemberSlot>() == 8);
@@ -787,6 +828,7 @@ mod pod {
     unsafe impl aya::Pod for super::FlowValue {}
     unsafe impl aya::Pod for super::RecentFlow {}
     unsafe impl aya::Pod for super::RecentRoute {}
+    unsafe impl aya::Pod for super::RecentNatSource {}
     unsafe impl aya::Pod for super::NatSource {}
     unsafe impl aya::Pod for super::PersistenceKey {}
     unsafe impl aya::Pod for super::NatReply {}

@@ -31,10 +31,11 @@ use lb_common::{
     DEFAULT_MAGLEV_TABLE_SIZE, FLOW_TOUCH_SLOTS, FlowEvent, FlowKey, FlowTouchPair, FlowValue,
     Forwarding, MAX_BACKENDS, MAX_CLAIMS, MAX_NAT_SOURCES, MAX_SERVICES, MAX_TX_PORTS,
     MEMBER_SLOTS, MemberSlot, NAT_FILTER_WORDS, NO_MEMBER, NatReply, NatSource, Outcome,
-    PERSISTENCE_ENTRIES, PROTO_TCP, PersistenceKey, RECENT_FLOW_SLOTS, RECENT_ROUTE_SLOTS,
-    RING_CHUNK, RecentFlow, RecentRoute, RingChunk, VIP_ADDR_CLAIM_MASK, VIP_ADDR_F_SERVICES,
-    VIP_F_SOURCE_HASH, VIP_FILTER_WORDS, VIP_PROBES, VIP_SLOTS, VipAddrValue, VipKey, VipSlot,
-    VipValue, flow_touch, hash, ring_chunks, touched_within, v4_mapped, vip_filter_bit,
+    PERSISTENCE_ENTRIES, PROTO_TCP, PersistenceKey, RECENT_FLOW_SLOTS, RECENT_NAT_SOURCE_SLOTS,
+    RECENT_ROUTE_SLOTS, RING_CHUNK, RecentFlow, RecentNatSource, RecentRoute, RingChunk,
+    VIP_ADDR_CLAIM_MASK, VIP_ADDR_F_SERVICES, VIP_F_SOURCE_HASH, VIP_FILTER_WORDS, VIP_PROBES,
+    VIP_SLOTS, VipAddrValue, VipKey, VipSlot, VipValue, flow_touch, hash, ring_chunks,
+    touched_within, v4_mapped, vip_filter_bit,
 };
 use nat::{End, Headers, Quote};
 
@@ -92,6 +93,10 @@ static XLB_FIB_SCRATCH: PerCpuArray<bpf_fib_lookup> = PerCpuArray::with_max_entr
 #[map]
 static XLB_RECENT_ROUTES: PerCpuArray<RecentRoute> =
     PerCpuArray::with_max_entries(RECENT_ROUTE_SLOTS, 0);
+/// Each CPU's last NAT source map entries ([`RecentNatSource`]).
+#[map]
+static XLB_RECENT_NAT_SOURCES: PerCpuArray<RecentNatSource> =
+    PerCpuArray::with_max_entries(RECENT_NAT_SOURCE_SLOTS, 0);
 /// Persistent services' clients and the backend of their last connection (IPVS's persistence
 /// templates).
 #[map]
@@ -286,6 +291,7 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
                 at: Headers {
                     l3,
                     l4,
+                    len: tot_len as u16,
                     v4: true,
                     proto,
                 },
@@ -386,6 +392,7 @@ fn parse_icmpv4_error(
             inner: Headers {
                 l3: quoted,
                 l4: inner_l4,
+                len: 0,
                 v4: true,
                 proto,
             },
@@ -394,6 +401,7 @@ fn parse_icmpv4_error(
         at: Headers {
             l3,
             l4,
+            len: (l4 - l3 + len) as u16,
             v4: true,
             proto: IPPROTO_ICMP,
         },
@@ -442,6 +450,7 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
                 at: Headers {
                     l3,
                     l4,
+                    len: (size_of::<Ipv6Hdr>() + payload_len) as u16,
                     v4: false,
                     proto: next_hdr,
                 },
@@ -520,6 +529,7 @@ fn parse_icmpv6(
             inner: Headers {
                 l3: quoted,
                 l4: inner_l4,
+                len: 0,
                 v4: false,
                 proto,
             },
@@ -528,6 +538,7 @@ fn parse_icmpv6(
         at: Headers {
             l3,
             l4,
+            len: (l4 - l3 + len) as u16,
             v4: false,
             proto: IPPROTO_ICMPV6,
         },
@@ -632,9 +643,11 @@ fn forward(ctx: &XdpContext, flow: &Flow) -> Outcome {
     };
     let Some(vip) = vip else {
         // Not to a VIP: a NAT real server's reply (or an error about a request to it), or
-        // none of the data plane's business.
-        if maybe_nat_source(&flow.client) {
-            return reply(ctx, flow);
+        // none of the data plane's business. The parser let a packet not to a VIP address
+        // through only from a NAT real server's (ICMP errors apart).
+        let parsed_as_reply = !flow.to_vip_addr && flow.quote.is_none();
+        if parsed_as_reply || maybe_nat_source(&flow.client) {
+            return reply(ctx, flow, control.nat_generation);
         }
         return Outcome::PassNotVip;
     };
@@ -855,14 +868,14 @@ fn finish(
 /// yet: the kernel gets it translated, forwards it and resolves one). Only the director whose
 /// claim on the service is live translates.
 #[inline(always)]
-fn reply(ctx: &XdpContext, flow: &Flow) -> Outcome {
+fn reply(ctx: &XdpContext, flow: &Flow, generation: u32) -> Outcome {
     let source = NatSource {
         addr: flow.client,
         port: flow.client_port,
         proto: flow.vip.proto,
         _pad: 0,
     };
-    let Some(nat) = (unsafe { XLB_NAT_SOURCES.get(&source) }) else {
+    let Some(nat) = nat_source(&source, generation) else {
         return Outcome::PassNotVip;
     };
     let Some(claim) = XLB_CLAIMS.get(nat.claim) else {
@@ -871,19 +884,25 @@ fn reply(ctx: &XdpContext, flow: &Flow) -> Outcome {
     if claim.active == 0 {
         return Outcome::PassInactive;
     }
-    if claim.forwarding_lapsed(unsafe { bpf_jiffies64() }) {
+    let now = unsafe { bpf_jiffies64() };
+    if claim.forwarding_lapsed(now) {
         return Outcome::DropLeaseExpired;
     }
     let (vip_addr, vip_port, backend_id) = (nat.vip.addr, nat.vip.port, nat.backend_id);
+    let ingress = ctx.ingress_ifindex() as u32;
     // Where it goes, asked before anything is rewritten: a packet to this host itself (the
     // answer to a health check, say) is the director's own connection, not a reply.
     let route = route(
         ctx,
         &flow.at,
-        &vip_addr,
-        &flow.vip.addr,
-        vip_port,
-        flow.vip.port,
+        &RouteQuery {
+            src: &vip_addr,
+            dst: &flow.vip.addr,
+            sport: vip_port,
+            dport: flow.vip.port,
+            ingress,
+            now,
+        },
     );
     if let Route::Local = route {
         return Outcome::PassNotVip;
@@ -912,13 +931,46 @@ fn reply(ctx: &XdpContext, flow: &Flow) -> Outcome {
     let ifindex = unsafe { (*via).ifindex };
     // SAFETY: as above; `dmac` then `smac` are 12 bytes of the entry.
     set_macs(ctx, unsafe { &raw const (*via).dmac } as *const [u8; 12]);
-    if ifindex as usize == ctx.ingress_ifindex() {
+    if ifindex == ingress {
         return Outcome::Tx;
     }
     match XLB_TX_PORTS.redirect(ifindex, 0) {
         Ok(_) => Outcome::Redirect,
         Err(_) => Outcome::DropRedirect,
     }
+}
+
+/// What a real server's replies are translated to: from this CPU's recent NAT sources while
+/// the map's generation holds, else from the map (and noted for the next reply).
+#[inline(always)]
+fn nat_source(source: &NatSource, generation: u32) -> Option<&'static NatReply> {
+    let recent = XLB_RECENT_NAT_SOURCES.get_ptr_mut(source.recent_slot());
+    if let Some(r) = recent {
+        // SAFETY: this CPU's own slot; XDP does not preempt itself on one CPU.
+        if unsafe { (*r).generation == generation && (*r).source == *source } {
+            return Some(unsafe { &(*r).reply });
+        }
+    }
+    // SAFETY: a map value, read before the next map change can free it.
+    let reply = unsafe { XLB_NAT_SOURCES.get(source) }?;
+    if let Some(r) = recent {
+        // Field by field, as for recent flows (a whole-struct store becomes a memmove call).
+        // SAFETY: this CPU's own slot.
+        unsafe {
+            for i in 0..4 {
+                (&raw mut (*r).source.addr[i]).write_volatile(source.addr[i]);
+                (&raw mut (*r).reply.vip.addr[i]).write_volatile(reply.vip.addr[i]);
+            }
+            (&raw mut (*r).source.port).write_volatile(source.port);
+            (&raw mut (*r).source.proto).write_volatile(source.proto);
+            (&raw mut (*r).reply.vip.port).write_volatile(reply.vip.port);
+            (&raw mut (*r).reply.vip.proto).write_volatile(reply.vip.proto);
+            (&raw mut (*r).reply.backend_id).write_volatile(reply.backend_id);
+            (&raw mut (*r).reply.claim).write_volatile(reply.claim);
+            (&raw mut (*r).generation).write_volatile(generation);
+        }
+    }
+    Some(reply)
 }
 
 /// Where the kernel's routes and neighbours send a packet.
@@ -932,28 +984,39 @@ enum Route {
     Unresolved,
 }
 
-/// The route of a packet from `src` to `dst` (as it will be once translated), arriving on the
-/// receiving interface: from this CPU's recent routes when the FIB gave one for `dst` in this
-/// jiffy, for a packet at least this large.
+/// A NAT reply's route lookup: from `src`:`sport` (as it will be once translated) to
+/// `dst`:`dport`, arriving on `ingress`, at `now` (jiffies).
+struct RouteQuery<'a> {
+    src: &'a Addr,
+    dst: &'a Addr,
+    sport: u16,
+    dport: u16,
+    ingress: u32,
+    now: u64,
+}
+
+/// The route of a packet: from this CPU's recent routes when the FIB gave one for its
+/// destination in this jiffy, for a packet at least this large.
 #[inline(always)]
-fn route(ctx: &XdpContext, at: &Headers, src: &Addr, dst: &Addr, sport: u16, dport: u16) -> Route {
-    let now = unsafe { bpf_jiffies64() };
-    let ingress = ctx.ingress_ifindex() as u32;
-    let len = nat::ip_len(ctx, at);
-    let Some(r) = XLB_RECENT_ROUTES.get_ptr_mut(RecentRoute::slot(dst)) else {
+fn route(ctx: &XdpContext, at: &Headers, q: &RouteQuery) -> Route {
+    let len = at.len;
+    let Some(r) = XLB_RECENT_ROUTES.get_ptr_mut(RecentRoute::slot(q.dst)) else {
         return Route::Unresolved;
     };
     // SAFETY: this CPU's own slot; XDP does not preempt itself on one CPU.
     let (fresh, max_len) = unsafe {
         (
-            (*r).seen == now && (*r).dst == *dst && (*r).src == *src && (*r).ingress == ingress,
+            (*r).seen == q.now
+                && (*r).dst == *q.dst
+                && (*r).src == *q.src
+                && (*r).ingress == q.ingress,
             (*r).max_len,
         )
     };
     if fresh && len <= max_len {
         return Route::Via(r);
     }
-    let fib = match fib_route(ctx, at, src, dst, sport, dport, len) {
+    let fib = match fib_route(ctx, at, q) {
         Ok(fib) => fib,
         Err(route) => return route,
     };
@@ -961,32 +1024,28 @@ fn route(ctx: &XdpContext, at: &Headers, src: &Addr, dst: &Addr, sport: u16, dpo
     // SAFETY: this CPU's own slot and scratch entry.
     unsafe {
         for i in 0..4 {
-            (&raw mut (*r).src[i]).write_volatile(src[i]);
-            (&raw mut (*r).dst[i]).write_volatile(dst[i]);
+            (&raw mut (*r).src[i]).write_volatile(q.src[i]);
+            (&raw mut (*r).dst[i]).write_volatile(q.dst[i]);
         }
-        (&raw mut (*r).ingress).write_volatile(ingress);
+        (&raw mut (*r).ingress).write_volatile(q.ingress);
         (&raw mut (*r).ifindex).write_volatile((*fib).ifindex);
         for i in 0..6 {
             (&raw mut (*r).dmac[i]).write_volatile((*fib).dmac[i]);
             (&raw mut (*r).smac[i]).write_volatile((*fib).smac[i]);
         }
         (&raw mut (*r).max_len).write_volatile(if fresh && max_len > len { max_len } else { len });
-        (&raw mut (*r).seen).write_volatile(now);
+        (&raw mut (*r).seen).write_volatile(q.now);
     }
     Route::Via(r)
 }
 
-/// The FIB's route of a packet of IP length `len` from `src` to `dst`: the lookup's result
-/// (interface and MACs), or where else the packet goes.
+/// The FIB's route of a packet of IP length `at.len`: the lookup's result (interface and
+/// MACs), or where else the packet goes.
 #[inline(always)]
 fn fib_route(
     ctx: &XdpContext,
     at: &Headers,
-    src: &Addr,
-    dst: &Addr,
-    sport: u16,
-    dport: u16,
-    len: u16,
+    q: &RouteQuery,
 ) -> Result<*const bpf_fib_lookup, Route> {
     // In a per-CPU scratch entry, not on the stack: the 512-byte stack cannot hold it beside
     // the rest of a reply's state.
@@ -997,17 +1056,17 @@ fn fib_route(
     let rc = unsafe {
         (*fib).family = if at.v4 { AF_INET } else { AF_INET6 };
         (*fib).l4_protocol = at.proto;
-        (*fib).sport = sport;
-        (*fib).dport = dport;
-        (*fib).__bindgen_anon_1.tot_len = len;
+        (*fib).sport = q.sport;
+        (*fib).dport = q.dport;
+        (*fib).__bindgen_anon_1.tot_len = at.len;
         (*fib).__bindgen_anon_2.flowinfo = 0;
-        (*fib).ifindex = ctx.ingress_ifindex() as u32;
+        (*fib).ifindex = q.ingress;
         if at.v4 {
-            (*fib).__bindgen_anon_3.ipv4_src = src[3];
-            (*fib).__bindgen_anon_4.ipv4_dst = dst[3];
+            (*fib).__bindgen_anon_3.ipv4_src = q.src[3];
+            (*fib).__bindgen_anon_4.ipv4_dst = q.dst[3];
         } else {
-            (*fib).__bindgen_anon_3.ipv6_src = *src;
-            (*fib).__bindgen_anon_4.ipv6_dst = *dst;
+            (*fib).__bindgen_anon_3.ipv6_src = *q.src;
+            (*fib).__bindgen_anon_4.ipv6_dst = *q.dst;
         }
         fib_lookup(
             ctx.ctx as *mut _,

@@ -22,6 +22,9 @@ use crate::headers::*;
 pub struct Headers {
     pub l3: usize,
     pub l4: usize,
+    /// The IP packet's length: IPv4's total length, IPv6's payload length and fixed header
+    /// (for the route lookup's MTU check). 0 in a quote.
+    pub len: u16,
     pub v4: bool,
     pub proto: u8,
 }
@@ -41,6 +44,50 @@ pub enum End {
     Destination,
     /// Back to the client: the source.
     Source,
+}
+
+/// A checksum being brought up to date: the sum of the complement of the old checksum and of
+/// every replaced word's old complement and new value (RFC 1624, equation 3), over 16- and
+/// 32-bit words alike (their one's complement sums agree once folded), folded once at the end.
+struct Update(u64);
+
+impl Update {
+    #[inline(always)]
+    fn of(check: u16) -> Self {
+        Self(u64::from(!check))
+    }
+
+    #[inline(always)]
+    fn word16(&mut self, old: u16, new: u16) {
+        self.0 += u64::from(!old) + u64::from(new);
+    }
+
+    #[inline(always)]
+    fn word32(&mut self, old: u32, new: u32) {
+        self.0 += u64::from(!old) + u64::from(new);
+    }
+
+    #[inline(always)]
+    fn addr(&mut self, old: &Addr, new: &Addr, v4: bool) {
+        if v4 {
+            self.word32(old[3], new[3]);
+        } else {
+            for i in 0..4 {
+                self.word32(old[i], new[i]);
+            }
+        }
+    }
+
+    /// The new checksum.
+    #[inline(always)]
+    fn check(self) -> u16 {
+        // At most 11 terms under 2^32: 36 bits, folded to 32 then twice to 16.
+        let mut sum = (self.0 & 0xffff_ffff) + (self.0 >> 32);
+        sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffff) + (sum >> 16);
+        !(sum as u16)
+    }
 }
 
 #[inline(always)]
@@ -99,11 +146,10 @@ pub fn rewrite(ctx: &XdpContext, at: &Headers, end: End, addr: &Addr, port: u16)
             let ttl_word = &raw mut (*ip).ttl as *mut u16;
             let old_word = ttl_word.read();
             (*ip).ttl = ttl - 1;
-            let new_word = ttl_word.read();
-            let mut check = (*ip).check;
-            check = replace16(check, old_word, new_word);
-            check = replace32(check, was, addr[3]);
-            (*ip).check = check;
+            let mut check = Update::of((*ip).check);
+            check.word16(old_word, ttl_word.read());
+            check.word32(was, addr[3]);
+            (*ip).check = check.check();
             field.write(addr[3]);
         }
     } else {
@@ -132,11 +178,10 @@ pub fn rewrite(ctx: &XdpContext, at: &Headers, end: End, addr: &Addr, port: u16)
                 End::Destination => &raw mut (*tcp).dst,
                 End::Source => &raw mut (*tcp).src,
             };
-            let was = field.read();
-            let mut check = (*tcp).check;
-            check = replace_addr(check, &old, addr, at.v4);
-            check = replace16(check, was, port);
-            (*tcp).check = check;
+            let mut check = Update::of((*tcp).check);
+            check.addr(&old, addr, at.v4);
+            check.word16(field.read(), port);
+            (*tcp).check = check.check();
             field.write(port);
         }
     } else {
@@ -151,8 +196,10 @@ pub fn rewrite(ctx: &XdpContext, at: &Headers, end: End, addr: &Addr, port: u16)
             let check = (*udp).check;
             // An IPv4 UDP checksum of 0 means none was computed: it stays none.
             if check != 0 || !at.v4 {
-                let mut check = replace_addr(check, &old, addr, at.v4);
-                check = replace16(check, was, port);
+                let mut update = Update::of(check);
+                update.addr(&old, addr, at.v4);
+                update.word16(was, port);
+                let check = update.check();
                 // 0 is "no checksum": a computed 0 is sent as its other form.
                 (*udp).check = if check == 0 { 0xffff } else { check };
             }
@@ -304,21 +351,4 @@ pub fn rewrite_quoted(
     // SAFETY: `icmp` was checked to lie inside the packet above.
     unsafe { (*icmp).check = icmp_check };
     Ok(())
-}
-
-/// The IPv4 total length or IPv6 payload length, for the route lookup's MTU check.
-#[inline(always)]
-pub fn ip_len(ctx: &XdpContext, at: &Headers) -> u16 {
-    if at.v4 {
-        ptr_at::<Ipv4Hdr>(ctx, at.l3)
-            .map(|ip| u16::from_be(unsafe { (*ip).tot_len }))
-            .unwrap_or(0)
-    } else {
-        ptr_at::<Ipv6Hdr>(ctx, at.l3)
-            .map(|ip| {
-                u16::from_be(unsafe { (*ip).payload_len })
-                    .saturating_add(size_of::<Ipv6Hdr>() as u16)
-            })
-            .unwrap_or(0)
-    }
 }

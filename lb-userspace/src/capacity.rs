@@ -12,9 +12,9 @@ use lb_common::{
     Backend, Claim, Control, Counters, FLOW_TOUCH_SLOTS, FlowEvent, FlowKey, FlowTouchPair,
     FlowValue, MAX_BACKENDS, MAX_CLAIMS, MAX_MEMBERS, MAX_NAT_SOURCES, MAX_SERVICES, MAX_TX_PORTS,
     MEMBER_SLOTS, MemberSlot, NAT_FILTER_WORDS, NatReply, NatSource, Outcome, PERSISTENCE_ENTRIES,
-    PersistenceKey, RECENT_FLOW_SLOTS, RECENT_ROUTE_SLOTS, RecentFlow, RecentRoute, RingChunk,
-    VIP_FILTER_WORDS, VIP_SLOTS, VipKey, VipSlot, VipValue, max_services, ring_chunks,
-    table_size_for, table_slots,
+    PersistenceKey, RECENT_FLOW_SLOTS, RECENT_NAT_SOURCE_SLOTS, RECENT_ROUTE_SLOTS, RecentFlow,
+    RecentNatSource, RecentRoute, RingChunk, VIP_FILTER_WORDS, VIP_SLOTS, VipKey, VipSlot,
+    VipValue, max_services, ring_chunks, table_size_for, table_slots,
 };
 use lb_config::{Config, Origin};
 
@@ -118,6 +118,10 @@ pub fn memory(maglev_size: u32, cpus: usize, flow_entries: u32) -> Memory {
             (
                 "XLB_RECENT_ROUTES",
                 per_cpu(RECENT_ROUTE_SLOTS, size_of::<RecentRoute>()),
+            ),
+            (
+                "XLB_RECENT_NAT_SOURCES",
+                per_cpu(RECENT_NAT_SOURCE_SLOTS, size_of::<RecentNatSource>()),
             ),
         ],
         flows: hash(flow_entries, size_of::<FlowKey>(), size_of::<FlowValue>()),

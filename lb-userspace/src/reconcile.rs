@@ -21,7 +21,8 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use lb_common::{
     Addr, Backend, CLAIM_STATIC, Claim, Control, Forwarding, MAX_BACKENDS, MAX_SERVICES,
     MEMBER_SLOTS, NAT_FILTER_WORDS, NatReply, NatSource, VIP_FILTER_WORDS, VIP_PROBES, VIP_SLOTS,
-    VipAddrValue, VipKey, VipSlot, VipValue, maglev::MaglevScratch, table_slots, vip_filter_bit,
+    VipAddrValue, VipKey, VipSlot, VipValue, maglev::MaglevScratch, next_nat_generation,
+    table_slots, vip_filter_bit,
 };
 
 use crate::{
@@ -533,7 +534,7 @@ impl Reconciler {
             hash_seed: self.hash_seed,
             vip_half: applied.vip_half & 1,
             maglev_size: self.maglev_size,
-            _pad: 0,
+            nat_generation: applied.nat_generation.max(1),
             syn_window: self.timeouts.syn_window,
             tcp_idle: self.timeouts.tcp_idle,
             udp_idle: self.timeouts.udp_idle,
@@ -577,11 +578,20 @@ impl Reconciler {
             .zip(&self.nat_filter)
             .map(|(new, old)| new | old)
             .collect();
+        let mut nat_changed = false;
         for (source, reply) in &nat_sources {
             if self.nat_sources.get(source) != Some(reply) {
                 w.set_nat_source(source, reply)?;
                 self.nat_sources.insert(*source, *reply);
+                nat_changed = true;
             }
+        }
+        if nat_changed {
+            // A source that answers for another service now: CPUs' copies of it go stale.
+            control.nat_generation = next_nat_generation(control.nat_generation);
+            w.set_control(&control)?;
+            self.control = Some(control);
+            changes.control_written = true;
         }
         self.write_nat_filter(w, &widened)?;
 
@@ -711,6 +721,10 @@ impl Reconciler {
             .filter(|s| !nat_sources.contains_key(*s))
             .copied()
             .collect();
+        if !gone.is_empty() {
+            // Written below, after the removals.
+            control.nat_generation = next_nat_generation(control.nat_generation);
+        }
         for source in gone {
             w.remove_nat_source(&source)?;
             self.nat_sources.remove(&source);
@@ -1312,7 +1326,7 @@ mod tests {
                 hash_seed: 7,
                 vip_half: 1,
                 maglev_size: M,
-                _pad: 0,
+                nat_generation: 1,
                 syn_window: TIMEOUTS.syn_window,
                 tcp_idle: TIMEOUTS.tcp_idle,
                 udp_idle: TIMEOUTS.udp_idle,

@@ -491,6 +491,50 @@ fn a_recent_route_keeps_the_mtu_check() {
     assert_eq!(h.outcome(Outcome::PassNatUnresolved), before + 3);
 }
 
+/// Each CPU keeps copies of the NAT source entries it used; a reload that gives a real server
+/// to another service makes them stale at once: the next reply carries the new service's VIP
+/// and port, and a removed real server's replies are no longer translated.
+#[test]
+fn a_reload_reaches_replies_at_once() {
+    let mut h = harness();
+    let net = ReplyNet::new(true);
+    net.redirect_to_client(&mut h);
+    let reply = PacketSpec::new(RS4, CLIENT4, RS_PORT_TCP, 40000, L4::Tcp).established();
+    let source_of = |h: &mut Harness| {
+        let (action, out) = net.ns.enter(|| h.run_on(&reply.build(), net.srv)).unwrap();
+        (
+            action,
+            out[26..30].to_vec(),
+            u16::from_be_bytes([out[34], out[35]]),
+        )
+    };
+    let vip4: std::net::Ipv4Addr = VIP4.parse().unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            source_of(&mut h),
+            (XDP_REDIRECT, vip4.octets().to_vec(), 80)
+        );
+    }
+    // The real server moves to another VIP and port.
+    let i = h
+        .services
+        .iter()
+        .position(|s| s.vip.port() == 80 && s.vip.ip() == IpAddr::from(vip4))
+        .unwrap();
+    h.services[i] = nat_service("10.0.0.200", 8000, Protocol::Tcp, RS4, RS_PORT_TCP);
+    h.apply(true);
+    assert_eq!(
+        source_of(&mut h),
+        (XDP_REDIRECT, vec![10, 0, 0, 200], 8000),
+        "the reply follows the reload"
+    );
+    // It leaves the config: its replies are its own traffic again.
+    h.services.remove(i);
+    h.apply(true);
+    let (action, out) = net.ns.enter(|| h.run_on(&reply.build(), net.srv)).unwrap();
+    assert_eq!((action, out), (XDP_PASS, reply.build()));
+}
+
 /// Malformed NAT traffic is never forwarded, nor rewritten: quotes cut short, ICMP hidden in
 /// Ethernet padding, transport headers cut short, in both directions.
 #[test]

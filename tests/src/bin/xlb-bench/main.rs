@@ -83,8 +83,8 @@ fn summary(mut v: Vec<f64>) -> (f64, f64, f64) {
 
 fn main() -> Result<()> {
     // `xlb-bench edge`: only the edge director (start-up, reload, memory); `nat`: only NAT;
-    // `natlab`: only NAT's live comparison with the kernel's; `packets`: only the per-packet
-    // table.
+    // `natcost`: only NAT's cost per packet; `natlab`: only NAT's live comparison with the
+    // kernel's; `packets`: only the per-packet table.
     let only_packets = std::env::args().nth(1).as_deref() == Some("packets");
     match std::env::args().nth(1).as_deref() {
         Some("edge") => return edge::run(&xlb_beside()?),
@@ -92,6 +92,10 @@ fn main() -> Result<()> {
             let mut floor_obj = load_floor()?;
             nat::run(floor_of(&mut floor_obj)?)?;
             return natlab::run(&xlb_beside()?);
+        }
+        Some("natcost") => {
+            let mut floor_obj = load_floor()?;
+            return nat::run(floor_of(&mut floor_obj)?);
         }
         Some("natlab") => return natlab::run(&xlb_beside()?),
         _ => {}
