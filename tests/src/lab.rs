@@ -589,6 +589,16 @@ impl DrLab {
             fs::read_to_string(&log_path).is_ok_and(|l| l.matches(" is at ").count() >= n)
         })
         .with_context(|| format!("xlb did not resolve its backends; log:\n{}", self.log()))?;
+        // Resolved is not yet forwarding: the update that writes the backends' MACs follows.
+        // A client sent before it gets a reset from the director's stack. Not an error when it
+        // never comes (a config whose backends all stay unresolved, say): callers assert on
+        // traffic.
+        let _ = wait_for(Duration::from_secs(5), || {
+            fs::read_to_string(&log_path).is_ok_and(|l| {
+                l.rfind(" is at ")
+                    .is_some_and(|at| l[at..].contains("data plane updated"))
+            })
+        });
         Ok(self.processes.len() - 1)
     }
 
