@@ -401,9 +401,10 @@ pub const BACKEND_F_VALID: u32 = 1 << 0;
 pub struct Control {
     /// Seed of the flow hash; directors that share VIPs must use the same one.
     pub hash_seed: u32,
-    /// Which half of the VIP table is live (0 or 1). The control plane rewrites the other half
-    /// whole and then flips this word.
-    pub vip_half: u32,
+    /// Which half of the VIP table is live: the low bit ([`Self::live_vip_half`]). The
+    /// control plane rewrites the other half whole and then adds one, so the word also counts
+    /// flips: what a CPU noted from one VIP table is not used under the next.
+    pub vip_flips: u32,
     /// Entries of every Maglev table (M, one of [`MAGLEV_TABLE_SIZES`]).
     pub maglev_size: u32,
     /// Changes (never to 0) whenever the NAT source map does, after the change: each CPU's
@@ -416,6 +417,14 @@ pub struct Control {
     /// connection entry.
     pub tcp_idle: u64,
     pub udp_idle: u64,
+}
+
+impl Control {
+    /// The live half of the VIP table (0 or 1).
+    #[inline(always)]
+    pub const fn live_vip_half(&self) -> u32 {
+        self.vip_flips & 1
+    }
 }
 
 /// Whether this director serves a group of VIPs now: written by the VRRP instance that holds
@@ -470,18 +479,8 @@ pub struct FlowKey {
 }
 
 impl FlowKey {
-    /// This flow's slot in a CPU's recent-flow cache: a multiply-shift of every field, cheap
-    /// next to the flow table's jhash.
-    #[inline(always)]
-    pub const fn recent_slot(&self) -> u32 {
-        let h = self.client[0] ^ self.client[1] ^ self.client[2].rotate_left(7) ^ self.client[3];
-        let h =
-            (h ^ (self.client_port as u32) << 16 ^ self.vip_id as u32).wrapping_mul(0x9e37_79b9);
-        h >> (32 - RECENT_FLOW_SLOTS.trailing_zeros())
-    }
-
     /// This flow's slot in the flow-touch array ([`FLOW_TOUCH_SLOTS`]): another multiplier
-    /// than [`Self::recent_slot`]'s, so that flows sharing one slot need not share the other.
+    /// than [`RecentFlow::slot`]'s, so that flows sharing one slot need not share the other.
     #[inline(always)]
     pub const fn touch_slot(&self) -> u32 {
         let h = self.client[0] ^ self.client[1].rotate_left(11) ^ self.client[2] ^ self.client[3];
@@ -559,9 +558,11 @@ pub const RECENT_ROUTE_SLOTS: u32 = 256;
 pub const RECENT_FLOW_SLOTS: u32 = 4096;
 
 /// One entry of a CPU's recent-flow cache: a flow this CPU found in the flow table (or placed)
-/// during the jiffy `seen`. Within that jiffy its packets skip the flow table's hash lookup; the
-/// first packet of a later jiffy looks the flow table up again, which keeps the table's idle
-/// times and LRU order true to a jiffy.
+/// during the jiffy `seen`, by the packet's own addresses, ports and protocol. Within that
+/// jiffy, and while the VIP table is the one it was (`vip_flips`), its packets skip the VIP
+/// table's and the flow table's lookups: the entry keeps what they gave (the service's id,
+/// claim and flags, and the backend). The first packet of a later jiffy looks the flow table up
+/// again, which keeps the table's idle times and LRU order true to a jiffy.
 ///
 /// Or, with `opened` set, a connection whose SYN this CPU placed at `seen` and that the flow
 /// table does not know yet: its first packet without SYN (within `Control::syn_window`) goes
@@ -570,13 +571,36 @@ pub const RECENT_FLOW_SLOTS: u32 = 4096;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecentFlow {
-    pub key: FlowKey,
+    pub client: Addr,
+    pub vip: Addr,
+    /// Network byte order, as in the packet.
+    pub client_port: u16,
+    pub vip_port: u16,
+    pub proto: u8,
+    /// Non-zero: placed by a SYN, not remembered yet.
+    pub opened: u8,
+    /// The service's id, claim and flags ([`VipValue`]) when noted.
+    pub vip_id: u16,
     pub backend_id: u32,
     pub generation: u32,
-    /// Non-zero: placed by a SYN, not remembered yet.
-    pub opened: u32,
+    pub claim: u16,
+    pub vip_flags: u16,
+    /// [`Control::vip_flips`] when noted: a later VIP table may hold other values.
+    pub vip_flips: u32,
     /// Jiffies.
     pub seen: u64,
+}
+
+impl RecentFlow {
+    /// The slot in a CPU's recent-flow cache of the flow from `client`:`client_port` to
+    /// `vip`:`vip_port`: a multiply-shift of every field, cheap next to the flow table's jhash.
+    #[inline(always)]
+    pub const fn slot(client: &Addr, client_port: u16, vip: &Addr, vip_port: u16) -> u32 {
+        let h = client[0] ^ client[1] ^ client[2].rotate_left(7) ^ client[3];
+        let h = h ^ vip[1].rotate_left(13) ^ vip[2] ^ vip[3].rotate_left(3);
+        let h = (h ^ (client_port as u32) << 16 ^ vip_port as u32).wrapping_mul(0x9e37_79b9);
+        h >> (32 - RECENT_FLOW_SLOTS.trailing_zeros())
+    }
 }
 
 /// Key of the persistence table (IPVS's persistence templates): one client of one persistent
@@ -777,8 +801,11 @@ const _: () = {
     assert!(size_of::<FlowKey>() == 20);
     assert!(size_of::<FlowValue>() == 16);
     assert!(size_of::<PersistenceKey>() == 20);
-    assert!(size_of::<RecentFlow>() == 40);
-    assert!(offset_of!(RecentFlow, seen) == 32);
+    assert!(size_of::<RecentFlow>() == 64);
+    assert!(offset_of!(RecentFlow, seen) == 56);
+    // A recent flow keeps a service's claim and flags in 16 bits each.
+    assert!(MAX_CLAIMS <= 1 << 16);
+    assert!((VIP_F_SOURCE_HASH | VIP_F_NAT) >> 16 == 0);
     assert!(RECENT_FLOW_SLOTS.is_power_of_two());
     assert!(FLOW_TOUCH_SLOTS.is_power_of_two());
     assert!(RECENT_ROUTE_SLOTS.is_power_of_two());
@@ -910,7 +937,13 @@ mod tests {
             let slot = &mut used[key.touch_slot() as usize];
             distinct += usize::from(!*slot);
             *slot = true;
-            same += usize::from(key.touch_slot() % RECENT_FLOW_SLOTS == key.recent_slot());
+            let recent = RecentFlow::slot(
+                &key.client,
+                key.client_port,
+                &v4_mapped(u32::from_be_bytes([10, 0, 0, 100])),
+                80u16.to_be(),
+            );
+            same += usize::from(key.touch_slot() % RECENT_FLOW_SLOTS == recent);
         }
         assert!(distinct > 4000, "{distinct}");
         assert!(same < 16, "{same}");

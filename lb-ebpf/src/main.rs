@@ -39,7 +39,7 @@ use lb_common::{
 };
 use nat::{End, Headers, Quote};
 
-/// Two halves of [`VIP_SLOTS`] slots; `Control::vip_half` says which one is live. Mapped into
+/// Two halves of [`VIP_SLOTS`] slots; `Control::vip_flips` says which one is live. Mapped into
 /// the control plane's memory, which writes a whole half at memory speed.
 #[map]
 static XLB_VIPS: Array<VipSlot> = Array::with_max_entries(2 * VIP_SLOTS, BPF_F_MMAPABLE);
@@ -183,6 +183,32 @@ struct Flow {
 }
 
 impl Flow {
+    /// Its slot in this CPU's recent flows (and in the SYN times).
+    #[inline(always)]
+    fn recent_slot(&self) -> u32 {
+        RecentFlow::slot(
+            &self.client,
+            self.client_port,
+            &self.vip.addr,
+            self.vip.port,
+        )
+    }
+
+    /// Whether the recent-flow entry `r` is a note of this flow.
+    ///
+    /// # Safety
+    /// `r` is this CPU's own entry.
+    #[inline(always)]
+    unsafe fn noted_in(&self, r: *const RecentFlow) -> bool {
+        unsafe {
+            (*r).client == self.client
+                && (*r).vip == self.vip.addr
+                && (*r).client_port == self.client_port
+                && (*r).vip_port == self.vip.port
+                && (*r).proto == self.vip.proto
+        }
+    }
+
     #[inline(always)]
     fn hash(&self, seed: u32, source_only: bool) -> u32 {
         let ports = hash::ports_word(self.client_port, self.vip.port);
@@ -636,37 +662,91 @@ fn forward(ctx: &XdpContext, flow: &Flow) -> Outcome {
     let Some(control) = XLB_CONTROL.get(0) else {
         return Outcome::DropNoTable;
     };
-    let vip = if flow.to_vip_addr {
-        find_vip(&flow.vip, control.vip_half)
-    } else {
-        None
-    };
-    let Some(vip) = vip else {
-        // Not to a VIP: a NAT real server's reply (or an error about a request to it), or
-        // none of the data plane's business. The parser let a packet not to a VIP address
-        // through only from a NAT real server's (ICMP errors apart).
-        let parsed_as_reply = !flow.to_vip_addr && flow.quote.is_none();
-        if parsed_as_reply || maybe_nat_source(&flow.client) {
-            return reply(ctx, flow, control.nat_generation);
-        }
-        return Outcome::PassNotVip;
-    };
     let bytes = (ctx.data_end() - ctx.data()) as u64;
-    let outcome = serve(ctx, flow, vip, control, bytes);
-    // A VIP's packets that reach a backend are counted once, on the backend (whose entry names
-    // its VIP); the others here. `xlb stats` adds the two up, which saves the hot path an
-    // update.
-    if !matches!(
-        outcome,
-        Outcome::Tx | Outcome::Redirect | Outcome::DropRedirect
-    ) {
-        count(&XLB_VIP_STATS, vip.id, bytes);
+    if flow.to_vip_addr {
+        let recent = XLB_RECENT_FLOWS.get_ptr_mut(flow.recent_slot());
+        if !flow.opens
+            && let Some(outcome) = recently_forwarded(ctx, flow, recent, control, bytes)
+        {
+            return outcome;
+        }
+        if let Some(vip) = find_vip(&flow.vip, control.live_vip_half()) {
+            let outcome = serve(ctx, flow, vip, control, bytes, recent);
+            // A VIP's packets that reach a backend are counted once, on the backend (whose
+            // entry names its VIP); the others here. `xlb stats` adds the two up, which saves
+            // the hot path an update.
+            if !matches!(
+                outcome,
+                Outcome::Tx | Outcome::Redirect | Outcome::DropRedirect
+            ) {
+                count(&XLB_VIP_STATS, vip.id, bytes);
+            }
+            return outcome;
+        }
     }
-    outcome
+    // Not to a VIP: a NAT real server's reply (or an error about a request to it), or none of
+    // the data plane's business. The parser let a packet not to a VIP address through only
+    // from a NAT real server's (ICMP errors apart).
+    let parsed_as_reply = !flow.to_vip_addr && flow.quote.is_none();
+    if parsed_as_reply || maybe_nat_source(&flow.client) {
+        return reply(ctx, flow, control.nat_generation);
+    }
+    Outcome::PassNotVip
+}
+
+/// A packet of a flow this CPU forwarded earlier in this jiffy, under the same VIP table: sent
+/// where the last one went, without the VIP table's lookup or the flow table's (the note keeps
+/// what they gave). `None` when there is no such note, or when anything is not as it was then
+/// (the service's claim, the backend): the full path decides.
+#[inline(always)]
+fn recently_forwarded(
+    ctx: &XdpContext,
+    flow: &Flow,
+    recent: Option<*mut RecentFlow>,
+    control: &Control,
+    bytes: u64,
+) -> Option<Outcome> {
+    let r = recent?;
+    let now = unsafe { bpf_jiffies64() };
+    // SAFETY: this CPU's own slot; XDP does not preempt itself on one CPU.
+    let (backend_id, generation, claim, vip_flags) = unsafe {
+        if (*r).seen != now
+            || (*r).opened != 0
+            || (*r).vip_flips != control.vip_flips
+            || !flow.noted_in(r)
+        {
+            return None;
+        }
+        ((*r).backend_id, (*r).generation, (*r).claim, (*r).vip_flags)
+    };
+    let claim = XLB_CLAIMS.get(u32::from(claim))?;
+    if claim.active == 0 || claim.forwarding_lapsed(now) {
+        return None;
+    }
+    let backend = XLB_BACKENDS.get(backend_id)?;
+    if backend.flags & BACKEND_F_VALID == 0 || backend.generation != generation {
+        return None;
+    }
+    Some(finish(
+        ctx,
+        flow,
+        u32::from(vip_flags),
+        backend_id,
+        backend,
+        bytes,
+        0,
+    ))
 }
 
 #[inline(always)]
-fn serve(ctx: &XdpContext, flow: &Flow, vip: &VipValue, control: &Control, bytes: u64) -> Outcome {
+fn serve(
+    ctx: &XdpContext,
+    flow: &Flow,
+    vip: &VipValue,
+    control: &Control,
+    bytes: u64,
+    recent: Option<*mut RecentFlow>,
+) -> Outcome {
     let Some(claim) = XLB_CLAIMS.get(vip.claim) else {
         return Outcome::DropNoTable;
     };
@@ -689,7 +769,6 @@ fn serve(ctx: &XdpContext, flow: &Flow, vip: &VipValue, control: &Control, bytes
     } else {
         control.udp_idle
     };
-    let recent = XLB_RECENT_FLOWS.get_ptr_mut(key.recent_slot());
     // A SYN is placed by Maglev and only noted in this CPU's recent flows: the connection is
     // remembered at its first packet without SYN, where the SYN went, so a flood of SYNs from
     // spoofed sources never pushes a connection out of the flow table. Clients reuse ports, so
@@ -700,8 +779,8 @@ fn serve(ctx: &XdpContext, flow: &Flow, vip: &VipValue, control: &Control, bytes
             Ok(placed) => placed,
             Err(outcome) => return outcome,
         };
-        note_recent(recent, &key, id, backend, now, 1);
-        if let Some(t) = XLB_SYN_TIMES.get_ptr_mut(key.recent_slot()) {
+        note_recent(recent, flow, vip, control, id, backend, now, 1);
+        if let Some(t) = XLB_SYN_TIMES.get_ptr_mut(flow.recent_slot()) {
             // SAFETY: an aligned u64 of an array map: stored whole.
             unsafe { *t = now };
         }
@@ -721,10 +800,12 @@ fn serve(ctx: &XdpContext, flow: &Flow, vip: &VipValue, control: &Control, bytes
             }
             touch(&key, now);
         }
-        return finish(ctx, flow, vip, id, backend, bytes, NEW_CONNECTION);
+        return finish(ctx, flow, vip.flags, id, backend, bytes, NEW_CONNECTION);
     }
-    let (backend_id, backend, conns) = match recently_seen(recent, &key, now, control.syn_window) {
-        Some(Recent::Seen(id, backend)) => return finish(ctx, flow, vip, id, backend, bytes, 0),
+    let (backend_id, backend, conns) = match recently_seen(recent, flow, now, control.syn_window) {
+        Some(Recent::Seen(id, backend)) => {
+            return finish(ctx, flow, vip.flags, id, backend, bytes, 0);
+        }
         // Counted at its SYN.
         Some(Recent::Opened(id, backend)) => {
             remember(&key, id, backend, now);
@@ -743,8 +824,8 @@ fn serve(ctx: &XdpContext, flow: &Flow, vip: &VipValue, control: &Control, bytes
             }
         },
     };
-    note_recent(recent, &key, backend_id, backend, now, 0);
-    finish(ctx, flow, vip, backend_id, backend, bytes, conns)
+    note_recent(recent, flow, vip, control, backend_id, backend, now, 0);
+    finish(ctx, flow, vip.flags, backend_id, backend, bytes, conns)
 }
 
 /// What a placement adds to a backend's connection count (IPVS's Conns).
@@ -786,31 +867,43 @@ fn may_be_remembered(key: &FlowKey, now: u64, idle: u64) -> bool {
     }
 }
 
+/// Notes in this CPU's recent flows where `flow`'s packet went, and what the VIP table said of
+/// its service.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn note_recent(
     recent: Option<*mut RecentFlow>,
-    key: &FlowKey,
+    flow: &Flow,
+    vip: &VipValue,
+    control: &Control,
     backend_id: u32,
     backend: &Backend,
     now: u64,
-    opened: u32,
+    opened: u8,
 ) {
     let Some(r) = recent else {
         return;
     };
-    // Field by field: a whole-struct assignment becomes a call to a byte-loop memmove.
+    // Field by field (a whole-struct assignment becomes a call to a byte-loop memmove); the
+    // service's fields only for a packet without SYN: a SYN's note is never taken for the
+    // fast path (`recently_forwarded`), and a SYN flood pays for every store.
     // SAFETY: this CPU's own slot; XDP does not preempt itself on one CPU.
     unsafe {
-        let k = &raw mut (*r).key;
-        for i in 0..4 {
-            (&raw mut (*k).client[i]).write_volatile(key.client[i]);
+        (*r).client = flow.client;
+        (*r).vip = flow.vip.addr;
+        (*r).client_port = flow.client_port;
+        (*r).vip_port = flow.vip.port;
+        (*r).proto = flow.vip.proto;
+        (*r).opened = opened;
+        (*r).backend_id = backend_id;
+        (*r).generation = backend.generation;
+        (*r).seen = now;
+        if opened == 0 {
+            (*r).vip_id = vip.id as u16;
+            (*r).claim = vip.claim as u16;
+            (*r).vip_flags = vip.flags as u16;
+            (*r).vip_flips = control.vip_flips;
         }
-        (&raw mut (*k).client_port).write_volatile(key.client_port);
-        (&raw mut (*k).vip_id).write_volatile(key.vip_id);
-        (&raw mut (*r).backend_id).write_volatile(backend_id);
-        (&raw mut (*r).generation).write_volatile(backend.generation);
-        (&raw mut (*r).opened).write_volatile(opened);
-        (&raw mut (*r).seen).write_volatile(now);
     }
 }
 
@@ -820,13 +913,13 @@ fn note_recent(
 fn finish(
     ctx: &XdpContext,
     flow: &Flow,
-    vip: &VipValue,
+    vip_flags: u32,
     backend_id: u32,
     backend: &Backend,
     bytes: u64,
     conns: u64,
 ) -> Outcome {
-    match Forwarding::of(vip.flags) {
+    match Forwarding::of(vip_flags) {
         // DR: the real server holds the VIP itself; the Ethernet addresses are all that change.
         Forwarding::DirectRouting => {}
         Forwarding::Nat => {
@@ -1111,7 +1204,7 @@ enum Recent {
 #[inline(always)]
 fn recently_seen(
     recent: Option<*mut RecentFlow>,
-    key: &FlowKey,
+    flow: &Flow,
     now: u64,
     syn_window: u64,
 ) -> Option<Recent> {
@@ -1121,7 +1214,7 @@ fn recently_seen(
         (
             (*r).seen,
             (*r).opened,
-            (*r).key == *key,
+            flow.noted_in(r),
             (*r).backend_id,
             (*r).generation,
         )
@@ -1132,7 +1225,7 @@ fn recently_seen(
     let fresh = if opened != 0 {
         // A later SYN for this slot, through another CPU, may have been this flow's own.
         let later_syn = XLB_SYN_TIMES
-            .get(key.recent_slot())
+            .get(flow.recent_slot())
             .is_some_and(|t| *t > seen);
         now.wrapping_sub(seen) <= syn_window && !later_syn
     } else {

@@ -390,7 +390,7 @@ impl Reconciler {
             let (a, b) = pinned.vip_slots.split_at(VIP_SLOTS as usize);
             self.vip_halves = [a.to_vec(), b.to_vec()];
         }
-        let live = (pinned.control.vip_half & 1) as usize;
+        let live = pinned.control.live_vip_half() as usize;
         let m = self.maglev_size.max(1);
         for slot in self.vip_halves[live].iter().filter(|s| s.key.proto != 0) {
             let table_slot = slot.value.ring / m;
@@ -532,7 +532,7 @@ impl Reconciler {
         let applied = self.control.unwrap_or_default();
         let mut control = Control {
             hash_seed: self.hash_seed,
-            vip_half: applied.vip_half & 1,
+            vip_flips: applied.vip_flips,
             maglev_size: self.maglev_size,
             nat_generation: applied.nat_generation.max(1),
             syn_window: self.timeouts.syn_window,
@@ -1033,7 +1033,7 @@ impl Reconciler {
         let values: BTreeMap<VipKey, VipValue> =
             self.vips.iter().map(|(k, v)| (*k, v.value)).collect();
         let half = place_vips(&values)?;
-        let live = (control.vip_half & 1) as usize;
+        let live = control.live_vip_half() as usize;
         if half == self.vip_halves[live] {
             return Ok(());
         }
@@ -1047,8 +1047,9 @@ impl Reconciler {
                 self.vip_halves[idle][i] = *slot;
             }
         }
+        // The idle half goes live; the count of flips goes on.
         *control = Control {
-            vip_half: idle as u32,
+            vip_flips: control.vip_flips.wrapping_add(1),
             ..*control
         };
         // Tables and member blocks were written through memory the program reads: make them
@@ -1215,7 +1216,7 @@ mod tests {
             Ok(())
         }
         fn set_control(&mut self, c: &Control) -> Result<()> {
-            self.0.push(Write::Control(c.vip_half));
+            self.0.push(Write::Control(c.live_vip_half()));
             Ok(())
         }
         fn set_claim(&mut self, index: u32, c: &Claim) -> Result<()> {
@@ -1324,7 +1325,7 @@ mod tests {
             r.control,
             Some(Control {
                 hash_seed: 7,
-                vip_half: 1,
+                vip_flips: 1,
                 maglev_size: M,
                 nat_generation: 1,
                 syn_window: TIMEOUTS.syn_window,

@@ -622,6 +622,34 @@ fn a_syn_is_placed_by_maglev_even_when_its_ports_are_remembered() {
     );
 }
 
+/// A CPU forwards the rest of a jiffy's packets of a flow from its note of the first, without
+/// the VIP table: a reload that changes the service (its forwarding method, or the service
+/// itself) reaches the very next packet.
+#[test]
+fn a_reload_reaches_the_next_packet_of_a_noted_flow() {
+    let mut h = Harness::new();
+    let spec = PacketSpec::new("192.0.2.9", "10.0.0.100", 3000, 80, L4::Tcp).established();
+    let frame = spec.build();
+    // Direct routing: only the MACs change.
+    for _ in 0..3 {
+        let (action, out) = h.run(&frame);
+        assert_eq!(action, XDP_TX);
+        assert_eq!(out[12..], frame[12..]);
+    }
+    // The same real servers, now by NAT: the destination becomes the real server's.
+    let service = h.service("10.0.0.100", Protocol::Tcp);
+    let i = h.services.iter().position(|s| *s == service).unwrap();
+    h.services[i].forwarding = lb_common::Forwarding::Nat;
+    h.apply(true);
+    let (action, out) = h.run(&frame);
+    assert_eq!(action, XDP_TX);
+    assert_ne!(out[30..34], frame[30..34], "the next packet is translated");
+    // The service goes: its packets are the kernel's.
+    h.services.remove(i);
+    h.apply(true);
+    assert_eq!(h.run(&frame), (XDP_PASS, frame.clone()));
+}
+
 #[test]
 fn idle_flows_expire_and_are_placed_again() {
     let mut h = Harness::new();

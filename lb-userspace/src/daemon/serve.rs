@@ -100,7 +100,7 @@ impl<'a> Daemon<'a> {
         let mut reconciler = Reconciler::new(opts.hash_seed, dp.maglev_size(), timeouts)
             .with_drain(opts.tcp_idle.max(opts.udp_idle));
         let pinned = dp.pinned_state()?;
-        let live = (pinned.control.vip_half & 1) as usize * lb_common::VIP_SLOTS as usize;
+        let live = pinned.control.live_vip_half() as usize * lb_common::VIP_SLOTS as usize;
         let adopted = pinned
             .vip_slots
             .iter()

@@ -173,8 +173,7 @@ impl Observer {
             .control
             .get(&0, 0)
             .context("reading the control entry")?
-            .vip_half
-            & 1;
+            .live_vip_half();
         let vip_counters = self.per_cpu_sums(&self.vip_stats, names::VIP_STATS, add_counters)?;
         for slot in self
             .vips
