@@ -335,7 +335,7 @@ impl Dataplane {
         }
         // How long each live member block is: one more than the largest position its table
         // names (tables hold positions only).
-        let live = (state.control.vip_half & 1) as usize * lb_common::VIP_SLOTS as usize;
+        let live = state.control.live_vip_half() as usize * lb_common::VIP_SLOTS as usize;
         let m = self.maglev_size as usize;
         for slot in state.vip_slots[live..live + lb_common::VIP_SLOTS as usize]
             .iter()
