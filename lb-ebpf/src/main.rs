@@ -482,7 +482,7 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
                 },
             })
         }
-        IPPROTO_ICMPV6 => parse_icmpv6(ctx, l3, l4, opaque(payload_len), &daddr),
+        IPPROTO_ICMPV6 => parse_icmpv6(ctx, l3, l4, opaque(payload_len), &daddr, to_vip_addr),
         IPPROTO_FRAGMENT => Err(fragment(&saddr, &daddr)),
         IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
             Err(not_for_a_vip(&daddr, Outcome::DropIpv6Ext))
@@ -502,6 +502,7 @@ fn parse_icmpv6(
     l4: usize,
     len: usize,
     daddr: &Addr,
+    to_vip_addr: bool,
 ) -> Result<Flow, Outcome> {
     let icmp = ptr_at::<IcmpHdr>(ctx, l4).ok_or(Outcome::PassMalformed)?;
     if len < size_of::<IcmpHdr>() {
@@ -550,7 +551,8 @@ fn parse_icmpv6(
         client_port: dst,
         v4: false,
         opens: false,
-        to_vip_addr: maybe_vip_addr(&saddr),
+        // The quote's source is the error's destination.
+        to_vip_addr,
         quote: Some(Quote {
             inner: Headers {
                 l3: quoted,
@@ -689,7 +691,7 @@ fn forward(ctx: &XdpContext, flow: &Flow) -> Outcome {
     // from a NAT real server's (ICMP errors apart).
     let parsed_as_reply = !flow.to_vip_addr && flow.quote.is_none();
     if parsed_as_reply || maybe_nat_source(&flow.client) {
-        return reply(ctx, flow, control.nat_generation);
+        return reply(ctx, flow, control.nat_generation, bytes);
     }
     Outcome::PassNotVip
 }
@@ -802,12 +804,10 @@ fn serve(
         }
         return finish(ctx, flow, vip.flags, id, backend, bytes, NEW_CONNECTION);
     }
-    let (backend_id, backend, conns) = match recently_seen(recent, flow, now, control.syn_window) {
-        Some(Recent::Seen(id, backend)) => {
-            return finish(ctx, flow, vip.flags, id, backend, bytes, 0);
-        }
+    let (backend_id, backend, conns) = match recently_opened(recent, flow, now, control.syn_window)
+    {
         // Counted at its SYN.
-        Some(Recent::Opened(id, backend)) => {
+        Some((id, backend)) => {
             remember(&key, id, backend, now);
             (id, backend, 0)
         }
@@ -961,7 +961,7 @@ fn finish(
 /// yet: the kernel gets it translated, forwards it and resolves one). Only the director whose
 /// claim on the service is live translates.
 #[inline(always)]
-fn reply(ctx: &XdpContext, flow: &Flow, generation: u32) -> Outcome {
+fn reply(ctx: &XdpContext, flow: &Flow, generation: u32, bytes: u64) -> Outcome {
     let source = NatSource {
         addr: flow.client,
         port: flow.client_port,
@@ -1000,7 +1000,6 @@ fn reply(ctx: &XdpContext, flow: &Flow, generation: u32) -> Outcome {
     if let Route::Local = route {
         return Outcome::PassNotVip;
     }
-    let bytes = (ctx.data_end() - ctx.data()) as u64;
     let rewritten = match &flow.quote {
         None => nat::rewrite(ctx, &flow.at, End::Source, &vip_addr, vip_port),
         Some(q) => nat::rewrite_quoted(ctx, &flow.at, q, End::Source, &vip_addr, vip_port),
@@ -1047,7 +1046,7 @@ fn nat_source(source: &NatSource, generation: u32) -> Option<&'static NatReply> 
     // SAFETY: a map value, read before the next map change can free it.
     let reply = unsafe { XLB_NAT_SOURCES.get(source) }?;
     if let Some(r) = recent {
-        // Field by field, as for recent flows (a whole-struct store becomes a memmove call).
+        // Field by field, volatile: LLVM merges adjacent copies into a memmove call otherwise.
         // SAFETY: this CPU's own slot.
         unsafe {
             for i in 0..4 {
@@ -1113,7 +1112,7 @@ fn route(ctx: &XdpContext, at: &Headers, q: &RouteQuery) -> Route {
         Ok(fib) => fib,
         Err(route) => return route,
     };
-    // Field by field, as for recent flows (a whole-struct store becomes a memmove call).
+    // Field by field, volatile: LLVM merges adjacent copies into a memmove call otherwise.
     // SAFETY: this CPU's own slot and scratch entry.
     unsafe {
         for i in 0..4 {
@@ -1193,56 +1192,36 @@ fn find_vip(key: &VipKey, half: u32) -> Option<&'static VipValue> {
     None
 }
 
-/// What this CPU's recent flows say of a packet's flow.
-enum Recent {
-    /// Seen earlier in this jiffy, with this (still live) backend.
-    Seen(u32, &'static Backend),
-    /// Its SYN went to this (still live) backend, within the SYN window; not remembered yet.
-    Opened(u32, &'static Backend),
-}
-
+/// The backend this CPU sent the flow's SYN to, if the flow's first packet without SYN comes
+/// within the SYN window and that backend lives on: the connection is remembered there. (Notes
+/// of packets without SYN are the fast path's, `recently_forwarded`.)
 #[inline(always)]
-fn recently_seen(
+fn recently_opened(
     recent: Option<*mut RecentFlow>,
     flow: &Flow,
     now: u64,
     syn_window: u64,
-) -> Option<Recent> {
+) -> Option<(u32, &'static Backend)> {
     let r = recent?;
     // SAFETY: this CPU's own slot.
-    let (seen, opened, same, backend_id, generation) = unsafe {
-        (
-            (*r).seen,
-            (*r).opened,
-            flow.noted_in(r),
-            (*r).backend_id,
-            (*r).generation,
-        )
+    let (seen, backend_id, generation) = unsafe {
+        if (*r).opened == 0 || !flow.noted_in(r) {
+            return None;
+        }
+        ((*r).seen, (*r).backend_id, (*r).generation)
     };
-    if !same {
-        return None;
-    }
-    let fresh = if opened != 0 {
-        // A later SYN for this slot, through another CPU, may have been this flow's own.
-        let later_syn = XLB_SYN_TIMES
-            .get(flow.recent_slot())
-            .is_some_and(|t| *t > seen);
-        now.wrapping_sub(seen) <= syn_window && !later_syn
-    } else {
-        seen == now
-    };
-    if !fresh {
+    // A later SYN for this slot, through another CPU, may have been this flow's own.
+    let later_syn = XLB_SYN_TIMES
+        .get(flow.recent_slot())
+        .is_some_and(|t| *t > seen);
+    if now.wrapping_sub(seen) > syn_window || later_syn {
         return None;
     }
     let backend = XLB_BACKENDS.get(backend_id)?;
     if backend.flags & BACKEND_F_VALID == 0 || backend.generation != generation {
         return None;
     }
-    Some(if opened != 0 {
-        Recent::Opened(backend_id, backend)
-    } else {
-        Recent::Seen(backend_id, backend)
-    })
+    Some((backend_id, backend))
 }
 
 /// The backend this connection went to, if it is still alive and still the same backend, and

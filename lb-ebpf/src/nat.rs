@@ -81,44 +81,13 @@ impl Update {
     /// The new checksum.
     #[inline(always)]
     fn check(self) -> u16 {
-        // At most 11 terms under 2^32: 36 bits, folded to 32 then twice to 16.
+        // A few dozen terms under 2^32 at most: under 2^38, folded to 33 bits then to 16.
         let mut sum = (self.0 & 0xffff_ffff) + (self.0 >> 32);
         sum = (sum & 0xffff) + (sum >> 16);
         sum = (sum & 0xffff) + (sum >> 16);
         sum = (sum & 0xffff) + (sum >> 16);
         !(sum as u16)
     }
-}
-
-#[inline(always)]
-fn fold(mut sum: u32) -> u16 {
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum as u16
-}
-
-/// HC' = ~(~HC + ~m + m') (RFC 1624, equation 3): the checksum after one word went from `old`
-/// to `new`.
-#[inline(always)]
-fn replace16(check: u16, old: u16, new: u16) -> u16 {
-    !fold(u32::from(!check) + u32::from(!old) + u32::from(new))
-}
-
-#[inline(always)]
-fn replace32(check: u16, old: u32, new: u32) -> u16 {
-    let check = replace16(check, old as u16, new as u16);
-    replace16(check, (old >> 16) as u16, (new >> 16) as u16)
-}
-
-#[inline(always)]
-fn replace_addr(mut check: u16, old: &Addr, new: &Addr, v4: bool) -> u16 {
-    if v4 {
-        return replace32(check, old[3], new[3]);
-    }
-    for i in 0..4 {
-        check = replace32(check, old[i], new[i]);
-    }
-    check
 }
 
 /// Rewrites one end of a TCP or UDP packet to `addr`:`port` (port in network order), the TTL
@@ -230,7 +199,7 @@ pub fn rewrite_quoted(
     // The ICMP checksum word, read first: every change below is folded into it.
     let icmp = ptr_at::<IcmpHdr>(ctx, at.l4).ok_or(())? as *mut IcmpHdr;
     // SAFETY: `icmp` lies inside the packet (checked just above).
-    let mut icmp_check = unsafe { (*icmp).check };
+    let mut icmp_check = Update::of(unsafe { (*icmp).check });
     // The quote's address at its opposite end.
     let old: Addr;
     if at.v4 {
@@ -249,12 +218,14 @@ pub fn rewrite_quoted(
             let was = quoted_field.read();
             old = [0, 0, 0, was];
             let quoted_check = (*quoted).check;
-            let new_quoted_check = replace32(quoted_check, was, addr[3]);
+            let mut update = Update::of(quoted_check);
+            update.word32(was, addr[3]);
+            let new_quoted_check = update.check();
             (*quoted).check = new_quoted_check;
             quoted_field.write(addr[3]);
             // ICMPv4's checksum covers its message only: the quote's words.
-            icmp_check = replace32(icmp_check, was, addr[3]);
-            icmp_check = replace16(icmp_check, quoted_check, new_quoted_check);
+            icmp_check.word32(was, addr[3]);
+            icmp_check.word16(quoted_check, new_quoted_check);
 
             let outer_field = match end {
                 End::Destination => &raw mut (*ip).daddr,
@@ -263,13 +234,13 @@ pub fn rewrite_quoted(
             let ttl_word = &raw mut (*ip).ttl as *mut u16;
             let old_word = ttl_word.read();
             (*ip).ttl = ttl - 1;
-            let mut check = replace16((*ip).check, old_word, ttl_word.read());
-            let outer = outer_field.read();
-            if outer == was {
-                check = replace32(check, was, addr[3]);
+            let mut check = Update::of((*ip).check);
+            check.word16(old_word, ttl_word.read());
+            if outer_field.read() == was {
+                check.word32(was, addr[3]);
                 outer_field.write(addr[3]);
             }
-            (*ip).check = check;
+            (*ip).check = check.check();
         }
     } else {
         let ip = ptr_at::<Ipv6Hdr>(ctx, at.l3).ok_or(())? as *mut Ipv6Hdr;
@@ -287,14 +258,14 @@ pub fn rewrite_quoted(
             };
             old = read_addr(quoted_field);
             write_addr(quoted_field, addr);
-            icmp_check = replace_addr(icmp_check, &old, addr, false);
+            icmp_check.addr(&old, addr, false);
             // ICMPv6's checksum covers the outer addresses too (its pseudo-header).
             let outer_field = match end {
                 End::Destination => &raw mut (*ip).daddr,
                 End::Source => &raw mut (*ip).saddr,
             };
             if read_addr(outer_field) == old {
-                icmp_check = replace_addr(icmp_check, &old, addr, false);
+                icmp_check.addr(&old, addr, false);
                 write_addr(outer_field, addr);
             }
         }
@@ -313,16 +284,18 @@ pub fn rewrite_quoted(
             field.write(port);
             was
         };
-        icmp_check = replace16(icmp_check, was, port);
+        icmp_check.word16(was, port);
         if quote.l4_len >= size_of::<TcpToCheck>() {
             let tcp = ptr_at::<TcpToCheck>(ctx, inner.l4).ok_or(())? as *mut TcpToCheck;
             // SAFETY: `tcp` lies inside the packet.
             unsafe {
                 let check = (*tcp).check;
-                let mut new = replace_addr(check, &old, addr, at.v4);
-                new = replace16(new, was, port);
+                let mut update = Update::of(check);
+                update.addr(&old, addr, at.v4);
+                update.word16(was, port);
+                let new = update.check();
                 (*tcp).check = new;
-                icmp_check = replace16(icmp_check, check, new);
+                icmp_check.word16(check, new);
             }
         }
     } else {
@@ -335,20 +308,22 @@ pub fn rewrite_quoted(
             };
             let was = field.read();
             field.write(port);
-            icmp_check = replace16(icmp_check, was, port);
+            icmp_check.word16(was, port);
             let check = (*udp).check;
             if check != 0 || !at.v4 {
-                let mut new = replace_addr(check, &old, addr, at.v4);
-                new = replace16(new, was, port);
+                let mut update = Update::of(check);
+                update.addr(&old, addr, at.v4);
+                update.word16(was, port);
+                let mut new = update.check();
                 if new == 0 {
                     new = 0xffff;
                 }
                 (*udp).check = new;
-                icmp_check = replace16(icmp_check, check, new);
+                icmp_check.word16(check, new);
             }
         }
     }
     // SAFETY: `icmp` was checked to lie inside the packet above.
-    unsafe { (*icmp).check = icmp_check };
+    unsafe { (*icmp).check = icmp_check.check() };
     Ok(())
 }

@@ -687,13 +687,13 @@ impl BgpLab {
 
     /// `xlb ARGS -i eth0 --bpffs B --pidfile P` on director `d`.
     pub fn xlb_command(&self, d: usize, args: &[&str]) -> Result<String> {
-        let mut c = self.directors[d].command(self.xlb.to_str().context("xlb path")?);
-        c.args(args)
-            .args(["-i", "eth0", "--bpffs"])
-            .arg(self.bpffs(d))
-            .arg("--pidfile")
-            .arg(self.pidfile(d));
-        lab::run(&mut c)
+        lab::xlb_in(
+            &self.directors[d],
+            &self.xlb,
+            &self.bpffs(d),
+            &self.pidfile(d),
+            args,
+        )
     }
 
     /// Replaces director `d`'s config with `text` and has its xlb reload it; the answer.

@@ -981,24 +981,19 @@ impl HaLab {
 
     /// `xlb stats` for director `d`.
     pub fn xlb_stats(&self, d: usize) -> Result<String> {
-        let mut c = self.directors[d].command(self.xlb.to_str().context("xlb path")?);
-        c.args(["stats", "-i", "eth0", "--bpffs"])
-            .arg(self.bpffs(d))
-            .arg("--pidfile")
-            .arg(self.pidfile(d));
-        lab::run(&mut c)
+        self.xlb_command(d, &["stats"])
     }
 
     /// `xlb ARGS -i eth0 --bpffs B --pidfile P` on director `d`: its output, or its stderr as
     /// the error.
     pub fn xlb_command(&self, d: usize, args: &[&str]) -> Result<String> {
-        let mut c = self.directors[d].command(self.xlb.to_str().context("xlb path")?);
-        c.args(args)
-            .args(["-i", "eth0", "--bpffs"])
-            .arg(self.bpffs(d))
-            .arg("--pidfile")
-            .arg(self.pidfile(d));
-        lab::run(&mut c)
+        lab::xlb_in(
+            &self.directors[d],
+            &self.xlb,
+            &self.bpffs(d),
+            &self.pidfile(d),
+            args,
+        )
     }
 
     /// Replaces the config of the xlb on `d` with `config` and has it reloaded; `xlb reload`'s
@@ -1011,12 +1006,7 @@ impl HaLab {
 
     /// `xlb status --json` of director `d`: what its running xlb reports.
     pub fn xlb_status(&self, d: usize) -> Result<lb_userspace::status::Status> {
-        let mut c = self.directors[d].command(self.xlb.to_str().context("xlb path")?);
-        c.args(["status", "--json", "-i", "eth0", "--bpffs"])
-            .arg(self.bpffs(d))
-            .arg("--pidfile")
-            .arg(self.pidfile(d));
-        let text = lab::run(&mut c)?;
+        let text = self.xlb_command(d, &["status", "--json"])?;
         serde_json::from_str(&text).with_context(|| format!("xlb status --json printed {text}"))
     }
 

@@ -139,6 +139,24 @@ impl Drop for Netns {
     }
 }
 
+/// `xlb ARGS -i eth0 --bpffs BPFFS --pidfile PIDFILE` in `ns`, as every lab's director runs
+/// its commands: the output, or the stderr as the error when it fails.
+pub fn xlb_in(
+    ns: &Netns,
+    xlb: &Path,
+    bpffs: &Path,
+    pidfile: &Path,
+    args: &[&str],
+) -> Result<String> {
+    let mut c = ns.command(xlb.to_str().context("xlb path")?);
+    c.args(args)
+        .args(["-i", "eth0", "--bpffs"])
+        .arg(bpffs)
+        .arg("--pidfile")
+        .arg(pidfile);
+    run(&mut c)
+}
+
 pub fn run(c: &mut Command) -> Result<String> {
     let out = c.output().with_context(|| format!("running {c:?}"))?;
     if !out.status.success() {
@@ -605,23 +623,12 @@ impl DrLab {
     /// `xlb ARGS -i eth0 --bpffs B --pidfile P` in the director's namespace: its output, or
     /// its stderr as the error when it fails.
     pub fn xlb(&self, xlb: &Path, args: &[&str]) -> Result<String> {
-        let mut c = self.director.command(xlb.to_str().context("xlb path")?);
-        c.args(args)
-            .args(["-i", "eth0", "--bpffs"])
-            .arg(self.bpffs())
-            .arg("--pidfile")
-            .arg(self.pidfile());
-        run(&mut c)
+        xlb_in(&self.director, xlb, &self.bpffs(), &self.pidfile(), args)
     }
 
     /// `xlb stats` of the running xlb: its outcome counters, flow events, VIPs and backends.
     pub fn stats(&self, xlb: &Path) -> Result<String> {
-        let mut c = self.director.command(xlb.to_str().context("xlb path")?);
-        c.args(["stats", "-i", "eth0", "--bpffs"])
-            .arg(self.bpffs())
-            .arg("--pidfile")
-            .arg(self.pidfile());
-        run(&mut c)
+        self.xlb(xlb, &["stats"])
     }
 
     /// One counter of `xlb stats` output, by name (`drop_no_backend`, `flow_backend_gone`, ...).
