@@ -26,6 +26,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -77,6 +78,118 @@ impl RealServerHealth {
     }
 }
 
+/// Where monitors keep their real servers' health: blocks of one-word cells that never move.
+/// A recomputation of the desired state reads the health of every real server (tens of
+/// thousands); from a few contiguous blocks that is a plain load each, where a cell of its own
+/// per monitor would be a cache miss each.
+#[derive(Debug, Default)]
+pub(crate) struct HealthCells {
+    blocks: Vec<Arc<CellBlock>>,
+    /// Cells given back, for the next monitors.
+    free: Vec<u32>,
+    /// Cells ever handed out.
+    used: u32,
+    /// The last owner tag handed out.
+    owners: u32,
+}
+
+/// 4 KiB of cells.
+const CELLS_PER_BLOCK: usize = 512;
+type CellBlock = [AtomicU64; CELLS_PER_BLOCK];
+
+impl HealthCells {
+    /// A cell for a new monitor, holding `health`.
+    pub(crate) fn take(&mut self, health: RealServerHealth) -> HealthCell {
+        let index = self.free.pop().unwrap_or_else(|| {
+            self.used += 1;
+            self.used - 1
+        });
+        let (block, slot) = (
+            index as usize / CELLS_PER_BLOCK,
+            index as usize % CELLS_PER_BLOCK,
+        );
+        if block == self.blocks.len() {
+            self.blocks
+                .push(Arc::new([const { AtomicU64::new(0) }; CELLS_PER_BLOCK]));
+        }
+        self.owners = (self.owners + 1) & HealthCell::OWNER_MAX;
+        let cell = HealthCell {
+            block: self.blocks[block].clone(),
+            slot: slot as u16,
+            index,
+            owner: self.owners,
+        };
+        // The previous owner's task, aborted but perhaps mid-poll on another thread, can no
+        // longer write: its tag no longer matches.
+        cell.word().store(cell.pack(health), Ordering::Release);
+        cell
+    }
+
+    /// Takes back the cell of a stopped monitor.
+    pub(crate) fn give_back(&mut self, cell: &HealthCell) {
+        self.free.push(cell.index);
+    }
+}
+
+/// A monitor's [`RealServerHealth`] in one word of a [`HealthCells`] block, tagged with the
+/// monitor it belongs to.
+#[derive(Clone, Debug)]
+pub(crate) struct HealthCell {
+    block: Arc<CellBlock>,
+    slot: u16,
+    index: u32,
+    owner: u32,
+}
+
+impl HealthCell {
+    const UP: u64 = 1 << 32;
+    const INHIBIT: u64 = 1 << 33;
+    const FAILED_SHIFT: u32 = 34;
+    /// Checkers down beyond this many read as this many (a real server has a handful).
+    const FAILED_MAX: u64 = 0xff;
+    const OWNER_SHIFT: u32 = 42;
+    const OWNER_MAX: u32 = (1 << 22) - 1;
+
+    fn word(&self) -> &AtomicU64 {
+        &self.block[usize::from(self.slot)]
+    }
+
+    fn pack(&self, h: RealServerHealth) -> u64 {
+        u64::from(h.weight)
+            | if h.up { Self::UP } else { 0 }
+            | if h.inhibit_on_failure {
+                Self::INHIBIT
+            } else {
+                0
+            }
+            | (h.failed_checkers as u64).min(Self::FAILED_MAX) << Self::FAILED_SHIFT
+            | u64::from(self.owner) << Self::OWNER_SHIFT
+    }
+
+    pub(crate) fn load(&self) -> RealServerHealth {
+        let word = self.word().load(Ordering::Acquire);
+        RealServerHealth {
+            up: word & Self::UP != 0,
+            weight: word as u32,
+            inhibit_on_failure: word & Self::INHIBIT != 0,
+            failed_checkers: ((word >> Self::FAILED_SHIFT) & Self::FAILED_MAX) as usize,
+        }
+    }
+
+    /// Stores `health` unless the cell went to another monitor.
+    fn store(&self, health: RealServerHealth) {
+        let new = self.pack(health);
+        let word = self.word();
+        let mut current = word.load(Ordering::Relaxed);
+        while (current >> Self::OWNER_SHIFT) as u32 == self.owner {
+            match word.compare_exchange_weak(current, new, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(now) => current = now,
+            }
+        }
+    }
+}
+
 /// What a monitor reports of its checks, for status and metrics.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MonitorReport {
@@ -108,7 +221,7 @@ struct MonitorUpdate {
 #[derive(Debug)]
 pub struct RealServerMonitor {
     task: JoinHandle<()>,
-    health: Arc<Mutex<RealServerHealth>>,
+    health: HealthCell,
     report: Arc<Mutex<MonitorReport>>,
     updates: mpsc::UnboundedSender<MonitorUpdate>,
     checkers: Vec<Checker>,
@@ -123,6 +236,17 @@ impl RealServerMonitor {
         rs: &RealServer,
         ctx: CheckContext,
         events: mpsc::Sender<HealthEvent>,
+    ) -> Self {
+        Self::spawn_in(vs, rs, ctx, events, &mut HealthCells::default())
+    }
+
+    /// [`Self::spawn`], keeping the health in one of `cells`.
+    pub(crate) fn spawn_in(
+        vs: &VirtualServer,
+        rs: &RealServer,
+        ctx: CheckContext,
+        events: mpsc::Sender<HealthEvent>,
+        cells: &mut HealthCells,
     ) -> Self {
         let vs_key = VsKey::of(vs);
         // keepalived: checkers start down in alpha mode; a real server with
@@ -139,12 +263,12 @@ impl RealServerMonitor {
         let failed_checkers = checkers.iter().filter(|c| !c.state.up).count();
         let alive = failed_checkers == 0;
         let weight = effective_weight(rs.weight, &checkers);
-        let health = Arc::new(Mutex::new(RealServerHealth {
+        let health = cells.take(RealServerHealth {
             up: alive,
             weight,
             inhibit_on_failure: rs.inhibit_on_failure,
             failed_checkers,
-        }));
+        });
         let (updates, updates_rx) = mpsc::unbounded_channel();
         let settings = (rs.clone(), ctx.scripts.clone());
         let report = Arc::new(Mutex::new(MonitorReport {
@@ -179,7 +303,13 @@ impl RealServerMonitor {
 
     /// The real server's state now.
     pub fn health(&self) -> RealServerHealth {
-        *lock(&self.health)
+        self.health.load()
+    }
+
+    /// Where its task keeps the health: what a virtual server's walk over its real servers
+    /// reads.
+    pub(crate) fn health_cell(&self) -> HealthCell {
+        self.health.clone()
     }
 
     /// Its checks' recent history.
@@ -301,7 +431,7 @@ struct Task {
     weight: u32,
     /// (up, forwarding weight) of the last event sent.
     last_sent: Option<(bool, u32)>,
-    health: Arc<Mutex<RealServerHealth>>,
+    health: HealthCell,
     events: mpsc::Sender<HealthEvent>,
     updates: mpsc::UnboundedReceiver<MonitorUpdate>,
     report: Arc<Mutex<MonitorReport>>,
@@ -611,7 +741,7 @@ impl Task {
             failed_checkers: failed,
         };
         let sent = (health.up, health.forwarding_weight());
-        *lock(&self.health) = health;
+        self.health.store(health);
         if self.last_sent == Some(sent) {
             return;
         }

@@ -23,7 +23,8 @@ use tokio::sync::mpsc;
 
 use crate::check::{CheckContext, TlsClient};
 use crate::monitor::{
-    HealthEvent, NOTIFY_TIMEOUT, RealServerHealth, RealServerMonitor, run_notify, spawn_notify,
+    HealthCell, HealthCells, HealthEvent, NOTIFY_TIMEOUT, RealServerHealth, RealServerMonitor,
+    run_notify, spawn_notify,
 };
 use crate::quorum::{EffectiveVs, QuorumState, QuorumTransition, effective_backends_of};
 use crate::script::ScriptRunner;
@@ -38,8 +39,14 @@ pub const SHUTDOWN_NOTIFY_TIMEOUT: Duration = Duration::from_secs(1);
 pub type HealthSnapshot = HashMap<VsKey, HashMap<RsKey, RealServerHealth>>;
 
 struct VsEntry {
-    config: VirtualServer,
+    /// Boxed: the map of thousands of entries stays small enough to stay in cache, for the
+    /// walk over every virtual server that each recomputation makes.
+    config: Box<VirtualServer>,
     quorum: QuorumState,
+    /// Each configured real server and its monitor's health, in configuration order (for a
+    /// real server configured twice, its first's): read on every recomputation without a
+    /// lookup.
+    real_servers: Vec<(RsKey, Option<HealthCell>)>,
 }
 
 /// Owns the monitors of the current configuration.
@@ -49,6 +56,8 @@ pub struct HealthSupervisor {
     script_settings: (bool, Option<ScriptUser>),
     tls: TlsClient,
     monitors: HashMap<(VsKey, RsKey), RealServerMonitor, foldhash::fast::RandomState>,
+    /// Where the monitors keep their health.
+    cells: HealthCells,
     /// The track_files FILE_CHECKs follow, and their values.
     track_files: Vec<TrackFile>,
     files: FileValues,
@@ -68,6 +77,7 @@ impl HealthSupervisor {
             script_settings: (false, None),
             tls: TlsClient::new(),
             monitors: HashMap::default(),
+            cells: HealthCells::default(),
             track_files: Vec::new(),
             files: FileValues::default(),
             started: false,
@@ -109,6 +119,7 @@ impl HealthSupervisor {
                 continue;
             }
             warn_clamped_quorum(vs, &vs_key);
+            let mut real_servers = Vec::with_capacity(vs.real_servers.len());
             for rs in &vs.real_servers {
                 let key = (vs_key, (rs.address, rs.port));
                 if self.monitors.contains_key(&key) {
@@ -116,6 +127,8 @@ impl HealthSupervisor {
                         "Real server {} of VS {vs_key} is configured twice - using the first",
                         service_trio(rs.address, rs.port, vs.protocol)
                     );
+                    let first = self.monitors.get(&key).map(RealServerMonitor::health_cell);
+                    real_servers.push((key.1, first));
                     continue;
                 }
                 // A FILE_CHECK whose file is watched anew needs the new watch.
@@ -130,30 +143,40 @@ impl HealthSupervisor {
                         m
                     }
                     previous => {
-                        if previous.is_some() {
+                        if let Some(previous) = previous {
                             info!(
                                 "Checkers of service {} of VS {vs_key} changed - restarting its health checks",
                                 service_trio(rs.address, rs.port, vs.protocol)
                             );
+                            // Stops it.
+                            self.cells.give_back(&previous.health_cell());
                         }
-                        drop(previous);
-                        RealServerMonitor::spawn(vs, rs, self.context(), self.events.clone())
+                        RealServerMonitor::spawn_in(
+                            vs,
+                            rs,
+                            self.context(),
+                            self.events.clone(),
+                            &mut self.cells,
+                        )
                     }
                 };
+                real_servers.push((key.1, Some(monitor.health_cell())));
                 self.monitors.insert(key, monitor);
             }
             let quorum = old_vs.remove(&vs_key).map(|e| e.quorum).unwrap_or_default();
             self.virtual_servers.insert(
                 vs_key,
                 VsEntry {
-                    config: vs.clone(),
+                    config: Box::new(vs.clone()),
                     quorum,
+                    real_servers,
                 },
             );
             self.order.push(vs_key);
         }
 
         for ((vs_key, rs_key), monitor) in old {
+            self.cells.give_back(&monitor.health_cell());
             let health = monitor.stop();
             if !health.up {
                 continue;
@@ -267,55 +290,56 @@ impl HealthSupervisor {
     /// logs as keepalived does and runs quorum_up or quorum_down. Call it
     /// after every [`HealthEvent`] of `vs` so that no transition is missed.
     pub fn effective_backends(&mut self, vs: &VsKey) -> Option<EffectiveVs> {
-        self.virtual_server_health(vs)
-            .map(|(effective, _)| effective)
-    }
-
-    /// [`Self::effective_backends`] of `vs`, and the health of each of its configured real
-    /// servers in configuration order (`None`: not monitored), each monitor looked up once.
-    pub fn virtual_server_health(
-        &mut self,
-        vs: &VsKey,
-    ) -> Option<(EffectiveVs, Vec<Option<RealServerHealth>>)> {
-        let monitors = &self.monitors;
         let entry = self.virtual_servers.get_mut(vs)?;
         let healths: Vec<Option<RealServerHealth>> = entry
-            .config
             .real_servers
             .iter()
-            .map(|rs| {
-                monitors
-                    .get(&(*vs, (rs.address, rs.port)))
-                    .map(|m| m.health())
-            })
+            .map(|(_, cell)| cell.as_ref().map(|c| c.load()))
             .collect();
-        let effective = effective_backends_of(&entry.config, &healths, &mut entry.quorum);
-        if let Some(transition) = effective.transition {
-            let name = vs.to_string();
-            if let Some(line) = effective.transition_line(&name) {
-                info!("{line}");
-            }
-            if let Some(sorry) = &entry.config.sorry_server {
-                let sorry_name = service_trio(sorry.address, sorry.port, vs.protocol);
-                match transition {
-                    QuorumTransition::Gained => {
-                        info!("Removing sorry server {sorry_name} from VS {name}");
-                        info!("Adding alive servers to the pool for VS {name}");
-                    }
-                    QuorumTransition::Lost | QuorumTransition::StartedDown => {
-                        info!("Removing alive servers from the pool for VS {name}");
-                        info!("Adding sorry server {sorry_name} to VS {name}");
-                    }
-                }
-            }
-            let script = match transition {
-                QuorumTransition::Gained => &entry.config.quorum_up,
-                QuorumTransition::Lost | QuorumTransition::StartedDown => &entry.config.quorum_down,
-            };
-            if let Some(script) = script {
-                spawn_notify(self.scripts.clone(), script.clone(), NOTIFY_TIMEOUT);
-            }
-        }
+        Some(quorum_step(
+            &self.scripts,
+            &entry.config,
+            &healths,
+            &mut entry.quorum,
+        ))
+    }
+
+    /// [`Self::effective_backends`] of `vs`, and the health of each real server `vs` lists, in
+    /// its order (`None`: not monitored). `vs` is the caller's config of the virtual server: a
+    /// reload read but not applied here yet may list other real servers, or the same in
+    /// another order, and other quorum settings, than the monitors follow; the answer is for
+    /// `vs` as given.
+    pub fn virtual_server_health(
+        &mut self,
+        vs: &VirtualServer,
+    ) -> Option<(EffectiveVs, Vec<Option<RealServerHealth>>)> {
+        let key = VsKey::of(vs);
+        let entry = self.virtual_servers.get_mut(&key)?;
+        // Thousands of virtual servers at a time: their monitors' cells in order, without a
+        // lookup each, unless the lists differ.
+        let same_order = entry.real_servers.len() == vs.real_servers.len()
+            && entry
+                .real_servers
+                .iter()
+                .zip(&vs.real_servers)
+                .all(|((rs_key, _), rs)| *rs_key == (rs.address, rs.port));
+        let healths: Vec<Option<RealServerHealth>> = if same_order {
+            entry
+                .real_servers
+                .iter()
+                .map(|(_, cell)| cell.as_ref().map(|c| c.load()))
+                .collect()
+        } else {
+            vs.real_servers
+                .iter()
+                .map(|rs| {
+                    self.monitors
+                        .get(&(key, (rs.address, rs.port)))
+                        .map(RealServerMonitor::health)
+                })
+                .collect()
+        };
+        let effective = quorum_step(&self.scripts, vs, &healths, &mut entry.quorum);
         Some((effective, healths))
     }
 
@@ -389,6 +413,45 @@ fn warn_clamped_quorum(vs: &VirtualServer, key: &VsKey) {
             quorum.saturating_sub(1)
         );
     }
+}
+
+/// [`effective_backends_of`], logging a quorum change as keepalived does and running its
+/// quorum_up or quorum_down.
+fn quorum_step(
+    scripts: &Arc<ScriptRunner>,
+    vs: &VirtualServer,
+    healths: &[Option<RealServerHealth>],
+    quorum: &mut QuorumState,
+) -> EffectiveVs {
+    let effective = effective_backends_of(vs, healths, quorum);
+    let Some(transition) = effective.transition else {
+        return effective;
+    };
+    let name = VsKey::of(vs).to_string();
+    if let Some(line) = effective.transition_line(&name) {
+        info!("{line}");
+    }
+    if let Some(sorry) = &vs.sorry_server {
+        let sorry_name = service_trio(sorry.address, sorry.port, vs.protocol);
+        match transition {
+            QuorumTransition::Gained => {
+                info!("Removing sorry server {sorry_name} from VS {name}");
+                info!("Adding alive servers to the pool for VS {name}");
+            }
+            QuorumTransition::Lost | QuorumTransition::StartedDown => {
+                info!("Removing alive servers from the pool for VS {name}");
+                info!("Adding sorry server {sorry_name} to VS {name}");
+            }
+        }
+    }
+    let script = match transition {
+        QuorumTransition::Gained => &vs.quorum_up,
+        QuorumTransition::Lost | QuorumTransition::StartedDown => &vs.quorum_down,
+    };
+    if let Some(script) = script {
+        spawn_notify(scripts.clone(), script.clone(), NOTIFY_TIMEOUT);
+    }
+    effective
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! takes the new connections and the live real servers keep the ones they have (weight 0).
 
 use lb_config::{Config, VirtualServer};
-use lb_health::{HealthSupervisor, RealServerHealth, VsKey};
+use lb_health::{HealthSupervisor, RealServerHealth};
 
 use lb_common::Forwarding;
 
@@ -27,7 +27,7 @@ pub fn services_and_quorum(config: &Config, health: &mut HealthSupervisor) -> Ve
         .iter()
         .map(|vs| {
             // Each real server's monitor looked up once (tens of thousands per recomputation).
-            let (sorry, quorum_up, healths) = match health.virtual_server_health(&VsKey::of(vs)) {
+            let (sorry, quorum_up, healths) = match health.virtual_server_health(vs) {
                 Some((effective, healths)) => (effective.sorry, effective.quorum_up, healths),
                 None => (false, true, Vec::new()),
             };

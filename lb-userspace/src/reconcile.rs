@@ -816,12 +816,25 @@ impl Reconciler {
         desired: &DesiredState,
         changes: &mut Changes,
     ) -> Result<Vec<(BackendKey, u32, Backend)>> {
-        let mut going_down = Vec::new();
-        for (key, backend) in &desired.backends {
-            if let Some((id, applied, _)) = self.draining.remove(key) {
-                self.backends.insert(*key, (id, applied));
+        // Real servers back in the config before their drain ended keep their ids.
+        if !self.draining.is_empty() {
+            for key in desired.backends.keys() {
+                if let Some((id, applied, _)) = self.draining.remove(key) {
+                    self.backends.insert(*key, (id, applied));
+                }
             }
-            if let Some((id, applied)) = self.backends.get(key)
+        }
+        let mut going_down = Vec::new();
+        let mut added = Vec::new();
+        // Both maps are in key order: one walk side by side rather than a search of tens of
+        // thousands of backends for each.
+        let mut applied_backends = self.backends.iter_mut().peekable();
+        for (key, backend) in &desired.backends {
+            while applied_backends.next_if(|(k, _)| *k < key).is_some() {}
+            let applied = applied_backends
+                .next_if(|(k, _)| *k == key)
+                .map(|(_, entry)| entry);
+            if let Some((id, applied)) = &applied
                 && applied.flags & lb_common::BACKEND_F_VALID != 0
                 && backend.flags & lb_common::BACKEND_F_VALID == 0
             {
@@ -835,7 +848,7 @@ impl Reconciler {
                 ));
                 continue;
             }
-            let (id, generation) = match self.backends.get(key) {
+            let (id, generation) = match &applied {
                 Some((_, applied))
                     if *applied
                         == (Backend {
@@ -867,9 +880,13 @@ impl Reconciler {
             };
             w.set_backend(id, &backend)
                 .with_context(|| format!("writing backend {} of a VIP", key.real_server))?;
-            self.backends.insert(*key, (id, backend));
+            match applied {
+                Some(entry) => *entry = (id, backend),
+                None => added.push((*key, (id, backend))),
+            }
             changes.backends_written += 1;
         }
+        self.backends.extend(added);
         Ok(going_down)
     }
 
@@ -1073,10 +1090,15 @@ impl Reconciler {
         desired: &DesiredState,
         changes: &mut Changes,
     ) -> Result<()> {
+        // Side by side in key order, as in write_backends.
+        let mut wanted = desired.backends.keys().peekable();
         let gone: Vec<BackendKey> = self
             .backends
             .keys()
-            .filter(|key| !desired.backends.contains_key(key))
+            .filter(|key| {
+                while wanted.next_if(|w| w < key).is_some() {}
+                wanted.peek() != Some(key)
+            })
             .copied()
             .collect();
         let now = Instant::now();

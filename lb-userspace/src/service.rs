@@ -116,10 +116,44 @@ pub struct BackendPath {
 
 /// One real server of one VIP: what a backend id stands for. Its own id (rather than one per
 /// address) gives each real server of each VIP its own liveness and counters, as IPVS does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct BackendKey {
     pub vip: VipKey,
     pub real_server: SocketAddr,
+}
+
+impl BackendKey {
+    /// The key's fields as integers: compared in one go, they order keys as comparing field
+    /// by field does (the VIP's address words, port, protocol, then the real server's family,
+    /// address and port), in a few instructions rather than a compare of each word and a match
+    /// on each address. Reconciling walks tens of thousands of keys side by side.
+    fn rank(&self) -> (u128, u32, u8, u128, u16) {
+        let [a, b, c, d] = self.vip.addr.map(u128::from);
+        let vip_addr = a << 96 | b << 64 | c << 32 | d;
+        let vip_rest = u32::from(self.vip.port) << 16
+            | u32::from(self.vip.proto) << 8
+            | u32::from(self.vip._pad);
+        let (family, ip) = match self.real_server.ip() {
+            IpAddr::V4(ip) => (0, u128::from(ip.to_bits())),
+            IpAddr::V6(ip) => (1, ip.to_bits()),
+        };
+        (vip_addr, vip_rest, family, ip, self.real_server.port())
+    }
+}
+
+impl Ord for BackendKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.rank()
+            .cmp(&other.rank())
+            // IPv6 flow labels and scopes, which real servers do not have.
+            .then_with(|| self.real_server.cmp(&other.real_server))
+    }
+}
+
+impl PartialOrd for BackendKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 /// What the data plane should hold.
@@ -170,12 +204,20 @@ pub fn desired(
     paths: &HashMap<IpAddr, BackendPath>,
     active: bool,
 ) -> DesiredState {
-    let mut state = DesiredState {
-        active,
-        ..Default::default()
-    };
-    for service in services {
+    // Gathered in lists and each map built at once from them (sorted, then filled in order):
+    // tens of thousands of inserts into a growing map cost several times more. A key given
+    // twice keeps its last value, as inserting would.
+    //
+    // The lists are made in key order (services by key, each one's real servers by address),
+    // so building a map finds them sorted already: a sort of the whole list by its large keys
+    // cost more than the rest of this function.
+    let mut in_order: Vec<(VipKey, &Service)> = services.iter().map(|s| (s.key(), s)).collect();
+    in_order.sort_by_key(|(key, _)| *key);
+    let mut backends = Vec::with_capacity(services.iter().map(|s| s.real_servers.len()).sum());
+    let mut vips = Vec::with_capacity(services.len());
+    for (key, service) in in_order {
         let mut members = Vec::new();
+        let first = backends.len();
         for rs in &service.real_servers {
             let path = paths.get(&rs.addr.ip()).filter(|_| rs.alive);
             let backend = match path {
@@ -188,22 +230,23 @@ pub fn desired(
                 },
                 None => Backend::default(),
             };
-            state.backends.insert(
+            backends.push((
                 BackendKey {
-                    vip: service.key(),
+                    vip: key,
                     real_server: rs.addr,
                 },
                 Backend {
-                    vip: service.key(),
+                    vip: key,
                     real_server: addr_words(rs.addr.ip()),
                     real_server_port: rs.addr.port(),
                     ..backend
                 },
-            );
+            ));
             if path.is_some() {
                 members.push((rs.addr.ip(), rs.addr.port(), rs.weight));
             }
         }
+        backends[first..].sort_by_key(|(k, _)| k.real_server);
         members.sort();
         let hashing = if service.source_hash {
             VIP_F_SOURCE_HASH
@@ -211,20 +254,26 @@ pub fn desired(
             0
         };
         let flags = hashing | service.forwarding.flags();
-        state.vips.insert(
-            service.key(),
+        vips.push((
+            key,
             DesiredVip {
                 flags,
                 persistence: service.persistence,
                 members,
                 claim: CLAIM_STATIC,
             },
-        );
-        state
-            .vip_addrs
-            .insert(service.key().addr, VIP_ADDR_F_SERVICES | CLAIM_STATIC);
+        ));
     }
-    state
+    let vip_addrs = vips
+        .iter()
+        .map(|(key, _)| (key.addr, VIP_ADDR_F_SERVICES | CLAIM_STATIC))
+        .collect();
+    DesiredState {
+        active,
+        backends: backends.into_iter().collect(),
+        vips: vips.into_iter().collect(),
+        vip_addrs,
+    }
 }
 
 #[cfg(test)]
@@ -246,6 +295,54 @@ mod tests {
                     alive: true,
                 })
                 .collect(),
+        }
+    }
+
+    #[test]
+    fn backend_keys_order_as_their_fields_do() {
+        let vips = [
+            "10.0.0.1:80",
+            "10.0.0.1:443",
+            "10.0.1.0:80",
+            "[2001:db8::1]:80",
+            "[::1]:53",
+        ];
+        let reals = [
+            "10.0.0.9:80",
+            "10.0.0.10:80",
+            "10.0.0.9:8080",
+            "[2001:db8::9]:80",
+            "[::ffff:10.0.0.9]:80",
+        ];
+        let mut keys = Vec::new();
+        for (i, vip) in vips.iter().enumerate() {
+            for proto in [6, 17] {
+                let addr: SocketAddr = vip.parse().unwrap();
+                let vip = VipKey {
+                    proto,
+                    ..VipKey {
+                        addr: addr_words(addr.ip()),
+                        port: addr.port().to_be(),
+                        proto: 0,
+                        _pad: i as u8 % 2,
+                    }
+                };
+                for rs in reals {
+                    keys.push(BackendKey {
+                        vip,
+                        real_server: rs.parse().unwrap(),
+                    });
+                }
+            }
+        }
+        for a in &keys {
+            for b in &keys {
+                assert_eq!(
+                    a.cmp(b),
+                    (a.vip, a.real_server).cmp(&(b.vip, b.real_server)),
+                    "{a:?} {b:?}"
+                );
+            }
         }
     }
 

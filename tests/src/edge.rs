@@ -163,14 +163,16 @@ impl EdgeLab {
         }
     }
 
-    /// Rewrites the config without the real servers `without` and makes xlb reload it (SIGHUP).
-    pub fn reload_without(&self, without: &[usize]) -> anyhow::Result<()> {
+    /// Rewrites the config without the real servers `without` and makes xlb reload it
+    /// (SIGHUP); when the signal was sent.
+    pub fn reload_without(&self, without: &[usize]) -> anyhow::Result<std::time::Instant> {
         use anyhow::Context as _;
         std::fs::write(&self.config, self::config(without))?;
         let pid = self.daemon.as_ref().context("xlb is not running")?.pid();
+        let sent = std::time::Instant::now();
         // SAFETY: signalling our own child by its pid.
         unsafe { libc::kill(pid, libc::SIGHUP) };
-        Ok(())
+        Ok(sent)
     }
 }
 

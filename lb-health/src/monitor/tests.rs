@@ -420,3 +420,61 @@ async fn dns_check_follows_the_answer_code() {
     );
     server.abort();
 }
+
+#[test]
+fn health_cell_keeps_every_field() {
+    let mut cells = HealthCells::default();
+    for health in [
+        RealServerHealth {
+            up: true,
+            weight: u32::MAX,
+            inhibit_on_failure: false,
+            failed_checkers: 0,
+        },
+        RealServerHealth {
+            up: false,
+            weight: 0,
+            inhibit_on_failure: true,
+            failed_checkers: 3,
+        },
+    ] {
+        let cell = cells.take(health);
+        assert_eq!(cell.load(), health);
+        let flipped = RealServerHealth {
+            up: !health.up,
+            ..health
+        };
+        cell.store(flipped);
+        assert_eq!(cell.load(), flipped);
+    }
+}
+
+#[test]
+fn a_given_back_cell_ignores_its_previous_monitor() {
+    let mut cells = HealthCells::default();
+    let down = RealServerHealth {
+        up: false,
+        weight: 1,
+        inhibit_on_failure: false,
+        failed_checkers: 1,
+    };
+    let up = RealServerHealth {
+        up: true,
+        weight: 5,
+        inhibit_on_failure: false,
+        failed_checkers: 0,
+    };
+    // Enough cells to fill a block and start another.
+    let many: Vec<HealthCell> = (0..CELLS_PER_BLOCK + 3).map(|_| cells.take(down)).collect();
+    let old = many[CELLS_PER_BLOCK + 1].clone();
+    cells.give_back(&old);
+    let new = cells.take(up);
+    assert_eq!((new.index, new.slot), (old.index, old.slot));
+    // The stopped monitor's task, still running for a moment, writes once more: lost.
+    old.store(down);
+    assert_eq!(new.load(), up);
+    assert!(
+        many.iter()
+            .all(|c| c.index == old.index || c.load() == down)
+    );
+}

@@ -106,6 +106,41 @@ async fn apply_keeps_the_state_of_unchanged_real_servers() {
 }
 
 #[tokio::test]
+async fn health_follows_the_callers_real_servers_before_a_reload_is_applied() {
+    let dir = script_dir();
+    let (failing, _) = switch(dir.path(), "fail.sh", 1);
+    let check = misc_checker(&failing, false, timing(50, 0, 20));
+    let vs = virtual_server(vec![
+        real_server(8001, 1, vec![check]),
+        real_server(8002, 3, Vec::new()),
+    ]);
+    let (tx, mut rx) = mpsc::channel(256);
+    let mut sup = HealthSupervisor::new(tx);
+    sup.apply(&config(vec![vs.clone()]));
+    wait_event(&mut rx, |e| e.real_server.1 == 8001 && !e.up).await;
+    let up = |h: &Option<RealServerHealth>| h.map(|h| (h.up, h.weight));
+
+    let (_, healths) = sup.virtual_server_health(&vs).expect("known VS");
+    assert_eq!(
+        healths.iter().map(up).collect::<Vec<_>>(),
+        [Some((false, 1)), Some((true, 3))]
+    );
+
+    // A reload read, not applied yet: 8001 removed, 8004 new, 8002 first. Each real server
+    // gets its own health, not that of the one at its position in the applied config.
+    let mut read = vs.clone();
+    read.real_servers = vec![
+        real_server(8002, 3, Vec::new()),
+        real_server(8004, 1, Vec::new()),
+    ];
+    let (_, healths) = sup.virtual_server_health(&read).expect("known VS");
+    assert_eq!(
+        healths.iter().map(up).collect::<Vec<_>>(),
+        [Some((true, 3)), None]
+    );
+}
+
+#[tokio::test]
 async fn removing_a_live_real_server_runs_its_notify_down() {
     let dir = script_dir();
     let calls = dir.path().join("calls");

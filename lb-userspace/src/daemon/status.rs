@@ -269,7 +269,7 @@ impl Daemon<'_> {
         for (vs, svc) in self.config.virtual_servers.iter().zip(&services) {
             let key = svc.key();
             let vs_key = VsKey::of(vs);
-            let (effective, healths) = match self.health.virtual_server_health(&vs_key) {
+            let (effective, healths) = match self.health.virtual_server_health(vs) {
                 Some((effective, healths)) => (Some(effective), healths),
                 None => (None, Vec::new()),
             };
