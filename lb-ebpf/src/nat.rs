@@ -90,6 +90,29 @@ impl Update {
     }
 }
 
+/// Takes one from an IPv4 header's TTL (at least 2), and its word from the header checksum.
+/// TTL and protocol share a 16-bit word of the checksum: the new word is worked out from the
+/// old one rather than read back after the TTL's byte is written (a wide read of a narrow
+/// write just made waits for the write to land).
+///
+/// # Safety
+/// `ip` lies inside the packet.
+#[inline(always)]
+unsafe fn ttl_less_one(ip: *mut Ipv4Hdr, check: &mut Update) {
+    let ttl_word = unsafe { &raw mut (*ip).ttl } as *mut u16;
+    // SAFETY: inside the header, as the caller says.
+    let old = unsafe { ttl_word.read() };
+    // The TTL is the word's first byte in memory: its low byte here (BPF is little-endian on
+    // the hosts xlb runs on), and above 1, so nothing borrows from the protocol.
+    let new = if cfg!(target_endian = "little") {
+        old.wrapping_sub(1)
+    } else {
+        old.wrapping_sub(0x100)
+    };
+    unsafe { ttl_word.write(new) };
+    check.word16(old, new);
+}
+
 /// Rewrites one end of a TCP or UDP packet to `addr`:`port` (port in network order), the TTL
 /// (hop limit) one less. `Err(())` when the TTL would reach 0, or a header is cut short (the
 /// parser checked them; the verifier wants the checks here, next to the writes).
@@ -111,12 +134,8 @@ pub fn rewrite(ctx: &XdpContext, at: &Headers, end: End, addr: &Addr, port: u16)
             };
             let was = field.read();
             old = [0, 0, 0, was];
-            // TTL and protocol share a 16-bit word of the header checksum.
-            let ttl_word = &raw mut (*ip).ttl as *mut u16;
-            let old_word = ttl_word.read();
-            (*ip).ttl = ttl - 1;
             let mut check = Update::of((*ip).check);
-            check.word16(old_word, ttl_word.read());
+            ttl_less_one(ip, &mut check);
             check.word32(was, addr[3]);
             (*ip).check = check.check();
             field.write(addr[3]);
@@ -231,11 +250,8 @@ pub fn rewrite_quoted(
                 End::Destination => &raw mut (*ip).daddr,
                 End::Source => &raw mut (*ip).saddr,
             };
-            let ttl_word = &raw mut (*ip).ttl as *mut u16;
-            let old_word = ttl_word.read();
-            (*ip).ttl = ttl - 1;
             let mut check = Update::of((*ip).check);
-            check.word16(old_word, ttl_word.read());
+            ttl_less_one(ip, &mut check);
             if outer_field.read() == was {
                 check.word32(was, addr[3]);
                 outer_field.write(addr[3]);
