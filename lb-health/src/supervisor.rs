@@ -49,6 +49,16 @@ struct VsEntry {
     real_servers: Vec<(RsKey, Option<HealthCell>)>,
 }
 
+impl VsEntry {
+    /// Its real servers' health, in configuration order.
+    fn healths(&self) -> Vec<Option<RealServerHealth>> {
+        self.real_servers
+            .iter()
+            .map(|(_, cell)| cell.as_ref().map(HealthCell::load))
+            .collect()
+    }
+}
+
 /// Owns the monitors of the current configuration.
 pub struct HealthSupervisor {
     events: mpsc::Sender<HealthEvent>,
@@ -148,7 +158,8 @@ impl HealthSupervisor {
                                 "Checkers of service {} of VS {vs_key} changed - restarting its health checks",
                                 service_trio(rs.address, rs.port, vs.protocol)
                             );
-                            // Stops it.
+                            // Dropped at the end of this block, which stops its task; a
+                            // last write the task may still make to the cell is lost.
                             self.cells.give_back(&previous.health_cell());
                         }
                         RealServerMonitor::spawn_in(
@@ -291,11 +302,7 @@ impl HealthSupervisor {
     /// after every [`HealthEvent`] of `vs` so that no transition is missed.
     pub fn effective_backends(&mut self, vs: &VsKey) -> Option<EffectiveVs> {
         let entry = self.virtual_servers.get_mut(vs)?;
-        let healths: Vec<Option<RealServerHealth>> = entry
-            .real_servers
-            .iter()
-            .map(|(_, cell)| cell.as_ref().map(|c| c.load()))
-            .collect();
+        let healths = entry.healths();
         Some(quorum_step(
             &self.scripts,
             &entry.config,
@@ -324,11 +331,7 @@ impl HealthSupervisor {
                 .zip(&vs.real_servers)
                 .all(|((rs_key, _), rs)| *rs_key == (rs.address, rs.port));
         let healths: Vec<Option<RealServerHealth>> = if same_order {
-            entry
-                .real_servers
-                .iter()
-                .map(|(_, cell)| cell.as_ref().map(|c| c.load()))
-                .collect()
+            entry.healths()
         } else {
             vs.real_servers
                 .iter()
