@@ -18,7 +18,8 @@
 //! common case) skip the credit arithmetic. The last sqrt(M) entries are not walked to at all:
 //! for each free entry, the number of steps a backend's walk needs to reach it follows from the
 //! inverse of its stride, so the nearest free entry, the one the walk would find, costs one
-//! multiply per free entry rather than about M / free probes.
+//! multiply per free entry rather than about M / free probes (and the inverses, one extended
+//! Euclid for all of them).
 
 use crate::maps::{Addr, MAX_MAGLEV_TABLE_SIZE, MAX_MEMBERS, NO_BACKEND};
 
@@ -57,19 +58,23 @@ struct Cursor {
 }
 
 /// Working memory of [`build`], sized for the largest input it accepts ([`MAX_MEMBERS`]
-/// backends, [`MAX_MAGLEV_TABLE_SIZE`] entries; about 113 KiB), so that building allocates
+/// backends, [`MAX_MAGLEV_TABLE_SIZE`] entries; about 118 KiB), so that building allocates
 /// nothing. Keep one and reuse it; what it holds between builds does not matter.
 #[derive(Clone)]
 pub struct MaglevScratch {
     cursors: [Cursor; MAX_MEMBERS as usize],
-    /// Each backend's `skip` inverted modulo the table size, computed in the endgame (0: not
-    /// yet).
+    /// The endgame's cursors' `skip` inverted modulo the table size (0: not in the endgame).
     inverses: [u32; MAX_MEMBERS as usize],
     /// Which table entries are taken: 16 KiB that stay in the L1 cache, where probing the table
     /// itself would read up to 512 KiB.
     occupied: [u64; OCCUPIED_WORDS],
     /// The entries still free in the endgame.
     free: [u32; MAX_TAIL],
+    /// The cursors that take the endgame's turns, in turn order.
+    claimants: [u32; MAX_TAIL],
+    /// The endgame's cursors, each once, and the products of their strides so far (mod m).
+    listed: [u32; MAX_TAIL],
+    products: [u32; MAX_TAIL],
 }
 
 impl MaglevScratch {
@@ -85,6 +90,9 @@ impl MaglevScratch {
             inverses: [0; MAX_MEMBERS as usize],
             occupied: [0; OCCUPIED_WORDS],
             free: [0; MAX_TAIL],
+            claimants: [0; MAX_TAIL],
+            listed: [0; MAX_TAIL],
+            products: [0; MAX_TAIL],
         }
     }
 }
@@ -248,6 +256,8 @@ pub fn build(
     // The endgame: with few entries free, a walk would pass about `size / free` taken entries to
     // reach one. Instead, work out how many steps of the walk each free entry is away and take
     // the nearest: the same entry, found in `free` steps.
+    extern crate std;
+    let t0 = std::time::Instant::now();
     let mut free = 0;
     for (i, &word) in occupied[..size.div_ceil(64)].iter().enumerate() {
         let mut bits = !word;
@@ -261,33 +271,85 @@ pub fn build(
         }
     }
     debug_assert_eq!(free, tail);
+    // Who takes the endgame's turns, and the inverses of their strides: all of them from one
+    // extended Euclid and three multiplications each (Montgomery's trick), not one Euclid each.
+    let claimants = &mut scratch.claimants[..tail];
+    for c in claimants.iter_mut() {
+        *c = turns.next(cursors) as u32;
+    }
     let inverses = &mut scratch.inverses[..active];
     inverses.fill(0);
-    for _ in 0..tail {
-        let i = turns.next(cursors);
-        let cur = &mut cursors[i];
-        if inverses[i] == 0 {
-            inverses[i] = inverse(cur.skip, m);
+    let mut distinct = 0;
+    for &i in claimants.iter() {
+        if inverses[i as usize] == 0 {
+            // Marks the cursor as listed; its inverse replaces the mark below.
+            inverses[i as usize] = 1;
+            let skip = cursors[i as usize].skip;
+            scratch.products[distinct] = match distinct {
+                0 => skip,
+                _ => modulo.reduce(u64::from(scratch.products[distinct - 1]) * u64::from(skip)),
+            };
+            scratch.listed[distinct] = i;
+            distinct += 1;
         }
+    }
+    if distinct > 0 {
+        // The inverse of the product of the first k + 1 strides, walked back one stride at a
+        // time.
+        let mut inverse_of_product = inverse(scratch.products[distinct - 1], m);
+        for k in (0..distinct).rev() {
+            let i = scratch.listed[k] as usize;
+            let skip = cursors[i].skip;
+            inverses[i] = match k {
+                0 => inverse_of_product,
+                _ => modulo
+                    .reduce(u64::from(inverse_of_product) * u64::from(scratch.products[k - 1])),
+            };
+            inverse_of_product = modulo.reduce(u64::from(inverse_of_product) * u64::from(skip));
+        }
+    }
+    let t1 = std::time::Instant::now();
+    for &i in claimants.iter() {
+        let cur = &mut cursors[i as usize];
         // The entry `s` is `(s + m - next) * inverse mod m` steps ahead. The product is below
         // 2 m^2 < 2^35, so `FastMod::low` of it orders entries by that remainder, and it is
         // linear in `s`: one multiply and one add per free entry.
-        let per_entry = modulo.low(inverses[i].into());
+        let per_entry = modulo.low(inverses[i as usize].into());
         let base = per_entry.wrapping_mul((m - cur.next).into());
-        let (mut best, mut nearest) = (0, u64::MAX);
-        for (k, &s) in scratch.free[..free].iter().enumerate() {
-            let ahead = per_entry.wrapping_mul(s.into()).wrapping_add(base);
-            if ahead < nearest {
-                (best, nearest) = (k, ahead);
-            }
-        }
+        let best = nearest(&scratch.free[..free], per_entry, base);
         let slot = scratch.free[best];
         free -= 1;
         scratch.free[best] = scratch.free[free];
         table[slot as usize] = cur.id;
         cur.next = step(slot, cur.skip, m - cur.skip);
     }
+    if std::env::var_os("PH").is_some() {
+        std::eprintln!("endgame {:?} scan {:?}", t0.elapsed(), t1.elapsed());
+    }
     Ok(())
+}
+
+/// The index in `free` (not empty) of the entry whose key `per_entry * s + base` is the
+/// smallest. Keys of entries a different number of steps ahead differ by more than 2^46 (the
+/// remainders of `FastMod::low`), so the index can replace a key's low bits: the smallest key then
+/// names its entry, and four running minima need no branch and do not wait on each other.
+#[inline(always)]
+fn nearest(free: &[u32], per_entry: u64, base: u64) -> usize {
+    const INDEX: u64 = (MAX_TAIL as u64).next_power_of_two() - 1;
+    let key =
+        |k: usize, s: u32| per_entry.wrapping_mul(s.into()).wrapping_add(base) & !INDEX | k as u64;
+    let mut least = [u64::MAX; 4];
+    let chunks = free.chunks_exact(4);
+    let rest = chunks.remainder();
+    for (j, chunk) in chunks.enumerate() {
+        for (l, &s) in chunk.iter().enumerate() {
+            least[l] = least[l].min(key(4 * j + l, s));
+        }
+    }
+    for (l, &s) in rest.iter().enumerate() {
+        least[l] = least[l].min(key(free.len() - rest.len() + l, s));
+    }
+    (least[0].min(least[1]).min(least[2].min(least[3])) & INDEX) as usize
 }
 
 /// How many entries of a table of `size` the endgame of [`build`] fills. Taking the next free
