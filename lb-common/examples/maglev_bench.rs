@@ -2,7 +2,7 @@
 //! `cargo run --release -p lb-common --example maglev_bench [runs]`.
 //!
 //! "before" is the builder as it was before the occupancy bitmap (it probes the table itself and
-//! hashed backends with five MurmurHash3 runs rather than one), kept here so that both run under
+//! hashed backends with five flow-hash runs rather than one MurmurHash3), kept here so that both run under
 //! the same conditions, alternately, each after the other has evicted its data from the caches.
 use std::time::Instant;
 
