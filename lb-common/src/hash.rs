@@ -33,7 +33,7 @@ pub(crate) const fn mix(h: u32, k: u32) -> u32 {
 /// MurmurHash3 (x86_32)'s finalisation of `words` blocks.
 #[inline(always)]
 pub(crate) const fn finish(h: u32, words: u32) -> u32 {
-    avalanche(h ^ words * 4)
+    avalanche(h ^ (words * 4))
 }
 
 /// MurmurHash3's `fmix32`: every input bit flips each output bit with probability about 1/2.
