@@ -6,7 +6,7 @@
 //! with an xor and a multiply by an odd constant, then MurmurHash3's finaliser spreads every bit
 //! over all the others: full avalanche, which Maglev needs because it takes the hash's high bits
 //! as the table entry. A fold is two BPF instructions and one multiply's latency; a MurmurHash3
-//! block step (kept below for the Maglev builder's backend hash) is about a dozen, with two
+//! block step (the Maglev builder's backend hash keeps it) is about a dozen, with two
 //! rotates BPF has no instruction for: it made a tenth of a SYN's cost in the data plane.
 //!
 //! Every director of a VIP must hash alike (the README says so): this hash replaced
@@ -15,30 +15,12 @@
 
 use crate::maps::Addr;
 
-const C1: u32 = 0xcc9e_2d51;
-const C2: u32 = 0x1b87_3593;
 /// 2^32 divided by the golden ratio, made odd: the multiply of Fibonacci hashing.
 const GOLDEN: u32 = 0x9e37_79b1;
 
-/// MurmurHash3 (x86_32)'s block step.
-#[inline(always)]
-pub(crate) const fn mix(h: u32, k: u32) -> u32 {
-    let k = k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
-    (h ^ k)
-        .rotate_left(13)
-        .wrapping_mul(5)
-        .wrapping_add(0xe654_6b64)
-}
-
-/// MurmurHash3 (x86_32)'s finalisation of `words` blocks.
-#[inline(always)]
-pub(crate) const fn finish(h: u32, words: u32) -> u32 {
-    avalanche(h ^ (words * 4))
-}
-
 /// MurmurHash3's `fmix32`: every input bit flips each output bit with probability about 1/2.
 #[inline(always)]
-const fn avalanche(mut h: u32) -> u32 {
+pub(crate) const fn avalanche(mut h: u32) -> u32 {
     h ^= h >> 16;
     h = h.wrapping_mul(0x85eb_ca6b);
     h ^= h >> 13;
@@ -148,12 +130,6 @@ mod tests {
 
     /// The table size the spread tests were written for, beside the supported ones.
     const MAGLEV_TABLE_SIZE: usize = 65537;
-
-    #[test]
-    fn murmur3_finaliser_matches_reference() {
-        // MurmurHash3_x86_32 of the 4 bytes 0x00000000 with seed 0 is 0x2362f9de.
-        assert_eq!(finish(mix(0, 0), 1), 0x2362_f9de);
-    }
 
     #[test]
     fn seed_and_every_field_change_the_hash() {

@@ -139,9 +139,24 @@ const SKIP_SEED: u32 = 0x6576_3031; // "ev01"
 /// MurmurHash3 of the backend's address and port: where its walk starts (one seed) and its
 /// stride (the other).
 fn backend_hash(b: &MaglevBackend, seed: u32) -> u32 {
-    use crate::hash::{finish, mix};
     let h = b.addr.iter().fold(seed, |h, &w| mix(h, w));
     finish(mix(h, u32::from(b.port)), 5)
+}
+
+/// MurmurHash3 (x86_32)'s block step.
+const fn mix(h: u32, k: u32) -> u32 {
+    const C1: u32 = 0xcc9e_2d51;
+    const C2: u32 = 0x1b87_3593;
+    let k = k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+    (h ^ k)
+        .rotate_left(13)
+        .wrapping_mul(5)
+        .wrapping_add(0xe654_6b64)
+}
+
+/// MurmurHash3 (x86_32)'s finalisation of `words` blocks.
+const fn finish(h: u32, words: u32) -> u32 {
+    crate::hash::avalanche(h ^ (words * 4))
 }
 
 /// The order backends take their turns in: by address, then port.
@@ -718,6 +733,12 @@ mod tests {
                 assert!(c.abs_diff(size / 3) <= 1, "{size}: backend {i} owns {c}");
             }
         }
+    }
+
+    #[test]
+    fn murmur3_matches_reference() {
+        // MurmurHash3_x86_32 of the 4 bytes 0x00000000 with seed 0 is 0x2362f9de.
+        assert_eq!(finish(mix(0, 0), 1), 0x2362_f9de);
     }
 
     #[test]
