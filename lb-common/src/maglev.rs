@@ -271,8 +271,6 @@ pub fn build(
     // The endgame: with few entries free, a walk would pass about `size / free` taken entries to
     // reach one. Instead, work out how many steps of the walk each free entry is away and take
     // the nearest: the same entry, found in `free` steps.
-    extern crate std;
-    let t0 = std::time::Instant::now();
     let mut free = 0;
     for (i, &word) in occupied[..size.div_ceil(64)].iter().enumerate() {
         let mut bits = !word;
@@ -323,7 +321,6 @@ pub fn build(
             inverse_of_product = modulo.reduce(u64::from(inverse_of_product) * u64::from(skip));
         }
     }
-    let t1 = std::time::Instant::now();
     for &i in claimants.iter() {
         let cur = &mut cursors[i as usize];
         // The entry `s` is `(s + m - next) * inverse mod m` steps ahead. The product is below
@@ -337,9 +334,6 @@ pub fn build(
         scratch.free[best] = scratch.free[free];
         table[slot as usize] = cur.id;
         cur.next = step(slot, cur.skip, m - cur.skip);
-    }
-    if std::env::var_os("PH").is_some() {
-        std::eprintln!("endgame {:?} scan {:?}", t0.elapsed(), t1.elapsed());
     }
     Ok(())
 }
