@@ -77,7 +77,7 @@ impl TableMembers {
         wide: &mut Vec<u32>,
         out: &mut Vec<u16>,
     ) -> Result<()> {
-        let mut backends: Vec<MaglevBackend> = self
+        let backends: Vec<MaglevBackend> = self
             .0
             .iter()
             .enumerate()
@@ -90,7 +90,7 @@ impl TableMembers {
             .collect();
         wide.clear();
         wide.resize(size as usize, NO_BACKEND);
-        maglev::build(&mut backends, scratch, wide)
+        maglev::build(&backends, scratch, wide)
             .map_err(|e| anyhow!("building a Maglev table: {e}"))?;
         out.clear();
         out.extend(
