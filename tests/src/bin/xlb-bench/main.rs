@@ -44,7 +44,8 @@ fn ns_per_packet(prog: &mut Xdp, frame: &[u8]) -> Result<f64> {
     Ok(r.duration.as_nanos() as f64)
 }
 
-/// The floor program: swaps the MACs and sends the frame back (XDP_TX).
+/// The floor programs' object, `xdp_floor` loaded: it swaps the MACs and sends the frame back
+/// (XDP_TX). (`nat` loads `xdp_floor_redirect`.)
 fn load_floor() -> Result<aya::Ebpf> {
     let mut obj = aya::Ebpf::load(FLOOR_OBJECT)?;
     let floor: &mut Xdp = obj
@@ -90,12 +91,12 @@ fn main() -> Result<()> {
         Some("edge") => return edge::run(&xlb_beside()?),
         Some("nat") => {
             let mut floor_obj = load_floor()?;
-            nat::run(floor_of(&mut floor_obj)?)?;
+            nat::run(&mut floor_obj)?;
             return natlab::run(&xlb_beside()?);
         }
         Some("natcost") => {
             let mut floor_obj = load_floor()?;
-            return nat::run(floor_of(&mut floor_obj)?);
+            return nat::run(&mut floor_obj);
         }
         Some("natlab") => return natlab::run(&xlb_beside()?),
         Some("maglev") => return maglev_builds(),
@@ -224,7 +225,7 @@ fn main() -> Result<()> {
     if only_packets {
         return Ok(());
     }
-    nat::run(floor)?;
+    nat::run(&mut floor_obj)?;
     natlab::run(&xlb_beside()?)?;
 
     maglev_builds()?;
