@@ -15,7 +15,7 @@
 //! keeps them cheap: taken entries are marked in a bitmap (16 KiB at most, in the L1 cache, where
 //! the table itself is up to 512 KiB); a walk steps without dividing or branching on the wrap, and
 //! two interleaved walks over alternate steps halve its dependency chain; equal weights (the
-//! common case) skip the credit arithmetic. The last sqrt(M) entries are not walked to at all:
+//! common case) skip the credit arithmetic. The last 3/4 sqrt(M) entries are not walked to at all:
 //! for each free entry, the number of steps a backend's walk needs to reach it follows from the
 //! inverse of its stride, so the nearest free entry, the one the walk would find, costs one
 //! multiply per free entry rather than about M / free probes (and the inverses, one extended
@@ -58,7 +58,7 @@ struct Cursor {
 }
 
 /// Working memory of [`build`], sized for the largest input it accepts ([`MAX_MEMBERS`]
-/// backends, [`MAX_MAGLEV_TABLE_SIZE`] entries; about 166 KiB), so that building allocates
+/// backends, [`MAX_MAGLEV_TABLE_SIZE`] entries; about 164 KiB), so that building allocates
 /// nothing. Keep one and reuse it; what it holds between builds does not matter.
 #[derive(Clone)]
 pub struct MaglevScratch {
