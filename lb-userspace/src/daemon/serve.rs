@@ -171,6 +171,13 @@ impl<'a> Daemon<'a> {
             self.catch_up().await;
             if let Some((old, waiters)) = self.reloaded.take() {
                 self.finish_reload(old, waiters);
+                // A changed VRRP configuration left VRRP detached, and a MASTER sends no
+                // adverts until its successor runs: that starts now, with the data plane and
+                // the health checks following the new config, not after another pass over
+                // the data plane (which resolves every backend again).
+                if self.vrrp.handle.is_none() && !self.vrrp.config.vrrp_instances.is_empty() {
+                    self.start_vrrp()?;
+                }
                 continue;
             }
             if self.vrrp.handle.is_none() && !self.vrrp.config.vrrp_instances.is_empty() {
