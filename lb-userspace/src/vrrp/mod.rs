@@ -419,6 +419,7 @@ impl Vrrp {
                     stopping = true;
                     match how {
                         Ok(Stop::Detach) => {
+                            self.advertise_masters();
                             info!("VRRP detached: claims and addresses left to its successor");
                             return;
                         }
@@ -621,6 +622,21 @@ impl Vrrp {
                     "({}) Changing effective priority from {from} to {to}",
                     self.groups[gi].members[mi].config.name
                 ),
+            }
+        }
+    }
+
+    /// One advert from every instance that is MASTER, off its timer: on detaching, so that
+    /// the backups' Master_Down_Interval counts from here, not from the last timed advert,
+    /// while the successor starts (after the reload is applied). It renews the claims too.
+    fn advertise_masters(&mut self) {
+        for gi in 0..self.groups.len() {
+            for mi in 0..self.groups[gi].members.len() {
+                let instance = &self.groups[gi].sync.members()[mi];
+                if instance.state() == State::Master {
+                    let priority = instance.effective_priority();
+                    self.send_advert(gi, mi, priority);
+                }
             }
         }
     }
