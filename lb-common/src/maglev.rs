@@ -178,6 +178,11 @@ fn order(b: &MaglevBackend) -> (Addr, u16) {
 const INDEX_BITS: u32 = 16;
 const _: () = assert!(MAX_MEMBERS <= 1 << INDEX_BITS);
 
+/// The backend index a turn-order key holds.
+const fn index_of(key: u64) -> usize {
+    (key & ((1 << INDEX_BITS) - 1)) as usize
+}
+
 /// Fills `keys` (as long as `backends`) with the backends' indices in turn order ([`order`]),
 /// each in the low [`INDEX_BITS`] bits of its key.
 ///
@@ -186,7 +191,6 @@ const _: () = assert!(MAX_MEMBERS <= 1 << INDEX_BITS);
 /// than comparing addresses (which matters only to configs that list backends out of order:
 /// the daemon passes them in order).
 fn turn_order(backends: &[MaglevBackend], keys: &mut [u64]) -> Result<(), MaglevError> {
-    let index = |k: u64| (k & ((1 << INDEX_BITS) - 1)) as usize;
     let same_prefix = backends
         .windows(2)
         .all(|w| w[0].addr[..3] == w[1].addr[..3]);
@@ -199,11 +203,11 @@ fn turn_order(backends: &[MaglevBackend], keys: &mut [u64]) -> Result<(), Maglev
         for (i, k) in keys.iter_mut().enumerate() {
             *k = i as u64;
         }
-        keys.sort_unstable_by_key(|&k| order(&backends[index(k)]));
+        keys.sort_unstable_by_key(|&k| order(&backends[index_of(k)]));
     }
     match keys
         .windows(2)
-        .map(|w| (&backends[index(w[0])], &backends[index(w[1])]))
+        .map(|w| (&backends[index_of(w[0])], &backends[index_of(w[1])]))
         .find(|(a, b)| order(a) == order(b))
     {
         Some((b, _)) => Err(MaglevError::DuplicateBackend {
@@ -258,7 +262,7 @@ pub fn build(
     let mut active = 0;
     let (mut min_weight, mut max_weight) = (u32::MAX, 0);
     for &key in keys.iter() {
-        let b = &backends[(key & ((1 << INDEX_BITS) - 1)) as usize];
+        let b = &backends[index_of(key)];
         if b.weight == 0 {
             continue;
         }

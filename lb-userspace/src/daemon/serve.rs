@@ -175,12 +175,12 @@ impl<'a> Daemon<'a> {
                 // adverts until its successor runs: that starts now, with the data plane and
                 // the health checks following the new config, not after another pass over
                 // the data plane (which resolves every backend again).
-                if self.vrrp.handle.is_none() && !self.vrrp.config.vrrp_instances.is_empty() {
+                if self.vrrp_to_start() {
                     self.start_vrrp()?;
                 }
                 continue;
             }
-            if self.vrrp.handle.is_none() && !self.vrrp.config.vrrp_instances.is_empty() {
+            if self.vrrp_to_start() {
                 self.start_vrrp()?;
                 continue;
             }
@@ -409,6 +409,12 @@ impl<'a> Daemon<'a> {
         let drain = self.config.global_defs.xlb_announce_drain.as_duration();
         info!("waiting {drain:?} (xlb_announce_drain) for routers to move traffic elsewhere");
         tokio::time::sleep(drain).await;
+    }
+
+    /// Whether the config has VRRP instances and no VRRP thread runs them (at start, or after
+    /// a reload detached it).
+    fn vrrp_to_start(&self) -> bool {
+        self.vrrp.handle.is_none() && !self.vrrp.config.vrrp_instances.is_empty()
     }
 
     fn start_vrrp(&mut self) -> Result<()> {
