@@ -133,7 +133,7 @@ pub mod names {
     pub const NAT_SOURCES: &str = "XLB_NAT_SOURCES";
     pub const NAT_FILTER: &str = "XLB_NAT_FILTER";
     pub const PERSISTENCE: &str = "XLB_PERSISTENCE";
-    pub const RECENT_ROUTES: &str = "XLB_RECENT_ROUTES";
+    pub const RECENT_REPLIES: &str = "XLB_RECENT_REPLIES";
     pub const RECENT_NAT_SOURCES: &str = "XLB_RECENT_NAT_SOURCES";
     /// Reports the data plane's clock when run with BPF_PROG_TEST_RUN.
     pub const CLOCK_PROGRAM: &str = "xlb_clock";
@@ -521,38 +521,46 @@ pub const fn touched_within(touch: u32, now: u64, idle: u64) -> bool {
     idle >= 1 << 30 || since <= 0 || since as u64 <= idle + 1
 }
 
-/// One entry of a CPU's recent-route cache: where the kernel's FIB sent NAT replies from `src`
-/// (a VIP) to `dst` arriving on `ingress` during the jiffy `seen`, and the largest packet (IP length) it
-/// allowed. Within that jiffy, replies to the same client no larger skip `bpf_fib_lookup`,
-/// which costs several times the rest of a reply's work; a route or neighbour change is seen
-/// within a jiffy.
+/// One entry of a CPU's recent replies: how NAT replies from `source` (a real server) to `dst`
+/// (a client) arriving on `ingress` were translated and routed during the jiffy `seen`, under
+/// the NAT generation `generation`, and the largest packet (IP length) the route allowed.
+/// Within that jiffy, the next replies between the two no larger take one inlined array read
+/// for both the translation and the route: no NAT source lookup and no `bpf_fib_lookup` (which
+/// costs several times the rest of a reply's work); a route or neighbour change is seen within
+/// a jiffy, a NAT source change at once.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct RecentRoute {
-    pub src: Addr,
+pub struct RecentReply {
     pub dst: Addr,
+    pub source: NatSource,
     pub ingress: u32,
+    /// Jiffies.
+    pub seen: u64,
+    /// 0 for an empty entry: the generation is never 0.
+    pub generation: u32,
+    /// Where the route sends it: out of `ifindex`, to `dmac`, from `smac`.
     pub ifindex: u32,
     pub dmac: [u8; 6],
     pub smac: [u8; 6],
-    /// The largest IP length the lookup allowed (its MTU check).
+    /// The largest IP length the route lookup allowed (its MTU check).
     pub max_len: u16,
     pub _pad: u16,
-    /// Jiffies.
-    pub seen: u64,
+    pub reply: NatReply,
 }
 
-impl RecentRoute {
-    /// The slot of `dst` in a CPU's recent-route cache.
+impl RecentReply {
+    /// The slot of replies from `source` to `dst` in a CPU's recent replies.
     #[inline(always)]
-    pub const fn slot(dst: &Addr) -> u32 {
-        let h = (dst[0] ^ dst[1] ^ dst[2].rotate_left(7) ^ dst[3]).wrapping_mul(0x9e37_79b9);
-        h >> (32 - RECENT_ROUTE_SLOTS.trailing_zeros())
+    pub const fn slot(source: &Addr, port: u16, dst: &Addr) -> u32 {
+        let h = dst[0] ^ dst[1] ^ dst[2].rotate_left(7) ^ dst[3];
+        let h = h ^ (source[0] ^ source[1] ^ source[3]).rotate_left(13) ^ source[2];
+        let h = (h ^ (port as u32) << 16).wrapping_mul(0x9e37_79b9);
+        h >> (32 - RECENT_REPLY_SLOTS.trailing_zeros())
     }
 }
 
-/// Entries of each CPU's recent-route cache (direct-mapped, by client address).
-pub const RECENT_ROUTE_SLOTS: u32 = 256;
+/// Entries of each CPU's recent replies (direct-mapped, by client and real server).
+pub const RECENT_REPLY_SLOTS: u32 = 1024;
 
 /// Entries of each CPU's recent-flow cache: a direct-mapped cache of the flow table.
 pub const RECENT_FLOW_SLOTS: u32 = 4096;
@@ -808,12 +816,13 @@ const _: () = {
     assert!((VIP_F_SOURCE_HASH | VIP_F_NAT) >> 16 == 0);
     assert!(RECENT_FLOW_SLOTS.is_power_of_two());
     assert!(FLOW_TOUCH_SLOTS.is_power_of_two());
-    assert!(RECENT_ROUTE_SLOTS.is_power_of_two());
-    assert!(size_of::<RecentRoute>() == 64);
-    assert!(offset_of!(RecentRoute, seen) == 56);
+    assert!(RECENT_REPLY_SLOTS.is_power_of_two());
+    assert!(size_of::<RecentReply>() == 104);
+    assert!(offset_of!(RecentReply, seen) == 40);
+    assert!(offset_of!(RecentReply, reply) == 72);
     // The program copies `dmac` and `smac` as one 12-byte destination-then-source pair.
-    assert!(offset_of!(RecentRoute, smac) == offset_of!(RecentRoute, dmac) + 6);
-    assert!(offset_of!(RecentRoute, dmac) % 2 == 0);
+    assert!(offset_of!(RecentReply, smac) == offset_of!(RecentReply, dmac) + 6);
+    assert!(offset_of!(RecentReply, dmac) % 2 == 0);
     assert!(size_of::<Counters>() == 40);
     assert!(size_of::<NatSource>() == 20);
     assert!(offset_of!(NatSource, port) == 16);
@@ -854,7 +863,7 @@ mod pod {
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowValue {}
     unsafe impl aya::Pod for super::RecentFlow {}
-    unsafe impl aya::Pod for super::RecentRoute {}
+    unsafe impl aya::Pod for super::RecentReply {}
     unsafe impl aya::Pod for super::RecentNatSource {}
     unsafe impl aya::Pod for super::NatSource {}
     unsafe impl aya::Pod for super::PersistenceKey {}

@@ -32,7 +32,7 @@ use lb_common::{
     Forwarding, MAX_BACKENDS, MAX_CLAIMS, MAX_NAT_SOURCES, MAX_SERVICES, MAX_TX_PORTS,
     MEMBER_SLOTS, MemberSlot, NAT_FILTER_WORDS, NO_MEMBER, NatReply, NatSource, Outcome,
     PERSISTENCE_ENTRIES, PROTO_TCP, PersistenceKey, RECENT_FLOW_SLOTS, RECENT_NAT_SOURCE_SLOTS,
-    RECENT_ROUTE_SLOTS, RING_CHUNK, RecentFlow, RecentNatSource, RecentRoute, RingChunk,
+    RECENT_REPLY_SLOTS, RING_CHUNK, RecentFlow, RecentNatSource, RecentReply, RingChunk,
     VIP_ADDR_CLAIM_MASK, VIP_ADDR_F_SERVICES, VIP_F_SOURCE_HASH, VIP_FILTER_WORDS, VIP_PROBES,
     VIP_SLOTS, VipAddrValue, VipKey, VipSlot, VipValue, flow_touch, hash, ring_chunks,
     touched_within, v4_mapped, vip_filter_bit,
@@ -89,10 +89,10 @@ static XLB_FLOW_TOUCHES: Array<FlowTouchPair> = Array::with_max_entries(FLOW_TOU
 /// Each CPU's route lookup in progress (see [`fib_route`]).
 #[map]
 static XLB_FIB_SCRATCH: PerCpuArray<bpf_fib_lookup> = PerCpuArray::with_max_entries(1, 0);
-/// Each CPU's last routes to NAT clients ([`RecentRoute`]).
+/// Each CPU's last NAT replies' translations and routes ([`RecentReply`]).
 #[map]
-static XLB_RECENT_ROUTES: PerCpuArray<RecentRoute> =
-    PerCpuArray::with_max_entries(RECENT_ROUTE_SLOTS, 0);
+static XLB_RECENT_REPLIES: PerCpuArray<RecentReply> =
+    PerCpuArray::with_max_entries(RECENT_REPLY_SLOTS, 0);
 /// Each CPU's last NAT source map entries ([`RecentNatSource`]).
 #[map]
 static XLB_RECENT_NAT_SOURCES: PerCpuArray<RecentNatSource> =
@@ -959,17 +959,47 @@ fn finish(
 /// A NAT real server's reply to a client: its source becomes the VIP's address and port again,
 /// and it goes where the kernel's routes and neighbours say the client is (no neighbour entry
 /// yet: the kernel gets it translated, forwards it and resolves one). Only the director whose
-/// claim on the service is live translates.
+/// claim on the service is live translates. This CPU's recent replies spare the next replies
+/// between the same real server and client, in the same jiffy, both the NAT source lookup and
+/// the route lookup.
 #[inline(always)]
 fn reply(ctx: &XdpContext, flow: &Flow, generation: u32, bytes: u64) -> Outcome {
-    let source = NatSource {
-        addr: flow.client,
-        port: flow.client_port,
-        proto: flow.vip.proto,
-        _pad: 0,
+    let now = unsafe { bpf_jiffies64() };
+    let ingress = ctx.ingress_ifindex() as u32;
+    // The reply's source is a real server's, its destination the client's.
+    let (rs, rs_port, client) = (&flow.client, flow.client_port, &flow.vip.addr);
+    let Some(recent) = XLB_RECENT_REPLIES.get_ptr_mut(RecentReply::slot(rs, rs_port, client))
+    else {
+        return Outcome::DropNoTable;
     };
-    let Some(nat) = nat_source(&source, generation) else {
-        return Outcome::PassNotVip;
+    // SAFETY: this CPU's own slot; XDP does not preempt itself on one CPU.
+    let (noted, max_len) = unsafe {
+        (
+            (*recent).seen == now
+                && (*recent).generation == generation
+                && (*recent).source.addr == *rs
+                && (*recent).dst == *client
+                && (*recent).source.port == rs_port
+                && (*recent).source.proto == flow.vip.proto
+                && (*recent).ingress == ingress,
+            (*recent).max_len,
+        )
+    };
+    let routed = noted && flow.at.len <= max_len;
+    let nat = if routed {
+        // SAFETY: as above.
+        unsafe { &(*recent).reply }
+    } else {
+        let source = NatSource {
+            addr: *rs,
+            port: rs_port,
+            proto: flow.vip.proto,
+            _pad: 0,
+        };
+        let Some(nat) = nat_source(&source, generation) else {
+            return Outcome::PassNotVip;
+        };
+        nat
     };
     let Some(claim) = XLB_CLAIMS.get(nat.claim) else {
         return Outcome::DropNoTable;
@@ -977,26 +1007,36 @@ fn reply(ctx: &XdpContext, flow: &Flow, generation: u32, bytes: u64) -> Outcome 
     if claim.active == 0 {
         return Outcome::PassInactive;
     }
-    let now = unsafe { bpf_jiffies64() };
     if claim.forwarding_lapsed(now) {
         return Outcome::DropLeaseExpired;
     }
     let (vip_addr, vip_port, backend_id) = (nat.vip.addr, nat.vip.port, nat.backend_id);
-    let ingress = ctx.ingress_ifindex() as u32;
     // Where it goes, asked before anything is rewritten: a packet to this host itself (the
     // answer to a health check, say) is the director's own connection, not a reply.
-    let route = route(
-        ctx,
-        &flow.at,
-        &RouteQuery {
+    let route = if routed {
+        Route::Via
+    } else {
+        let q = RouteQuery {
             src: &vip_addr,
-            dst: &flow.vip.addr,
+            dst: client,
             sport: vip_port,
             dport: flow.vip.port,
             ingress,
-            now,
-        },
-    );
+        };
+        match fib_route(ctx, &flow.at, &q) {
+            Ok(fib) => {
+                let max_len = if noted && max_len > flow.at.len {
+                    max_len
+                } else {
+                    flow.at.len
+                };
+                // SAFETY: this CPU's own slot and scratch entry.
+                unsafe { note_reply(recent, flow, &q, nat, fib, max_len, now, generation) };
+                Route::Via
+            }
+            Err(route) => route,
+        }
+    };
     if let Route::Local = route {
         return Outcome::PassNotVip;
     }
@@ -1014,21 +1054,64 @@ fn reply(ctx: &XdpContext, flow: &Flow, generation: u32, bytes: u64) -> Outcome 
             (*c).out_bytes += bytes;
         }
     }
-    let Route::Via(via) = route else {
+    let Route::Via = route else {
         // No neighbour entry yet (or a route the kernel must handle): the kernel gets it,
         // translated, forwards it and resolves the neighbour.
         return Outcome::PassNatUnresolved;
     };
-    // SAFETY: this CPU's recent-route entry, written by this packet's lookup or found fresh.
-    let ifindex = unsafe { (*via).ifindex };
+    // SAFETY: this CPU's recent-reply entry, found fresh or written by this packet's lookup.
+    let ifindex = unsafe { (*recent).ifindex };
     // SAFETY: as above; `dmac` then `smac` are 12 bytes of the entry.
-    set_macs(ctx, unsafe { &raw const (*via).dmac } as *const [u8; 12]);
+    set_macs(ctx, unsafe { &raw const (*recent).dmac } as *const [u8; 12]);
     if ifindex == ingress {
         return Outcome::Tx;
     }
     match XLB_TX_PORTS.redirect(ifindex, 0) {
         Ok(_) => Outcome::Redirect,
         Err(_) => Outcome::DropRedirect,
+    }
+}
+
+/// Notes a reply's translation `nat` and its route `fib` in this CPU's recent replies, for the
+/// next replies between the same real server and client in this jiffy.
+///
+/// # Safety
+/// `recent` is this CPU's own entry, `fib` its route lookup scratch entry.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn note_reply(
+    recent: *mut RecentReply,
+    flow: &Flow,
+    q: &RouteQuery,
+    nat: &NatReply,
+    fib: *const bpf_fib_lookup,
+    max_len: u16,
+    now: u64,
+    generation: u32,
+) {
+    let r = recent;
+    // Field by field, volatile: LLVM merges adjacent copies into a memmove call otherwise.
+    unsafe {
+        for i in 0..4 {
+            (&raw mut (*r).source.addr[i]).write_volatile(flow.client[i]);
+            (&raw mut (*r).dst[i]).write_volatile(q.dst[i]);
+            (&raw mut (*r).reply.vip.addr[i]).write_volatile(q.src[i]);
+        }
+        (&raw mut (*r).source.port).write_volatile(flow.client_port);
+        (&raw mut (*r).source.proto).write_volatile(flow.vip.proto);
+        (&raw mut (*r).ingress).write_volatile(q.ingress);
+        (&raw mut (*r).reply.vip.port).write_volatile(q.sport);
+        (&raw mut (*r).reply.vip.proto).write_volatile(nat.vip.proto);
+        (&raw mut (*r).reply.backend_id).write_volatile(nat.backend_id);
+        (&raw mut (*r).reply.claim).write_volatile(nat.claim);
+        (&raw mut (*r).ifindex).write_volatile((*fib).ifindex);
+        for i in 0..6 {
+            (&raw mut (*r).dmac[i]).write_volatile((*fib).dmac[i]);
+            (&raw mut (*r).smac[i]).write_volatile((*fib).smac[i]);
+        }
+        (&raw mut (*r).max_len).write_volatile(max_len);
+        (&raw mut (*r).generation).write_volatile(generation);
+        (&raw mut (*r).seen).write_volatile(now);
     }
 }
 
@@ -1067,9 +1150,9 @@ fn nat_source(source: &NatSource, generation: u32) -> Option<&'static NatReply> 
 
 /// Where the kernel's routes and neighbours send a packet.
 enum Route {
-    /// Out of the interface, to the MAC, from the MAC of this CPU's recent-route entry (kept
+    /// Out of the interface, to the MAC, from the MAC of this CPU's recent-reply entry (kept
     /// there rather than copied: the program's 512-byte stack is nearly full on this path).
-    Via(*const RecentRoute),
+    Via,
     /// To this host itself.
     Local,
     /// No neighbour entry yet, or a route only the kernel handles.
@@ -1077,58 +1160,13 @@ enum Route {
 }
 
 /// A NAT reply's route lookup: from `src`:`sport` (as it will be once translated) to
-/// `dst`:`dport`, arriving on `ingress`, at `now` (jiffies).
+/// `dst`:`dport`, arriving on `ingress`.
 struct RouteQuery<'a> {
     src: &'a Addr,
     dst: &'a Addr,
     sport: u16,
     dport: u16,
     ingress: u32,
-    now: u64,
-}
-
-/// The route of a packet: from this CPU's recent routes when the FIB gave one for its
-/// destination in this jiffy, for a packet at least this large.
-#[inline(always)]
-fn route(ctx: &XdpContext, at: &Headers, q: &RouteQuery) -> Route {
-    let len = at.len;
-    let Some(r) = XLB_RECENT_ROUTES.get_ptr_mut(RecentRoute::slot(q.dst)) else {
-        return Route::Unresolved;
-    };
-    // SAFETY: this CPU's own slot; XDP does not preempt itself on one CPU.
-    let (fresh, max_len) = unsafe {
-        (
-            (*r).seen == q.now
-                && (*r).dst == *q.dst
-                && (*r).src == *q.src
-                && (*r).ingress == q.ingress,
-            (*r).max_len,
-        )
-    };
-    if fresh && len <= max_len {
-        return Route::Via(r);
-    }
-    let fib = match fib_route(ctx, at, q) {
-        Ok(fib) => fib,
-        Err(route) => return route,
-    };
-    // Field by field, volatile: LLVM merges adjacent copies into a memmove call otherwise.
-    // SAFETY: this CPU's own slot and scratch entry.
-    unsafe {
-        for i in 0..4 {
-            (&raw mut (*r).src[i]).write_volatile(q.src[i]);
-            (&raw mut (*r).dst[i]).write_volatile(q.dst[i]);
-        }
-        (&raw mut (*r).ingress).write_volatile(q.ingress);
-        (&raw mut (*r).ifindex).write_volatile((*fib).ifindex);
-        for i in 0..6 {
-            (&raw mut (*r).dmac[i]).write_volatile((*fib).dmac[i]);
-            (&raw mut (*r).smac[i]).write_volatile((*fib).smac[i]);
-        }
-        (&raw mut (*r).max_len).write_volatile(if fresh && max_len > len { max_len } else { len });
-        (&raw mut (*r).seen).write_volatile(q.now);
-    }
-    Route::Via(r)
 }
 
 /// The FIB's route of a packet of IP length `at.len`: the lookup's result (interface and

@@ -12,8 +12,8 @@ use lb_common::{
     Backend, Claim, Control, Counters, FLOW_TOUCH_SLOTS, FlowEvent, FlowKey, FlowTouchPair,
     FlowValue, MAX_BACKENDS, MAX_CLAIMS, MAX_MEMBERS, MAX_NAT_SOURCES, MAX_SERVICES, MAX_TX_PORTS,
     MEMBER_SLOTS, MemberSlot, NAT_FILTER_WORDS, NatReply, NatSource, Outcome, PERSISTENCE_ENTRIES,
-    PersistenceKey, RECENT_FLOW_SLOTS, RECENT_NAT_SOURCE_SLOTS, RECENT_ROUTE_SLOTS, RecentFlow,
-    RecentNatSource, RecentRoute, RingChunk, VIP_FILTER_WORDS, VIP_SLOTS, VipKey, VipSlot,
+    PersistenceKey, RECENT_FLOW_SLOTS, RECENT_NAT_SOURCE_SLOTS, RECENT_REPLY_SLOTS, RecentFlow,
+    RecentNatSource, RecentReply, RingChunk, VIP_FILTER_WORDS, VIP_SLOTS, VipKey, VipSlot,
     VipValue, max_services, ring_chunks, table_size_for, table_slots,
 };
 use lb_config::{Config, Origin};
@@ -116,8 +116,8 @@ pub fn memory(maglev_size: u32, cpus: usize, flow_entries: u32) -> Memory {
                 ),
             ),
             (
-                "XLB_RECENT_ROUTES",
-                per_cpu(RECENT_ROUTE_SLOTS, size_of::<RecentRoute>()),
+                "XLB_RECENT_REPLIES",
+                per_cpu(RECENT_REPLY_SLOTS, size_of::<RecentReply>()),
             ),
             (
                 "XLB_RECENT_NAT_SOURCES",

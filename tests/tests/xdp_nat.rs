@@ -466,12 +466,12 @@ fn fragments_from_real_servers_are_dropped() {
     assert_eq!(h.run(&other), (XDP_PASS, other.clone()));
 }
 
-/// Replies to one client reuse this CPU's route for the rest of the jiffy, but never past the
-/// route's MTU: a reply larger than the client's link takes the FIB's answer (too big: handed
+/// Replies from one real server to one client reuse this CPU's route for the rest of the
+/// jiffy, but never past the route's MTU: a reply larger than the client's link takes the FIB's answer (too big: handed
 /// to the kernel, which sends the real server "fragmentation needed"), however recently a
 /// small one was redirected.
 #[test]
-fn a_recent_route_keeps_the_mtu_check() {
+fn a_recent_reply_keeps_the_mtu_check() {
     let mut h = harness();
     let net = ReplyNet::new(true);
     net.ns
