@@ -957,4 +957,39 @@ mod tests {
         assert!(distinct > 4000, "{distinct}");
         assert!(same < 16, "{same}");
     }
+
+    /// Replies from a few real servers to many clients (IPv4 and IPv6, the clients in one
+    /// network) spread over a CPU's recent replies about as randomly placed entries would.
+    #[test]
+    fn recent_reply_slots_spread() {
+        let servers = [
+            (
+                v4_mapped(u32::from_be_bytes([10, 0, 2, 1])),
+                8080u16.to_be(),
+            ),
+            (
+                v4_mapped(u32::from_be_bytes([10, 0, 2, 2])),
+                8080u16.to_be(),
+            ),
+            (v4_mapped(u32::from_be_bytes([10, 0, 2, 2])), 443u16.to_be()),
+            ([0x2001_0db8, 0, 0, 0x21], 80u16.to_be()),
+        ];
+        for (i, (server, port)) in servers.iter().enumerate() {
+            let mut used = [false; RECENT_REPLY_SLOTS as usize];
+            let mut distinct = 0;
+            for c in 0..RECENT_REPLY_SLOTS {
+                let client = if i == 3 {
+                    [0x2001_0db8, 0xff, 0, c]
+                } else {
+                    v4_mapped(u32::from_be_bytes([198, 51, (c >> 8) as u8, c as u8]))
+                };
+                let slot = RecentReply::slot(server, *port, &client);
+                assert!(slot < RECENT_REPLY_SLOTS);
+                distinct += usize::from(!used[slot as usize]);
+                used[slot as usize] = true;
+            }
+            // Random placement fills 1 - 1/e of the slots: about 647 of 1,024.
+            assert!(distinct > 560, "server {i}: {distinct} distinct slots");
+        }
+    }
 }
