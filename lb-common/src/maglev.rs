@@ -476,38 +476,57 @@ impl Turns {
 #[inline(always)]
 fn claim(c: &mut Cursor, m: u32, occupied: &mut [u64; OCCUPIED_WORDS], table: &mut [u32]) {
     debug_assert!(m as usize <= table.len() && c.next < m);
-    let (skip, back) = (c.skip, c.back);
-    let taken = |occupied: &[u64; OCCUPIED_WORDS], s: u32| {
-        // SAFETY: s < m <= MAX_MAGLEV_TABLE_SIZE <= 64 OCCUPIED_WORDS (see above).
-        let word = unsafe { *occupied.get_unchecked((s >> 6) as usize) };
-        word >> (s & 63) & 1 != 0
-    };
-    let mut a = c.next;
-    let slot = if !taken(occupied, a) {
+    let a = c.next;
+    let slot = if is_free(occupied, a) {
         a
     } else {
-        // Two interleaved walks over the even and odd steps: each step waits on the one two
-        // before it, not on the one just before.
-        let (skip2, back2) = (c.skip2, c.back2);
-        let mut b = step(a, skip, back);
-        loop {
-            a = step(a, skip2, back2);
-            if !taken(occupied, b) {
-                break b;
-            }
-            b = step(b, skip2, back2);
-            if !taken(occupied, a) {
-                break a;
-            }
-        }
+        walk_on(a, step(a, c.skip, c.back), c, occupied)
     };
+    take(c, slot, m, occupied, table);
+}
+
+/// Whether entry `s` (below the table size, see [`claim`]) is free.
+#[inline(always)]
+fn is_free(occupied: &[u64; OCCUPIED_WORDS], s: u32) -> bool {
+    // SAFETY: s < m <= MAX_MAGLEV_TABLE_SIZE <= 64 OCCUPIED_WORDS (see `claim`).
+    let word = unsafe { *occupied.get_unchecked((s >> 6) as usize) };
+    word >> (s & 63) & 1 == 0
+}
+
+/// The first free entry of `c`'s walk from `next`, the step after the taken entry `taken`.
+/// Two interleaved walks over the even and odd steps: each step waits on the one two before
+/// it, not on the one just before.
+#[inline(always)]
+fn walk_on(mut taken: u32, mut next: u32, c: &Cursor, occupied: &[u64; OCCUPIED_WORDS]) -> u32 {
+    let (skip2, back2) = (c.skip2, c.back2);
+    loop {
+        taken = step(taken, skip2, back2);
+        if is_free(occupied, next) {
+            break next;
+        }
+        next = step(next, skip2, back2);
+        if is_free(occupied, taken) {
+            break taken;
+        }
+    }
+}
+
+/// Gives entry `slot` (free, below `m`) to `c`'s backend; `c`'s walk goes on after it.
+#[inline(always)]
+fn take(
+    c: &mut Cursor,
+    slot: u32,
+    m: u32,
+    occupied: &mut [u64; OCCUPIED_WORDS],
+    table: &mut [u32],
+) {
     debug_assert!(slot < m);
-    // SAFETY: slot < m <= table.len() and m <= 64 OCCUPIED_WORDS (see above).
+    // SAFETY: slot < m <= table.len() and m <= 64 OCCUPIED_WORDS (see `claim`).
     unsafe {
         *occupied.get_unchecked_mut((slot >> 6) as usize) |= 1u64.rotate_left(slot);
         *table.get_unchecked_mut(slot as usize) = c.id;
     }
-    c.next = step(slot, skip, back);
+    c.next = step(slot, c.skip, c.back);
 }
 
 /// Entries [`claim_in_window`] looks at together.
@@ -535,46 +554,27 @@ fn claim_in_window(
     table: &mut [u32],
 ) {
     debug_assert!(m as usize <= table.len() && c.next < m);
-    let (skip, back, skip2, back2) = (c.skip, c.back, c.skip2, c.back2);
-    let free_bit = |occupied: &[u64; OCCUPIED_WORDS], s: u32| {
-        // SAFETY: s < m <= MAX_MAGLEV_TABLE_SIZE <= 64 OCCUPIED_WORDS (see `claim`).
-        let word = unsafe { *occupied.get_unchecked((s >> 6) as usize) };
-        (!word >> (s & 63) & 1) as u32
-    };
-    // Two interleaved walks, as in `claim`: `a` on the even steps, `b` on the odd.
+    let (skip2, back2) = (c.skip2, c.back2);
+    // Two interleaved walks, as in `walk_on`: `a` on the even steps, `b` on the odd.
     let mut a = c.next;
-    let mut b = step(a, skip, back);
+    let mut b = step(a, c.skip, c.back);
     let mut window = [0u32; WINDOW];
     let mut free = 0u32;
     for j in (0..WINDOW).step_by(2) {
         window[j] = a;
-        free |= free_bit(occupied, a) << j;
+        free |= u32::from(is_free(occupied, a)) << j;
         window[j + 1] = b;
-        free |= free_bit(occupied, b) << (j + 1);
+        free |= u32::from(is_free(occupied, b)) << (j + 1);
         a = step(a, skip2, back2);
         b = step(b, skip2, back2);
     }
     let slot = if free != 0 {
         window[free.trailing_zeros() as usize]
     } else {
-        loop {
-            if free_bit(occupied, a) != 0 {
-                break a;
-            }
-            if free_bit(occupied, b) != 0 {
-                break b;
-            }
-            a = step(a, skip2, back2);
-            b = step(b, skip2, back2);
-        }
+        // The window's last entry was taken; the walk goes on from the one after it.
+        walk_on(window[WINDOW - 1], a, c, occupied)
     };
-    debug_assert!(slot < m);
-    // SAFETY: as in `claim`.
-    unsafe {
-        *occupied.get_unchecked_mut((slot >> 6) as usize) |= 1u64.rotate_left(slot);
-        *table.get_unchecked_mut(slot as usize) = c.id;
-    }
-    c.next = step(slot, skip, back);
+    take(c, slot, m, occupied, table);
 }
 
 /// `(slot + skip) % m` for `slot < m`, given `back = m - skip`. Whether the walk wraps is a coin
