@@ -1095,12 +1095,12 @@ unsafe fn note_reply(
         for i in 0..4 {
             (&raw mut (*r).source.addr[i]).write_volatile(flow.client[i]);
             (&raw mut (*r).dst[i]).write_volatile(q.dst[i]);
-            (&raw mut (*r).reply.vip.addr[i]).write_volatile(q.src[i]);
+            (&raw mut (*r).reply.vip.addr[i]).write_volatile(nat.vip.addr[i]);
         }
         (&raw mut (*r).source.port).write_volatile(flow.client_port);
         (&raw mut (*r).source.proto).write_volatile(flow.vip.proto);
         (&raw mut (*r).ingress).write_volatile(q.ingress);
-        (&raw mut (*r).reply.vip.port).write_volatile(q.sport);
+        (&raw mut (*r).reply.vip.port).write_volatile(nat.vip.port);
         (&raw mut (*r).reply.vip.proto).write_volatile(nat.vip.proto);
         (&raw mut (*r).reply.backend_id).write_volatile(nat.backend_id);
         (&raw mut (*r).reply.claim).write_volatile(nat.claim);
