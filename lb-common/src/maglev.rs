@@ -150,9 +150,21 @@ const SKIP_SEED: u32 = 0x6576_3031; // "ev01"
 
 /// MurmurHash3 of the backend's address and port: where its walk starts (one seed) and its
 /// stride (the other).
+#[cfg(test)]
 fn backend_hash(b: &MaglevBackend, seed: u32) -> u32 {
-    let h = b.addr.iter().fold(seed, |h, &w| mix(h, w));
-    finish(mix(h, u32::from(b.port)), 5)
+    backend_hash_after(prefix_hash(&b.addr, seed), b)
+}
+
+/// MurmurHash3's state after the first three words of `addr`. Backends in one /96 (every IPv4
+/// backend) share it, so [`build`] works it out once for all of them.
+fn prefix_hash(addr: &Addr, seed: u32) -> u32 {
+    addr[..3].iter().fold(seed, |h, &w| mix(h, w))
+}
+
+/// The backend's hash from the state [`prefix_hash`] left.
+#[inline(always)]
+fn backend_hash_after(prefix: u32, b: &MaglevBackend) -> u32 {
+    finish(mix(mix(prefix, b.addr[3]), u32::from(b.port)), 5)
 }
 
 /// MurmurHash3 (x86_32)'s block step.
@@ -186,13 +198,14 @@ const fn index_of(key: u64) -> usize {
 }
 
 /// Fills `keys` (as long as `backends`) with the backends' indices in turn order ([`order`]),
-/// each in the low [`INDEX_BITS`] bits of its key.
+/// each in the low [`INDEX_BITS`] bits of its key, and tells whether the backends share their
+/// address's first three words.
 ///
 /// IPv4 backends (and IPv6 ones in one /96) differ only in their last address word, so the key
 /// is that word, the port and the index, and sorting plain integers is about four times faster
 /// than comparing addresses (which matters only to configs that list backends out of order:
 /// the daemon passes them in order).
-fn turn_order(backends: &[MaglevBackend], keys: &mut [u64]) -> Result<(), MaglevError> {
+fn turn_order(backends: &[MaglevBackend], keys: &mut [u64]) -> Result<bool, MaglevError> {
     let same_prefix = backends
         .windows(2)
         .all(|w| w[0].addr[..3] == w[1].addr[..3]);
@@ -216,7 +229,7 @@ fn turn_order(backends: &[MaglevBackend], keys: &mut [u64]) -> Result<(), Maglev
             addr: b.addr,
             port: b.port,
         }),
-        None => Ok(()),
+        None => Ok(same_prefix),
     }
 }
 
@@ -256,22 +269,33 @@ pub fn build(
         return Err(MaglevError::TooManyBackends(backends.len()));
     }
     let keys = &mut scratch.order[..backends.len()];
-    turn_order(backends, keys)?;
+    let same_prefix = turn_order(backends, keys)?;
 
     // Drained backends never take a turn: only the others get a cursor, in turn order.
     let m = size as u32;
     let (modulo, modulo_less_one) = (FastMod::new(m), FastMod::new(m - 1));
     let mut active = 0;
     let (mut min_weight, mut max_weight) = (u32::MAX, 0);
+    let prefixes = |b: &MaglevBackend| {
+        (
+            prefix_hash(&b.addr, OFFSET_SEED),
+            prefix_hash(&b.addr, SKIP_SEED),
+        )
+    };
+    let shared = match backends.first() {
+        Some(b) if same_prefix => Some(prefixes(b)),
+        _ => None,
+    };
     for &key in keys.iter() {
         let b = &backends[index_of(key)];
         if b.weight == 0 {
             continue;
         }
-        let skip = modulo_less_one.reduce(backend_hash(b, SKIP_SEED).into()) + 1;
+        let (offset_prefix, skip_prefix) = shared.unwrap_or_else(|| prefixes(b));
+        let skip = modulo_less_one.reduce(backend_hash_after(skip_prefix, b).into()) + 1;
         let skip2 = step(skip, skip, m - skip);
         scratch.cursors[active] = Cursor {
-            next: modulo.reduce(backend_hash(b, OFFSET_SEED).into()),
+            next: modulo.reduce(backend_hash_after(offset_prefix, b).into()),
             skip,
             skip2,
             back: m - skip,
