@@ -15,8 +15,8 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 use crate::lab::{
-    self, ECHO_PORT, Netns, Process, SUBNET, add_host, attach_xdp_pass, make_dr_backend,
-    spawn_echo_server, spawn_http_server, unique_name, wait_listening,
+    self, ECHO_PORT, Netns, Process, SUBNET, XlbOn, add_host, attach_xdp_pass, lab_bpffs,
+    make_dr_backend, spawn_echo_server, spawn_http_server, unique_name, wait_listening,
 };
 
 /// The announced VIP: outside every lab subnet, so the client reaches it only through the
@@ -495,7 +495,17 @@ impl BgpLab {
 
     /// Director `d`'s directory on the BPF filesystem.
     pub fn bpffs(&self, d: usize) -> PathBuf {
-        Path::new("/sys/fs/bpf").join(self.directors[d].name.as_str())
+        lab_bpffs(&self.directors[d])
+    }
+
+    /// Director `d`'s xlb: the lab's binary, pins and pidfile.
+    pub fn xlb_on(&self, d: usize) -> XlbOn<'_> {
+        XlbOn::new(&self.directors[d], &self.xlb, self.pidfile(d))
+    }
+
+    /// The config file of director `d`'s xlb.
+    fn config_path(&self, d: usize) -> PathBuf {
+        self.workdir.join(format!("{}.conf", self.director_name(d)))
     }
 
     pub fn pidfile(&self, d: usize) -> PathBuf {
@@ -570,22 +580,18 @@ impl BgpLab {
         if self.xlbs[d].is_some() {
             bail!("xlb runs on {} already", self.director_name(d));
         }
-        lb_userspace::dataplane::pins::Bpffs::ensure(Path::new("/sys/fs/bpf"))?;
-        let path = self.workdir.join(format!("{}.conf", self.director_name(d)));
+        let path = self.config_path(d);
         fs::write(&path, self.xlb_config(d, drain))?;
         self.runs[d] += 1;
         let log = fs::File::create(self.log_path(d))?;
-        let mut cmd = self.directors[d].command(self.xlb.to_str().context("xlb path")?);
-        cmd.args(["run", "-f"])
-            .arg(&path)
-            .args(["-i", "eth0", "--flow-table-size", "65536", "--bpffs"])
-            .arg(self.bpffs(d))
-            .arg("--pidfile")
-            .arg(self.pidfile(d))
-            .args(&self.xlb_args)
+        let args = ["--flow-table-size", "65536"].map(String::from);
+        let child = self
+            .xlb_on(d)
+            .run(&path, &[&args[..], &self.xlb_args].concat())?
             .stdout(log.try_clone()?)
-            .stderr(log);
-        let child = cmd.spawn().context("starting xlb")?;
+            .stderr(log)
+            .spawn()
+            .context("starting xlb")?;
         self.xlbs[d] = Some(Process {
             child,
             what: format!("xlb on {}", self.director_name(d)),
@@ -628,56 +634,33 @@ impl BgpLab {
         fs::read_to_string(self.log_path(d)).unwrap_or_default()
     }
 
-    fn xlb_pid(&self, d: usize) -> Result<i32> {
+    fn xlb_process(&mut self, d: usize) -> Result<&mut Process> {
+        let name = self.director_name(d);
         self.xlbs[d]
-            .as_ref()
-            .map(Process::pid)
-            .with_context(|| format!("no xlb runs on {}", self.director_name(d)))
+            .as_mut()
+            .with_context(|| format!("no xlb runs on {name}"))
     }
 
     /// `kill -9` of the xlb on `d`, by pid; the moment it was sent, once it is gone.
     pub fn kill9(&mut self, d: usize) -> Result<Instant> {
-        let pid = self.xlb_pid(d)?;
-        // SAFETY: signalling a process this lab started, by pid.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        let at = Instant::now();
-        let p = self.xlbs[d].as_mut().context("no xlb")?;
-        let deadline = at + Duration::from_secs(5);
-        while p.child.try_wait()?.is_none() {
-            if Instant::now() > deadline {
-                bail!("xlb on {} outlived kill -9 by 5 s", self.director_name(d));
-            }
-            thread::sleep(Duration::from_millis(2));
-        }
+        let p = self.xlb_process(d)?;
+        let at = p.signal(libc::SIGKILL);
+        p.wait_exit(Duration::from_secs(5))
+            .context("outlived kill -9")?;
         self.xlbs[d] = None;
         Ok(at)
     }
 
     /// SIGTERM to the xlb on `d`; the moment it was sent.
-    pub fn sigterm(&self, d: usize) -> Result<Instant> {
-        let pid = self.xlb_pid(d)?;
-        // SAFETY: signalling a process this lab started, by pid.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        Ok(Instant::now())
+    pub fn sigterm(&mut self, d: usize) -> Result<Instant> {
+        Ok(self.xlb_process(d)?.signal(libc::SIGTERM))
     }
 
     /// Waits up to `limit` for the xlb on `d` to exit.
     pub fn wait_exit(&mut self, d: usize, limit: Duration) -> Result<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            let p = self.xlbs[d].as_mut().context("no xlb")?;
-            if let Some(status) = p.child.try_wait()? {
-                self.xlbs[d] = None;
-                return Ok(status);
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "xlb on {} did not exit within {limit:?}",
-                    self.director_name(d)
-                );
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
+        let status = self.xlb_process(d)?.wait_exit(limit)?;
+        self.xlbs[d] = None;
+        Ok(status)
     }
 
     /// Removes what a killed xlb left pinned (its XDP program stays attached otherwise).
@@ -687,20 +670,12 @@ impl BgpLab {
 
     /// `xlb ARGS -i eth0 --bpffs B --pidfile P` on director `d`.
     pub fn xlb_command(&self, d: usize, args: &[&str]) -> Result<String> {
-        lab::xlb_in(
-            &self.directors[d],
-            &self.xlb,
-            &self.bpffs(d),
-            &self.pidfile(d),
-            args,
-        )
+        self.xlb_on(d).command(args)
     }
 
     /// Replaces director `d`'s config with `text` and has its xlb reload it; the answer.
     pub fn reload(&self, d: usize, text: &str) -> Result<String> {
-        let path = self.workdir.join(format!("{}.conf", self.director_name(d)));
-        fs::write(&path, text)?;
-        self.xlb_command(d, &["reload"])
+        self.xlb_on(d).reload(&self.config_path(d), text)
     }
 
     /// `GET /metrics` from the xlb of director `d` on `address` (in its namespace).
@@ -718,14 +693,13 @@ impl BgpLab {
 
     /// `xlb status --json` of director `d`.
     pub fn xlb_status(&self, d: usize) -> Result<lb_userspace::status::Status> {
-        let text = self.xlb_command(d, &["status", "--json"])?;
-        serde_json::from_str(&text).with_context(|| format!("xlb status --json printed {text}"))
+        self.xlb_on(d).status()
     }
 
     /// Packets director `d` forwarded to the VIP's services, from its pinned counters (they
     /// count on after its xlb is killed).
     pub fn forwarded(&self, d: usize) -> Result<u64> {
-        let pin_dir = self.directors[d].pin_dir(&self.bpffs(d), "eth0")?;
+        let pin_dir = self.xlb_on(d).pin_dir()?;
         let stats = lb_userspace::dataplane::read_pinned_stats(&pin_dir)?;
         Ok(stats.vips.iter().map(|v| v.counters.packets).sum())
     }

@@ -111,7 +111,7 @@ impl EdgeLab {
         std::fs::create_dir_all(&dir).context("creating the lab's directory")?;
         let config = dir.join("edge.conf");
         std::fs::write(&config, self::config(&[]))?;
-        let bpffs = std::path::Path::new("/sys/fs/bpf").join(&ns.name);
+        let bpffs = crate::lab::lab_bpffs(&ns);
         Ok(Self {
             ns,
             dir,
@@ -124,19 +124,15 @@ impl EdgeLab {
     /// Starts `xlb run` on the config (a flow table of 65,536; the log in `xlb.log`).
     pub fn start(&mut self, xlb: &std::path::Path) -> anyhow::Result<()> {
         use anyhow::Context as _;
-        lb_userspace::dataplane::pins::Bpffs::ensure(std::path::Path::new("/sys/fs/bpf"))?;
         let log = std::fs::File::create(self.dir.join("xlb.log"))?;
-        let mut cmd = self.ns.command(xlb.to_str().context("xlb path")?);
-        cmd.args(["run", "-f"])
-            .arg(&self.config)
-            .args(["-i", "eth0", "--flow-table-size", "65536", "--bpffs"])
-            .arg(&self.bpffs)
-            .arg("--pidfile")
-            .arg(self.dir.join("xlb.pid"))
+        let child = crate::lab::XlbOn::new(&self.ns, xlb, self.dir.join("xlb.pid"))
+            .run(&self.config, &["--flow-table-size", "65536"])?
             .stdout(std::process::Stdio::null())
-            .stderr(log);
+            .stderr(log)
+            .spawn()
+            .context("starting xlb")?;
         self.daemon = Some(crate::lab::Process {
-            child: cmd.spawn().context("starting xlb")?,
+            child,
             what: "xlb".into(),
         });
         Ok(())

@@ -22,9 +22,9 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 use crate::lab::{
-    self, ECHO_PORT, Load, Netns, Process, SUBNET, add_host, attach_xdp_pass, connect_from,
-    http_get_id, mac_of, make_dr_backend, spawn_echo_server, spawn_http_server, unique_name,
-    wait_listening,
+    self, ECHO_PORT, Load, Netns, Process, SUBNET, XlbOn, add_host, attach_xdp_pass, connect_from,
+    http_get_id, lab_bpffs, mac_of, make_dr_backend, spawn_echo_server, spawn_http_server,
+    unique_name, wait_listening,
 };
 
 /// What runs VRRP on a director.
@@ -346,18 +346,26 @@ impl HaLab {
 
     /// The director's pin directory on the BPF filesystem.
     pub fn bpffs(&self, d: usize) -> PathBuf {
-        Path::new("/sys/fs/bpf").join(self.directors[d].name.as_str())
+        lab_bpffs(&self.directors[d])
+    }
+
+    /// Director `d`'s xlb: the lab's binary, pins and pidfile.
+    pub fn xlb_on(&self, d: usize) -> XlbOn<'_> {
+        XlbOn::new(&self.directors[d], &self.xlb, self.pidfile(d))
     }
 
     /// Where director `d`'s xlb pins its program, link and maps.
     pub fn pin_dir(&self, d: usize) -> PathBuf {
-        self.directors[d]
-            .pin_dir(&self.bpffs(d), "eth0")
-            .expect("the director's namespace")
+        self.xlb_on(d).pin_dir().expect("the director's namespace")
     }
 
     pub fn pidfile(&self, d: usize) -> PathBuf {
         self.workdir.join(format!("{}.pid", self.director_name(d)))
+    }
+
+    /// The config file of director `d`'s xlb.
+    fn config_path(&self, d: usize) -> PathBuf {
+        self.workdir.join(format!("{}.conf", self.director_name(d)))
     }
 
     /// The `vrrp_instance VI_1` block for director `d` at `priority`.
@@ -461,20 +469,15 @@ impl HaLab {
         if self.is_running(d) {
             bail!("{} runs a daemon already", self.director_name(d));
         }
-        lb_userspace::dataplane::pins::Bpffs::ensure(Path::new("/sys/fs/bpf"))?;
-        let path = self.workdir.join(format!("{}.conf", self.director_name(d)));
+        let path = self.config_path(d);
         fs::write(&path, config)?;
         let log = self.next_log(d, Daemon::Xlb);
         let file = fs::File::create(&log)?;
-        let mut cmd = self.directors[d].command(self.xlb.to_str().context("xlb path")?);
-        cmd.args(["run", "-f"])
-            .arg(&path)
-            .args(["-i", "eth0", "--flow-table-size", "65536", "--bpffs"])
-            .arg(self.bpffs(d))
-            .arg("--pidfile")
-            .arg(self.pidfile(d))
-            .args(&self.xlb_args)
-            .stdout(file.try_clone()?);
+        let args = ["--flow-table-size", "65536"].map(String::from);
+        let mut cmd = self
+            .xlb_on(d)
+            .run(&path, &[&args[..], &self.xlb_args].concat())?;
+        cmd.stdout(file.try_clone()?);
         let logs_elsewhere = stderr.is_some();
         match stderr {
             Some(fd) => cmd.stderr(fd),
@@ -682,41 +685,25 @@ impl HaLab {
         unsafe { libc::kill(target, libc::SIGKILL) };
         let at = Instant::now();
         let r = self.running[d].as_mut().context("no daemon")?;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = r.process.child.try_wait() {
-                return Ok(at);
-            }
-            thread::sleep(Duration::from_millis(5));
+        if r.process.wait_exit(Duration::from_secs(5)).is_err() {
+            let _ = r.process.child.kill();
+            let _ = r.process.child.wait();
         }
-        let _ = r.process.child.kill();
-        let _ = r.process.child.wait();
         Ok(at)
     }
 
     /// SIGTERM to the daemon on `d`; returns at once, with the moment it was sent.
     pub fn sigterm(&mut self, d: usize) -> Result<Instant> {
-        let pid = self
-            .pid(d)
+        let r = self.running[d]
+            .as_ref()
             .with_context(|| format!("nothing runs on {}", self.director_name(d)))?;
-        // SAFETY: signalling a process this lab started, by pid.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        Ok(Instant::now())
+        Ok(r.process.signal(libc::SIGTERM))
     }
 
     /// Waits up to `limit` for the daemon on `d` to exit; its exit status.
     pub fn wait_exit(&mut self, d: usize, limit: Duration) -> Result<std::process::ExitStatus> {
         let r = self.running[d].as_mut().context("no daemon")?;
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = r.process.child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() >= deadline {
-                bail!("{} did not exit within {limit:?}", r.process.what);
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
+        r.process.wait_exit(limit)
     }
 
     /// A clean stop (SIGTERM, then SIGKILL after `grace`).
@@ -987,27 +974,18 @@ impl HaLab {
     /// `xlb ARGS -i eth0 --bpffs B --pidfile P` on director `d`: its output, or its stderr as
     /// the error.
     pub fn xlb_command(&self, d: usize, args: &[&str]) -> Result<String> {
-        lab::xlb_in(
-            &self.directors[d],
-            &self.xlb,
-            &self.bpffs(d),
-            &self.pidfile(d),
-            args,
-        )
+        self.xlb_on(d).command(args)
     }
 
     /// Replaces the config of the xlb on `d` with `config` and has it reloaded; `xlb reload`'s
     /// answer (what changed).
     pub fn reload_xlb(&self, d: usize, config: &str) -> Result<String> {
-        let path = self.workdir.join(format!("{}.conf", self.director_name(d)));
-        fs::write(&path, config)?;
-        self.xlb_command(d, &["reload"])
+        self.xlb_on(d).reload(&self.config_path(d), config)
     }
 
     /// `xlb status --json` of director `d`: what its running xlb reports.
     pub fn xlb_status(&self, d: usize) -> Result<lb_userspace::status::Status> {
-        let text = self.xlb_command(d, &["status", "--json"])?;
-        serde_json::from_str(&text).with_context(|| format!("xlb status --json printed {text}"))
+        self.xlb_on(d).status()
     }
 
     /// One outcome counter of director `d`'s data plane, read from its pins: it counts on

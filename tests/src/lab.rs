@@ -139,22 +139,79 @@ impl Drop for Netns {
     }
 }
 
-/// `xlb ARGS -i eth0 --bpffs BPFFS --pidfile PIDFILE` in `ns`, as every lab's director runs
-/// its commands: the output, or the stderr as the error when it fails.
-pub fn xlb_in(
-    ns: &Netns,
-    xlb: &Path,
-    bpffs: &Path,
-    pidfile: &Path,
-    args: &[&str],
-) -> Result<String> {
-    let mut c = ns.command(xlb.to_str().context("xlb path")?);
-    c.args(args)
-        .args(["-i", "eth0", "--bpffs"])
-        .arg(bpffs)
-        .arg("--pidfile")
-        .arg(pidfile);
-    run(&mut c)
+/// An xlb as every lab runs it on a director: in the director's namespace, on its eth0, its
+/// pins under a BPF directory of the lab's own ([`lab_bpffs`]) and its pidfile in the lab's
+/// work directory. The `xlb run` command line and the commands that reach the running daemon
+/// are written here, once for all labs.
+pub struct XlbOn<'a> {
+    pub ns: &'a Netns,
+    pub xlb: &'a Path,
+    pub bpffs: PathBuf,
+    /// `None`: xlb's default for the namespace.
+    pub pidfile: Option<PathBuf>,
+}
+
+impl<'a> XlbOn<'a> {
+    /// The director in `ns` with the lab's BPF directory and this pidfile.
+    pub fn new(ns: &'a Netns, xlb: &'a Path, pidfile: PathBuf) -> Self {
+        XlbOn {
+            ns,
+            xlb,
+            bpffs: lab_bpffs(ns),
+            pidfile: Some(pidfile),
+        }
+    }
+
+    /// Where the director's xlb pins its program, link and maps.
+    pub fn pin_dir(&self) -> Result<PathBuf> {
+        self.ns.pin_dir(&self.bpffs, "eth0")
+    }
+
+    /// `xlb run -f CONFIG -i eth0 --bpffs B --pidfile P ARGS`, ready to spawn (the BPF
+    /// filesystem is mounted when this returns).
+    pub fn run(&self, config: &Path, args: &[impl AsRef<std::ffi::OsStr>]) -> Result<Command> {
+        lb_userspace::dataplane::pins::Bpffs::ensure(Path::new("/sys/fs/bpf"))?;
+        let mut cmd = self.ns.command(self.xlb.to_str().context("xlb path")?);
+        cmd.args(["run", "-f"]).arg(config);
+        self.on_director(&mut cmd);
+        cmd.args(args);
+        Ok(cmd)
+    }
+
+    /// `xlb ARGS -i eth0 --bpffs B --pidfile P`: its output, or its stderr as the error when
+    /// it fails.
+    pub fn command(&self, args: &[&str]) -> Result<String> {
+        let mut cmd = self.ns.command(self.xlb.to_str().context("xlb path")?);
+        cmd.args(args);
+        self.on_director(&mut cmd);
+        run(&mut cmd)
+    }
+
+    /// Writes `text` over the running daemon's `config` and has it reload; `xlb reload`'s
+    /// answer (what changed).
+    pub fn reload(&self, config: &Path, text: &str) -> Result<String> {
+        fs::write(config, text)?;
+        self.command(&["reload"])
+    }
+
+    /// `xlb status --json`: what the running daemon reports.
+    pub fn status(&self) -> Result<lb_userspace::status::Status> {
+        let text = self.command(&["status", "--json"])?;
+        serde_json::from_str(&text).with_context(|| format!("xlb status --json printed {text}"))
+    }
+
+    fn on_director(&self, cmd: &mut Command) {
+        cmd.args(["-i", "eth0", "--bpffs"]).arg(&self.bpffs);
+        if let Some(pidfile) = &self.pidfile {
+            cmd.arg("--pidfile").arg(pidfile);
+        }
+    }
+}
+
+/// A BPF directory of the lab's own for the xlb in `ns`, so that labs running side by side
+/// never share pins.
+pub fn lab_bpffs(ns: &Netns) -> PathBuf {
+    Path::new("/sys/fs/bpf").join(ns.name.as_str())
 }
 
 pub fn run(c: &mut Command) -> Result<String> {
@@ -203,6 +260,27 @@ pub struct Process {
 impl Process {
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
+    }
+
+    /// Sends `signal` to the process, by pid; the moment it was sent.
+    pub fn signal(&self, signal: libc::c_int) -> Instant {
+        // SAFETY: signalling our own child by its pid.
+        unsafe { libc::kill(self.pid(), signal) };
+        Instant::now()
+    }
+
+    /// Waits up to `limit` for the process to exit; its exit status.
+    pub fn wait_exit(&mut self, limit: Duration) -> Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                bail!("{} did not exit within {limit:?}", self.what);
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// SIGTERM, then up to `grace` for it to exit, then SIGKILL.
@@ -418,7 +496,12 @@ impl DrLab {
 
     /// A pin directory on the BPF filesystem of this lab's own.
     pub fn bpffs(&self) -> PathBuf {
-        Path::new("/sys/fs/bpf").join(self.director.name.as_str())
+        lab_bpffs(&self.director)
+    }
+
+    /// The director's xlb, run by `xlb` with the lab's pins and pidfile.
+    pub fn xlb_on<'a>(&'a self, xlb: &'a Path) -> XlbOn<'a> {
+        XlbOn::new(&self.director, xlb, self.pidfile())
     }
 
     /// Deletes the director's eth0 and plugs in a new one (same name, MAC and addresses; a new
@@ -529,11 +612,7 @@ impl DrLab {
         fs::write(config, text)?;
         // `xlb reload` answers once the daemon applied or refused the file; a refused file
         // exits non-zero, and the caller looks for `reload refused` in the log.
-        Command::new(xlb)
-            .args(["reload", "-i", "eth0", "--pidfile"])
-            .arg(self.pidfile())
-            .output()
-            .context("running xlb reload")?;
+        let _ = self.xlb_on(xlb).command(&["reload"]);
         wait_for(Duration::from_secs(10), || {
             let now = log_marks(&self.log());
             now.0 > before.0 || now.1 > before.1
@@ -574,20 +653,20 @@ impl DrLab {
         pidfile: Option<&Path>,
         args: &[&str],
     ) -> Result<usize> {
-        lb_userspace::dataplane::pins::Bpffs::ensure(Path::new("/sys/fs/bpf"))?;
         let log_path = self.workdir.join("xlb.log");
         let log = fs::File::create(&log_path)?;
-        let mut cmd = self.director.command(xlb.to_str().context("xlb path")?);
-        cmd.args(["run", "-f"])
-            .arg(config)
-            .args(["-i", "eth0", "--bpffs"])
-            .arg(bpffs);
-        if let Some(pidfile) = pidfile {
-            cmd.arg("--pidfile").arg(pidfile);
-        }
-        cmd.args(args);
-        cmd.stdout(log.try_clone()?).stderr(log);
-        let child = cmd.spawn().context("starting xlb")?;
+        let on = XlbOn {
+            ns: &self.director,
+            xlb,
+            bpffs: bpffs.to_path_buf(),
+            pidfile: pidfile.map(Path::to_path_buf),
+        };
+        let child = on
+            .run(config, args)?
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting xlb")?;
         self.processes.push(Process {
             child,
             what: "xlb".into(),
@@ -623,7 +702,7 @@ impl DrLab {
     /// `xlb ARGS -i eth0 --bpffs B --pidfile P` in the director's namespace: its output, or
     /// its stderr as the error when it fails.
     pub fn xlb(&self, xlb: &Path, args: &[&str]) -> Result<String> {
-        xlb_in(&self.director, xlb, &self.bpffs(), &self.pidfile(), args)
+        self.xlb_on(xlb).command(args)
     }
 
     /// `xlb stats` of the running xlb: its outcome counters, flow events, VIPs and backends.
