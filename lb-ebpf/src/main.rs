@@ -268,23 +268,24 @@ fn process(ctx: &XdpContext) -> Outcome {
 #[inline(always)]
 fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
     let ip = ptr_at::<Ipv4Hdr>(ctx, l3).ok_or(Outcome::PassMalformed)?;
-    let (version_ihl, tot_len, frag_off, proto, saddr, daddr) = unsafe {
-        (
-            (*ip).version_ihl,
-            u16::from_be((*ip).tot_len) as usize,
-            u16::from_be((*ip).frag_off),
-            (*ip).proto,
-            (*ip).saddr,
-            (*ip).daddr,
-        )
-    };
     // Most traffic a director sees is neither to a VIP nor from a NAT real server: the
-    // kernel's, whatever its shape, decided on the addresses alone before the rest is checked.
-    // Not ICMP: a router's error about a NAT request is between the router and the client.
+    // kernel's, whatever its shape, decided on the addresses alone before the rest is read.
+    // (LLVM compiles the filters' lookups as helper calls, which the verifier inlines only
+    // later, and keeps four registers across a call: fields read before the lookups would
+    // wait on the stack. Measured: pass 0.04x and hit 0.08x of the floor less.) Not ICMP: a
+    // router's error about a NAT request is between the router and the client.
+    let (proto, saddr, daddr) = unsafe { ((*ip).proto, (*ip).saddr, (*ip).daddr) };
     let to_vip_addr = maybe_vip_addr(&v4_mapped(daddr));
     if proto != IPPROTO_ICMP && !to_vip_addr && !maybe_nat_source(&v4_mapped(saddr)) {
         return Err(Outcome::PassNotVip);
     }
+    let (version_ihl, tot_len, frag_off) = unsafe {
+        (
+            (*ip).version_ihl,
+            u16::from_be((*ip).tot_len) as usize,
+            u16::from_be((*ip).frag_off),
+        )
+    };
     let header_len = ((version_ihl & 0x0f) as usize) * 4;
     if version_ihl >> 4 != 4 || header_len < size_of::<Ipv4Hdr>() || tot_len < header_len {
         return Err(Outcome::PassMalformed);
@@ -437,19 +438,14 @@ fn parse_icmpv4_error(
 #[inline(always)]
 fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Flow, Outcome> {
     let ip = ptr_at::<Ipv6Hdr>(ctx, l3).ok_or(Outcome::PassMalformed)?;
-    let (first_byte, payload_len, next_hdr) = unsafe {
-        (
-            *(ip as *const u8),
-            u16::from_be((*ip).payload_len) as usize,
-            (*ip).next_hdr,
-        )
-    };
     // As for IPv4; ICMPv6 goes on for neighbour solicitations too (to a multicast address).
-    let (saddr, daddr) = unsafe { ((*ip).saddr, (*ip).daddr) };
+    let (next_hdr, saddr, daddr) = unsafe { ((*ip).next_hdr, (*ip).saddr, (*ip).daddr) };
     let to_vip_addr = maybe_vip_addr(&daddr);
     if next_hdr != IPPROTO_ICMPV6 && !to_vip_addr && !maybe_nat_source(&saddr) {
         return Err(Outcome::PassNotVip);
     }
+    let (first_byte, payload_len) =
+        unsafe { (*(ip as *const u8), u16::from_be((*ip).payload_len) as usize) };
     if first_byte >> 4 != 6 {
         return Err(Outcome::PassMalformed);
     }
