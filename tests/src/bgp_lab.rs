@@ -16,7 +16,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::lab::{
     self, ECHO_PORT, Netns, Process, SUBNET, XlbOn, add_host, attach_xdp_pass, lab_bpffs,
-    make_dr_backend, spawn_echo_server, spawn_http_server, unique_name, wait_listening,
+    make_dr_backend, new_switch, spawn_named_servers, unique_name, wait_listening, wait_serving,
 };
 
 /// The announced VIP: outside every lab subnet, so the client reaches it only through the
@@ -219,9 +219,7 @@ impl BgpLab {
 
     fn build(tag: &str, directors: usize, backends: usize, xlb: &Path, ipv6: bool) -> Result<Self> {
         let base = unique_name(tag);
-        let switch = Netns::new(format!("{base}-sw"))?;
-        switch.run(&["ip", "link", "add", "br0", "type", "bridge"])?;
-        switch.run(&["ip", "link", "set", "br0", "up"])?;
+        let switch = new_switch(format!("{base}-sw"))?;
         let workdir = std::env::temp_dir().join(&base);
         fs::create_dir_all(&workdir)?;
         let vip: Ipv4Addr = VIP.parse()?;
@@ -345,7 +343,6 @@ impl BgpLab {
             _peer_xdp: peer_xdp,
             switch,
         };
-        let echo = lab.workdir.join("echo.py");
         for i in 0..backends {
             let octet = 11 + i as u8;
             let name = format!("b{}", i + 1);
@@ -361,12 +358,8 @@ impl BgpLab {
                 "via",
                 &format!("{SUBNET}.1"),
             ])?;
-            let docroot = lab.workdir.join(&name);
-            fs::create_dir_all(&docroot)?;
-            fs::write(docroot.join("id"), &name)?;
             lab.servers
-                .push(spawn_http_server(&ns, &docroot, &format!("http {name}"))?);
-            lab.servers.push(spawn_echo_server(&ns, &echo, &name)?);
+                .extend(spawn_named_servers(&ns, &lab.workdir, &name)?);
             if ipv6 {
                 let vip6 = format!("{VIP6}/128");
                 ns.run(&[
@@ -399,7 +392,7 @@ impl BgpLab {
                     "::",
                     "--directory",
                 ])
-                .arg(&docroot)
+                .arg(lab.workdir.join(&name))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
                 let child = cmd.spawn().context("starting the IPv6 HTTP server")?;
@@ -411,9 +404,9 @@ impl BgpLab {
             lab.backends.push(ns);
         }
         for ns in &lab.backends {
-            let v6 = ipv6.then_some(HTTP6_PORT);
-            for port in [80, ECHO_PORT].into_iter().chain(v6) {
-                wait_listening(ns, port, Duration::from_secs(10))?;
+            wait_serving(ns)?;
+            if ipv6 {
+                wait_listening(ns, HTTP6_PORT, Duration::from_secs(10))?;
             }
         }
 

@@ -23,8 +23,8 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::lab::{
     self, ECHO_PORT, Load, Netns, Process, SUBNET, XlbOn, add_host, attach_xdp_pass, connect_from,
-    http_get_id, lab_bpffs, mac_of, make_dr_backend, spawn_echo_server, spawn_http_server,
-    unique_name, wait_listening,
+    http_get_id, lab_bpffs, mac_of, make_dr_backend, new_switch, spawn_named_servers, unique_name,
+    wait_serving,
 };
 
 /// What runs VRRP on a director.
@@ -163,9 +163,7 @@ impl HaLab {
     /// Builds the lab; `xlb` is the binary [`HaLab::start_xlb`] runs.
     pub fn new(tag: &str, directors: usize, backends: usize, xlb: &Path) -> Result<Self> {
         let base = unique_name(tag);
-        let switch = Netns::new(format!("{base}-sw"))?;
-        switch.run(&["ip", "link", "add", "br0", "type", "bridge"])?;
-        switch.run(&["ip", "link", "set", "br0", "up"])?;
+        let switch = new_switch(format!("{base}-sw"))?;
         let workdir = std::env::temp_dir().join(&base);
         fs::create_dir_all(&workdir)?;
         let vip: Ipv4Addr = format!("{SUBNET}.100").parse()?;
@@ -203,25 +201,18 @@ impl HaLab {
             server: None,
             switch,
         };
-        let echo = lab.workdir.join("echo.py");
         for i in 0..backends {
             let octet = 11 + i as u8;
             let name = format!("b{}", i + 1);
             let ns = add_host(&lab.switch, &base, &name, octet)?;
             lab.backend_ips.push(format!("{SUBNET}.{octet}").parse()?);
             make_dr_backend(&ns, vip)?;
-            let docroot = lab.workdir.join(&name);
-            fs::create_dir_all(&docroot)?;
-            fs::write(docroot.join("id"), &name)?;
             lab.servers
-                .push(spawn_http_server(&ns, &docroot, &format!("http {name}"))?);
-            lab.servers.push(spawn_echo_server(&ns, &echo, &name)?);
+                .extend(spawn_named_servers(&ns, &lab.workdir, &name)?);
             lab.backends.push(ns);
         }
         for ns in &lab.backends {
-            for port in [80, ECHO_PORT] {
-                wait_listening(ns, port, Duration::from_secs(10))?;
-            }
+            wait_serving(ns)?;
         }
         Ok(lab)
     }
@@ -239,9 +230,7 @@ impl HaLab {
             .and_then(|n| n.to_str())
             .context("lab name")?
             .to_string();
-        let switch = Netns::new(format!("{base}-ss"))?;
-        switch.run(&["ip", "link", "add", "br0", "type", "bridge"])?;
-        switch.run(&["ip", "link", "set", "br0", "up"])?;
+        let switch = new_switch(format!("{base}-ss"))?;
         let mut ports = Vec::new();
         for (d, ns) in lab.directors.iter().enumerate() {
             let port = format!("sd{}", d + 1);
@@ -259,7 +248,6 @@ impl HaLab {
         let port_names: Vec<&str> = ports.iter().map(String::as_str).collect();
         let peer_xdp = attach_xdp_pass(&switch, &port_names)?;
         let gateway: Ipv4Addr = format!("{SERVER_SUBNET}.254").parse()?;
-        let echo = lab.workdir.join("echo.py");
         for i in 0..backends {
             let octet = 11 + i as u8;
             let name = format!("b{}", i + 1);
@@ -275,18 +263,12 @@ impl HaLab {
             ns.run(&["ip", "route", "add", "default", "via", &gateway.to_string()])?;
             lab.backend_ips
                 .push(format!("{SERVER_SUBNET}.{octet}").parse()?);
-            let docroot = lab.workdir.join(&name);
-            fs::create_dir_all(&docroot)?;
-            fs::write(docroot.join("id"), &name)?;
             lab.servers
-                .push(spawn_http_server(&ns, &docroot, &format!("http {name}"))?);
-            lab.servers.push(spawn_echo_server(&ns, &echo, &name)?);
+                .extend(spawn_named_servers(&ns, &lab.workdir, &name)?);
             lab.backends.push(ns);
         }
         for ns in &lab.backends {
-            for port in [80, ECHO_PORT] {
-                wait_listening(ns, port, Duration::from_secs(10))?;
-            }
+            wait_serving(ns)?;
         }
         lab.xlb_args = vec!["--also-interface".into(), "eth1".into()];
         lab.server = Some(ServerSide {
@@ -526,17 +508,9 @@ impl HaLab {
             return Ok(());
         }
         let name = self.director_name(d);
-        let docroot = self.workdir.join(&name);
-        fs::create_dir_all(&docroot)?;
-        fs::write(docroot.join("id"), &name)?;
-        let ns = &self.directors[d];
-        let http = spawn_http_server(ns, &docroot, &format!("http {name}"))?;
-        let echo = spawn_echo_server(ns, &self.workdir.join("echo.py"), &name)?;
-        self.local_servers[d] = vec![http, echo];
-        for port in [80, ECHO_PORT] {
-            wait_listening(&self.directors[d], port, Duration::from_secs(10))?;
-        }
-        Ok(())
+        self.local_servers[d] =
+            spawn_named_servers(&self.directors[d], &self.workdir, &name)?.into();
+        wait_serving(&self.directors[d])
     }
 
     /// Starts keepalived (VRRP only, in the foreground, no respawn) on director `d` with this

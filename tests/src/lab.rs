@@ -388,9 +388,7 @@ asyncio.run(main())
 impl DrLab {
     pub fn new(tag: &str, backends: usize) -> Result<Self> {
         let base = unique_name(tag);
-        let switch = Netns::new(format!("{base}-sw"))?;
-        switch.run(&["ip", "link", "add", "br0", "type", "bridge"])?;
-        switch.run(&["ip", "link", "set", "br0", "up"])?;
+        let switch = new_switch(format!("{base}-sw"))?;
         let workdir = std::env::temp_dir().join(&base);
         fs::create_dir_all(&workdir)?;
 
@@ -416,35 +414,26 @@ impl DrLab {
             peer_xdp,
             switch,
         };
-        fs::write(lab.workdir.join("echo.py"), ECHO_SERVER)?;
         for i in 0..backends {
             let octet = 11 + i as u8;
-            let ns = add_host(&lab.switch, &base, &format!("b{}", i + 1), octet)?;
+            let name = lab.backend_name(i);
+            let ns = add_host(&lab.switch, &base, &name, octet)?;
             lab.backend_ips.push(format!("{SUBNET}.{octet}").parse()?);
             make_dr_backend(&ns, vip)?;
-            let docroot = lab.docroot(i);
-            fs::create_dir_all(&docroot)?;
-            fs::write(docroot.join("id"), format!("b{}", i + 1))?;
+            let [http, echo] = spawn_named_servers(&ns, &lab.workdir, &name)?;
             lab.backends.push(ns);
-            let http = lab.spawn_http(i)?;
             lab.http.push(Some(http));
-            let echo = spawn_echo_server(
-                &lab.backends[i],
-                &lab.workdir.join("echo.py"),
-                &format!("b{}", i + 1),
-            )?;
             lab.echo.push(Some(echo));
         }
-        for i in 0..backends {
-            for port in [80, ECHO_PORT] {
-                lab.wait_listening(i, port, Duration::from_secs(10))?;
-            }
+        for ns in &lab.backends {
+            wait_serving(ns)?;
         }
         Ok(lab)
     }
 
+    /// The docroot of a backend's HTTP server (see [`spawn_named_servers`]).
     fn docroot(&self, backend: usize) -> PathBuf {
-        self.workdir.join(format!("b{}", backend + 1))
+        self.workdir.join(self.backend_name(backend))
     }
 
     /// A backend's name, which its HTTP and echo servers answer: b1, b2, ...
@@ -894,6 +883,35 @@ pub fn make_dr_backend(ns: &Netns, vip: Ipv4Addr) -> Result<()> {
         ("net.ipv4.conf.lo.rp_filter", "0"),
     ] {
         ns.run(&["sysctl", "-q", "-w", &format!("{key}={value}")])?;
+    }
+    Ok(())
+}
+
+/// A namespace for a lab's switch: the bridge `br0`, up, that its hosts are plugged into.
+pub fn new_switch(name: String) -> Result<Netns> {
+    let switch = Netns::new(name)?;
+    switch.run(&["ip", "link", "add", "br0", "type", "bridge"])?;
+    switch.run(&["ip", "link", "set", "br0", "up"])?;
+    Ok(switch)
+}
+
+/// The servers of a host named `name` in every lab: HTTP on port 80 answering `GET /id` with
+/// the name (its docroot `workdir/NAME`) and the echo server on [`ECHO_PORT`] answering the
+/// name to every line. Started, not waited for: see [`wait_serving`].
+pub fn spawn_named_servers(ns: &Netns, workdir: &Path, name: &str) -> Result<[Process; 2]> {
+    let docroot = workdir.join(name);
+    fs::create_dir_all(&docroot)?;
+    fs::write(docroot.join("id"), name)?;
+    Ok([
+        spawn_http_server(ns, &docroot, &format!("http {name}"))?,
+        spawn_echo_server(ns, &workdir.join("echo.py"), name)?,
+    ])
+}
+
+/// Waits (up to 10 s each) until the servers of [`spawn_named_servers`] accept connections.
+pub fn wait_serving(ns: &Netns) -> Result<()> {
+    for port in [80, ECHO_PORT] {
+        wait_listening(ns, port, Duration::from_secs(10))?;
     }
     Ok(())
 }
