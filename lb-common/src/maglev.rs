@@ -13,15 +13,16 @@
 //!
 //! Filling a table takes about M ln M probes, most of them when it is nearly full. The builder
 //! keeps them cheap: taken entries are marked in a bitmap (16 KiB at most, in the L1 cache, where
-//! the table itself is up to 512 KiB); a walk steps without dividing or branching on the wrap, and
-//! two interleaved walks over alternate steps halve its dependency chain; from 35% to 75% full,
-//! a walk's first four entries are probed together and the first free one taken without a
-//! branch (the walk's end is otherwise a mispredicted branch about once a turn); equal weights
-//! (the common case) skip the credit arithmetic. The last 3/4 sqrt(M) entries are not walked to at all:
-//! for each free entry, the number of steps a backend's walk needs to reach it follows from the
-//! inverse of its stride, so the nearest free entry, the one the walk would find, costs one
-//! multiply per free entry rather than about M / free probes (and the inverses, one extended
-//! Euclid for all of them).
+//! the table itself is up to 512 KiB); a walk steps without dividing or branching on the wrap (two
+//! cycles a step on x86-64), and two interleaved walks over alternate steps halve its dependency
+//! chain; from 35% to 75% full, a walk's first four entries are probed together and the first free
+//! one taken without a branch (the walk's end is otherwise a mispredicted branch about once a
+//! turn); equal weights (the common case) skip the credit arithmetic, and with unequal ones the
+//! rounds in which only the heaviest backends take turns are taken as runs, without visiting the
+//! others. The last 3/4 sqrt(M) entries are not walked to at all: for each free entry, the number
+//! of steps a backend's walk needs to reach it follows from the inverse of its stride, so the
+//! nearest free entry, the one the walk would find, costs one multiply per free entry rather than
+//! about M / free probes (and the inverses, one extended Euclid for all of them).
 
 use crate::maps::{Addr, MAX_MAGLEV_TABLE_SIZE, MAX_MEMBERS, NO_BACKEND};
 
