@@ -443,7 +443,6 @@ fn walk_weighted(
     occupied: &mut [u64; OCCUPIED_WORDS],
     table: &mut [u32],
 ) -> usize {
-    let m = size as u32;
     let max = u64::from(max_weight);
     let (mut heaviest, mut lighter_weight) = (0, 0);
     for (i, c) in cursors.iter().enumerate() {
@@ -468,11 +467,7 @@ fn walk_weighted(
             if !turn {
                 continue;
             }
-            if in_window_band(walked - left, size) {
-                claim_in_window(c, m, occupied, table);
-            } else {
-                claim(c, m, occupied, table);
-            }
+            claim_turn(c, walked - left, size, occupied, table);
             left -= 1;
             if left == 0 {
                 return if i + 1 == cursors.len() { 0 } else { i + 1 };
@@ -490,12 +485,13 @@ fn walk_weighted(
             .min((left / heaviest.len()) as u64);
         for _ in 0..quiet {
             for &i in heaviest {
-                let c = &mut cursors[i as usize];
-                if in_window_band(walked - left, size) {
-                    claim_in_window(c, m, occupied, table);
-                } else {
-                    claim(c, m, occupied, table);
-                }
+                claim_turn(
+                    &mut cursors[i as usize],
+                    walked - left,
+                    size,
+                    occupied,
+                    table,
+                );
                 left -= 1;
             }
         }
@@ -679,6 +675,23 @@ fn claim_in_window(
         slot = walk_on(window[WINDOW - 1], a, c, occupied);
     }
     take(c, slot, m, occupied, table);
+}
+
+/// One turn of [`walk_weighted`], `claimed` of the table's `size` entries taken before it: by a
+/// window in the fills [`in_window_band`] names.
+#[inline(always)]
+fn claim_turn(
+    c: &mut Cursor,
+    claimed: usize,
+    size: usize,
+    occupied: &mut [u64; OCCUPIED_WORDS],
+    table: &mut [u32],
+) {
+    if in_window_band(claimed, size) {
+        claim_in_window(c, size as u32, occupied, table);
+    } else {
+        claim(c, size as u32, occupied, table);
+    }
 }
 
 /// `(slot + skip) % m` for `slot < m`, given `back = m - skip`. Whether the walk wraps is a coin
@@ -1049,7 +1062,7 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(4);
         for m in [2u32, 3, 13, 251, 65537, 131071] {
             let skips = (1..m).step_by((m as usize / 100).max(1)).chain([1, m - 1]);
-            for skip in skips.collect::<Vec<_>>() {
+            for skip in skips {
                 let slots = (0..m).step_by((m as usize / 500).max(1));
                 for slot in slots.chain([0, m - skip - 1, m - skip, m - 1]) {
                     let want = (slot + skip) % m;

@@ -27,9 +27,10 @@ use xlb_tests::packet::{DIRECTOR_MAC, L4, PacketSpec};
 
 const ROUNDS: usize = 15;
 const REPEAT: u32 = 200_000;
-/// Maglev builds timed per size, in [`BATCHES`] batches a pause apart: this machine's speed
-/// changes by the second (the same build reads about 0.8 or about 1.05 ms), and one batch
-/// would time one speed only.
+/// Maglev builds timed per size, in [`BATCHES`] batches a pause apart: on a shared host the
+/// machine's throughput changes by the second (a busy SMT sibling halves it while the clock
+/// stays; the same build then reads about a third dearer), and one batch would time one speed
+/// only.
 const BUILDS: usize = 105;
 const BATCHES: usize = 5;
 const BATCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(300);
